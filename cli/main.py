@@ -1,0 +1,53 @@
+"""Entry point of the ``dgpu`` command.
+
+Command groups live in ``dgpu.cli.cmd_*`` modules, each exposing ``command`` (a click
+command or group); they are found at start so that no shared list must be edited to add
+one. Errors of dgpu print as one line of words, never as a traceback.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import pkgutil
+import sys
+
+import click
+
+import dgpu.cli
+from dgpu.cli.output import fail
+from dgpu.protocol.errors import DgpuError
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("-v", "--verbose", count=True, help="More log output (-vv for debug).")
+def cli(verbose: int) -> None:
+    """dgpu: rent GPUs peer to peer, pay per second through a Solana escrow."""
+    level = {0: logging.WARNING, 1: logging.INFO}.get(verbose, logging.DEBUG)
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+def _register() -> None:
+    for info in sorted(pkgutil.iter_modules(dgpu.cli.__path__), key=lambda i: i.name):
+        if info.name.startswith("cmd_"):
+            module = importlib.import_module(f"dgpu.cli.{info.name}")
+            cli.add_command(module.command)
+
+
+def main() -> None:
+    _register()
+    try:
+        cli.main(standalone_mode=False)
+    except click.exceptions.Abort:
+        fail("aborted", code=130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except DgpuError as exc:
+        fail(str(exc))
+    except KeyboardInterrupt:
+        fail("interrupted", code=130)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""dgpu.contracts-client"""

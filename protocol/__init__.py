@@ -1,0 +1,1 @@
+"""Sans-IO core of dgpu: identities, messages, signatures, receipts, state machines."""
