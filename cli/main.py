@@ -13,7 +13,6 @@ import pkgutil
 import sys
 
 import click
-
 import dgpu.cli
 from dgpu.cli.output import fail
 from dgpu.protocol.errors import DgpuError

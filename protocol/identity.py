@@ -15,7 +15,6 @@ from typing import TYPE_CHECKING, Final
 import base58
 import nacl.exceptions
 import nacl.signing
-
 from dgpu.protocol.errors import SignatureError
 
 if TYPE_CHECKING:

@@ -12,7 +12,6 @@ import stat
 from pathlib import Path
 
 import nacl.signing
-
 from dgpu.protocol.errors import KeyFileError
 from dgpu.protocol.identity import PUBLIC_KEY_LEN, SEED_LEN, Identity
 

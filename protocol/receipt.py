@@ -24,7 +24,6 @@ from typing import Final
 
 import nacl.exceptions
 import nacl.signing
-
 from dgpu.protocol.errors import DecodeError, SignatureError
 from dgpu.protocol.identity import PUBLIC_KEY_LEN, SIGNATURE_LEN, Identity, address_of
 

@@ -1,0 +1,254 @@
+"""Typed, immutable messages of the whole job life, with one canonical encoding.
+
+Every message is a frozen ``msgspec`` struct. On the wire a message is a MessagePack map
+whose first key is ``type`` (the tag) followed by every field in declaration order — one
+canonical form: :func:`decode` re-encodes what it parsed and refuses bytes that differ, so
+two encodings of the same message cannot both verify. Amounts are ``int`` base units; no
+float appears anywhere. Signed messages carry ``sig`` as their last field; the signature
+covers the canonical bytes of the message with ``sig`` empty, under a per-kind domain tag
+(see :mod:`dgpu.protocol.signing`).
+
+Flow::
+
+    provider ── Offer ──────────▶ everyone (DHT, gossip, coordinator)
+    renter   ── JobRequest ─────▶ provider
+    provider ── Quote ──────────▶ renter          (terms: price, interval, grace, deposit)
+    renter   ── Agreement ──────▶ provider        (renter's signature over the terms hash)
+    provider ── Agreement ──────▶ renter          (countersigned)
+    renter   ── ChannelOpened ──▶ provider        (escrow channel funded on chain)
+    provider ── JobStatus/LogChunk/UsageReport ─▶ renter
+    renter   ── Receipt ────────▶ provider        (cumulative, signed 96-byte layout)
+    either   ── Cancel / ErrorMessage
+    provider ── OutputManifest ─▶ renter          (sha256 of every output file)
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Final, Literal
+
+import msgspec
+from msgspec import Meta
+
+PROTOCOL_VERSION: Final = 1
+MAX_MESSAGE_BYTES: Final = 64 * 1024
+MAX_LOG_CHUNK_BYTES: Final = 16 * 1024
+# msgspec bounds fit in int64: amounts above 2**63 - 1 base units (9.2e9 dGPU) are refused.
+U64_MAX: Final = 2**63 - 1
+
+# Field types with their bounds: decoding enforces them and names the field on failure.
+U64 = Annotated[int, Meta(ge=0, le=U64_MAX)]
+U32 = Annotated[int, Meta(ge=0, le=2**32 - 1)]
+Version = Annotated[int, Meta(ge=PROTOCOL_VERSION, le=PROTOCOL_VERSION)]
+PublicKey = Annotated[bytes, Meta(min_length=32, max_length=32)]
+Hash32 = Annotated[bytes, Meta(min_length=32, max_length=32)]
+Id16 = Annotated[bytes, Meta(min_length=16, max_length=16)]
+Sig = Annotated[bytes, Meta(max_length=64)]
+ModelName = Annotated[str, Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9 ._-]+$")]
+Region = Annotated[str, Meta(min_length=1, max_length=32, pattern=r"^[a-z0-9-]+$")]
+ShortText = Annotated[str, Meta(max_length=256)]
+Multiaddr = Annotated[str, Meta(min_length=1, max_length=256, pattern=r"^/")]
+GpuCount = Annotated[int, Meta(ge=1, le=64)]
+Seconds = Annotated[int, Meta(ge=1, le=30 * 24 * 3600)]
+
+
+class Message(
+    msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True, tag_field="type"
+):
+    """Base of every wire message."""
+
+    v: Version = PROTOCOL_VERSION
+
+
+class Offer(Message, tag="offer", kw_only=True):
+    """A provider's signed advertisement of GPU capacity at a price."""
+
+    provider: PublicKey
+    offer_id: Id16
+    gpu_model: ModelName
+    gpu_count: GpuCount
+    vram_mb: Annotated[int, Meta(ge=1, le=4 * 1024 * 1024)]
+    power_w: Annotated[int, Meta(ge=0, le=10_000)] = 0
+    simulated: bool
+    price_per_gpu_second: U64
+    mint: PublicKey
+    region: Region
+    max_duration_s: Seconds
+    multiaddrs: Annotated[list[Multiaddr], Meta(max_length=8)]
+    created_at: U64
+    expires_at: U64
+    sig: Sig = b""
+
+
+class EnvVar(msgspec.Struct, frozen=True, array_like=True, forbid_unknown_fields=True):
+    name: Annotated[str, Meta(min_length=1, max_length=128, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]
+    value: Annotated[str, Meta(max_length=4096)]
+
+
+class JobRequest(Message, tag="job_request", kw_only=True):
+    """A renter asks a provider to run a container on some of its GPUs."""
+
+    job_id: Id16
+    renter: PublicKey
+    provider: PublicKey
+    offer_id: Id16
+    gpu_model: ModelName
+    gpu_count: GpuCount
+    image: Annotated[str, Meta(min_length=1, max_length=256, pattern=r"^[A-Za-z0-9./:@_-]+$")]
+    command: Annotated[list[Annotated[str, Meta(max_length=4096)]], Meta(max_length=64)]
+    env: Annotated[list[EnvVar], Meta(max_length=64)] = []
+    max_duration_s: Seconds
+    max_price_per_gpu_second: U64
+    network: bool = False
+    output_dir: Annotated[str, Meta(max_length=256)] = ""
+    max_output_bytes: U64 = 0
+    created_at: U64
+    sig: Sig = b""
+
+
+class Quote(Message, tag="quote", kw_only=True):
+    """The provider's binding terms for one request."""
+
+    job_id: Id16
+    provider: PublicKey
+    renter: PublicKey
+    request_hash: Hash32
+    gpu_model: ModelName
+    gpu_count: GpuCount
+    price_per_gpu_second: U64
+    mint: PublicKey
+    program_id: PublicKey
+    interval_s: Annotated[int, Meta(ge=1, le=3600)]
+    grace_s: Annotated[int, Meta(ge=1, le=3600)]
+    max_duration_s: Seconds
+    deposit: U64
+    max_output_bytes: U64 = 0
+    bulk_addr: Annotated[str, Meta(max_length=256)] = ""
+    expires_at: U64
+    sig: Sig = b""
+
+
+class Agreement(Message, tag="agreement", kw_only=True):
+    """Both parties' signatures over the hash of the quote (the terms)."""
+
+    job_id: Id16
+    terms_hash: Hash32
+    renter_sig: Sig
+    provider_sig: Sig = b""
+
+
+class ChannelOpened(Message, tag="channel_opened", kw_only=True):
+    """The renter funded the escrow channel for this job."""
+
+    job_id: Id16
+    channel: PublicKey
+    open_nonce: U64
+    deposit: U64
+    expires_at: U64
+    signature: Annotated[str, Meta(max_length=128)] = ""
+    sig: Sig = b""
+
+
+class GpuSample(msgspec.Struct, frozen=True, array_like=True, forbid_unknown_fields=True):
+    index: Annotated[int, Meta(ge=0, le=63)]
+    util_pct: Annotated[int, Meta(ge=0, le=100)]
+    mem_used_mb: Annotated[int, Meta(ge=0, le=4 * 1024 * 1024)]
+    power_mw: Annotated[int, Meta(ge=0, le=10_000_000)]
+    temp_c: Annotated[int, Meta(ge=-50, le=200)]
+
+
+class UsageReport(Message, tag="usage_report", kw_only=True):
+    """Provider's signed meter reading: cumulative billed seconds and amount owed."""
+
+    job_id: Id16
+    seq: U32
+    elapsed_s: U32
+    amount_due: U64
+    samples: Annotated[list[GpuSample], Meta(max_length=64)] = []
+    at: U64
+    sig: Sig = b""
+
+
+class Receipt(Message, tag="receipt", kw_only=True):
+    """The renter's signed cumulative receipt; ``sig`` covers the 96-byte layout of
+    :mod:`dgpu.protocol.receipt`, not this msgpack form."""
+
+    job_id: Id16
+    seq: U32
+    renter: PublicKey
+    program_id: PublicKey
+    channel: PublicKey
+    open_nonce: U64
+    cumulative: U64
+    sig: Sig = b""
+
+
+class Cancel(Message, tag="cancel", kw_only=True):
+    job_id: Id16
+    reason: ShortText = ""
+    sig: Sig = b""
+
+
+JobState = Literal["accepted", "starting", "running", "succeeded", "failed", "cancelled", "stopped"]
+
+
+class JobStatus(Message, tag="job_status", kw_only=True):
+    job_id: Id16
+    state: JobState
+    exit_code: Annotated[int, Meta(ge=-255, le=255)] | None = None
+    detail: ShortText = ""
+
+
+class LogChunk(Message, tag="log_chunk", kw_only=True):
+    job_id: Id16
+    seq: U32
+    stream: Literal["stdout", "stderr"]
+    data: Annotated[bytes, Meta(max_length=MAX_LOG_CHUNK_BYTES)]
+
+
+class OutputFile(msgspec.Struct, frozen=True, array_like=True, forbid_unknown_fields=True):
+    path: Annotated[str, Meta(min_length=1, max_length=256, pattern=r"^[^/\x00][^\x00]*$")]
+    sha256: Hash32
+    size: U64
+
+
+class OutputManifest(Message, tag="output_manifest", kw_only=True):
+    job_id: Id16
+    files: Annotated[list[OutputFile], Meta(max_length=256)]
+    sig: Sig = b""
+
+
+ErrorCode = Literal[
+    "bad_request",
+    "bad_signature",
+    "expired",
+    "no_capacity",
+    "price_too_low",
+    "image_not_allowed",
+    "duration_too_long",
+    "not_funded",
+    "unknown_job",
+    "over_limit",
+    "internal",
+]
+
+
+class ErrorMessage(Message, tag="error", kw_only=True):
+    code: ErrorCode
+    message: ShortText
+    job_id: Id16 | None = None
+
+
+AnyMessage = (
+    Offer
+    | JobRequest
+    | Quote
+    | Agreement
+    | ChannelOpened
+    | UsageReport
+    | Receipt
+    | Cancel
+    | JobStatus
+    | LogChunk
+    | OutputManifest
+    | ErrorMessage
+)
