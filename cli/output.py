@@ -7,6 +7,7 @@ import sys
 from typing import Any, NoReturn
 
 from rich.console import Console
+from rich.markup import escape
 
 stderr = Console(stderr=True)
 
@@ -18,5 +19,7 @@ def emit_json(obj: Any) -> None:
 
 
 def fail(message: str, *, code: int = 1) -> NoReturn:
-    stderr.print(f"[bold red]error:[/] {message}", highlight=False)
+    stderr.print(
+        f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True, markup=True
+    )
     sys.exit(code)

@@ -1,0 +1,133 @@
+"""Domain-separated signatures, receipts and their golden vectors, offer validity."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import msgspec
+import pytest
+from dgpu.protocol import (
+    Identity,
+    OfferExpired,
+    OfferNotYetValid,
+    OfferTerms,
+    ReceiptBody,
+    SignatureError,
+    make_offer,
+    parse_offer,
+)
+from dgpu.protocol.errors import DecodeError, OfferError
+from dgpu.protocol.messages import Cancel, Offer, UsageReport
+from dgpu.protocol.offers import offer_bytes
+from dgpu.protocol.signing import sign, signing_payload, verify
+from hypothesis import given
+from hypothesis import strategies as st
+
+VECTORS = json.loads((Path(__file__).parents[1] / "vectors" / "receipts.json").read_text())
+PROVIDER = Identity.from_label("provider")
+TERMS = OfferTerms("H100", 2, 81920, 833_334, bytes(32), "eu-west", 3600, simulated=True)
+
+
+@pytest.mark.parametrize("vector", VECTORS, ids=[v["name"] for v in VECTORS])
+def test_receipt_golden_vectors(vector: dict[str, object]) -> None:
+    body = ReceiptBody(
+        bytes.fromhex(str(vector["program_id_hex"])),
+        bytes.fromhex(str(vector["channel_hex"])),
+        int(str(vector["open_nonce"])),
+        int(str(vector["cumulative"])),
+    )
+    renter = Identity(bytes.fromhex(str(vector["seed_hex"])))
+    assert renter.public_key.hex() == vector["public_key_hex"]
+    assert body.to_bytes().hex() == vector["message_hex"]
+    assert body.sign(renter).hex() == vector["signature_hex"]
+    body.verify(renter.public_key, bytes.fromhex(str(vector["signature_hex"])))
+    assert ReceiptBody.from_bytes(body.to_bytes()) == body
+
+
+def test_receipt_tampering_detected() -> None:
+    renter = Identity.from_label("renter")
+    body = ReceiptBody(bytes(32), b"\x01" * 32, 1, 100)
+    signature = body.sign(renter)
+    for tampered in (
+        ReceiptBody(bytes(32), b"\x01" * 32, 1, 101),
+        ReceiptBody(bytes(32), b"\x01" * 32, 2, 100),
+        ReceiptBody(bytes(32), b"\x02" * 32, 1, 100),
+        ReceiptBody(b"\x09" * 32, b"\x01" * 32, 1, 100),
+    ):
+        with pytest.raises(SignatureError):
+            tampered.verify(renter.public_key, signature)
+    with pytest.raises(SignatureError):
+        body.verify(Identity.from_label("other").public_key, signature)
+
+
+def test_receipt_layout_refuses_bad_input() -> None:
+    with pytest.raises(DecodeError):
+        ReceiptBody.from_bytes(b"\x00" * 95)
+    with pytest.raises(DecodeError, match="tag"):
+        ReceiptBody.from_bytes(b"\x00" * 96)
+    with pytest.raises(DecodeError, match="cumulative"):
+        ReceiptBody(bytes(32), bytes(32), 0, -1)
+    with pytest.raises(DecodeError, match="channel"):
+        ReceiptBody(bytes(32), bytes(31), 0, 1)
+
+
+def test_signature_of_one_kind_is_not_valid_as_another() -> None:
+    cancel = sign(Cancel(job_id=bytes(16)), PROVIDER)
+    report = UsageReport(job_id=bytes(16), seq=1, elapsed_s=1, amount_due=1, at=1)
+    forged = msgspec.structs.replace(report, sig=cancel.sig)
+    with pytest.raises(SignatureError):
+        verify(forged, PROVIDER.public_key)
+    # the same payload under another tag gives another signature
+    assert PROVIDER.sign("cancel", b"x") != PROVIDER.sign("usage_report", b"x")
+
+
+@given(st.integers(0, 2**40), st.integers(1, 2**30))
+def test_tampered_signed_messages_rejected(now: int, price: int) -> None:
+    offer = make_offer(PROVIDER, TERMS, multiaddrs=[], now=now, ttl_s=60)
+    verify(offer, PROVIDER.public_key)
+    tampered = msgspec.structs.replace(
+        offer, price_per_gpu_second=offer.price_per_gpu_second + price
+    )
+    with pytest.raises(SignatureError):
+        verify(tampered, PROVIDER.public_key)
+    with pytest.raises(SignatureError):
+        verify(offer, Identity.from_label("someone else").public_key)
+
+
+def test_unsigned_message_refused() -> None:
+    offer = msgspec.structs.replace(
+        make_offer(PROVIDER, TERMS, multiaddrs=[], now=10, ttl_s=60), sig=b""
+    )
+    with pytest.raises(SignatureError, match="not signed"):
+        verify(offer, PROVIDER.public_key)
+    assert signing_payload(offer) == signing_payload(
+        make_offer(PROVIDER, TERMS, multiaddrs=[], now=10, ttl_s=60, offer_id=offer.offer_id)
+    )
+
+
+def test_offer_time_window() -> None:
+    offer = make_offer(PROVIDER, TERMS, multiaddrs=["/ip4/127.0.0.1/tcp/4001"], now=1000, ttl_s=120)
+    assert parse_offer(offer_bytes(offer), now=1000) == offer
+    with pytest.raises(OfferExpired):
+        parse_offer(offer_bytes(offer), now=1120)
+    with pytest.raises(OfferNotYetValid):
+        parse_offer(offer_bytes(offer), now=900)
+    too_long = make_offer(PROVIDER, TERMS, multiaddrs=[], now=1000, ttl_s=100_000)
+    with pytest.raises(OfferError, match="lifetime"):
+        parse_offer(offer_bytes(too_long), now=1000)
+
+
+def test_offer_signed_by_someone_else_refused() -> None:
+    offer = make_offer(PROVIDER, TERMS, multiaddrs=[], now=1000, ttl_s=60)
+    impostor = msgspec.structs.replace(offer, provider=Identity.from_label("x").public_key)
+    with pytest.raises(SignatureError):
+        parse_offer(offer_bytes(impostor), now=1000)
+
+
+def test_oversized_offer_refused_before_decoding() -> None:
+    from dgpu.protocol import MessageTooLarge
+
+    with pytest.raises(MessageTooLarge):
+        parse_offer(b"\x00" * 5000, now=0)
+    assert isinstance(Offer, type)
