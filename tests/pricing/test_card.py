@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
-
 from dgpu.pricing import (
     BASE_UNITS_PER_DGPU,
     DEFAULT_RATE_CARD,
@@ -21,6 +18,8 @@ from dgpu.pricing import (
     reference_price_per_gpu_hour,
     vram_gb_from_mb,
 )
+from hypothesis import given
+from hypothesis import strategies as st
 
 MODELS = DEFAULT_RATE_CARD.model_names
 

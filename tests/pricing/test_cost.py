@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
-
 from dgpu.pricing import (
     MAX_AMOUNT,
     AmountError,
@@ -15,6 +12,8 @@ from dgpu.pricing import (
     fee_for,
     price_per_gpu_second,
 )
+from hypothesis import given
+from hypothesis import strategies as st
 
 seconds = st.integers(0, 30 * 24 * 3600)
 gpus = st.integers(0, 64)

@@ -5,9 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
-
 from dgpu.pricing import (
     DEFAULT_RATE_CARD,
     AmountError,
@@ -19,6 +16,8 @@ from dgpu.pricing import (
     reference_price,
     reference_prices,
 )
+from hypothesis import given
+from hypothesis import strategies as st
 
 
 @dataclass(frozen=True)
@@ -138,7 +137,12 @@ def test_reference_prices_from_an_offer_book() -> None:
     # 5_300_000_000 * 11_250 / 36_000_000, exact
     assert h100.price_per_gpu_second == 1_656_250
     assert h100.market == MarketStats(
-        offers=3, gpus=10, low=1_400_000, p10=1_400_000, median=1_500_000, p90=1_500_000,
+        offers=3,
+        gpus=10,
+        low=1_400_000,
+        p10=1_400_000,
+        median=1_500_000,
+        p90=1_500_000,
         high=2_000_000,
     )
 

@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
-
 from dgpu.pricing import (
     AmountError,
     PricingConfigError,
@@ -13,6 +10,8 @@ from dgpu.pricing import (
     parse_provider_pricing,
     provider_price,
 )
+from hypothesis import given
+from hypothesis import strategies as st
 
 
 def test_markup_rounds_up_and_floor_holds() -> None:
