@@ -1,0 +1,41 @@
+"""The chain layer: one async ``Chain`` interface, an in-process LiteSVM chain and a
+JSON-RPC chain. See :mod:`dgpu.contracts.chain.errors` for the error tree."""
+
+from dgpu.contracts.chain.errors import (
+    AccountNotFound,
+    ChainError,
+    ChainUnavailable,
+    ConfirmationTimeout,
+    RpcError,
+    TransactionFailed,
+    custom_code,
+    error_json,
+    instruction_index,
+)
+from dgpu.contracts.chain.interface import AnyTransaction, Chain, Simulation, send_instructions
+from dgpu.contracts.chain.ledger import Landed, SvmLedger, parse_wire_transaction
+from dgpu.contracts.chain.rpc import RpcChain
+from dgpu.contracts.chain.svm import LiteSVMChain, escrow_program, status_of
+
+__all__ = [
+    "AccountNotFound",
+    "AnyTransaction",
+    "Chain",
+    "ChainError",
+    "ChainUnavailable",
+    "ConfirmationTimeout",
+    "Landed",
+    "LiteSVMChain",
+    "RpcChain",
+    "RpcError",
+    "Simulation",
+    "SvmLedger",
+    "TransactionFailed",
+    "custom_code",
+    "error_json",
+    "escrow_program",
+    "instruction_index",
+    "parse_wire_transaction",
+    "send_instructions",
+    "status_of",
+]
