@@ -1,0 +1,1 @@
+"""``dgpu devnet``: a whole dgpu network on this machine, one process per part."""
