@@ -17,7 +17,7 @@ from dgpu.protocol.messages import MAX_MESSAGE_BYTES, AnyMessage, Message
 M = TypeVar("M", bound=Message)
 
 _encoder = msgspec.msgpack.Encoder()
-_any_decoder: msgspec.msgpack.Decoder[AnyMessage] = msgspec.msgpack.Decoder(AnyMessage)  # type: ignore[arg-type]
+_any_decoder: msgspec.msgpack.Decoder[AnyMessage] = msgspec.msgpack.Decoder(AnyMessage)
 _decoders: dict[type[Message], msgspec.msgpack.Decoder[Message]] = {}
 _PATH = re.compile(r" - at `\$\.?([^`]*)`$")
 
@@ -35,7 +35,7 @@ def decode_as(kind: type[M], data: bytes, *, limit: int = MAX_MESSAGE_BYTES) -> 
     """Decode a message that must be of ``kind``."""
     decoder = _decoders.get(kind)
     if decoder is None:
-        decoder = _decoders[kind] = msgspec.msgpack.Decoder(kind)  # type: ignore[assignment]
+        decoder = _decoders[kind] = msgspec.msgpack.Decoder(kind)
     message = _checked(decoder, data, limit)
     assert isinstance(message, kind)
     return message

@@ -59,7 +59,7 @@ class Message(
     v: Version = PROTOCOL_VERSION
 
 
-class Offer(Message, tag="offer", kw_only=True):
+class Offer(Message, tag="offer", kw_only=True, frozen=True):
     """A provider's signed advertisement of GPU capacity at a price."""
 
     provider: PublicKey
@@ -84,7 +84,7 @@ class EnvVar(msgspec.Struct, frozen=True, array_like=True, forbid_unknown_fields
     value: Annotated[str, Meta(max_length=4096)]
 
 
-class JobRequest(Message, tag="job_request", kw_only=True):
+class JobRequest(Message, tag="job_request", kw_only=True, frozen=True):
     """A renter asks a provider to run a container on some of its GPUs."""
 
     job_id: Id16
@@ -105,7 +105,7 @@ class JobRequest(Message, tag="job_request", kw_only=True):
     sig: Sig = b""
 
 
-class Quote(Message, tag="quote", kw_only=True):
+class Quote(Message, tag="quote", kw_only=True, frozen=True):
     """The provider's binding terms for one request."""
 
     job_id: Id16
@@ -127,7 +127,7 @@ class Quote(Message, tag="quote", kw_only=True):
     sig: Sig = b""
 
 
-class Agreement(Message, tag="agreement", kw_only=True):
+class Agreement(Message, tag="agreement", kw_only=True, frozen=True):
     """Both parties' signatures over the hash of the quote (the terms)."""
 
     job_id: Id16
@@ -136,7 +136,7 @@ class Agreement(Message, tag="agreement", kw_only=True):
     provider_sig: Sig = b""
 
 
-class ChannelOpened(Message, tag="channel_opened", kw_only=True):
+class ChannelOpened(Message, tag="channel_opened", kw_only=True, frozen=True):
     """The renter funded the escrow channel for this job."""
 
     job_id: Id16
@@ -156,7 +156,7 @@ class GpuSample(msgspec.Struct, frozen=True, array_like=True, forbid_unknown_fie
     temp_c: Annotated[int, Meta(ge=-50, le=200)]
 
 
-class UsageReport(Message, tag="usage_report", kw_only=True):
+class UsageReport(Message, tag="usage_report", kw_only=True, frozen=True):
     """Provider's signed meter reading: cumulative billed seconds and amount owed."""
 
     job_id: Id16
@@ -168,7 +168,7 @@ class UsageReport(Message, tag="usage_report", kw_only=True):
     sig: Sig = b""
 
 
-class Receipt(Message, tag="receipt", kw_only=True):
+class Receipt(Message, tag="receipt", kw_only=True, frozen=True):
     """The renter's signed cumulative receipt; ``sig`` covers the 96-byte layout of
     :mod:`dgpu.protocol.receipt`, not this msgpack form."""
 
@@ -182,7 +182,7 @@ class Receipt(Message, tag="receipt", kw_only=True):
     sig: Sig = b""
 
 
-class Cancel(Message, tag="cancel", kw_only=True):
+class Cancel(Message, tag="cancel", kw_only=True, frozen=True):
     job_id: Id16
     reason: ShortText = ""
     sig: Sig = b""
@@ -191,14 +191,14 @@ class Cancel(Message, tag="cancel", kw_only=True):
 JobState = Literal["accepted", "starting", "running", "succeeded", "failed", "cancelled", "stopped"]
 
 
-class JobStatus(Message, tag="job_status", kw_only=True):
+class JobStatus(Message, tag="job_status", kw_only=True, frozen=True):
     job_id: Id16
     state: JobState
     exit_code: Annotated[int, Meta(ge=-255, le=255)] | None = None
     detail: ShortText = ""
 
 
-class LogChunk(Message, tag="log_chunk", kw_only=True):
+class LogChunk(Message, tag="log_chunk", kw_only=True, frozen=True):
     job_id: Id16
     seq: U32
     stream: Literal["stdout", "stderr"]
@@ -211,7 +211,7 @@ class OutputFile(msgspec.Struct, frozen=True, array_like=True, forbid_unknown_fi
     size: U64
 
 
-class OutputManifest(Message, tag="output_manifest", kw_only=True):
+class OutputManifest(Message, tag="output_manifest", kw_only=True, frozen=True):
     job_id: Id16
     files: Annotated[list[OutputFile], Meta(max_length=256)]
     sig: Sig = b""
@@ -232,7 +232,7 @@ ErrorCode = Literal[
 ]
 
 
-class ErrorMessage(Message, tag="error", kw_only=True):
+class ErrorMessage(Message, tag="error", kw_only=True, frozen=True):
     code: ErrorCode
     message: ShortText
     job_id: Id16 | None = None

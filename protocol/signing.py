@@ -46,7 +46,7 @@ AGREEMENT_KIND = "agreement"
 
 
 def signing_payload(message: Message) -> bytes:
-    return encode(msgspec.structs.replace(message, sig=b""))  # type: ignore[call-arg]
+    return encode(msgspec.structs.replace(message, sig=b""))
 
 
 def _kind(message: Message) -> str:
@@ -58,7 +58,7 @@ def _kind(message: Message) -> str:
 
 def sign(message: M, signer: ident.Identity) -> M:
     signature = signer.sign(_kind(message), signing_payload(message))
-    return msgspec.structs.replace(message, sig=signature)  # type: ignore[call-arg]
+    return msgspec.structs.replace(message, sig=signature)
 
 
 def verify(message: Message, public_key: bytes) -> None:

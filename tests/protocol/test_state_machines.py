@@ -74,7 +74,8 @@ def test_happy_negotiation() -> None:
     opened = renter.channel_opened(channel=b"\x09" * 32, open_nonce=3, expires_at=NOW + 900)
     provider.on_channel_opened(opened)
     provider.on_channel_verified()
-    assert provider.phase is Phase.FUNDED
+    final: Phase = provider.phase
+    assert final is Phase.FUNDED
 
 
 @pytest.mark.parametrize(
