@@ -1,0 +1,36 @@
+"""The node's local store: one sqlite database (WAL, fsync'd commits) per node.
+
+    store = NodeStore.open(data_dir / "node.sqlite")
+    store.save_receipt("provider", receipt, now=now)   # durable when it returns
+    store.unsettled_receipts()                          # what still has to reach the chain
+
+Errors are drawn in :mod:`dgpu.node.store.errors`.
+"""
+
+from dgpu.node.store.db import (
+    FINAL_JOB_STATES,
+    LIVE_JOB_STATES,
+    ChannelRecord,
+    ChannelStatus,
+    JobRecord,
+    NodeStore,
+    Role,
+    SettlementRecord,
+    SettlementStatus,
+)
+from dgpu.node.store.errors import RecordNotFound, SchemaTooNew, StoreError
+
+__all__ = [
+    "FINAL_JOB_STATES",
+    "LIVE_JOB_STATES",
+    "ChannelRecord",
+    "ChannelStatus",
+    "JobRecord",
+    "NodeStore",
+    "RecordNotFound",
+    "Role",
+    "SchemaTooNew",
+    "SettlementRecord",
+    "SettlementStatus",
+    "StoreError",
+]
