@@ -1,0 +1,169 @@
+"""Start the local chain: a LiteSVM ledger with the escrow program and the dGPU mint,
+served over JSON-RPC by hypercorn (asyncio).
+
+The state directory keeps the keys that must survive a restart so that the devnet can
+mint and the mint keeps its address: ``mint-authority.json`` and ``mint.json`` (Solana CLI
+key files, mode 0600), plus ``chain.json`` describing the running node. The ledger itself
+lives in memory and starts empty on every start.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import socket
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from dgpu.contracts.chain import LiteSVMChain, SvmLedger, escrow_program
+from dgpu.contracts.localnet import DGPU_DECIMALS, TokenMint, create_mint
+from dgpu.contracts.rpc_server.app import MAX_BODY_BYTES, create_app
+from dgpu.protocol.identity import Identity
+from dgpu.protocol.keyfile import load_identity, save_identity
+from hypercorn.asyncio import serve as hypercorn_serve
+from hypercorn.config import Config as HypercornConfig
+from solders.keypair import Keypair
+from solders.pubkey import Pubkey
+
+log = logging.getLogger(__name__)
+
+MINT_AUTHORITY_FILE = "mint-authority.json"
+MINT_FILE = "mint.json"
+INFO_FILE = "chain.json"
+AUTHORITY_LAMPORTS = 1_000 * 10**9
+
+
+@dataclass(frozen=True)
+class ServeConfig:
+    state_dir: Path
+    host: str = "127.0.0.1"
+    port: int = 8899
+    escrow: bool = True
+    max_body: int = MAX_BODY_BYTES
+
+
+@dataclass(frozen=True)
+class LocalChain:
+    """What the local node holds: the ledger and the preloaded mint and program."""
+
+    ledger: SvmLedger
+    mint: TokenMint
+    program_id: Pubkey | None
+
+
+@dataclass(frozen=True)
+class ServerInfo:
+    rpc_url: str
+    mint: Pubkey
+    mint_authority: Pubkey
+    mint_authority_keyfile: Path
+    program_id: Pubkey | None
+    decimals: int
+    state_dir: Path
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "rpc_url": self.rpc_url,
+            "mint": str(self.mint),
+            "mint_authority": str(self.mint_authority),
+            "mint_authority_keyfile": str(self.mint_authority_keyfile),
+            "program_id": None if self.program_id is None else str(self.program_id),
+            "decimals": self.decimals,
+            "state_dir": str(self.state_dir),
+        }
+
+
+def _key(state_dir: Path, name: str) -> Keypair:
+    path = state_dir / name
+    if not path.exists():
+        save_identity(Identity.generate(), path)
+    return load_identity(path).to_solders()
+
+
+def _wall_clock() -> int:
+    return int(time.time())
+
+
+def load_state_keys(state_dir: Path) -> tuple[Keypair, Keypair]:
+    """The mint authority and mint keys of ``state_dir``, created on first use."""
+    state_dir.mkdir(parents=True, exist_ok=True)
+    return _key(state_dir, MINT_AUTHORITY_FILE), _key(state_dir, MINT_FILE)
+
+
+async def prepare_local_chain(
+    authority: Keypair,
+    mint_key: Keypair,
+    *,
+    escrow: bool = True,
+    time_source: Callable[[], int] | None = _wall_clock,
+) -> LocalChain:
+    """A fresh ledger (clock following ``time_source``) with the escrow program loaded
+    and the dGPU mint ``mint_key`` created; ``authority`` mints it and holds SOL."""
+    programs: dict[Pubkey, bytes] = {}
+    program_id: Pubkey | None = None
+    if escrow:
+        program_id, elf = escrow_program()
+        programs[program_id] = elf
+    ledger = SvmLedger(programs=programs, time_source=time_source)
+    chain = LiteSVMChain(ledger=ledger)
+    await chain.request_airdrop(authority.pubkey(), AUTHORITY_LAMPORTS)
+    mint = await create_mint(chain, authority, mint=mint_key, decimals=DGPU_DECIMALS)
+    return LocalChain(ledger, mint, program_id)
+
+
+def _write_info(info: ServerInfo) -> None:
+    path = info.state_dir / INFO_FILE
+    path.write_text(json.dumps(info.to_json(), indent=2, sort_keys=True) + "\n")
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+        sock.listen(128)  # queue clients that come before hypercorn starts accepting
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+async def serve(
+    config: ServeConfig,
+    *,
+    on_ready: Callable[[ServerInfo], None],
+    shutdown_trigger: Callable[[], Awaitable[None]],
+) -> None:
+    """Run the local node under asyncio until ``shutdown_trigger`` returns.
+
+    ``on_ready`` gets the node's description once the socket is bound and the mint
+    exists (port 0 picks a free port; the URL carries the real one).
+    """
+    authority, mint_key = load_state_keys(config.state_dir)
+    local = await prepare_local_chain(authority, mint_key, escrow=config.escrow)
+    sock = _bind(config.host, config.port)
+    port = sock.getsockname()[1]
+    host = f"[{config.host}]" if ":" in config.host else config.host
+    info = ServerInfo(
+        rpc_url=f"http://{host}:{port}",
+        mint=local.mint.address,
+        mint_authority=local.mint.authority.pubkey(),
+        mint_authority_keyfile=config.state_dir / MINT_AUTHORITY_FILE,
+        program_id=local.program_id,
+        decimals=local.mint.decimals,
+        state_dir=config.state_dir,
+    )
+    _write_info(info)
+    hyper = HypercornConfig()
+    hyper.bind = [f"fd://{sock.detach()}"]
+    hyper.accesslog = None
+    hyper.errorlog = log
+    hyper.graceful_timeout = 2.0
+    app = create_app(local.ledger, max_body=config.max_body)
+    log.info("local chain on %s, mint %s", info.rpc_url, info.mint)
+    on_ready(info)
+    await hypercorn_serve(app, hyper, shutdown_trigger=shutdown_trigger)
