@@ -1,0 +1,253 @@
+"""MemoryNetwork: the :class:`~dgpu.node.net.interface.Network` of one peer on a hub."""
+
+# The interface takes explicit per-call timeouts (every read has a deadline by design).
+# ruff: noqa: ASYNC109
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+import trio
+from dgpu.node.net.errors import (
+    NetTimeout,
+    NetworkClosed,
+    PeerUnreachable,
+    ProtocolNotSupported,
+)
+from dgpu.node.net.framing import (
+    DEFAULT_READ_TIMEOUT_S,
+    DEFAULT_WRITE_TIMEOUT_S,
+    ByteStream,
+    FramedStream,
+)
+from dgpu.node.net.interface import (
+    DEFAULT_FIND_TIMEOUT_S,
+    DEFAULT_REQUEST_TIMEOUT_S,
+    Handler,
+    MessageStream,
+    PeerRef,
+)
+from dgpu.node.net.memory.hub import MemoryHub
+from dgpu.node.net.records import (
+    check_offer_record,
+    check_own_offer,
+    newest_per_provider,
+    offer_key,
+    provider_key,
+)
+from dgpu.node.net.serving import OfferFanout, Subscription, run_guarded
+from dgpu.protocol.errors import ProtocolError
+from dgpu.protocol.identity import Identity
+from dgpu.protocol.messages import MAX_MESSAGE_BYTES, AnyMessage, Message, Offer
+from dgpu.protocol.offers import offer_bytes, validate_offer
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class MemoryNetworkConfig:
+    max_frame: int = MAX_MESSAGE_BYTES
+    read_timeout_s: float = DEFAULT_READ_TIMEOUT_S
+    write_timeout_s: float = DEFAULT_WRITE_TIMEOUT_S
+    max_inbound_streams: int = 256
+    subscription_buffer: int = 256
+
+
+class MemoryNetwork:
+    """One peer on a :class:`MemoryHub`; open with :func:`open_memory_network`."""
+
+    def __init__(
+        self,
+        hub: MemoryHub,
+        identity: Identity,
+        config: MemoryNetworkConfig,
+        nursery: trio.Nursery,
+    ) -> None:
+        self._hub = hub
+        self._identity = identity
+        self._config = config
+        self._nursery = nursery
+        self._handlers: dict[str, Handler] = {}
+        self._limiter = trio.CapacityLimiter(config.max_inbound_streams)
+        self._fanout = OfferFanout(config.subscription_buffer, self._still_valid)
+        self._peer_id = identity.peer_id
+        self.closed = False
+        self.crashed = False
+
+    # -- Network ---------------------------------------------------------------------
+    @property
+    def peer_id(self) -> str:
+        return self._peer_id
+
+    @property
+    def listen_addrs(self) -> list[str]:
+        return [f"/memory/p2p/{self._peer_id}"]
+
+    def now(self) -> int:
+        return self._hub.now()
+
+    async def advertise(self, offer: Offer, *, timeout: float = DEFAULT_FIND_TIMEOUT_S) -> None:
+        self._check_open()
+        check_own_offer(offer, self._identity, now=self.now())
+        data = offer_bytes(offer)
+        with trio.move_on_after(timeout) as scope:
+            await self._round_trip()
+            self._hub.store_provider(self._peer_id, provider_key(offer.gpu_model))
+            self._hub.store_value(self._peer_id, offer_key(self._peer_id), data)
+        if scope.cancelled_caught:
+            log.info("advertise of %s timed out after %gs", offer.gpu_model, timeout)
+        self._hub.gossip(self._peer_id, data)
+
+    async def find_offers(
+        self, model: str, *, limit: int = 20, timeout: float = DEFAULT_FIND_TIMEOUT_S
+    ) -> list[Offer]:
+        self._check_open()
+        found: list[Offer] = []
+        with trio.move_on_after(timeout):
+            await self._round_trip()
+            providers = self._hub.find_providers(self._peer_id, provider_key(model), limit)
+            await self._round_trip()
+            now = self.now()
+            for peer in providers:
+                key = offer_key(peer)
+                for value in self._hub.get_values(self._peer_id, key):
+                    try:
+                        offer = check_offer_record(key, value, now=now)
+                    except ProtocolError:
+                        log.debug("refused a DHT record under %s", key, exc_info=True)
+                        continue
+                    if offer.gpu_model == model:
+                        found.append(offer)
+        return newest_per_provider(found)[:limit]
+
+    def subscribe_offers(self) -> Subscription:
+        self._check_open()
+        return self._fanout.subscribe()
+
+    @asynccontextmanager
+    async def open_stream(
+        self, peer: PeerRef | str, protocol: str, *, timeout: float = DEFAULT_REQUEST_TIMEOUT_S
+    ) -> AsyncIterator[MessageStream]:
+        stream = await self._dial(PeerRef.of(peer).peer_id, protocol, timeout)
+        async with stream:
+            yield stream
+
+    async def request(
+        self,
+        peer: PeerRef | str,
+        protocol: str,
+        message: Message,
+        *,
+        timeout: float = DEFAULT_REQUEST_TIMEOUT_S,
+    ) -> AnyMessage:
+        with trio.move_on_after(timeout):
+            async with self.open_stream(peer, protocol, timeout=timeout) as stream:
+                await stream.send(message)
+                return await stream.receive(timeout=timeout)
+        raise NetTimeout(f"request {protocol} to {PeerRef.of(peer).peer_id}", timeout)
+
+    def serve(self, protocol: str, handler: Handler) -> None:
+        self._check_open()
+        self._handlers[protocol] = handler
+
+    # -- hub side ---------------------------------------------------------------------
+    @property
+    def wants_gossip(self) -> bool:
+        return self._fanout.subscribed
+
+    def deliver_gossip(self, offer: Offer) -> None:
+        if offer.provider != self._identity.public_key:
+            self._fanout.publish_nowait(offer)
+
+    def accept(self, stream: FramedStream, protocol: str) -> bool:
+        handler = self._handlers.get(protocol)
+        if handler is None or self.closed:
+            return False
+        self._nursery.start_soon(run_guarded, handler, stream, self._limiter)
+        return True
+
+    def crash(self) -> None:
+        self.crashed = True
+        self.close()
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        self._hub.leave(self._peer_id)
+        self._fanout.close()
+        self._nursery.cancel_scope.cancel()
+
+    # -- internals --------------------------------------------------------------------
+    def _check_open(self) -> None:
+        if self.closed:
+            raise NetworkClosed(f"network of {self._peer_id} is closed")
+
+    def _still_valid(self, offer: Offer) -> bool:
+        try:
+            validate_offer(offer, now=self.now())
+        except ProtocolError:
+            return False
+        return True
+
+    async def _round_trip(self) -> None:
+        await trio.sleep(2 * self._hub.faults.latency_s)
+
+    async def _dial(self, peer_id: str, protocol: str, timeout: float) -> FramedStream:
+        self._check_open()
+        self._hub.stats.dials += 1
+        with trio.move_on_after(timeout) as scope:
+            await self._round_trip()
+        if scope.cancelled_caught:
+            raise NetTimeout(f"dial {peer_id}", timeout)
+        self._check_open()
+        target = self._hub.network(peer_id)
+        if target is None or not self._hub.reachable(self._peer_id, peer_id) or self._hub.lost():
+            self._hub.stats.dials_failed += 1
+            raise PeerUnreachable(peer_id, "no route (down, partitioned or dial lost)")
+        conn = self._hub.connect(self._peer_id, peer_id)
+        local, remote = conn.ends
+        cfg, tcfg = self._config, target._config
+        inbound = FramedStream(
+            remote,
+            remote_peer=self._peer_id,
+            protocol=protocol,
+            max_frame=tcfg.max_frame,
+            read_timeout=tcfg.read_timeout_s,
+            write_timeout=tcfg.write_timeout_s,
+        )
+        if not target.accept(inbound, protocol):
+            conn.break_()
+            raise ProtocolNotSupported(peer_id, protocol)
+        return FramedStream(
+            local,
+            remote_peer=peer_id,
+            protocol=protocol,
+            max_frame=cfg.max_frame,
+            read_timeout=cfg.read_timeout_s,
+            write_timeout=cfg.write_timeout_s,
+        )
+
+    async def open_raw_stream(self, peer_id: str, protocol: str) -> ByteStream:
+        """The bare byte stream of a new stream to ``peer_id`` (for tests of hostile peers
+        that send arbitrary bytes); not part of :class:`Network`."""
+        return (await self._dial(peer_id, protocol, DEFAULT_REQUEST_TIMEOUT_S))._stream
+
+
+@asynccontextmanager
+async def open_memory_network(
+    hub: MemoryHub, identity: Identity, config: MemoryNetworkConfig | None = None
+) -> AsyncIterator[MemoryNetwork]:
+    """Join ``hub`` as ``identity``; leave on exit. If the peer is crashed
+    (:meth:`MemoryHub.crash`) the body of this block is cancelled and the block ends
+    quietly; ``net.crashed`` tells which."""
+    async with trio.open_nursery() as nursery:
+        net = MemoryNetwork(hub, identity, config or MemoryNetworkConfig(), nursery)
+        hub.join(net)
+        try:
+            yield net
+        finally:
+            net.close()

@@ -1,0 +1,138 @@
+"""Guards shared by the implementations: handler isolation and offer fan-out.
+
+A handler that raises, or a peer that sends garbage, must never take the node down
+(with py-libp2p an exception escaping a stream handler kills the whole swarm). Every
+inbound stream runs through :func:`run_guarded`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Callable
+
+import trio
+from dgpu.node.net.errors import NetError
+from dgpu.node.net.framing import FramedStream
+from dgpu.node.net.interface import Handler
+from dgpu.protocol.errors import ProtocolError
+from dgpu.protocol.messages import Offer
+
+log = logging.getLogger(__name__)
+
+# Errors a misbehaving or departing peer causes: logged quietly, not as bugs.
+PEER_ERRORS = (NetError, ProtocolError)
+
+
+async def run_guarded(
+    handler: Handler, stream: FramedStream, limiter: trio.CapacityLimiter
+) -> None:
+    """Run one inbound stream's handler; close the stream after, reset it on any error.
+
+    Over ``limiter``'s capacity the stream is reset at once. Only ``trio.Cancelled`` (the
+    network shutting down) and other ``BaseException``s propagate.
+    """
+    try:
+        limiter.acquire_nowait()
+    except trio.WouldBlock:
+        log.warning(
+            "too many inbound streams; resetting %s from %s", stream.protocol, stream.remote_peer
+        )
+        await stream.reset()
+        return
+    try:
+        await handler(stream, stream.remote_peer)
+    except PEER_ERRORS:
+        log.info(
+            "handler for %s from %s stopped on a peer error",
+            stream.protocol,
+            stream.remote_peer,
+            exc_info=True,
+        )
+        await stream.reset()
+    except Exception:  # handler boundary: a bug must not kill the node
+        log.exception("handler for %s from %s failed", stream.protocol, stream.remote_peer)
+        await stream.reset()
+    else:
+        with trio.move_on_after(stream.write_timeout) as scope:
+            scope.shield = True
+            try:
+                await stream.aclose()
+            except NetError:
+                log.debug(
+                    "closing %s stream from %s failed",
+                    stream.protocol,
+                    stream.remote_peer,
+                    exc_info=True,
+                )
+    finally:
+        limiter.release()
+
+
+class OfferFanout:
+    """Delivers validated offers to local subscribers; a slow subscriber loses offers."""
+
+    def __init__(self, buffer: int, validate: Callable[[Offer], bool]) -> None:
+        self._buffer = buffer
+        self._validate = validate
+        self._subscribers: set[trio.MemorySendChannel[Offer]] = set()
+        self.dropped = 0
+
+    @property
+    def subscribed(self) -> bool:
+        return bool(self._subscribers)
+
+    def publish_nowait(self, offer: Offer) -> None:
+        for channel in list(self._subscribers):
+            try:
+                channel.send_nowait(offer)
+            except trio.WouldBlock:
+                self.dropped += 1
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                self._subscribers.discard(channel)
+
+    def subscribe(self) -> Subscription:
+        send, receive = trio.open_memory_channel[Offer](self._buffer)
+        self._subscribers.add(send)
+        return Subscription(receive, self._validate, lambda: self._subscribers.discard(send))
+
+    def close(self) -> None:
+        for channel in self._subscribers:
+            channel.close()
+        self._subscribers.clear()
+
+
+class Subscription:
+    """An :class:`~dgpu.node.net.interface.OfferSubscription`; offers are re-checked as
+    they are read (one may have expired while buffered)."""
+
+    def __init__(
+        self,
+        channel: trio.MemoryReceiveChannel[Offer],
+        still_valid: Callable[[Offer], bool],
+        on_close: Callable[[], None],
+    ) -> None:
+        self._channel = channel
+        self._still_valid = still_valid
+        self._on_close = on_close
+
+    def __aiter__(self) -> AsyncIterator[Offer]:
+        return self
+
+    async def __anext__(self) -> Offer:
+        while True:
+            try:
+                offer = await self._channel.receive()
+            except (trio.EndOfChannel, trio.ClosedResourceError):
+                raise StopAsyncIteration from None
+            if self._still_valid(offer):
+                return offer
+
+    async def aclose(self) -> None:
+        self._on_close()
+        await self._channel.aclose()
+
+    async def __aenter__(self) -> Subscription:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
