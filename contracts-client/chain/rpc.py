@@ -75,6 +75,7 @@ from solders.sysvar import CLOCK
 from solders.transaction import Transaction
 from solders.transaction_status import (
     TransactionConfirmationStatus,
+    TransactionErrorFieldless,
     TransactionStatus,
     UiTransactionEncoding,
 )
@@ -83,6 +84,7 @@ MAX_RESPONSE_BYTES = 32 * 1024 * 1024
 MAX_ACCOUNTS_PER_CALL = 100
 MAX_SIGNATURES_PER_CALL = 256
 PREFLIGHT_FAILURE = -32002
+SIGNATURE_VERIFICATION_FAILURE = -32003
 INVALID_PARAMS = -32602
 
 T = TypeVar("T", covariant=True)
@@ -98,7 +100,9 @@ class RpcChain:
 
     ``http`` is borrowed when given (the caller closes it); otherwise the chain makes
     one and :meth:`aclose` closes it. ``confirm_timeout`` bounds how long
-    ``send_transaction``/``request_airdrop`` wait for confirmation.
+    ``send_transaction``/``request_airdrop`` wait for confirmation. With
+    ``skip_preflight`` a failing transaction lands (and pays its fee) and the failure is
+    read back from ``getSignatureStatuses`` and ``getTransaction``.
     """
 
     def __init__(
@@ -111,6 +115,7 @@ class RpcChain:
         poll_interval: float = 0.4,
         request_timeout: float = 30.0,
         max_response_bytes: int = MAX_RESPONSE_BYTES,
+        skip_preflight: bool = False,
     ) -> None:
         self.url = url
         self._owns_http = http is None
@@ -119,6 +124,7 @@ class RpcChain:
         self._confirm_timeout = confirm_timeout
         self._poll_interval = poll_interval
         self._max_response = max_response_bytes
+        self._skip_preflight = skip_preflight
 
     async def __aenter__(self) -> Self:
         return self
@@ -201,7 +207,7 @@ class RpcChain:
 
     async def send_transaction(self, tx: AnyTransaction) -> Signature:
         config = RpcSendTransactionConfig(
-            skip_preflight=False, preflight_commitment=self._commitment
+            skip_preflight=self._skip_preflight, preflight_commitment=self._commitment
         )
         body: Body = (
             SendLegacyTransaction(tx, config)
@@ -211,6 +217,10 @@ class RpcChain:
         try:
             resp: SendTransactionResp = await self._call(body, SendTransactionResp)
         except RpcError as exc:
+            if exc.code == SIGNATURE_VERIFICATION_FAILURE:
+                raise TransactionFailed(
+                    TransactionErrorFieldless.SignatureFailure, (), signature=tx.signatures[0]
+                ) from None
             if exc.code == PREFLIGHT_FAILURE and isinstance(exc.data, dict):
                 result = _simulation_result(exc.data)
                 if result is not None and result.err is not None:
@@ -222,11 +232,17 @@ class RpcChain:
         return resp.value
 
     async def _confirm(self, signature: Signature) -> None:
-        wanted = {TransactionConfirmationStatus.Confirmed, TransactionConfirmationStatus.Finalized}
-        if self._commitment == CommitmentLevel.Finalized:
-            wanted = {TransactionConfirmationStatus.Finalized}
-        elif self._commitment == CommitmentLevel.Processed:
-            wanted.add(TransactionConfirmationStatus.Processed)
+        levels = [
+            TransactionConfirmationStatus.Processed,
+            TransactionConfirmationStatus.Confirmed,
+            TransactionConfirmationStatus.Finalized,
+        ]
+        if self._commitment == CommitmentLevel.Processed:
+            wanted = levels
+        elif self._commitment == CommitmentLevel.Finalized:
+            wanted = levels[2:]
+        else:
+            wanted = levels[1:]
         with anyio.move_on_after(self._confirm_timeout):
             while True:
                 (status,) = await self.signature_statuses([signature])
