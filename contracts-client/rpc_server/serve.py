@@ -136,7 +136,7 @@ async def serve(
     config: ServeConfig,
     *,
     on_ready: Callable[[ServerInfo], None],
-    shutdown_trigger: Callable[[], Awaitable[None]],
+    shutdown_trigger: Callable[[], Awaitable[object]],
 ) -> None:
     """Run the local node under asyncio until ``shutdown_trigger`` returns.
 
@@ -163,7 +163,7 @@ async def serve(
     hyper.accesslog = None
     hyper.errorlog = log
     hyper.graceful_timeout = 2.0
-    app = create_app(local.ledger, max_body=config.max_body)
+    app: Any = create_app(local.ledger, max_body=config.max_body)  # an ASGI app
     log.info("local chain on %s, mint %s", info.rpc_url, info.mint)
     on_ready(info)
     await hypercorn_serve(app, hyper, shutdown_trigger=shutdown_trigger)
