@@ -1,0 +1,56 @@
+"""Configuration of the libp2p network (frozen data; read from flags/TOML at the edge)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from dgpu.node.net.framing import DEFAULT_READ_TIMEOUT_S, DEFAULT_WRITE_TIMEOUT_S
+from dgpu.node.net.interface import OFFERS_TOPIC
+from dgpu.protocol.messages import MAX_MESSAGE_BYTES
+
+PSK_BYTES = 32
+
+
+@dataclass(frozen=True)
+class GossipConfig:
+    """Gossipsub settings, all explicit: py-libp2p's defaults (120 s heartbeat, 10 msg/s
+    per peer per topic silently dropped, own publishes included) do not suit us."""
+
+    heartbeat_interval_s: int = 1
+    degree: int = 6
+    degree_low: int = 4
+    degree_high: int = 12
+    max_messages_per_topic_per_second: float = 50.0
+    time_to_live_s: int = 60
+    seen_ttl_s: int = 120
+
+
+@dataclass(frozen=True)
+class Libp2pConfig:
+    listen: tuple[str, ...] = ("/ip4/127.0.0.1/tcp/0",)
+    """Multiaddrs to listen on (TCP)."""
+    bootstrap: tuple[str, ...] = ()
+    """Full multiaddrs (``.../p2p/<peer id>``) of peers to join the DHT through."""
+    psk: bytes | None = None
+    """32-byte private-network key: only peers with the same key can connect."""
+    gossip: GossipConfig = field(default_factory=GossipConfig)
+    offers_topic: str = OFFERS_TOPIC
+    dht_inbound_limit: int = 64
+    """Concurrent inbound DHT requests served (py-libp2p resets above its default 12)."""
+    dial_timeout_s: float = 10.0
+    read_timeout_s: float = DEFAULT_READ_TIMEOUT_S
+    write_timeout_s: float = DEFAULT_WRITE_TIMEOUT_S
+    max_frame: int = MAX_MESSAGE_BYTES
+    max_inbound_streams: int = 256
+    subscription_buffer: int = 256
+    find_concurrency: int = 8
+    """Offer values fetched in parallel by ``find_offers``."""
+    rebootstrap_interval_s: float = 30.0
+    """How often to re-dial the bootstrap peers while the routing table is empty."""
+    quiet_libp2p_logs: bool = True
+    """Silence py-libp2p's known shutdown-race and overload log noise (LIBP2P.md hazard
+    12); real errors of our own code are never filtered."""
+
+    def __post_init__(self) -> None:
+        if self.psk is not None and len(self.psk) != PSK_BYTES:
+            raise ValueError(f"private-network key must be {PSK_BYTES} bytes")

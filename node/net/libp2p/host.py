@@ -1,0 +1,95 @@
+"""Building a py-libp2p host the safe way, and the glue between its streams and ours.
+
+* Noise is the only security transport (the default host also accepts plaintext);
+* Yamux is the only muxer;
+* ``ConnectionConfig(max_connections_per_peer=1)`` avoids a 250 ms wait after every dial;
+* an optional private-network key (pnet PSK) keeps other libp2p swarms out: the DHT always
+  speaks ``/ipfs/kad/1.0.0`` whatever prefix is configured.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import cast
+
+import multiaddr
+import trio
+from dgpu.node.net.errors import StreamClosed as NetStreamClosed
+from dgpu.node.net.errors import StreamReset as NetStreamReset
+from dgpu.node.net.libp2p.config import Libp2pConfig
+from dgpu.protocol.identity import Identity
+from libp2p import new_host
+from libp2p.abc import IHost, INetStream
+from libp2p.crypto.keys import KeyPair
+from libp2p.crypto.x25519 import create_new_key_pair as x25519_key_pair
+from libp2p.custom_types import TProtocol
+from libp2p.exceptions import BaseLibp2pError
+from libp2p.network.config import ConnectionConfig
+from libp2p.network.stream.exceptions import StreamClosed, StreamEOF, StreamError
+from libp2p.security.noise.transport import PROTOCOL_ID as NOISE_PROTOCOL_ID
+from libp2p.security.noise.transport import Transport as NoiseTransport
+from libp2p.stream_muxer.yamux.yamux import PROTOCOL_ID as YAMUX_PROTOCOL_ID
+from libp2p.stream_muxer.yamux.yamux import Yamux
+
+log = logging.getLogger(__name__)
+
+# Errors py-libp2p raises from a stream or connection that broke under us.
+LIBP2P_IO_ERRORS = (BaseLibp2pError, OSError, trio.BrokenResourceError, trio.ClosedResourceError)
+
+
+def build_host(identity: Identity, config: Libp2pConfig) -> IHost:
+    key_pair = cast(KeyPair, identity.to_libp2p())
+    noise = NoiseTransport(key_pair, noise_privkey=x25519_key_pair().private_key)
+    return new_host(
+        key_pair=key_pair,
+        sec_opt={TProtocol(NOISE_PROTOCOL_ID): noise},
+        muxer_opt={TProtocol(YAMUX_PROTOCOL_ID): Yamux},
+        connection_config=ConnectionConfig(max_connections_per_peer=1),
+        psk=config.psk.hex() if config.psk is not None else None,
+    )
+
+
+def listen_multiaddrs(config: Libp2pConfig) -> list[multiaddr.Multiaddr]:
+    return [multiaddr.Multiaddr(addr) for addr in config.listen]
+
+
+class Libp2pByteStream:
+    """A :class:`~dgpu.node.net.framing.ByteStream` over a py-libp2p ``INetStream``."""
+
+    def __init__(self, stream: INetStream) -> None:
+        self._stream = stream
+        self._reset = False
+
+    async def send_all(self, data: bytes) -> None:
+        try:
+            await self._stream.write(data)
+        except StreamClosed as exc:
+            raise NetStreamClosed("stream closed for writing") from exc
+        except LIBP2P_IO_ERRORS as exc:
+            raise NetStreamReset(f"stream write failed: {exc!r}") from exc
+
+    async def receive_some(self, max_bytes: int) -> bytes:
+        try:
+            data: bytes = await self._stream.read(max_bytes)
+        except StreamEOF:
+            return b""
+        except (StreamError, *LIBP2P_IO_ERRORS) as exc:
+            raise NetStreamReset(f"stream read failed: {exc!r}") from exc
+        return data
+
+    async def aclose(self) -> None:
+        try:
+            await self._stream.close()
+        except LIBP2P_IO_ERRORS as exc:
+            raise NetStreamReset(f"stream close failed: {exc!r}") from exc
+
+    async def reset(self) -> None:
+        if self._reset:
+            return
+        self._reset = True
+        try:
+            await self._stream.reset()
+        except (*LIBP2P_IO_ERRORS, AttributeError) as exc:
+            # best effort: the stream is gone either way (AttributeError: py-libp2p on a
+            # stream whose connection already went away)
+            log.debug("stream reset failed: %r", exc)

@@ -1,0 +1,325 @@
+"""Libp2pNetwork: the :class:`~dgpu.node.net.interface.Network` over py-libp2p 0.8.1.
+
+Task tree (every task owned by ``open_libp2p_network``)::
+
+    host.run(listen)                      swarm, listeners, inbound stream handlers
+    ├── background_trio_service(dht)      Kademlia, SERVER mode, dgpu validator
+    ├── background_trio_service(pubsub)   + gossipsub router
+    └── nursery: gossip reader, bootstrap maintenance, the caller's block
+"""
+
+# Explicit per-call timeouts are part of the interface.
+# ruff: noqa: ASYNC109
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import multiaddr
+import trio
+from dgpu.node.net.errors import (
+    NetTimeout,
+    NetworkClosed,
+    PeerUnreachable,
+    ProtocolNotSupported,
+    StreamReset,
+)
+from dgpu.node.net.framing import ByteStream, FramedStream
+from dgpu.node.net.interface import (
+    DEFAULT_FIND_TIMEOUT_S,
+    DEFAULT_REQUEST_TIMEOUT_S,
+    Handler,
+    MessageStream,
+    PeerRef,
+)
+from dgpu.node.net.libp2p.config import Libp2pConfig
+from dgpu.node.net.libp2p.dht import find_providers_fresh, get_value_fresh
+from dgpu.node.net.libp2p.host import LIBP2P_IO_ERRORS, Libp2pByteStream
+from dgpu.node.net.libp2p.services import Libp2pServices, start_services
+from dgpu.node.net.records import (
+    check_offer_record,
+    check_own_offer,
+    newest_per_provider,
+    offer_key,
+    provider_key,
+)
+from dgpu.node.net.serving import OfferFanout, Subscription, run_guarded
+from dgpu.protocol.errors import ProtocolError
+from dgpu.protocol.identity import Identity
+from dgpu.protocol.messages import AnyMessage, Message, Offer
+from dgpu.protocol.offers import offer_bytes, validate_offer
+from libp2p.abc import INetStream
+from libp2p.custom_types import TProtocol
+from libp2p.peer.id import ID
+from libp2p.peer.peerinfo import PeerInfo, info_from_p2p_addr
+from libp2p.protocol_muxer.exceptions import (
+    MultiselectClientError,
+    ProtocolNotSupportedError,
+)
+
+log = logging.getLogger(__name__)
+
+_ADDR_TTL_S = 600
+
+
+class Libp2pNetwork:
+    """A running libp2p node; open it with :func:`open_libp2p_network`."""
+
+    def __init__(self, identity: Identity, config: Libp2pConfig, services: Libp2pServices) -> None:
+        self._identity = identity
+        self._config = config
+        self._services = services
+        self._host = services.host
+        self._dht = services.dht
+        self._limiter = trio.CapacityLimiter(config.max_inbound_streams)
+        self._fanout = OfferFanout(config.subscription_buffer, self._still_valid)
+        self._peer_id = identity.peer_id
+        self.closed = False
+        services.on_gossip_offer = self._on_gossip_offer
+
+    # -- Network ---------------------------------------------------------------------
+    @property
+    def peer_id(self) -> str:
+        return self._peer_id
+
+    @property
+    def listen_addrs(self) -> list[str]:
+        return [str(addr) for addr in self._host.get_addrs()]
+
+    def now(self) -> int:
+        return int(time.time())
+
+    @property
+    def routing_table_size(self) -> int:
+        return self._dht.get_routing_table_size()
+
+    async def advertise(self, offer: Offer, *, timeout: float = DEFAULT_FIND_TIMEOUT_S) -> None:
+        self._check_open()
+        check_own_offer(offer, self._identity, now=self.now())
+        data = offer_bytes(offer)
+        with trio.move_on_after(timeout) as scope:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._provide, provider_key(offer.gpu_model))
+                nursery.start_soon(self._put_offer, offer_key(self._peer_id), data)
+        if scope.cancelled_caught:
+            log.info("DHT advertise of %s timed out after %gs", offer.gpu_model, timeout)
+        await self._services.publish_offer(data)
+
+    async def find_offers(
+        self, model: str, *, limit: int = 20, timeout: float = DEFAULT_FIND_TIMEOUT_S
+    ) -> list[Offer]:
+        self._check_open()
+        found: list[Offer] = []
+        with trio.move_on_after(timeout) as scope:
+            providers = await find_providers_fresh(self._dht, provider_key(model), limit)
+            limiter = trio.CapacityLimiter(self._config.find_concurrency)
+            async with trio.open_nursery() as nursery:
+                for info in providers:
+                    self._remember_addrs(info)
+                    nursery.start_soon(self._fetch_offer, info.peer_id, model, found, limiter)
+        if scope.cancelled_caught:
+            log.info("find_offers(%s) stopped at its %gs timeout", model, timeout)
+        return newest_per_provider(found)[:limit]
+
+    def subscribe_offers(self) -> Subscription:
+        self._check_open()
+        return self._fanout.subscribe()
+
+    @asynccontextmanager
+    async def open_stream(
+        self, peer: PeerRef | str, protocol: str, *, timeout: float = DEFAULT_REQUEST_TIMEOUT_S
+    ) -> AsyncIterator[MessageStream]:
+        ref = PeerRef.of(peer)
+        raw = await self._new_stream(ref, protocol, timeout)
+        stream = self._framed(raw, ref.peer_id, protocol)
+        async with stream:
+            yield stream
+
+    async def request(
+        self,
+        peer: PeerRef | str,
+        protocol: str,
+        message: Message,
+        *,
+        timeout: float = DEFAULT_REQUEST_TIMEOUT_S,
+    ) -> AnyMessage:
+        with trio.move_on_after(timeout):
+            async with self.open_stream(peer, protocol, timeout=timeout) as stream:
+                await stream.send(message)
+                return await stream.receive(timeout=timeout)
+        raise NetTimeout(f"request {protocol} to {PeerRef.of(peer).peer_id}", timeout)
+
+    def serve(self, protocol: str, handler: Handler) -> None:
+        self._check_open()
+
+        async def on_stream(stream: INetStream) -> None:
+            # py-libp2p runs this in its swarm's nursery: nothing may escape from here.
+            try:
+                peer = stream.muxed_conn.peer_id.to_base58()
+                framed = self._framed(Libp2pByteStream(stream), peer, protocol)
+                await run_guarded(handler, framed, self._limiter)
+            except Exception:
+                log.exception("inbound %s stream failed before its handler", protocol)
+                await Libp2pByteStream(stream).reset()
+
+        self._host.set_stream_handler(TProtocol(protocol), on_stream)
+
+    # -- extras (not part of Network) -----------------------------------------------------
+    async def open_raw_stream(self, peer: PeerRef | str, protocol: str) -> ByteStream:
+        """The bare byte stream of a new stream (tests of hostile peers)."""
+        return await self._new_stream(PeerRef.of(peer), protocol, DEFAULT_REQUEST_TIMEOUT_S)
+
+    async def connect(self, peer: PeerRef | str, *, timeout: float | None = None) -> None:
+        """Make sure a connection to ``peer`` is open (dials it if needed)."""
+        seconds = self._config.dial_timeout_s if timeout is None else timeout
+        with trio.move_on_after(seconds):
+            await self._connect(PeerRef.of(peer))
+            return
+        raise NetTimeout(f"dial {PeerRef.of(peer).peer_id}", seconds)
+
+    # -- internals --------------------------------------------------------------------
+    def _check_open(self) -> None:
+        if self.closed:
+            raise NetworkClosed(f"network of {self._peer_id} is closed")
+
+    def _framed(self, raw: ByteStream, peer: str, protocol: str) -> FramedStream:
+        cfg = self._config
+        return FramedStream(
+            raw,
+            remote_peer=peer,
+            protocol=protocol,
+            max_frame=cfg.max_frame,
+            read_timeout=cfg.read_timeout_s,
+            write_timeout=cfg.write_timeout_s,
+        )
+
+    def _still_valid(self, offer: Offer) -> bool:
+        try:
+            validate_offer(offer, now=self.now())
+        except ProtocolError:
+            return False
+        return True
+
+    def _on_gossip_offer(self, offer: Offer) -> None:
+        if offer.provider != self._identity.public_key:
+            self._fanout.publish_nowait(offer)
+
+    def _remember_addrs(self, info: PeerInfo) -> None:
+        if info.addrs and info.peer_id != self._host.get_id():
+            self._host.get_peerstore().add_addrs(info.peer_id, info.addrs, _ADDR_TTL_S)
+
+    async def _provide(self, key: str) -> None:
+        try:
+            if not await self._dht.provide(key):
+                log.info("provider record %s reached no DHT peer", key)
+        except LIBP2P_IO_ERRORS:
+            log.info("providing %s failed", key, exc_info=True)
+
+    async def _put_offer(self, key: str, value: bytes) -> None:
+        try:
+            await self._dht.put_value(key, value)
+        except ValueError:  # py-libp2p: refused by the validator, or older than ours
+            log.warning("DHT refused our offer under %s", key, exc_info=True)
+        except LIBP2P_IO_ERRORS:
+            log.info("storing %s failed", key, exc_info=True)
+
+    async def _fetch_offer(
+        self, peer: ID, model: str, found: list[Offer], limiter: trio.CapacityLimiter
+    ) -> None:
+        key = offer_key(peer.to_base58())
+        async with limiter:
+            value = await get_value_fresh(self._dht, key, now=self.now(), quorum=2)
+        if value is None:
+            log.debug("provider %s of %s has no offer in the DHT", peer, model)
+            return
+        try:
+            offer = check_offer_record(key, value, now=self.now())
+        except ProtocolError:
+            log.info("refused the DHT offer under %s", key, exc_info=True)
+            return
+        if offer.gpu_model == model:
+            found.append(offer)
+
+    async def _connect(self, ref: PeerRef) -> ID:
+        try:
+            peer_id = ID.from_base58(ref.peer_id)
+        except ValueError as exc:
+            raise PeerUnreachable(ref.peer_id, "not a peer ID") from exc
+        addrs = [a for a in (_parse_addr(text, peer_id) for text in ref.addrs) if a is not None]
+        host = self._host
+        try:
+            if addrs:
+                await host.connect(PeerInfo(peer_id, addrs))
+            elif peer_id in host.get_connected_peers():
+                return peer_id
+            elif host.get_peerstore().addrs(peer_id):
+                await host.connect(PeerInfo(peer_id, host.get_peerstore().addrs(peer_id)))
+            else:
+                info = await self._dht.find_peer(peer_id)
+                if info is None or not info.addrs:
+                    raise PeerUnreachable(ref.peer_id, "no known address")
+                await host.connect(info)
+        except PeerUnreachable:
+            raise
+        except (*LIBP2P_IO_ERRORS, ValueError) as exc:
+            raise PeerUnreachable(ref.peer_id, f"dial failed: {exc}") from exc
+        return peer_id
+
+    async def _new_stream(self, ref: PeerRef, protocol: str, timeout: float) -> Libp2pByteStream:
+        self._check_open()
+        with trio.move_on_after(timeout):
+            peer_id = await self._connect(ref)
+            try:
+                stream = await self._host.new_stream(peer_id, [TProtocol(protocol)])
+            except LIBP2P_IO_ERRORS as exc:
+                if _not_supported(exc):
+                    raise ProtocolNotSupported(ref.peer_id, protocol) from exc
+                raise StreamReset(f"opening {protocol} stream to {ref.peer_id} failed") from exc
+            return Libp2pByteStream(stream)
+        raise NetTimeout(f"open {protocol} stream to {ref.peer_id}", timeout)
+
+
+def _parse_addr(text: str, peer_id: ID) -> multiaddr.Multiaddr | None:
+    """A dialable address of ``peer_id`` from an offer (addresses of others are ignored)."""
+    try:
+        addr = multiaddr.Multiaddr(text)
+        if "/p2p/" in text:
+            info = info_from_p2p_addr(addr)
+            return info.addrs[0] if info.peer_id == peer_id and info.addrs else None
+    except (ValueError, TypeError, multiaddr.exceptions.Error):
+        return None
+    return addr
+
+
+def _not_supported(exc: BaseException) -> bool:
+    """Whether a failed ``new_stream`` means "the peer does not serve this protocol":
+    py-libp2p wraps that answer into a generic ``MultiselectClientError`` with a message."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, ProtocolNotSupportedError):
+            return True
+        if isinstance(seen, MultiselectClientError) and str(seen).startswith(
+            "protocols not supported"
+        ):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
+@asynccontextmanager
+async def open_libp2p_network(
+    identity: Identity, config: Libp2pConfig | None = None
+) -> AsyncIterator[Libp2pNetwork]:
+    """Start a libp2p node as ``identity``, join the DHT through ``config.bootstrap`` and
+    stop everything on exit."""
+    config = config or Libp2pConfig()
+    async with start_services(identity, config) as services:
+        net = Libp2pNetwork(identity, config, services)
+        try:
+            yield net
+        finally:
+            net.closed = True
+            net._fanout.close()

@@ -1,0 +1,53 @@
+"""py-libp2p's log output, made useful (LIBP2P.md hazard 12).
+
+At import py-libp2p detaches its ``libp2p`` logger (``propagate = False``, no handler), so
+its warnings reach stderr through logging's last-resort handler whatever the application
+configured. We route them through the application's logging instead, and drop, by logger
+and message, only the records known to be noise: errors py-libp2p logs for races of its
+own shutdown and for peers that went away, which it handles itself. Everything else,
+including every record of ``dgpu.*``, passes.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Final
+
+# (logger name, substring of the message) of known-harmless records.
+NOISE: Final[tuple[tuple[str, str], ...]] = (
+    # py-libp2p's own DHT client closes its request streams; the server logs each close
+    ("libp2p.kad_dht.kad_dht", "Failed to read DHT message from stream"),
+    # py-libp2p's own routing-table refresh sends 64-byte keys and its server complains
+    ("libp2p.kad_dht.kad_dht", "FIND_NODE key is not a valid PeerId"),
+    # raised to us as well: Libp2pNetwork reports it as a typed error
+    ("libp2p.host.basic_host", "Failed to open stream to peer"),
+)
+
+
+class Libp2pNoiseFilter(logging.Filter):
+    def __init__(self) -> None:
+        super().__init__()
+        self.dropped = 0
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno >= logging.CRITICAL:
+            return True
+        for name, text in NOISE:
+            if record.name == name and text in record.getMessage():
+                self.dropped += 1
+                return False
+        return True
+
+
+_filter = Libp2pNoiseFilter()
+
+
+def quiet_libp2p_logs() -> Libp2pNoiseFilter:
+    """Idempotent: route ``libp2p`` records to the application's handlers, minus noise."""
+    logging.getLogger("libp2p").propagate = True
+    # A logger's filters see only its own records, so filter each noisy logger itself.
+    for name in {name for name, _ in NOISE}:
+        logger = logging.getLogger(name)
+        if _filter not in logger.filters:
+            logger.addFilter(_filter)
+    return _filter

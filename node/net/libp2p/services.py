@@ -1,0 +1,149 @@
+"""Starting and stopping the py-libp2p machinery behind :class:`Libp2pNetwork`."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+
+import base58
+import multiaddr
+import trio
+from dgpu.node.net.libp2p.config import Libp2pConfig
+from dgpu.node.net.libp2p.host import LIBP2P_IO_ERRORS, build_host, listen_multiaddrs
+from dgpu.node.net.libp2p.quiet import quiet_libp2p_logs
+from dgpu.node.net.libp2p.validator import OfferRecordValidator
+from dgpu.node.net.records import NAMESPACE
+from dgpu.protocol.errors import ProtocolError
+from dgpu.protocol.identity import Identity, peer_id_of
+from dgpu.protocol.messages import Offer
+from dgpu.protocol.offers import parse_offer
+from libp2p.abc import IHost, ISubscriptionAPI
+from libp2p.kad_dht.kad_dht import DHTMode, KadDHT
+from libp2p.peer.id import ID
+from libp2p.peer.peerinfo import info_from_p2p_addr
+from libp2p.pubsub.gossipsub import PROTOCOL_ID, PROTOCOL_ID_V11, GossipSub
+from libp2p.pubsub.pb import rpc_pb2
+from libp2p.pubsub.pubsub import Pubsub
+from libp2p.tools.anyio_service import background_trio_service
+
+log = logging.getLogger(__name__)
+
+
+class Libp2pServices:
+    """The host, DHT and pubsub of one node, and the offers-topic plumbing."""
+
+    def __init__(self, config: Libp2pConfig, host: IHost, dht: KadDHT, pubsub: Pubsub):
+        self.config = config
+        self.host = host
+        self.dht = dht
+        self.pubsub = pubsub
+        self.on_gossip_offer: Callable[[Offer], None] = lambda offer: None
+        self.gossip_refused = 0
+
+    def gossip_offer(self, message: rpc_pb2.Message) -> Offer:
+        """The offer in a gossip message; it must be published by its own provider."""
+        offer = parse_offer(message.data, now=int(time.time()))
+        if base58.b58decode(peer_id_of(offer.provider)) != message.from_id:
+            raise ProtocolError("offer gossiped by another peer than its provider")
+        return offer
+
+    def validate_gossip(self, forwarder: ID, message: rpc_pb2.Message) -> bool:
+        """Gossipsub topic validator: invalid offers are neither delivered nor relayed."""
+        try:
+            self.gossip_offer(message)
+        except ProtocolError as exc:
+            self.gossip_refused += 1
+            log.debug("refused gossip from %s: %s", forwarder, exc)
+            return False
+        return True
+
+    async def publish_offer(self, data: bytes) -> None:
+        with trio.move_on_after(self.config.write_timeout_s):
+            try:
+                await self.pubsub.publish(self.config.offers_topic, data)
+            except LIBP2P_IO_ERRORS:
+                log.info("gossiping an offer failed", exc_info=True)
+
+    async def read_gossip(self, subscription: ISubscriptionAPI) -> None:
+        while True:
+            message = await subscription.get()
+            try:
+                offer = self.gossip_offer(message)
+            except ProtocolError:
+                log.debug("dropped an offer that expired in transit", exc_info=True)
+                continue
+            self.on_gossip_offer(offer)
+
+    async def join(self) -> None:
+        """Dial the bootstrap peers, add them to the DHT and fill the routing table."""
+        for text in self.config.bootstrap:
+            try:
+                info = info_from_p2p_addr(multiaddr.Multiaddr(text))
+            except (ValueError, multiaddr.exceptions.Error):
+                log.warning("ignoring bad bootstrap address %s", text, exc_info=True)
+                continue
+            if info.peer_id == self.host.get_id():
+                continue
+            with trio.move_on_after(self.config.dial_timeout_s) as scope:
+                try:
+                    await self.host.connect(info)
+                    await self.dht.add_peer(info.peer_id)
+                except LIBP2P_IO_ERRORS:
+                    log.warning("bootstrap peer %s unreachable", text, exc_info=True)
+            if scope.cancelled_caught:
+                log.warning("bootstrap peer %s: dial timed out", text)
+        if self.dht.get_routing_table_size():
+            with trio.move_on_after(self.config.dial_timeout_s):
+                try:
+                    await self.dht.refresh_routing_table()
+                except LIBP2P_IO_ERRORS:
+                    log.info("routing table refresh failed", exc_info=True)
+
+    async def keep_joined(self) -> None:
+        while True:
+            await trio.sleep(self.config.rebootstrap_interval_s)
+            if self.config.bootstrap and not self.dht.get_routing_table_size():
+                log.info("routing table empty; dialling the bootstrap peers again")
+                await self.join()
+
+
+@asynccontextmanager
+async def start_services(identity: Identity, config: Libp2pConfig) -> AsyncIterator[Libp2pServices]:
+    if config.quiet_libp2p_logs:
+        quiet_libp2p_logs()
+    host = build_host(identity, config)
+    dht = KadDHT(host, DHTMode.SERVER, strict_validation=True)
+    dht.register_validator(NAMESPACE, OfferRecordValidator())
+    # private attribute: py-libp2p resets inbound DHT streams beyond 12 at once
+    dht._inbound_limiter = trio.CapacityLimiter(config.dht_inbound_limit)
+    g = config.gossip
+    router = GossipSub(
+        protocols=[PROTOCOL_ID_V11, PROTOCOL_ID],
+        degree=g.degree,
+        degree_low=g.degree_low,
+        degree_high=g.degree_high,
+        time_to_live=g.time_to_live_s,
+        heartbeat_interval=g.heartbeat_interval_s,
+        max_messages_per_topic_per_second=g.max_messages_per_topic_per_second,
+    )
+    pubsub = Pubsub(host, router, seen_ttl=g.seen_ttl_s)
+    services = Libp2pServices(config, host, dht, pubsub)
+    pubsub.set_topic_validator(config.offers_topic, services.validate_gossip, False)
+    async with (
+        host.run(listen_addrs=listen_multiaddrs(config)),
+        background_trio_service(dht),
+        background_trio_service(pubsub),
+        background_trio_service(router),
+    ):
+        await pubsub.wait_until_ready()
+        subscription = await pubsub.subscribe(config.offers_topic)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(services.read_gossip, subscription)
+            await services.join()
+            nursery.start_soon(services.keep_joined)
+            try:
+                yield services
+            finally:
+                nursery.cancel_scope.cancel()
