@@ -45,6 +45,10 @@ class Chain(Protocol):
 
     async def latest_blockhash(self) -> Hash: ...
 
+    async def get_slot(self) -> int:
+        """The current slot (e.g. the ``recent_slot`` of a new address lookup table)."""
+        ...
+
     async def send_transaction(self, tx: AnyTransaction) -> Signature:
         """Send, wait until confirmed, return the signature; raise TransactionFailed."""
         ...

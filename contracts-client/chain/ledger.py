@@ -9,6 +9,7 @@ JSON-RPC server. It adds to LiteSVM what a client of a real cluster relies on:
 - a signature history (slot, error, logs, wire bytes) for ``getSignatureStatuses`` and
   ``getTransaction``; a duplicate signature is refused as ``AlreadyProcessed``;
 - preflight: a transaction that fails simulation is refused without landing;
+- SlotHashes kept up to date, so address lookup tables can be created and used;
 - a clock that follows an injected ``time_source`` (never backwards) and can be set or
   warped by tests.
 
@@ -47,6 +48,7 @@ DEFAULT_HISTORY = 100_000
 LAMPORTS_PER_SIGNATURE = 5_000
 AIRDROP_POOL_LAMPORTS = 10**18
 MAX_ACCOUNT_DATA_LEN = 10 * 1024 * 1024
+SLOT_HASHES_KEPT = 512  # what the SlotHashes sysvar holds on a cluster
 
 
 @dataclass(frozen=True)
@@ -108,7 +110,9 @@ class SvmLedger:
         self._recent: deque[Hash] = deque(maxlen=blockhash_window)
         self._recent.append(self._svm.latest_blockhash())
         self._slot = 1
+        self._slot_hashes: deque[tuple[int, Hash]] = deque(maxlen=SLOT_HASHES_KEPT)
         self._svm.warp_to_slot(self._slot)
+        self._publish_slot_hash()
         if start_time is None and time_source is not None:
             start_time = time_source()
         if start_time is not None:
@@ -178,11 +182,18 @@ class SvmLedger:
         with self._lock:
             return self._block_times.get(slot)
 
+    def _publish_slot_hash(self) -> None:
+        """Record the current slot in the SlotHashes sysvar (newest first), so that
+        programs that need a recent slot (address lookup tables) accept it."""
+        self._slot_hashes.appendleft((self._slot, self._recent[-1]))
+        self._svm.set_slot_hashes(list(self._slot_hashes))
+
     def _new_block(self, landed_time: int) -> int:
         self._svm.expire_blockhash()
         self._recent.append(self._svm.latest_blockhash())
         self._slot += 1
         self._svm.warp_to_slot(self._slot)
+        self._publish_slot_hash()
         self._block_times[self._slot] = landed_time
         while len(self._block_times) > self._history_cap:
             self._block_times.popitem(last=False)

@@ -48,6 +48,7 @@ from solders.rpc.requests import (
     GetMinimumBalanceForRentExemption,
     GetMultipleAccounts,
     GetSignatureStatuses,
+    GetSlot,
     GetTokenAccountBalance,
     GetTransaction,
     RequestAirdrop,
@@ -63,6 +64,7 @@ from solders.rpc.responses import (
     GetMinimumBalanceForRentExemptionResp,
     GetMultipleAccountsResp,
     GetSignatureStatusesResp,
+    GetSlotResp,
     GetTokenAccountBalanceResp,
     GetTransactionResp,
     RequestAirdropResp,
@@ -204,6 +206,12 @@ class RpcChain:
             GetLatestBlockhashResp,
         )
         return resp.value.blockhash
+
+    async def get_slot(self) -> int:
+        resp: GetSlotResp = await self._call(
+            GetSlot(RpcContextConfig(commitment=self._commitment)), GetSlotResp
+        )
+        return int(resp.value)
 
     async def send_transaction(self, tx: AnyTransaction) -> Signature:
         config = RpcSendTransactionConfig(

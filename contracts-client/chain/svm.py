@@ -91,6 +91,10 @@ class LiteSVMChain:
         await anyio.lowlevel.checkpoint()
         return self.ledger.latest_blockhash()[0]
 
+    async def get_slot(self) -> int:
+        await anyio.lowlevel.checkpoint()
+        return self.ledger.slot
+
     async def send_transaction(self, tx: AnyTransaction) -> Signature:
         await anyio.lowlevel.checkpoint()
         outcome = self.ledger.submit(tx, preflight=self._preflight)

@@ -3,8 +3,10 @@
 
 from __future__ import annotations
 
+import struct
 import time
 
+import anyio
 import pytest
 from dgpu.contracts import localnet
 from dgpu.contracts.chain import (
@@ -14,11 +16,14 @@ from dgpu.contracts.chain import (
     send_instructions,
 )
 from dgpu.contracts.chain.layout import mint_decimals
+from solders.address_lookup_table_account import AddressLookupTableAccount
 from solders.hash import Hash
+from solders.instruction import AccountMeta, Instruction
 from solders.keypair import Keypair
-from solders.message import Message
+from solders.message import Message, MessageV0
 from solders.pubkey import Pubkey
 from solders.signature import Signature
+from solders.system_program import ID as SYSTEM_PROGRAM_ID
 from solders.system_program import TransferParams, transfer
 from solders.transaction import Transaction, VersionedTransaction
 from solders.transaction_status import TransactionErrorFieldless
@@ -198,7 +203,60 @@ async def send_instructions_with_extra_signer(chain: Chain) -> None:
     assert await chain.get_balance(owner.pubkey()) == SOL - 42  # the payer paid the fee
 
 
+LOOKUP_TABLE_PROGRAM = Pubkey.from_string("AddressLookupTab1e1111111111111111111111111")
+
+
+async def lookup_table_transaction(chain: Chain) -> None:
+    """Create and extend an address lookup table, then pay through a v0 message using it
+    (the chain keeps SlotHashes, so a recent slot is accepted)."""
+    payer = await funded(chain)
+    slot = await chain.get_slot()
+    table, bump = Pubkey.find_program_address(
+        [bytes(payer.pubkey()), slot.to_bytes(8, "little")], LOOKUP_TABLE_PROGRAM
+    )
+    owner_metas = [
+        AccountMeta(payer.pubkey(), is_signer=True, is_writable=False),
+        AccountMeta(payer.pubkey(), is_signer=True, is_writable=True),
+        AccountMeta(SYSTEM_PROGRAM_ID, is_signer=False, is_writable=False),
+    ]
+    create = Instruction(
+        LOOKUP_TABLE_PROGRAM,
+        struct.pack("<IQB", 0, slot, bump),
+        [AccountMeta(table, is_signer=False, is_writable=True), *owner_metas],
+    )
+    await send_instructions(chain, [create], payer)
+    bob, carol = Keypair().pubkey(), Keypair().pubkey()
+    extend = Instruction(
+        LOOKUP_TABLE_PROGRAM,
+        struct.pack("<IQ", 2, 2) + bytes(bob) + bytes(carol),
+        [AccountMeta(table, is_signer=False, is_writable=True), *owner_metas],
+    )
+    await send_instructions(chain, [extend], payer)
+    pays = [
+        transfer(TransferParams(from_pubkey=payer.pubkey(), to_pubkey=to, lamports=n))
+        for to, n in ((bob, 3_000_000), (carol, 4_000_000))
+    ]
+    lookup = AddressLookupTableAccount(table, [bob, carol])
+    msg = MessageV0.try_compile(payer.pubkey(), pays, [lookup], await chain.latest_blockhash())
+    assert len(msg.address_table_lookups) == 1
+    await chain.send_transaction(VersionedTransaction(msg, [payer]))
+    assert await chain.get_balance(bob) == 3_000_000
+    assert await chain.get_balance(carol) == 4_000_000
+
+
+async def concurrent_senders(chain: Chain) -> None:
+    """Many tasks sending at once (one lock serializes the ledger underneath)."""
+    sink = Keypair().pubkey()
+    senders = [await funded(chain, SOL) for _ in range(8)]
+    async with anyio.create_task_group() as tg:
+        for sender in senders:
+            tg.start_soon(localnet.transfer_sol, chain, sender, sink, 1_000)
+    assert await chain.get_balance(sink) == 8_000
+
+
 SCENARIOS: list[Scenario] = [
+    lookup_table_transaction,
+    concurrent_senders,
     transfer_sol,
     versioned_transaction,
     mint_and_move_tokens,
