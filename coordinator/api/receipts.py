@@ -1,0 +1,132 @@
+"""Receipts from providers (renter-signed, provider-posted), channel status, job reports."""
+
+from __future__ import annotations
+
+from typing import Final
+
+from dgpu.coordinator.api.common import (
+    coordinator,
+    json_object,
+    message_bytes,
+    ok,
+    signed_body,
+)
+from dgpu.coordinator.errors import ApiError, bad_request, forbidden, not_found, unprocessable
+from dgpu.coordinator.scores import OUTCOMES
+from dgpu.coordinator.store import ChannelKey
+from dgpu.protocol.codec import decode_as
+from dgpu.protocol.errors import DecodeError, MessageTooLarge, SignatureError
+from dgpu.protocol.identity import address_of, public_key_of_address
+from dgpu.protocol.messages import Receipt
+from dgpu.protocol.signing import verify_receipt
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+MAX_RECEIPT_BYTES: Final = 1024
+
+
+def parse_receipt_body(data: bytes) -> Receipt:
+    try:
+        receipt = decode_as(Receipt, data, limit=MAX_RECEIPT_BYTES)
+    except MessageTooLarge as exc:
+        raise ApiError(413, "message_too_large", str(exc)) from exc
+    except DecodeError as exc:
+        raise bad_request(str(exc), "invalid_message") from exc
+    try:
+        verify_receipt(receipt)
+    except (SignatureError, DecodeError) as exc:
+        raise unprocessable(f"receipt signature: {exc}", "bad_receipt_signature") from exc
+    return receipt
+
+
+async def post_receipt(request: Request) -> JSONResponse:
+    coord = coordinator(request)
+    signer, body = await signed_body(request)
+    data = message_bytes(request, body, "receipt")
+    receipt = parse_receipt_body(data)
+    program = address_of(receipt.program_id)
+    if coord.config.program_id is not None and program != coord.config.program_id:
+        raise unprocessable(
+            f"this coordinator settles channels of program {coord.config.program_id}",
+            "wrong_program",
+        )
+    if receipt.renter == public_key_of_address(signer):
+        raise forbidden("receipts are posted by the channel's provider", "not_channel_provider")
+    if coord.settler is not None and coord.config.verify_channels_on_intake:
+        await coord.settler.check_intake(receipt, signer)
+    now = coord.now()
+    status = await coord.store.channels.ingest(receipt, data, provider=signer, now=now)
+    coord.metrics.receipts_ingested.labels(status).inc()
+    if status == "created":
+        await coord.market.score(signer, now)
+    return ok(
+        {
+            "status": status,
+            "channel": address_of(receipt.channel),
+            "open_nonce": receipt.open_nonce,
+            "cumulative": receipt.cumulative,
+        },
+        status=201 if status == "created" else 200,
+    )
+
+
+async def get_channel(request: Request) -> JSONResponse:
+    coord = coordinator(request)
+    channel = request.path_params["channel"]
+    try:
+        public_key_of_address(channel)
+    except SignatureError as exc:
+        raise bad_request("channel must be a base58 address", "invalid_parameter") from exc
+    rows = await coord.store.db.fetchall(
+        "SELECT channel, open_nonce, program_id, provider, renter, job_id, seq, cumulative,"
+        " settled, state, note, receipts, first_seen, updated_at FROM channels WHERE channel = ?"
+        " ORDER BY open_nonce",
+        (channel,),
+    )
+    if not rows:
+        raise not_found("no receipt for this channel")
+    openings = []
+    for row in rows:
+        doc = dict(row)
+        doc["job_id"] = bytes(row["job_id"]).hex()
+        doc["unsettled"] = max(0, row["cumulative"] - row["settled"])
+        openings.append(doc)
+    return ok({"channel": channel, "openings": openings})
+
+
+async def post_report(request: Request) -> JSONResponse:
+    """A job's outcome, by its renter or provider (input of the reliability score)."""
+    coord = coordinator(request)
+    signer, body = await signed_body(request)
+    doc = json_object(body)
+    job_text, provider, outcome = doc.get("job_id"), doc.get("provider"), doc.get("outcome")
+    if not isinstance(job_text, str) or len(job_text) != 32:
+        raise bad_request("job_id must be 32 hex digits", "invalid_body")
+    try:
+        job_id = bytes.fromhex(job_text)
+    except ValueError as exc:
+        raise bad_request("job_id must be 32 hex digits", "invalid_body") from exc
+    if not isinstance(provider, str) or len(provider) > 44:
+        raise bad_request("provider must be a base58 address", "invalid_body")
+    if outcome not in OUTCOMES:
+        raise bad_request(f"outcome must be one of {', '.join(OUTCOMES)}", "invalid_body")
+    now = coord.now()
+    known = await coord.store.providers.report(
+        job_id=job_id, reporter=signer, provider=provider, outcome=outcome, now=now
+    )
+    if not known:
+        raise not_found("no receipt links this job to this provider and reporter")
+    await coord.market.score(provider, now)
+    return ok({"status": "recorded", "job_id": job_text, "outcome": outcome})
+
+
+def channel_key(channel: bytes, open_nonce: int) -> ChannelKey:
+    return ChannelKey(address_of(channel), open_nonce)
+
+
+routes = [
+    Route("/api/v1/receipts", post_receipt, methods=["POST"]),
+    Route("/api/v1/channels/{channel}", get_channel, methods=["GET"]),
+    Route("/api/v1/reports", post_report, methods=["POST"]),
+]

@@ -1,0 +1,45 @@
+"""Health, Prometheus metrics and the OpenAPI document."""
+
+from __future__ import annotations
+
+from dgpu.coordinator.api.common import coordinator, ok
+from dgpu.coordinator.api.openapi import openapi_document
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+
+async def healthz(request: Request) -> JSONResponse:
+    coord = coordinator(request)
+    offers = await coord.store.offers.count()
+    return ok(
+        {"status": "ok", "time": coord.now(), "offers": offers, "chain": coord.settler is not None}
+    )
+
+
+async def metrics(request: Request) -> Response:
+    coord = coordinator(request)
+    now = coord.now()
+    live = await coord.store.offers.live_summary(now)
+    pending, owed = await coord.store.channels.count_pending()
+    m = coord.metrics
+    m.offers_live.set(live["offers"])
+    m.providers_online.set(live["providers"])
+    m.receipts_pending.set(pending)
+    m.amount_pending.set(owed)
+    return Response(generate_latest(m.registry), media_type=CONTENT_TYPE_LATEST)
+
+
+_DOCUMENT = openapi_document()
+
+
+async def openapi(request: Request) -> JSONResponse:
+    return ok(_DOCUMENT)
+
+
+routes = [
+    Route("/healthz", healthz, methods=["GET"]),
+    Route("/metrics", metrics, methods=["GET"]),
+    Route("/api/v1/openapi.json", openapi, methods=["GET"]),
+]

@@ -1,0 +1,51 @@
+"""Configuration of a coordinator: plain frozen data, built at the edge (the CLI)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class RateLimit:
+    """A token bucket: ``burst`` requests at once, refilled at ``per_second``."""
+
+    per_second: float
+    burst: int
+
+    def __post_init__(self) -> None:
+        if self.per_second <= 0 or self.burst < 1:
+            raise ValueError("a rate limit needs per_second > 0 and burst >= 1")
+
+
+@dataclass(frozen=True)
+class CoordinatorConfig:
+    db_path: Path
+    """The sqlite file (``:memory:`` is refused: the store must survive restarts)."""
+    auth_window_s: int = 60
+    """Signed requests must be dated within this many seconds of the coordinator's clock."""
+    max_body_bytes: int = 16 * 1024
+    """Request bodies above this are refused with 413 before they are read in full."""
+    per_key_limit: RateLimit = RateLimit(per_second=5.0, burst=50)
+    """Signed writes per signer address."""
+    per_ip_limit: RateLimit = RateLimit(per_second=50.0, burst=200)
+    """API requests per client address."""
+    admins: frozenset[str] = frozenset()
+    """Addresses allowed to trigger a settlement round on demand."""
+    relays: frozenset[str] = frozenset()
+    """Addresses allowed to post offers signed by other providers (bootstrap relays)."""
+    settle_every_s: float = 60.0
+    """Interval of the settlement timer; 0 switches the timer off (on demand only)."""
+    snapshot_every_s: float = 60.0
+    """Interval of the reference price snapshots shown in the explorer's chart."""
+    availability_window_s: int = 24 * 3600
+    """Offer uptime is measured over this trailing window."""
+    max_page: int = 200
+    """Largest ``limit`` a search accepts."""
+    mint: str | None = None
+    """When set, offers for another mint are refused (base58 address)."""
+    program_id: str | None = None
+    """When set, receipts for another escrow program are refused (base58 address)."""
+    verify_channels_on_intake: bool = True
+    """With a chain, check a receipt's channel on chain when it first arrives."""
+    site_name: str = "dgpu explorer"

@@ -1,0 +1,1 @@
+"""Server-rendered explorer pages (Jinja2 templates, inline SVG charts, no build step)."""

@@ -1,0 +1,196 @@
+"""Explorer pages: overview, offers, providers, settlements, and "why no match"."""
+
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal
+from typing import Any, Final
+
+from dgpu.coordinator.api.offers import parse_offer_query
+from dgpu.coordinator.api.providers import provider_profile
+from dgpu.coordinator.api.settlements import settlements_page
+from dgpu.coordinator.errors import ApiError, not_found
+from dgpu.coordinator.explorer.charts import bar_chart, line_chart
+from dgpu.coordinator.explorer.whynomatch import Candidate, explain
+from dgpu.coordinator.scores import WEIGHTS
+from dgpu.coordinator.service import Coordinator
+from dgpu.coordinator.store import offer_json
+from dgpu.coordinator.store.offers import SORTS, live_candidates
+from dgpu.pricing import BASE_UNITS_PER_DGPU, SECONDS_PER_HOUR
+from jinja2 import Environment, PackageLoader, select_autoescape
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+from starlette.templating import Jinja2Templates
+
+CHART_WINDOW_S: Final = 24 * 3600
+NO_VALUE: Final = "\u2013"  # an en dash
+
+
+def dgpu_amount(amount: int | None, places: int = 4) -> str:
+    """Base units as dGPU for display (Decimal, never float)."""
+    if amount is None:
+        return NO_VALUE
+    value = Decimal(amount) / Decimal(BASE_UNITS_PER_DGPU)
+    return f"{value:,.{places}f}"
+
+
+def per_hour(price_per_gpu_second: int | None) -> str:
+    if price_per_gpu_second is None:
+        return NO_VALUE
+    return dgpu_amount(price_per_gpu_second * SECONDS_PER_HOUR, 3)
+
+
+def timestamp(value: int | None) -> str:
+    if not value:
+        return NO_VALUE
+    return dt.datetime.fromtimestamp(value, tz=dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def short(value: str, keep: int = 6) -> str:
+    return value if len(value) <= 2 * keep + 1 else f"{value[:keep]}…{value[-keep:]}"
+
+
+def _environment() -> Environment:
+    env = Environment(
+        loader=PackageLoader("dgpu.coordinator", "templates"),
+        autoescape=select_autoescape(["html"]),
+    )
+    env.filters.update(dgpu=dgpu_amount, per_hour=per_hour, ts=timestamp, short=short)
+    return env
+
+
+templates = Jinja2Templates(env=_environment())
+
+
+def _coord(request: Request) -> Coordinator:
+    coord: Coordinator = request.app.state.coordinator
+    return coord
+
+
+def _render(request: Request, name: str, status: int = 200, **context: Any) -> Response:
+    coord = _coord(request)
+    context.setdefault("site_name", coord.config.site_name)
+    context.setdefault("now", coord.now())
+    return templates.TemplateResponse(request, name, context, status_code=status)
+
+
+async def error_page(request: Request, exc: ApiError) -> Response:
+    site = getattr(request.app.state, "coordinator", None)
+    context = {"error": exc, "site_name": site.config.site_name if site else "dgpu", "now": 0}
+    return templates.TemplateResponse(
+        request, "error.html", context, status_code=exc.status, headers=exc.headers
+    )
+
+
+async def overview(request: Request) -> Response:
+    coord = _coord(request)
+    now = coord.now()
+    live = await coord.store.offers.live_summary(now)
+    by_model = await coord.store.offers.gpus_by_model(now)
+    refs = await coord.market.references(now)
+    history = await coord.store.prices.history(now - CHART_WINDOW_S)
+    offered = {r["model_key"] for r in by_model}
+    shown = [m for m in refs if m in offered] or list(refs)
+    series: dict[str, list[tuple[int, int]]] = {m: [] for m in shown}
+    for row in history:
+        if row["model"] in series:
+            series[row["model"]].append((row["at"], row["reference"]))
+    _, batches = await coord.store.channels.batches(5, 0)
+    _, top = await coord.store.providers.listing(now, 5, 0)
+    pending, owed = await coord.store.channels.count_pending()
+    return _render(
+        request,
+        "overview.html",
+        live=live,
+        bars=bar_chart([(r["model_key"], r["gpus"], r["simulated_gpus"] or 0) for r in by_model]),
+        by_model=by_model,
+        chart=line_chart(series),
+        refs=list(refs.values()),
+        settled=await coord.store.channels.total_settled(),
+        pending=pending,
+        owed=owed,
+        batches=batches,
+        top=top,
+    )
+
+
+async def offers_page(request: Request) -> Response:
+    coord = _coord(request)
+    now = coord.now()
+    params = request.query_params
+    query = parse_offer_query(params, coord.market, coord.config.max_page)
+    total, rows = await coord.store.offers.search(query, now)
+    return _render(
+        request,
+        "offers.html",
+        offers=[offer_json(r) for r in rows],
+        total=total,
+        query=query,
+        params=dict(params),
+        models=await coord.store.offers.distinct("model_key", now),
+        regions=await coord.store.offers.distinct("region", now),
+        sorts=list(SORTS),
+        next_offset=query.offset + query.limit if query.offset + query.limit < total else None,
+        prev_offset=max(0, query.offset - query.limit) if query.offset else None,
+    )
+
+
+async def why_page(request: Request) -> Response:
+    coord = _coord(request)
+    now = coord.now()
+    params = request.query_params
+    query = parse_offer_query(params, coord.market, coord.config.max_page)
+    rows = await live_candidates(coord.store.db, now)
+    candidates = [
+        Candidate(
+            r["model_key"],
+            r["gpu_count"],
+            r["vram_mb"],
+            r["price_per_gpu_second"],
+            r["region"],
+            float(r["score"]),
+            bool(r["simulated"]),
+        )
+        for r in rows
+    ]
+    asked = any(v for k, v in params.items() if k not in ("sort", "limit", "offset"))
+    return _render(
+        request,
+        "why.html",
+        explanation=explain(candidates, query) if asked else None,
+        params=dict(params),
+        models=await coord.store.offers.distinct("model_key", now),
+        regions=await coord.store.offers.distinct("region", now),
+    )
+
+
+async def provider_page(request: Request) -> Response:
+    coord = _coord(request)
+    address = request.path_params["address"]
+    profile = await provider_profile(coord, address) if len(address) <= 44 else None
+    if profile is None:
+        raise not_found("no such provider")
+    return _render(request, "provider.html", p=profile, weights=WEIGHTS)
+
+
+async def providers_page(request: Request) -> Response:
+    coord = _coord(request)
+    total, rows = await coord.store.providers.listing(coord.now(), 200, 0)
+    return _render(request, "providers.html", total=total, providers=rows)
+
+
+async def settlements_view(request: Request) -> Response:
+    coord = _coord(request)
+    page = await settlements_page(coord, 50, 0)
+    return _render(request, "settlements.html", page=page)
+
+
+routes = [
+    Route("/", overview, methods=["GET"]),
+    Route("/offers", offers_page, methods=["GET"]),
+    Route("/why", why_page, methods=["GET"]),
+    Route("/providers", providers_page, methods=["GET"]),
+    Route("/providers/{address}", provider_page, methods=["GET"]),
+    Route("/settlements", settlements_view, methods=["GET"]),
+]

@@ -1,0 +1,45 @@
+"""The coordinator's persistent state, one repository per concern over one database."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from dgpu.coordinator.db import Database, open_database
+from dgpu.coordinator.store.channels import ChannelKey, ChannelRepo, ReceiptStatus, Unsettled
+from dgpu.coordinator.store.offers import IngestStatus, OfferQuery, OfferRepo, offer_json
+from dgpu.coordinator.store.providers import PriceRepo, PriceSnapshot, ProviderRepo
+
+
+@dataclass(frozen=True)
+class Store:
+    db: Database
+    offers: OfferRepo
+    channels: ChannelRepo
+    providers: ProviderRepo
+    prices: PriceRepo
+
+
+@asynccontextmanager
+async def open_store(path: Path) -> AsyncIterator[Store]:
+    async with open_database(path) as db:
+        yield Store(db, OfferRepo(db), ChannelRepo(db), ProviderRepo(db), PriceRepo(db))
+
+
+__all__ = [
+    "ChannelKey",
+    "ChannelRepo",
+    "IngestStatus",
+    "OfferQuery",
+    "OfferRepo",
+    "PriceRepo",
+    "PriceSnapshot",
+    "ProviderRepo",
+    "ReceiptStatus",
+    "Store",
+    "Unsettled",
+    "offer_json",
+    "open_store",
+]

@@ -1,0 +1,243 @@
+"""Offer index: the latest version of each signed offer, searchable while it is live."""
+
+from __future__ import annotations
+
+import base64
+import json
+from dataclasses import dataclass
+from typing import Any, Final, Literal
+
+from dgpu.coordinator.db import Database, Row
+from dgpu.coordinator.errors import ApiError
+from dgpu.protocol.identity import address_of
+from dgpu.protocol.messages import Offer
+
+IngestStatus = Literal["created", "refreshed", "duplicate", "stale"]
+SortKey = Literal["price", "-price", "score", "vram", "count", "newest"]
+SORTS: Final[dict[str, str]] = {
+    "price": "o.price_per_gpu_second ASC, o.offer_id ASC",
+    "-price": "o.price_per_gpu_second DESC, o.offer_id ASC",
+    "score": "score DESC, o.price_per_gpu_second ASC, o.offer_id ASC",
+    "vram": "o.vram_mb DESC, o.price_per_gpu_second ASC, o.offer_id ASC",
+    "count": "o.gpu_count DESC, o.price_per_gpu_second ASC, o.offer_id ASC",
+    "newest": "o.created_at DESC, o.offer_id ASC",
+}
+
+
+@dataclass(frozen=True)
+class OfferQuery:
+    """Search filters; ``None`` means "any". ``model_key`` is a normalised model name."""
+
+    model_key: str | None = None
+    count: int | None = None
+    min_vram_mb: int | None = None
+    max_price: int | None = None
+    region: str | None = None
+    min_score: float | None = None
+    simulated: bool | None = None
+    provider: str | None = None
+    sort: str = "price"
+    limit: int = 50
+    offset: int = 0
+
+    def where(self, now: int) -> tuple[str, list[Any]]:
+        clauses = ["o.expires_at > ?"]
+        params: list[Any] = [now]
+        for column, op, value in (
+            ("o.model_key", "=", self.model_key),
+            ("o.gpu_count", ">=", self.count),
+            ("o.vram_mb", ">=", self.min_vram_mb),
+            ("o.price_per_gpu_second", "<=", self.max_price),
+            ("o.region", "=", self.region),
+            ("score", ">=", self.min_score),
+            ("o.provider", "=", self.provider),
+        ):
+            if value is not None:
+                clauses.append(f"{column} {op} ?")
+                params.append(value)
+        if self.simulated is not None:
+            clauses.append("o.simulated = ?")
+            params.append(int(self.simulated))
+        return " AND ".join(clauses), params
+
+
+_SELECT = (
+    "SELECT o.offer_id, o.provider, o.gpu_model, o.model_key, o.gpu_count, o.vram_mb,"
+    " o.power_w, o.simulated, o.price_per_gpu_second, o.mint, o.region, o.max_duration_s,"
+    " o.multiaddrs, o.created_at, o.expires_at, o.source, o.received_at, o.raw,"
+    " coalesce(p.score, 0.0) AS score"
+    " FROM offers o LEFT JOIN providers p ON p.address = o.provider"
+)
+
+
+def offer_json(row: Row) -> dict[str, Any]:
+    """The API form of an offer row (ids in hex, keys in base58, amounts as integers);
+    ``raw`` is the signed canonical MessagePack, for clients to verify the offer themselves."""
+    return {
+        "offer_id": bytes(row["offer_id"]).hex(),
+        "provider": row["provider"],
+        "gpu_model": row["gpu_model"],
+        "model_key": row["model_key"],
+        "gpu_count": row["gpu_count"],
+        "vram_mb": row["vram_mb"],
+        "power_w": row["power_w"],
+        "simulated": bool(row["simulated"]),
+        "price_per_gpu_second": row["price_per_gpu_second"],
+        "mint": row["mint"],
+        "region": row["region"],
+        "max_duration_s": row["max_duration_s"],
+        "multiaddrs": json.loads(row["multiaddrs"]),
+        "created_at": row["created_at"],
+        "expires_at": row["expires_at"],
+        "source": row["source"],
+        "provider_score": round(float(row["score"]), 4),
+        "raw": base64.b64encode(bytes(row["raw"])).decode(),
+    }
+
+
+class OfferRepo:
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    async def ingest(
+        self, offer: Offer, raw: bytes, *, model_key: str, source: str, now: int
+    ) -> IngestStatus:
+        """Store ``offer`` (already verified) unless a same-or-newer version is known."""
+        provider = address_of(offer.provider)
+        async with self._db.transaction() as conn:
+            async with conn.execute(
+                "SELECT provider, created_at, raw FROM offers WHERE offer_id = ?",
+                (offer.offer_id,),
+            ) as cursor:
+                known = await cursor.fetchone()
+            if known is not None:
+                if known["provider"] != provider:
+                    raise ApiError(409, "offer_conflict", "offer_id is taken by another provider")
+                if bytes(known["raw"]) == raw:
+                    return "duplicate"
+                if offer.created_at <= known["created_at"]:
+                    return "stale"
+                await conn.execute("DELETE FROM offers WHERE offer_id = ?", (offer.offer_id,))
+            await conn.execute(
+                "INSERT INTO offers VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                (
+                    offer.offer_id,
+                    provider,
+                    offer.gpu_model,
+                    model_key,
+                    offer.gpu_count,
+                    offer.vram_mb,
+                    offer.power_w,
+                    int(offer.simulated),
+                    offer.price_per_gpu_second,
+                    address_of(offer.mint),
+                    offer.region,
+                    offer.max_duration_s,
+                    json.dumps(list(offer.multiaddrs)),
+                    offer.created_at,
+                    offer.expires_at,
+                    source,
+                    now,
+                    raw,
+                ),
+            )
+            await _extend_presence(conn, provider, now, offer.expires_at)
+            return "created" if known is None else "refreshed"
+
+    async def search(self, query: OfferQuery, now: int) -> tuple[int, list[Row]]:
+        where, params = query.where(now)
+        order = SORTS.get(query.sort, SORTS["price"])
+        # where/order are built from constant fragments; values go through placeholders
+        count_sql = (
+            "SELECT count(*) FROM offers o LEFT JOIN providers p ON p.address = o.provider"  # noqa: S608
+            f" WHERE {where}"
+        )
+        total = await self._db.scalar(count_sql, params)
+        rows = await self._db.fetchall(
+            f"{_SELECT} WHERE {where} ORDER BY {order} LIMIT ? OFFSET ?",
+            [*params, query.limit, query.offset],
+        )
+        return int(total), list(rows)
+
+    async def get(self, offer_id: bytes) -> Row | None:
+        return await self._db.fetchone(f"{_SELECT} WHERE o.offer_id = ?", (offer_id,))
+
+    async def count(self) -> int:
+        return int(await self._db.scalar("SELECT count(*) FROM offers"))
+
+    async def live_rows(self, now: int) -> list[Row]:
+        """Every live offer (model, count, price, provider): input of reference prices."""
+        rows = await self._db.fetchall(
+            "SELECT model_key, gpu_model, gpu_count, price_per_gpu_second, provider, simulated,"
+            " vram_mb FROM offers WHERE expires_at > ?",
+            (now,),
+        )
+        return list(rows)
+
+    async def live_summary(self, now: int) -> dict[str, int]:
+        row = await self._db.fetchone(
+            "SELECT count(*) AS offers, coalesce(sum(gpu_count), 0) AS gpus,"
+            " count(DISTINCT provider) AS providers FROM offers WHERE expires_at > ?",
+            (now,),
+        )
+        assert row is not None
+        return {"offers": row["offers"], "gpus": row["gpus"], "providers": row["providers"]}
+
+    async def gpus_by_model(self, now: int) -> list[Row]:
+        rows = await self._db.fetchall(
+            "SELECT model_key, sum(gpu_count) AS gpus, count(*) AS offers,"
+            " sum(simulated * gpu_count) AS simulated_gpus, min(price_per_gpu_second) AS cheapest"
+            " FROM offers WHERE expires_at > ? GROUP BY model_key ORDER BY gpus DESC, model_key",
+            (now,),
+        )
+        return list(rows)
+
+    async def distinct(self, column: Literal["model_key", "region"], now: int) -> list[str]:
+        rows = await self._db.fetchall(
+            f"SELECT DISTINCT {column} FROM offers WHERE expires_at > ? ORDER BY 1",  # noqa: S608
+            (now,),
+        )
+        return [row[0] for row in rows]
+
+    async def prune(self, before: int) -> int:
+        """Drop offers expired before ``before`` (kept a while for the explorer)."""
+        return await self._db.execute("DELETE FROM offers WHERE expires_at < ?", (before,))
+
+
+async def _extend_presence(conn: Any, provider: str, start: int, end: int) -> None:
+    """Record that ``provider`` is available over ``[start, end)``, merging with its latest
+    interval when they touch. Times are the coordinator's (start is when it heard)."""
+    if end <= start:
+        return
+    async with conn.execute(
+        "SELECT start, end FROM presence WHERE provider = ? ORDER BY start DESC LIMIT 1",
+        (provider,),
+    ) as cursor:
+        last = await cursor.fetchone()
+    if last is not None and last["start"] <= start <= last["end"]:
+        if end > last["end"]:
+            await conn.execute(
+                "UPDATE presence SET end = ? WHERE provider = ? AND start = ?",
+                (end, provider, last["start"]),
+            )
+    else:
+        await conn.execute(
+            "INSERT OR REPLACE INTO presence (provider, start, end) VALUES (?, ?, ?)",
+            (provider, start, end),
+        )
+    await conn.execute(
+        "INSERT INTO providers (address, first_seen, last_seen) VALUES (?, ?, ?)"
+        " ON CONFLICT (address) DO UPDATE SET last_seen = excluded.last_seen",
+        (provider, start, start),
+    )
+
+
+async def live_candidates(db: Database, now: int) -> list[Row]:
+    """Every live offer with its provider's score (input of the "why no match" helper)."""
+    rows = await db.fetchall(
+        "SELECT o.model_key, o.gpu_count, o.vram_mb, o.price_per_gpu_second, o.region,"
+        " o.simulated, coalesce(p.score, 0.0) AS score"
+        " FROM offers o LEFT JOIN providers p ON p.address = o.provider WHERE o.expires_at > ?",
+        (now,),
+    )
+    return list(rows)

@@ -1,0 +1,157 @@
+"""Providers: presence intervals, job reports, cached scores; and price snapshots."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from dgpu.coordinator.db import Database, Row
+from dgpu.coordinator.scores import JobEvidence, ScoreParts
+
+
+@dataclass(frozen=True)
+class PriceSnapshot:
+    model: str
+    reference: int
+    multiplier_bps: int
+    median: int | None
+    p10: int | None
+    p90: int | None
+    gpus: int
+
+
+class ProviderRepo:
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    async def get(self, address: str) -> Row | None:
+        return await self._db.fetchone("SELECT * FROM providers WHERE address = ?", (address,))
+
+    async def intervals(self, address: str, since: int) -> list[tuple[int, int]]:
+        rows = await self._db.fetchall(
+            "SELECT start, end FROM presence WHERE provider = ? AND end > ?", (address, since)
+        )
+        return [(row["start"], row["end"]) for row in rows]
+
+    async def jobs(self, address: str) -> list[JobEvidence]:
+        rows = await self._db.fetchall(
+            "SELECT c.job_id, max(c.settled) AS settled,"
+            " (SELECT r.outcome FROM job_reports r WHERE r.job_id = c.job_id"
+            "   AND r.reporter = c.renter) AS renter_report,"
+            " (SELECT r.outcome FROM job_reports r WHERE r.job_id = c.job_id"
+            "   AND r.reporter = c.provider) AS provider_report"
+            " FROM channels c WHERE c.provider = ? GROUP BY c.job_id",
+            (address,),
+        )
+        return [
+            JobEvidence(row["settled"], row["renter_report"], row["provider_report"])
+            for row in rows
+        ]
+
+    async def settled(self, address: str) -> int:
+        return int(
+            await self._db.scalar(
+                "SELECT coalesce(sum(settled), 0) FROM channels WHERE provider = ?", (address,)
+            )
+        )
+
+    async def live_offer_prices(self, address: str, now: int) -> list[tuple[str, int]]:
+        rows = await self._db.fetchall(
+            "SELECT model_key, price_per_gpu_second FROM offers"
+            " WHERE provider = ? AND expires_at > ?",
+            (address, now),
+        )
+        return [(row[0], row[1]) for row in rows]
+
+    async def save_score(self, address: str, parts: ScoreParts, now: int) -> None:
+        await self._db.execute(
+            "UPDATE providers SET score = ?, reliability = ?, availability = ?, volume = ?,"
+            " price_performance = ?, scored_at = ? WHERE address = ?",
+            (
+                parts.score,
+                parts.reliability,
+                parts.availability,
+                parts.volume,
+                parts.price_performance,
+                now,
+                address,
+            ),
+        )
+
+    async def addresses(self) -> list[str]:
+        rows = await self._db.fetchall("SELECT address FROM providers ORDER BY address")
+        return [row[0] for row in rows]
+
+    async def listing(self, now: int, limit: int, offset: int) -> tuple[int, list[Row]]:
+        total = await self._db.scalar("SELECT count(*) FROM providers")
+        rows = await self._db.fetchall(
+            "SELECT p.*, (SELECT count(*) FROM offers o WHERE o.provider = p.address"
+            "   AND o.expires_at > ?) AS live_offers,"
+            " (SELECT coalesce(sum(gpu_count), 0) FROM offers o WHERE o.provider = p.address"
+            "   AND o.expires_at > ?) AS live_gpus,"
+            " (SELECT coalesce(sum(settled), 0) FROM channels c WHERE c.provider = p.address)"
+            "   AS settled"
+            " FROM providers p ORDER BY p.score DESC, p.address LIMIT ? OFFSET ?",
+            (now, now, limit, offset),
+        )
+        return int(total), list(rows)
+
+    async def report(
+        self, *, job_id: bytes, reporter: str, provider: str, outcome: str, now: int
+    ) -> bool:
+        """Store a job outcome report; the latest report of each reporter wins.
+        Returns whether the job is known for this provider and reporter."""
+        known = await self._db.scalar(
+            "SELECT count(*) FROM channels WHERE job_id = ? AND provider = ?"
+            " AND (renter = ? OR provider = ?)",
+            (job_id, provider, reporter, reporter),
+        )
+        if not known:
+            return False
+        await self._db.execute(
+            "INSERT INTO job_reports (job_id, reporter, provider, outcome, at)"
+            " VALUES (?, ?, ?, ?, ?) ON CONFLICT (job_id, reporter)"
+            " DO UPDATE SET outcome = excluded.outcome, at = excluded.at",
+            (job_id, reporter, provider, outcome, now),
+        )
+        return True
+
+    async def recent_demand(self, since: int) -> list[Row]:
+        """Channels that received a receipt since ``since``, with their provider's cheapest
+        live offer (model, GPUs): the demand side of the market multiplier."""
+        rows = await self._db.fetchall(
+            "SELECT c.channel, (SELECT o.gpu_model FROM offers o WHERE o.provider = c.provider"
+            "   ORDER BY o.expires_at DESC LIMIT 1) AS gpu_model,"
+            " (SELECT o.gpu_count FROM offers o WHERE o.provider = c.provider"
+            "   ORDER BY o.expires_at DESC LIMIT 1) AS gpu_count"
+            " FROM channels c WHERE c.updated_at >= ?",
+            (since,),
+        )
+        return [row for row in rows if row["gpu_model"] is not None]
+
+
+class PriceRepo:
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    async def add(self, at: int, snapshots: Iterable[PriceSnapshot]) -> None:
+        async with self._db.transaction() as conn:
+            await conn.executemany(
+                "INSERT OR REPLACE INTO price_snapshots VALUES (?,?,?,?,?,?,?,?)",
+                [
+                    (at, s.model, s.reference, s.multiplier_bps, s.median, s.p10, s.p90, s.gpus)
+                    for s in snapshots
+                ],
+            )
+
+    async def history(self, since: int, models: Sequence[str] = ()) -> list[Row]:
+        sql = "SELECT * FROM price_snapshots WHERE at >= ?"
+        params: list[object] = [since]
+        if models:
+            sql += f" AND model IN ({','.join('?' * len(models))})"
+            params.extend(models)
+        rows = await self._db.fetchall(sql + " ORDER BY at, model", params)
+        return list(rows)
+
+    async def prune(self, before: int) -> int:
+        return await self._db.execute("DELETE FROM price_snapshots WHERE at < ?", (before,))
