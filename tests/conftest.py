@@ -1,0 +1,3 @@
+"""Shared fixtures: each group lives in its own module, registered here."""
+
+pytest_plugins = ["tests.fixtures_docker"]
