@@ -1,0 +1,128 @@
+"""Configuration of the node's two roles: frozen dataclasses, passed explicitly.
+
+Nothing here reads the environment or a file; the CLI builds these from its flags (and
+the pricing TOML through :mod:`dgpu.pricing.config`). Money is integers of base units,
+durations whole seconds.
+
+:class:`ProviderFaults` and :class:`RenterFaults` make a node misbehave on purpose, for
+tests and network simulations (a provider that over-reports, a renter that stops paying);
+their defaults are honest, and the CLI never sets them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Final
+
+from dgpu.pricing import DEFAULT_RATE_CARD, NEUTRAL_BPS, ProviderPricing, RateCard
+from dgpu.protocol.errors import DgpuError
+
+DEFAULT_MAX_OUTPUT_BYTES: Final = 64 * 1024 * 1024
+MAX_DURATION_CAP_S: Final = 30 * 24 * 3600
+
+
+class ConfigError(DgpuError, ValueError):
+    """A configuration value out of range (raised at construction)."""
+
+
+def _positive(name: str, value: int) -> None:
+    if value < 1:
+        raise ConfigError(f"{name} must be at least 1, got {value}")
+
+
+@dataclass(frozen=True)
+class ProviderFaults:
+    """Deliberate misbehaviour of a provider (tests and simulations only)."""
+
+    over_report_s: int = 0
+    """Claim this many seconds more than really elapsed in every UsageReport."""
+
+
+@dataclass(frozen=True)
+class RenterFaults:
+    """Deliberate misbehaviour of a renter (tests and simulations only)."""
+
+    stop_signing_after: int | None = None
+    """Sign this many receipts, then answer no more UsageReports (keep the stream open)."""
+
+
+@dataclass(frozen=True)
+class ProviderConfig:
+    """What a provider offers and accepts.
+
+    The price of a GPU model is ``price_per_gpu_second`` when given, else the rate card's
+    price for the GPU (model, VRAM, power) under ``multiplier_bps``, with ``pricing``'s
+    floor and markup applied (:func:`dgpu.pricing.provider_price`).
+    """
+
+    mint: bytes
+    program_id: bytes
+    region: str = "local"
+    pricing: ProviderPricing = field(default_factory=ProviderPricing)
+    rate_card: RateCard = DEFAULT_RATE_CARD
+    multiplier_bps: int = NEUTRAL_BPS
+    price_per_gpu_second: int | None = None
+    allowed_images: frozenset[str] = frozenset()
+    """Images a job may use; empty allows any image (say so loudly in the CLI)."""
+    max_duration_s: int = 24 * 3600
+    interval_s: int = 10
+    """Seconds between UsageReports."""
+    grace_s: int = 30
+    """How long past an interval the provider waits for a receipt before stopping the job."""
+    offer_ttl_s: int = 300
+    allow_network: bool = False
+    max_output_bytes: int = DEFAULT_MAX_OUTPUT_BYTES
+    funding_timeout_s: int = 180
+    """How long GPUs stay reserved for an agreed job whose channel has not been shown."""
+    channel_margin_s: int = 60
+    """The channel must not expire before the job's latest end plus this margin."""
+    settle_on_finish: bool = True
+    """Without a coordinator, submit the job's latest receipt on chain when it ends."""
+    output_retention_s: int = 600
+    """How long finished outputs stay available for the renter to fetch."""
+    cpu_limit: float | None = None
+    memory_limit_mb: int | None = None
+    faults: ProviderFaults = field(default_factory=ProviderFaults)
+
+    def __post_init__(self) -> None:
+        for name in ("mint", "program_id"):
+            if len(getattr(self, name)) != 32:
+                raise ConfigError(f"{name} must be a 32-byte public key")
+        for name in ("interval_s", "grace_s", "offer_ttl_s", "funding_timeout_s"):
+            _positive(name, getattr(self, name))
+        if not 1 <= self.max_duration_s <= MAX_DURATION_CAP_S:
+            raise ConfigError(f"max_duration_s must be 1..{MAX_DURATION_CAP_S} seconds")
+        if self.price_per_gpu_second is not None and self.price_per_gpu_second < 0:
+            raise ConfigError("price_per_gpu_second must not be negative")
+        if self.interval_s > 3600 or self.grace_s > 3600:
+            raise ConfigError("interval_s and grace_s must be at most 3600 seconds")
+
+
+@dataclass(frozen=True)
+class RenterConfig:
+    """How a renter pays and checks."""
+
+    mint: bytes
+    program_id: bytes
+    fee_bps: int = DEFAULT_RATE_CARD.platform_fee_bps
+    """Only to show the platform's share in estimates; the chain applies its own."""
+    tolerance_s: int = 2
+    """Clock slack granted to a provider's reports (see RenterMeter)."""
+    channel_margin_s: int = 120
+    """Channel expiry = now + the job's max duration + this margin."""
+    negotiate_timeout_s: float = 30.0
+    start_timeout_s: float = 120.0
+    """How long to wait for the provider to start the job once the channel is shown."""
+    silence_timeout_s: int = 0
+    """Give up on a provider silent this long; 0 = the quote's interval + grace + 30 s."""
+    max_attempts: int = 3
+    """Offers to try in rank order before giving up."""
+    faults: RenterFaults = field(default_factory=RenterFaults)
+
+    def __post_init__(self) -> None:
+        for name in ("mint", "program_id"):
+            if len(getattr(self, name)) != 32:
+                raise ConfigError(f"{name} must be a 32-byte public key")
+        _positive("max_attempts", self.max_attempts)
+        if not 0 <= self.fee_bps <= 10_000:
+            raise ConfigError("fee_bps must be 0..10000")

@@ -1,0 +1,451 @@
+"""The provider role: advertise GPUs, negotiate, verify funding on chain, run and meter jobs.
+
+Everything it touches is injected — the network, the escrow, the executor, the GPU
+backend, the store, the clock (``now()``: Unix seconds; trio's clock paces the loops) and,
+optionally, the coordinator and an output host — so the same code runs on libp2p with
+Docker and on the in-memory network under trio's ``MockClock``::
+
+    provider = Provider(identity=..., config=..., network=net, escrow=escrow,
+                        executor=executor, gpu_backend=backend, store=store)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(provider.run)        # recovered, serving, first offer out
+        outcome = await provider.wait_job(job_id)
+
+``run`` first recovers from a previous life (jobs it no longer owns are closed, their
+containers removed, unsettled receipts settled), then serves ``/dgpu/negotiate/1.0.0``
+and ``/dgpu/metering/1.0.0`` and keeps its offer advertised. Every job runs in the
+provider's own nursery; cancelling ``run`` stops them all (containers removed).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import trio
+from dgpu.node.config import ProviderConfig
+from dgpu.node.gpu.types import GpuBackend
+from dgpu.node.net.errors import NetError
+from dgpu.node.net.interface import METERING_PROTOCOL, NEGOTIATE_PROTOCOL, MessageStream, Network
+from dgpu.node.payments.escrow import Escrow
+from dgpu.node.provider.capacity import GpuPool, model_price, offer_terms
+from dgpu.node.provider.funding import PendingJob, Refusal, check_request, verify_channel
+from dgpu.node.provider.ports import OfferDesk, OutputHost, ProviderExecutor
+from dgpu.node.provider.session import ProviderSession, SessionOutcome
+from dgpu.node.provider.settlement import SettleResult, hand_to_desk, settle_on_chain
+from dgpu.node.store import LIVE_JOB_STATES, JobRecord, NodeStore
+from dgpu.protocol.codec import encode
+from dgpu.protocol.errors import DecodeError, DgpuError
+from dgpu.protocol.identity import Identity, public_key_of_peer_id
+from dgpu.protocol.messages import Agreement, ChannelOpened, ErrorMessage, JobRequest, Offer
+from dgpu.protocol.negotiation import QUOTE_TTL_S, ProviderNegotiation, ProviderPolicy, Refused
+from dgpu.protocol.offers import make_offer
+
+if TYPE_CHECKING:  # trio_typing's stubs shadow trio's own annotations for mypy
+    from trio_typing import TaskStatus
+
+log = logging.getLogger(__name__)
+
+READ_TIMEOUT_S = 30.0
+SWEEP_INTERVAL_S = 5.0
+SETTLE_RETRY_S = 60.0
+
+
+@dataclass(frozen=True)
+class ProviderStatus:
+    address: str
+    peer_id: str
+    gpus: int
+    free: dict[str, int]
+    running: list[str]
+    waiting_for_channel: list[str]
+    unsettled: int
+    offer: Offer | None
+
+
+class Provider:
+    """The provider role of a node (see the module docstring)."""
+
+    def __init__(
+        self,
+        *,
+        identity: Identity,
+        config: ProviderConfig,
+        network: Network,
+        escrow: Escrow,
+        executor: ProviderExecutor,
+        gpu_backend: GpuBackend,
+        store: NodeStore,
+        clock: Callable[[], int] | None = None,
+        desk: OfferDesk | None = None,
+        outputs: OutputHost | None = None,
+        outputs_dir: Path | None = None,
+    ) -> None:
+        if config.program_id != escrow.program_id:
+            raise DgpuError("the config's program id is not the escrow's")
+        self.identity = identity
+        self.config = config
+        self.network = network
+        self.escrow = escrow
+        self.executor = executor
+        self.gpu_backend = gpu_backend
+        self.store = store
+        self.clock = clock or network.now
+        self.desk = desk
+        self.outputs = outputs
+        self.outputs_dir = outputs_dir
+        self.pool = GpuPool(gpu_backend.list_gpus())
+        if not self.pool.gpus:
+            raise DgpuError("this provider has no GPU to offer")
+        self.offer: Offer | None = None
+        self._pending: dict[bytes, PendingJob] = {}
+        self._sessions: dict[bytes, ProviderSession] = {}
+        self._done: dict[bytes, trio.Event] = {}
+        self._outcomes: dict[bytes, SessionOutcome] = {}
+        self._capacity_changed = trio.Event()
+        self._nursery: trio.Nursery | None = None
+
+    # -- public -----------------------------------------------------------------------
+
+    async def run(
+        self, *, task_status: TaskStatus[Provider] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        """Recover, serve and advertise until cancelled (see the module docstring)."""
+        await self.recover()
+        try:
+            async with trio.open_nursery() as nursery:
+                self._nursery = nursery
+                self.network.serve(NEGOTIATE_PROTOCOL, self._on_negotiate)
+                self.network.serve(METERING_PROTOCOL, self._on_metering)
+                await nursery.start(self._advertise_loop)
+                nursery.start_soon(self._sweep_loop)
+                if self.desk is not None:
+                    nursery.start_soon(self._desk_retry_loop)
+                task_status.started(self)
+        finally:
+            self._nursery = None
+
+    async def recover(self) -> list[SettleResult]:
+        """Close the jobs of a previous life, remove their containers, settle receipts."""
+        now = self.clock()
+        for job in self.store.jobs("provider", states=LIVE_JOB_STATES):
+            state = "abandoned" if job.started_at is None else "stopped"
+            self.store.update_job(
+                job.job_id,
+                "provider",
+                now=now,
+                state=state,
+                ended_at=now,
+                stop_reason="provider_restart",
+                detail="the provider restarted while the job was live",
+            )
+            log.warning("job %s was %s when the provider stopped", job.job_id.hex(), job.state)
+        removed = await self.executor.cleanup_orphans(self.identity.address, keep=frozenset())
+        if removed:
+            log.warning("removed containers of jobs no longer owned: %s", ", ".join(removed))
+        return await self.settle_pending()
+
+    async def settle_pending(self) -> list[SettleResult]:
+        """Hand every unsettled receipt to the coordinator, or settle it on chain."""
+        if not self.store.unsettled_receipts():
+            return []
+        if self.desk is not None:
+            return await hand_to_desk(self.store, self.desk, now=self.clock)
+        try:
+            return await settle_on_chain(self.store, self.escrow, self.identity, now=self.clock)
+        except DgpuError as exc:
+            log.warning("settlement failed, will retry later: %s", exc)
+            return []
+
+    async def wait_job(self, job_id: bytes) -> SessionOutcome:
+        """Wait until a job this provider runs has ended, and return how."""
+        event = self._done.setdefault(job_id, trio.Event())
+        await event.wait()
+        return self._outcomes[job_id]
+
+    def status(self) -> ProviderStatus:
+        free = {model: len(self.pool.free(model)) for model in self.pool.models()}
+        return ProviderStatus(
+            address=self.identity.address,
+            peer_id=self.identity.peer_id,
+            gpus=len(self.pool.gpus),
+            free=free,
+            running=[j.hex() for j in self._sessions],
+            waiting_for_channel=[j.hex() for j in self._pending],
+            unsettled=len(self.store.unsettled_receipts()),
+            offer=self.offer,
+        )
+
+    def policy(self, model: str) -> ProviderPolicy:
+        """What this provider accepts now for GPUs of ``model`` (the most numerous model
+        when it has none of ``model``)."""
+        models = self.pool.models()
+        if model not in models:
+            model = models[0]
+        free = self.pool.free(model)
+        gpu = free[0] if free else next(g for g in self.pool.gpus if g.model == model)
+        return ProviderPolicy(
+            price_per_gpu_second=model_price(self.config, gpu),
+            gpu_model=model,
+            free_gpus=len(free),
+            mint=self.config.mint,
+            program_id=self.escrow.program_id,
+            max_duration_s=self.config.max_duration_s,
+            interval_s=self.config.interval_s,
+            grace_s=self.config.grace_s,
+            allowed_images=self.config.allowed_images,
+            allow_network=self.config.allow_network,
+            max_output_bytes=self.config.max_output_bytes if self.outputs is not None else 0,
+            bulk_addr=self.outputs.address if self.outputs is not None else "",
+        )
+
+    # -- advertising ------------------------------------------------------------------
+
+    def _current_offer(self, now: int) -> Offer | None:
+        best = None
+        for model in self.pool.models():
+            terms = offer_terms(self.config, self.pool, model)
+            if terms is not None and (best is None or terms.gpu_count > best.gpu_count):
+                best = terms
+        if best is None:
+            return None
+        return make_offer(
+            self.identity,
+            best,
+            multiaddrs=self.network.listen_addrs[:8],
+            now=now,
+            ttl_s=self.config.offer_ttl_s,
+        )
+
+    async def _advertise_loop(self, *, task_status: TaskStatus[None]) -> None:
+        started = False
+        while True:
+            self._capacity_changed = trio.Event()
+            offer = self._current_offer(self.clock())
+            if offer is not None:
+                await self._publish(offer)
+            if not started:
+                task_status.started()
+                started = True
+            with trio.move_on_after(max(1.0, self.config.offer_ttl_s / 2)):
+                await self._capacity_changed.wait()
+
+    async def _publish(self, offer: Offer) -> None:
+        try:
+            await self.network.advertise(offer)
+        except NetError as exc:
+            log.warning("advertising failed: %s", exc)
+            return
+        self.offer = offer
+        if self.desk is not None:
+            try:
+                await self.desk.post_offer(offer)
+            except DgpuError as exc:
+                log.warning("the coordinator did not take our offer: %s", exc)
+
+    def _capacity_change(self) -> None:
+        self._capacity_changed.set()
+
+    # -- housekeeping -----------------------------------------------------------------
+
+    async def _sweep_loop(self) -> None:
+        """Release GPUs of agreed jobs whose channel never came."""
+        while True:
+            await trio.sleep(SWEEP_INTERVAL_S)
+            for job_id in self.pool.expire(trio.current_time()):
+                if self._pending.pop(job_id, None) is not None:
+                    self.store.update_job(
+                        job_id,
+                        "provider",
+                        now=self.clock(),
+                        state="abandoned",
+                        detail="no funded channel was shown in time",
+                    )
+                    log.info("job %s abandoned: no channel in time", job_id.hex())
+                self._capacity_change()
+
+    async def _desk_retry_loop(self) -> None:
+        while True:
+            await trio.sleep(SETTLE_RETRY_S)
+            await self.settle_pending()
+
+    # -- negotiation ------------------------------------------------------------------
+
+    async def _refuse(self, stream: MessageStream, refusal: Refusal) -> None:
+        log.info("refused %s: %s (%s)", refusal.job_id_hex, refusal.message, refusal.code)
+        try:
+            await stream.send(refusal.message_for_wire())
+        except NetError:
+            log.debug("could not tell the renter why", exc_info=True)
+
+    async def _on_negotiate(self, stream: MessageStream, peer: str) -> None:
+        if self._nursery is None:
+            await stream.send(ErrorMessage(code="internal", message="provider is stopping"))
+            return
+        try:
+            request = await stream.receive_as(JobRequest, timeout=READ_TIMEOUT_S)
+        except DecodeError as exc:
+            await self._refuse(stream, Refusal("bad_request", f"malformed job request: {exc}"))
+            return
+        self.pool.expire(trio.current_time())
+        negotiation = ProviderNegotiation(self.identity)
+        try:
+            check_request(request, peer, self.config, self.store)
+            quote = negotiation.on_request(
+                request, self.policy(request.gpu_model), now=self.clock()
+            )
+        except Refusal as refusal:
+            await self._refuse(stream, refusal.for_job(request.job_id))
+            return
+        except Refused as exc:
+            await self._refuse(stream, Refusal(exc.code, exc.message, request.job_id))
+            return
+        hold_until = trio.current_time() + QUOTE_TTL_S + self.config.funding_timeout_s
+        gpus = self.pool.reserve(request.job_id, quote.gpu_model, quote.gpu_count, hold_until)
+        if not gpus:
+            await self._refuse(stream, Refusal("no_capacity", "GPUs taken", request.job_id))
+            return
+        try:
+            await stream.send(quote)
+            agreement = await stream.receive_as(Agreement, timeout=QUOTE_TTL_S)
+            countersigned = negotiation.on_agreement(agreement, now=self.clock())
+        except Refused as exc:
+            self.pool.release(request.job_id)
+            await self._refuse(stream, Refusal(exc.code, exc.message, request.job_id))
+            return
+        except BaseException:
+            self.pool.release(request.job_id)
+            raise
+        now = self.clock()
+        self.store.insert_job(
+            JobRecord(
+                job_id=request.job_id,
+                role="provider",
+                state="agreed",
+                counterparty=request.renter,
+                created_at=now,
+                updated_at=now,
+                request=encode(request),
+                quote=encode(quote),
+                agreement=encode(countersigned),
+                gpus=",".join(str(i) for i in gpus),
+            )
+        )
+        self._pending[request.job_id] = PendingJob(negotiation, request, quote, gpus)
+        self._capacity_change()
+        await stream.send(countersigned)
+
+    # -- funding and the job ----------------------------------------------------------
+
+    async def _on_metering(self, stream: MessageStream, peer: str) -> None:
+        nursery = self._nursery
+        if nursery is None:
+            await stream.send(ErrorMessage(code="internal", message="provider is stopping"))
+            return
+        try:
+            opened = await stream.receive_as(ChannelOpened, timeout=READ_TIMEOUT_S)
+        except DecodeError as exc:
+            await self._refuse(stream, Refusal("bad_request", f"malformed message: {exc}"))
+            return
+        pending = self._pending.get(opened.job_id)
+        if pending is None or pending.request.renter != _peer_key(peer):
+            await self._refuse(
+                stream, Refusal("unknown_job", "no agreed job waits for this", opened.job_id)
+            )
+            return
+        del self._pending[opened.job_id]
+        try:
+            channel = await verify_channel(
+                pending, opened, self.escrow, self.identity, self.config, self.store, self.clock()
+            )
+        except Refusal as refusal:
+            self._abandon(pending, refusal.message)
+            await self._refuse(stream, refusal.for_job(opened.job_id))
+            return
+        except BaseException:
+            self._abandon(pending, "channel check failed")
+            raise
+        self.store.update_job(
+            opened.job_id,
+            "provider",
+            now=self.clock(),
+            state="funded",
+            channel=opened.channel,
+            open_nonce=opened.open_nonce,
+            deposit=channel.deposit,
+            channel_expires_at=opened.expires_at,
+        )
+        indices = self.pool.occupy(opened.job_id)
+        session = ProviderSession(
+            identity=self.identity,
+            config=self.config,
+            store=self.store,
+            executor=self.executor,
+            gpu_backend=self.gpu_backend,
+            clock=self.clock,
+            request=pending.request,
+            quote=pending.quote,
+            channel=channel,
+            gpus=self.pool.info(indices),
+            stream=stream,
+            outputs=self.outputs,
+            outputs_dir=self.outputs_dir,
+        )
+        finished = trio.Event()
+        nursery.start_soon(self._run_session, session, finished)
+        await finished.wait()
+
+    def _abandon(self, pending: PendingJob, detail: str) -> None:
+        self.pool.release(pending.quote.job_id)
+        self._capacity_change()
+        self.store.update_job(
+            pending.quote.job_id, "provider", now=self.clock(), state="abandoned", detail=detail
+        )
+
+    async def _run_session(self, session: ProviderSession, finished: trio.Event) -> None:
+        job_id = session.job_id
+        self._sessions[job_id] = session
+        try:
+            outcome = await session.run()
+        finally:
+            del self._sessions[job_id]
+            self.pool.release(job_id)
+            self._capacity_change()
+            finished.set()
+        log.info(
+            "job %s %s: %d s billed, %d paid",
+            job_id.hex(),
+            outcome.state,
+            outcome.seconds_billed,
+            outcome.paid,
+        )
+        if outcome.latest is not None:
+            await self._hand_over(outcome)
+        self._outcomes[job_id] = outcome
+        self._done.setdefault(job_id, trio.Event()).set()
+
+    async def _hand_over(self, outcome: SessionOutcome) -> None:
+        assert outcome.latest is not None
+        if self.desk is not None:
+            await hand_to_desk(self.store, self.desk, now=self.clock, receipts=[outcome.latest])
+        elif self.config.settle_on_finish:
+            try:
+                await settle_on_chain(
+                    self.store,
+                    self.escrow,
+                    self.identity,
+                    now=self.clock,
+                    receipts=[outcome.latest],
+                )
+            except DgpuError as exc:
+                log.warning("settling job %s failed: %s", outcome.latest.job_id.hex(), exc)
+
+
+def _peer_key(peer: str) -> bytes:
+    try:
+        return public_key_of_peer_id(peer)
+    except DgpuError:
+        return b""

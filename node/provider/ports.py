@@ -1,0 +1,61 @@
+"""What the provider needs from parts other packages supply, as small interfaces.
+
+* :class:`ProviderExecutor`: :class:`dgpu.node.executors.base.Executor` plus the orphan
+  sweep a restarted provider runs (``DockerExecutor`` has both).
+* :class:`OfferDesk`: the coordinator as a provider uses it (post offers and receipts).
+* :class:`OutputHost`: where finished outputs are served to the renter from.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Sequence
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from dgpu.node.executors.base import Job
+from dgpu.node.executors.spec import JobSpec as ExecSpec
+from dgpu.protocol.messages import Offer, Receipt
+
+
+class ProviderExecutor(Protocol):
+    @property
+    def name(self) -> str: ...
+
+    def open_job(self, spec: ExecSpec) -> AbstractAsyncContextManager[Job]: ...
+
+    async def cleanup_orphans(self, owner: str, keep: Collection[str] = frozenset()) -> list[str]:
+        """Remove what jobs of ``owner`` left behind, except those in ``keep``."""
+        ...
+
+
+class OfferDesk(Protocol):
+    """The coordinator, as a provider uses it."""
+
+    async def post_offer(self, offer: Offer) -> None: ...
+
+    async def post_receipt(self, receipt: Receipt) -> None:
+        """Hand the latest receipt of a channel to the coordinator's settlement batcher."""
+        ...
+
+
+@dataclass(frozen=True)
+class HostedFile:
+    path: str
+    sha256: bytes
+    size: int
+    local: Path
+
+
+class OutputHost(Protocol):
+    """Serves a finished job's output files to its renter only."""
+
+    @property
+    def address(self) -> str:
+        """What the renter dials to fetch (put in the Quote's ``bulk_addr``)."""
+        ...
+
+    def publish(self, job_id: bytes, renter: bytes, files: Sequence[HostedFile]) -> None: ...
+
+    def withdraw(self, job_id: bytes) -> None: ...

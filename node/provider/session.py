@@ -1,0 +1,401 @@
+"""One funded job on the provider: run it, meter it, get paid, hand the outputs over.
+
+The metering stream (opened by the renter) carries, once the channel is verified::
+
+    provider → JobStatus(starting) → JobStatus(running)
+    provider → LogChunk* and a signed UsageReport every interval
+    renter   → Receipt (cumulative, signed) | Cancel | ErrorMessage
+    provider → final UsageReport, waits up to the grace period for its Receipt
+    provider → OutputManifest (signed), JobStatus(final state)
+
+Money rules, all driven through :class:`~dgpu.protocol.metering.ProviderMeter`: a receipt
+that raises what we hold is stored durably *before* anything else happens (the next
+report is the acknowledgement); the job is stopped when no receipt covered the work
+within interval + grace, when the escrow would be exceeded, or at the agreed maximum
+duration. Whatever ends the job, the container is stopped and removed (the executor's
+context guarantees it) and the GPUs are released.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import trio
+from dgpu.node.config import ProviderConfig
+from dgpu.node.executors.base import Job
+from dgpu.node.executors.errors import ExecutorError
+from dgpu.node.executors.spec import JobExit
+from dgpu.node.executors.spec import JobSpec as ExecSpec
+from dgpu.node.gpu.errors import GpuError
+from dgpu.node.gpu.types import GpuBackend, GpuInfo
+from dgpu.node.net.errors import NetError
+from dgpu.node.net.interface import MessageStream
+from dgpu.node.provider.ports import HostedFile, OutputHost, ProviderExecutor
+from dgpu.node.store import NodeStore
+from dgpu.protocol.errors import ProtocolError, SignatureError
+from dgpu.protocol.identity import Identity
+from dgpu.protocol.messages import (
+    Cancel,
+    ErrorMessage,
+    GpuSample,
+    JobRequest,
+    JobState,
+    JobStatus,
+    LogChunk,
+    OutputFile,
+    OutputManifest,
+    Quote,
+    Receipt,
+)
+from dgpu.protocol.metering import ChannelRef, ProviderMeter, StopReason
+from dgpu.protocol.signing import sign, verify
+
+log = logging.getLogger(__name__)
+
+Clock = Callable[[], int]
+_COPY_CHUNK = 1024 * 1024
+LOG_DRAIN_TIMEOUT_S = 10.0
+STOP_GRACE_S = 5.0
+
+
+@dataclass
+class SessionOutcome:
+    state: JobState
+    exit_code: int | None
+    stop_reason: str
+    detail: str
+    seconds_billed: int
+    paid: int
+    latest: Receipt | None
+    outputs: list[OutputFile] = field(default_factory=list)
+
+
+def exec_spec(
+    request: JobRequest, quote: Quote, gpus: list[GpuInfo], config: ProviderConfig
+) -> ExecSpec:
+    """The executor's job spec for an agreed request (raises ``JobSpecError``)."""
+    return ExecSpec(
+        job_id=request.job_id.hex(),
+        image=request.image,
+        command=tuple(request.command),
+        env={e.name: e.value for e in request.env},
+        gpu_ids=tuple(g.uuid for g in gpus),
+        gpus_simulated=any(g.simulated for g in gpus),
+        cpu_limit=config.cpu_limit,
+        memory_limit_mb=config.memory_limit_mb,
+        network=request.network,
+        timeout_s=float(quote.max_duration_s),
+        output_dir=request.output_dir or "/out",
+        max_output_bytes=quote.max_output_bytes,
+    )
+
+
+class ProviderSession:
+    """Runs one funded job over its metering stream (see the module docstring)."""
+
+    def __init__(
+        self,
+        *,
+        identity: Identity,
+        config: ProviderConfig,
+        store: NodeStore,
+        executor: ProviderExecutor,
+        gpu_backend: GpuBackend,
+        clock: Clock,
+        request: JobRequest,
+        quote: Quote,
+        channel: ChannelRef,
+        gpus: list[GpuInfo],
+        stream: MessageStream,
+        outputs: OutputHost | None,
+        outputs_dir: Path | None,
+    ) -> None:
+        self.identity = identity
+        self.config = config
+        self.store = store
+        self.executor = executor
+        self.gpu_backend = gpu_backend
+        self.clock = clock
+        self.request = request
+        self.quote = quote
+        self.channel = channel
+        self.gpus = gpus
+        self.stream = stream
+        self.outputs = outputs
+        self.outputs_dir = outputs_dir
+        self.job_id = quote.job_id
+        self.meter: ProviderMeter | None = None
+        self._stop_reason = ""
+        self._stop_detail = ""
+        self._stop_requested = trio.Event()
+        self._paid_changed = trio.Event()
+        self._renter_gone = False
+        self._ended = False
+        self._log_seq = 0
+
+    # -- helpers ----------------------------------------------------------------------
+
+    def request_stop(self, reason: str, detail: str = "") -> None:
+        if not self._stop_requested.is_set():
+            self._stop_reason, self._stop_detail = reason, detail
+            log.info("job %s: stopping (%s) %s", self.job_id.hex(), reason, detail)
+            self._stop_requested.set()
+
+    async def _send(self, message: JobStatus | LogChunk | OutputManifest | ErrorMessage) -> bool:
+        if self._renter_gone:
+            return False
+        try:
+            await self.stream.send(message)
+        except NetError as exc:
+            log.info("job %s: renter unreachable: %s", self.job_id.hex(), exc)
+            self._renter_gone = True
+            self.request_stop("renter_gone", str(exc))
+            return False
+        return True
+
+    def _samples(self) -> list[GpuSample]:
+        samples: list[GpuSample] = []
+        for gpu in self.gpus:
+            try:
+                s = self.gpu_backend.sample(gpu.index)
+            except GpuError as exc:
+                log.warning("sampling GPU %d failed: %s", gpu.index, exc)
+                continue
+            samples.append(
+                GpuSample(
+                    index=min(s.index, 63),
+                    util_pct=min(max(s.util_pct, 0), 100),
+                    mem_used_mb=max(s.mem_used_mb, 0),
+                    power_mw=max(s.power_mw, 0),
+                    temp_c=min(max(s.temp_c, -50), 200),
+                )
+            )
+        return samples
+
+    def _update(self, **changes: object) -> None:
+        self.store.update_job(self.job_id, "provider", now=self.clock(), **changes)
+
+    # -- the job ----------------------------------------------------------------------
+
+    async def run(self) -> SessionOutcome:
+        spec = exec_spec(self.request, self.quote, self.gpus, self.config)
+        await self._send(JobStatus(job_id=self.job_id, state="starting"))
+        self._update(state="starting")
+        exit_: JobExit | None = None
+        hosted: list[HostedFile] = []
+        try:
+            async with self.executor.open_job(spec) as job:
+                started_at = self.clock()
+                self.meter = ProviderMeter(self.identity, self.quote, self.channel, started_at)
+                self._update(state="running", started_at=started_at, container=spec.job_id)
+                await self._send(JobStatus(job_id=self.job_id, state="running"))
+                async with trio.open_nursery() as nursery:
+                    logs_done = trio.Event()
+                    nursery.start_soon(self._pump_logs, job, logs_done)
+                    nursery.start_soon(self._receive_loop)
+                    nursery.start_soon(self._meter_loop)
+                    exit_ = await self._wait_end(job)
+                    ended_at = self.clock()
+                    self._ended = True  # no periodic report after this
+                    with trio.move_on_after(LOG_DRAIN_TIMEOUT_S):
+                        await logs_done.wait()
+                    await self._final_report(ended_at)
+                    if exit_.reason == "exited" and self.quote.max_output_bytes > 0:
+                        hosted = await self._collect_outputs(job)
+                    nursery.cancel_scope.cancel()
+        except ExecutorError as exc:
+            log.warning("job %s: executor failed: %s", self.job_id.hex(), exc)
+            self.request_stop("executor_error", str(exc))
+        return await self._finish(exit_, hosted)
+
+    async def _wait_end(self, job: Job) -> JobExit:
+        async with trio.open_nursery() as nursery:
+
+            async def stop_on_request() -> None:
+                await self._stop_requested.wait()
+                await job.stop(STOP_GRACE_S)
+
+            nursery.start_soon(stop_on_request)
+            exit_ = await job.wait()
+            nursery.cancel_scope.cancel()
+        return exit_
+
+    async def _pump_logs(self, job: Job, done: trio.Event) -> None:
+        try:
+            async for chunk in job.logs():
+                self._log_seq += 1
+                message = LogChunk(
+                    job_id=self.job_id, seq=self._log_seq, stream=chunk.stream, data=chunk.data
+                )
+                if not await self._send(message):
+                    break
+        finally:
+            done.set()
+
+    async def _meter_loop(self) -> None:
+        assert self.meter is not None
+        interval = self.quote.interval_s
+        deadline = trio.current_time()
+        while True:
+            deadline += interval
+            await trio.sleep_until(deadline)
+            if self._ended:
+                return
+            now = self.clock()
+            reason = self.meter.should_stop(now=now)
+            if reason is not None:
+                self.request_stop(reason.value)
+                return
+            report = self.meter.report(
+                now=now + self.config.faults.over_report_s, samples=self._samples()
+            )
+            if self._renter_gone:
+                return
+            try:
+                await self.stream.send(report)
+            except NetError as exc:
+                self._renter_gone = True
+                self.request_stop("renter_gone", str(exc))
+                return
+
+    async def _receive_loop(self) -> None:
+        while not self._renter_gone:
+            try:
+                message = await self.stream.receive(timeout=math.inf)
+            except NetError as exc:
+                self._renter_gone = True
+                self.request_stop("renter_gone", str(exc))
+                return
+            except ProtocolError as exc:
+                log.info("job %s: bad message from the renter: %s", self.job_id.hex(), exc)
+                continue
+            if isinstance(message, Receipt):
+                self._on_receipt(message)
+            elif isinstance(message, Cancel):
+                try:
+                    verify(message, self.quote.renter)
+                except SignatureError as exc:
+                    log.info("job %s: unsigned cancel ignored: %s", self.job_id.hex(), exc)
+                    continue
+                if message.job_id == self.job_id:
+                    self.request_stop("cancelled", message.reason)
+            elif isinstance(message, ErrorMessage):
+                self.request_stop("renter_error", f"{message.code}: {message.message}")
+            else:
+                log.info("job %s: unexpected %s ignored", self.job_id.hex(), type(message).__name__)
+
+    def _on_receipt(self, receipt: Receipt) -> None:
+        assert self.meter is not None
+        try:
+            raised = self.meter.on_receipt(receipt)
+        except ProtocolError as exc:
+            log.info("job %s: receipt refused: %s", self.job_id.hex(), exc)
+            return
+        if raised:
+            # Durable before anything else: the next report acknowledges it.
+            self.store.save_receipt("provider", receipt, now=self.clock())
+            self._paid_changed.set()
+            self._paid_changed = trio.Event()
+
+    async def _final_report(self, ended_at: int) -> None:
+        assert self.meter is not None
+        if self._renter_gone:
+            return
+        report = self.meter.report(
+            now=ended_at + self.config.faults.over_report_s, samples=self._samples()
+        )
+        try:
+            await self.stream.send(report)
+        except NetError:
+            self._renter_gone = True
+            return
+        if self._stop_reason == StopReason.NON_PAYMENT.value:
+            return
+        with trio.move_on_after(self.quote.grace_s):
+            while self.meter.paid < report.amount_due and not self._renter_gone:
+                await self._paid_changed.wait()
+
+    async def _collect_outputs(self, job: Job) -> list[HostedFile]:
+        if self.outputs is None or self.outputs_dir is None:
+            return []
+        try:
+            files = await job.collect_outputs()
+        except ExecutorError as exc:
+            log.warning("job %s: outputs not collected: %s", self.job_id.hex(), exc)
+            return []
+        target = self.outputs_dir / self.job_id.hex()
+        hosted: list[HostedFile] = []
+        for f in files:
+            local = target / f.path
+            local.parent.mkdir(parents=True, exist_ok=True)
+            with local.open("wb") as out:
+                offset = 0
+                while offset < f.size:
+                    block = await job.read_output(f.path, offset, _COPY_CHUNK)
+                    if not block:
+                        break
+                    out.write(block)
+                    offset += len(block)
+            hosted.append(HostedFile(f.path, bytes.fromhex(f.sha256), f.size, local))
+        return hosted
+
+    async def _finish(self, exit_: JobExit | None, hosted: list[HostedFile]) -> SessionOutcome:
+        meter = self.meter
+        state, exit_code = self._final_state(exit_)
+        manifest = sign(
+            OutputManifest(
+                job_id=self.job_id,
+                files=[OutputFile(path=h.path, sha256=h.sha256, size=h.size) for h in hosted],
+            ),
+            self.identity,
+        )
+        if hosted and self.outputs is not None:
+            self.outputs.publish(self.job_id, self.quote.renter, hosted)
+        await self._send(manifest)
+        detail = self._stop_detail[:256]
+        await self._send(
+            JobStatus(job_id=self.job_id, state=state, exit_code=exit_code, detail=detail)
+        )
+        per_second = self.quote.price_per_gpu_second * self.quote.gpu_count
+        paid = meter.paid if meter else 0
+        outcome = SessionOutcome(
+            state=state,
+            exit_code=exit_code,
+            stop_reason=self._stop_reason,
+            detail=detail,
+            seconds_billed=paid // per_second if per_second else 0,
+            paid=paid,
+            latest=meter.latest if meter else None,
+            outputs=list(manifest.files),
+        )
+        self._update(
+            state=state,
+            ended_at=self.clock(),
+            exit_code=exit_code,
+            stop_reason=outcome.stop_reason,
+            detail=detail,
+            seconds_billed=outcome.seconds_billed,
+        )
+        return outcome
+
+    def _final_state(self, exit_: JobExit | None) -> tuple[JobState, int | None]:
+        if exit_ is None:
+            return "failed", None
+        code = max(-255, min(255, exit_.exit_code))
+        if self._stop_reason == "cancelled":
+            return "cancelled", code
+        if self._stop_reason:
+            return "stopped", code
+        if exit_.reason == "timeout":
+            self._stop_reason = StopReason.MAX_DURATION.value
+            return "stopped", code
+        return ("succeeded" if exit_.exit_code == 0 else "failed"), code
+
+
+def remove_outputs(outputs_dir: Path, job_id: bytes) -> None:
+    shutil.rmtree(outputs_dir / job_id.hex(), ignore_errors=True)
