@@ -1,1 +1,71 @@
-"""dgpu.contracts-client"""
+"""dgpu.contracts: the client side of the escrow program.
+
+- :mod:`~dgpu.contracts.chain`: the ``Chain`` interface (LiteSVM, JSON-RPC) and its errors;
+- :mod:`~dgpu.contracts.idl`: the Anchor IDL driving instruction encoding and account
+  decoding (anchorpy's coder), ``ChannelState`` and ``ConfigState``;
+- :mod:`~dgpu.contracts.instructions`: pure builders of the escrow's instructions;
+- :mod:`~dgpu.contracts.settlement`: batched ``settle`` transactions (Ed25519 precompile,
+  v0 messages with an address lookup table) and how many receipts fit one;
+- :mod:`~dgpu.contracts.escrow`: ``EscrowClient``, the operations as async calls;
+- :mod:`~dgpu.contracts.pda`, :mod:`~dgpu.contracts.ed25519`,
+  :mod:`~dgpu.contracts.lookup_table`: addresses and low-level instruction builders.
+
+Errors of the escrow client are drawn in :mod:`dgpu.contracts.errors`.
+"""
+
+from dgpu.contracts.ed25519 import ED25519_PROGRAM_ID, SignedMessage, ed25519_instruction
+from dgpu.contracts.errors import (
+    AccountDecodeError,
+    BatchTooLarge,
+    ChannelNotFound,
+    ConfigNotFound,
+    EscrowClientError,
+    EscrowProgramError,
+)
+from dgpu.contracts.escrow import EscrowClient, OpenedChannel
+from dgpu.contracts.idl import ChannelState, ConfigState, EscrowIdl, default_idl
+from dgpu.contracts.instructions import DEFAULT_DISPUTE_WINDOW, DEFAULT_FEE_BPS
+from dgpu.contracts.pda import (
+    associated_token_address,
+    channel_address,
+    config_address,
+    vault_address,
+)
+from dgpu.contracts.settlement import (
+    PACKET_DATA_SIZE,
+    Settlement,
+    lookup_table_entries,
+    receipts_per_transaction,
+    settle_instructions,
+    settle_transaction,
+)
+
+__all__ = [
+    "DEFAULT_DISPUTE_WINDOW",
+    "DEFAULT_FEE_BPS",
+    "ED25519_PROGRAM_ID",
+    "PACKET_DATA_SIZE",
+    "AccountDecodeError",
+    "BatchTooLarge",
+    "ChannelNotFound",
+    "ChannelState",
+    "ConfigNotFound",
+    "ConfigState",
+    "EscrowClient",
+    "EscrowClientError",
+    "EscrowIdl",
+    "EscrowProgramError",
+    "OpenedChannel",
+    "Settlement",
+    "SignedMessage",
+    "associated_token_address",
+    "channel_address",
+    "config_address",
+    "default_idl",
+    "ed25519_instruction",
+    "lookup_table_entries",
+    "receipts_per_transaction",
+    "settle_instructions",
+    "settle_transaction",
+    "vault_address",
+]
