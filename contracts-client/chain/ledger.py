@@ -267,11 +267,11 @@ class SvmLedger:
                 result.err(),
                 tuple(meta.logs()),
                 int(meta.compute_units_consumed()),
-                tuple(self._svm.get_account(a) for a in addresses),
+                tuple(self._live(a) for a in addresses),
             )
         meta = result.meta()
         post = dict(result.post_accounts())
-        accounts = tuple(post[a] if a in post else self._svm.get_account(a) for a in addresses)
+        accounts = tuple(post[a] if a in post else self._live(a) for a in addresses)
         return Simulation(None, tuple(meta.logs()), int(meta.compute_units_consumed()), accounts)
 
     def simulate(
@@ -317,15 +317,21 @@ class SvmLedger:
 
     # -- accounts ---------------------------------------------------------------------
 
+    def _live(self, pubkey: Pubkey) -> Account | None:
+        # A cluster purges accounts left with no lamports; LiteSVM keeps them around.
+        account = self._svm.get_account(pubkey)
+        return account if account is not None and account.lamports > 0 else None
+
     def get_account(self, pubkey: Pubkey) -> Account | None:
+        """The account, or None if it does not exist (or holds no lamports: closed)."""
         with self._lock:
             self._sync_clock()
-            return self._svm.get_account(pubkey)
+            return self._live(pubkey)
 
     def get_accounts(self, pubkeys: Sequence[Pubkey]) -> list[Account | None]:
         with self._lock:
             self._sync_clock()
-            return [self._svm.get_account(p) for p in pubkeys]
+            return [self._live(p) for p in pubkeys]
 
     def balance(self, pubkey: Pubkey) -> int:
         with self._lock:

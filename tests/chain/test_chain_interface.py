@@ -179,6 +179,15 @@ async def accounts_and_rent(chain: Chain) -> None:
     assert await chain.minimum_balance_for_rent_exemption(0) == 890_880
 
 
+async def drained_account_disappears(chain: Chain) -> None:
+    """An account left with no lamports is gone, as a cluster purges it."""
+    alice = await funded(chain, SOL)
+    await localnet.transfer_sol(chain, alice, Keypair().pubkey(), SOL - FEE)
+    assert await chain.get_account(alice.pubkey()) is None
+    assert await chain.get_multiple_accounts([alice.pubkey()]) == [None]
+    assert await chain.get_balance(alice.pubkey()) == 0
+
+
 async def token_balance_of_non_token_account(chain: Chain) -> None:
     alice = await funded(chain)
     with pytest.raises(AccountNotFound):
@@ -268,6 +277,7 @@ SCENARIOS: list[Scenario] = [
     simulate_changes_nothing,
     accounts_and_rent,
     token_balance_of_non_token_account,
+    drained_account_disappears,
     clock_is_readable,
     send_instructions_with_extra_signer,
 ]
