@@ -6,8 +6,8 @@ import pytest
 import trio
 from dgpu.node.net import (
     MessageStream,
-    Network,
     NetError,
+    Network,
     NetworkClosed,
     PeerRef,
     ProtocolNotSupported,
