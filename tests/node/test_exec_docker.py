@@ -177,11 +177,16 @@ async def test_exception_in_the_body_removes_the_container(
     class Boom(Exception):
         pass
 
-    with pytest.raises(Boom):
+    run_ids: list[str] = []
+
+    async def fail_inside() -> None:
         async with executor.open_job(spec(busybox_image, "sleep 600")) as job:
-            run_label = f"{RUN_LABEL}={job.run_id}"
+            run_ids.append(job.run_id)
             raise Boom
-    assert leftovers(docker_client, run_label) == []
+
+    with pytest.raises(Boom):
+        await fail_inside()
+    assert leftovers(docker_client, f"{RUN_LABEL}={run_ids[0]}") == []
 
 
 async def test_timeout_stops_and_removes(
