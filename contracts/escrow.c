@@ -555,6 +555,17 @@ static uint64_t check_closing(const Ctx *ctx, Closing *c, const AccountInfo *con
   return SUCCESS;
 }
 
+/* Close a program-owned account: lamports to `to`, data zeroed and shrunk to nothing,
+ * ownership back to the System Program (so the address can be created again). */
+static void delete_account(AccountInfo *account, AccountInfo *to) {
+  *to->lamports += *account->lamports;
+  *account->lamports = 0;
+  sol_memset_(account->data, 0, account->data_len);
+  *(uint64_t *)(account->data - 8) = 0; /* the serialized length the runtime reads back */
+  account->data_len = 0;
+  sol_memcpy_(account->owner, &SYSTEM_PROGRAM, 32);
+}
+
 /* Fees to the treasury, the rest of the vault to the renter, then delete vault and channel
  * (their rent goes to the renter). */
 static uint64_t close_channel(const Closing *c) {
@@ -574,9 +585,7 @@ static uint64_t close_channel(const Closing *c) {
   if (err) return err;
   LOG("escrow: channel closed (paid, fees, refunded)");
   sol_log_64_(channel->paid, channel->fees, refund, 0, 0);
-  *c->renter->lamports += *c->channel_account->lamports;
-  *c->channel_account->lamports = 0;
-  sol_memset_(c->channel_account->data, 0, c->channel_account->data_len);
+  delete_account(c->channel_account, c->renter);
   return SUCCESS;
 }
 
