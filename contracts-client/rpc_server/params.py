@@ -1,4 +1,5 @@
-"""Strict readers for JSON-RPC positional parameters, and the error a method raises.
+"""Strict readers for JSON-RPC positional parameters, the error a method raises, and
+the ``{context, value}`` envelope of results.
 
 Every value comes from an untrusted HTTP body: each reader checks type and range and
 raises :class:`RpcFault` with the standard code and a message naming the parameter.
@@ -11,7 +12,7 @@ import binascii
 from typing import Any
 
 import base58
-from dgpu.contracts.chain import parse_wire_transaction
+from dgpu.contracts.chain import SvmLedger, parse_wire_transaction
 from solders.hash import Hash
 from solders.pubkey import Pubkey
 from solders.signature import Signature
@@ -32,6 +33,7 @@ PACKET_DATA_SIZE = 1232
 MAX_BASE64_TX = 1644
 MAX_BASE58_TX = 1683
 U64_MAX = 2**64 - 1
+SOLANA_CORE_VERSION = "2.2.0"
 
 
 class RpcFault(Exception):
@@ -154,3 +156,8 @@ def transaction(value: Any, encoding: str) -> VersionedTransaction:
     if not tx.signatures:
         raise invalid("the transaction has no signature")
     return tx
+
+
+def with_context(ledger: SvmLedger, value: Any) -> dict[str, Any]:
+    """A result in the ``{"context": {"slot", "apiVersion"}, "value"}`` envelope."""
+    return {"context": {"slot": ledger.slot, "apiVersion": SOLANA_CORE_VERSION}, "value": value}

@@ -309,6 +309,8 @@ def test_solana_py_sync_client(node: Node) -> None:
     assert client.get_balance(dest).value == 99
     assert client.get_minimum_balance_for_rent_exemption(0).value == 890_880
     assert client.is_connected()
+    epoch = client.get_epoch_info().value
+    assert epoch.absolute_slot == client.get_slot().value
 
 
 def test_solana_py_async_client(node: Node) -> None:
