@@ -374,6 +374,9 @@ class DockerJob:
             log.error("job %s: cleanup timed out; cleanup_orphans will retry", self._spec.job_id)
         if self._workdir is not None:
             shutil.rmtree(self._workdir, ignore_errors=True)
+        if not self._exited.is_set():  # left before it ended: a later wait() must not hang
+            self._exit_error = JobStateError("the job was removed before it ended")
+            self._exited.set()
 
     def _remove_all(self) -> None:
         # By label, so a container created by a start that was cancelled is found too.

@@ -177,12 +177,16 @@ class LocalJob:
             self._timed_out = True
             log.info("job %s: timeout of %ss reached, stopping", self._spec.job_id, timeout)
             await self._terminate(self._config.stop_grace_s)
+        self._finish()
+
+    def _finish(self) -> None:
+        assert self._process is not None
         code = self._process.returncode
         assert code is not None
         reason: ExitReason = (
             "timeout" if self._timed_out else "stopped" if self._stop_requested else "exited"
         )
-        self._exit = JobExit(128 - code if code < 0 else code, reason)
+        self._exit = JobExit(128 - code if code < 0 else code, reason)  # -N: killed by signal N
         log.info(
             "job %s: ended (%s, exit code %d)", self._spec.job_id, reason, self._exit.exit_code
         )
@@ -212,6 +216,9 @@ class LocalJob:
             for pipe in (self._process.stdout, self._process.stderr):
                 if pipe is not None:
                     await pipe.aclose()
+            if not self._exited.is_set():  # left before it ended: a later wait() must not hang
+                self._stop_requested = True
+                self._finish()
         shutil.rmtree(self.workdir, ignore_errors=True)
 
     # -- the Job interface ----------------------------------------------------------------

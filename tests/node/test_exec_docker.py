@@ -169,6 +169,8 @@ async def test_cancel_mid_run_removes_the_container(
                     await job.wait()  # cancelled here
     assert scope.cancelled_caught
     assert leftovers(docker_client, run_label) == []
+    with pytest.raises(JobStateError, match="removed before it ended"):
+        await job.wait()
 
 
 async def test_exception_in_the_body_removes_the_container(

@@ -122,6 +122,7 @@ async def test_cancel_kills_the_whole_process_group(executor: LocalProcessExecut
     finally:
         os.close(child_fd)
     assert not job.workdir.exists()
+    assert await job.wait() == JobExit(128 + 9, "stopped")
 
 
 async def test_timeout(executor: LocalProcessExecutor) -> None:
