@@ -110,9 +110,7 @@ class Provider:
 
     # -- public -----------------------------------------------------------------------
 
-    async def run(
-        self, *, task_status: TaskStatus[Provider] = trio.TASK_STATUS_IGNORED
-    ) -> None:
+    async def run(self, *, task_status: TaskStatus[Provider] = trio.TASK_STATUS_IGNORED) -> None:
         """Recover, serve and advertise until cancelled (see the module docstring)."""
         await self.recover()
         try:

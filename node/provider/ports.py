@@ -33,9 +33,9 @@ class ProviderExecutor(Protocol):
 class OfferDesk(Protocol):
     """The coordinator, as a provider uses it."""
 
-    async def post_offer(self, offer: Offer) -> None: ...
+    async def post_offer(self, offer: Offer) -> object: ...
 
-    async def post_receipt(self, receipt: Receipt) -> None:
+    async def post_receipt(self, receipt: Receipt) -> object:
         """Hand the latest receipt of a channel to the coordinator's settlement batcher."""
         ...
 

@@ -5,12 +5,13 @@ The metering stream (opened by the renter) carries, once the channel is verified
     provider → JobStatus(starting) → JobStatus(running)
     provider → LogChunk* and a signed UsageReport every interval
     renter   → Receipt (cumulative, signed) | Cancel | ErrorMessage
+    provider → JobStatus(running, "receipt-stored ...") once a receipt is durable
     provider → final UsageReport, waits up to the grace period for its Receipt
     provider → OutputManifest (signed), JobStatus(final state)
 
 Money rules, all driven through :class:`~dgpu.protocol.metering.ProviderMeter`: a receipt
-that raises what we hold is stored durably *before* anything else happens (the next
-report is the acknowledgement); the job is stopped when no receipt covered the work
+that raises what we hold is stored durably *before* anything else happens, and only then
+acknowledged (:mod:`dgpu.node.payments.acks`); the job is stopped when no receipt covered the work
 within interval + grace, when the escrow would be exceeded, or at the agreed maximum
 duration. Whatever ends the job, the container is stopped and removed (the executor's
 context guarantees it) and the GPUs are released.
@@ -35,6 +36,7 @@ from dgpu.node.gpu.errors import GpuError
 from dgpu.node.gpu.types import GpuBackend, GpuInfo
 from dgpu.node.net.errors import NetError
 from dgpu.node.net.interface import MessageStream
+from dgpu.node.payments.acks import receipt_ack
 from dgpu.node.provider.ports import HostedFile, OutputHost, ProviderExecutor
 from dgpu.node.store import NodeStore
 from dgpu.protocol.errors import ProtocolError, SignatureError
@@ -275,7 +277,7 @@ class ProviderSession:
                 log.info("job %s: bad message from the renter: %s", self.job_id.hex(), exc)
                 continue
             if isinstance(message, Receipt):
-                self._on_receipt(message)
+                await self._on_receipt(message)
             elif isinstance(message, Cancel):
                 try:
                     verify(message, self.quote.renter)
@@ -289,7 +291,7 @@ class ProviderSession:
             else:
                 log.info("job %s: unexpected %s ignored", self.job_id.hex(), type(message).__name__)
 
-    def _on_receipt(self, receipt: Receipt) -> None:
+    async def _on_receipt(self, receipt: Receipt) -> None:
         assert self.meter is not None
         try:
             raised = self.meter.on_receipt(receipt)
@@ -301,6 +303,7 @@ class ProviderSession:
             self.store.save_receipt("provider", receipt, now=self.clock())
             self._paid_changed.set()
             self._paid_changed = trio.Event()
+            await self._send(receipt_ack(receipt))
 
     async def _final_report(self, ended_at: int) -> None:
         assert self.meter is not None

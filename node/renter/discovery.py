@@ -1,0 +1,175 @@
+"""Finding offers: the coordinator's index when there is one, the DHT otherwise.
+
+Whatever the source, every offer is re-validated here (signature, time window), then
+filtered by what the renter asked (model, GPU count, VRAM, region, price, duration, mint)
+and ranked: cheapest first, then the provider's score, then more VRAM, then the provider
+key (so the order is deterministic). When nothing matches, the counts of offers each
+filter excluded say why.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Protocol
+
+import httpx
+from dgpu.node.gpu.models import normalize_model_name
+from dgpu.node.net.errors import NetError
+from dgpu.node.net.interface import Network
+from dgpu.protocol.errors import DgpuError, ProtocolError
+from dgpu.protocol.messages import Offer
+from dgpu.protocol.offers import validate_offer
+
+if TYPE_CHECKING:
+    from dgpu.coordinator.client import CoordinatorClient
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class OfferQuery:
+    """What the renter needs. Prices are base units per GPU-second."""
+
+    gpu_model: str
+    count: int = 1
+    min_vram_mb: int = 0
+    region: str | None = None
+    max_price_per_gpu_second: int | None = None
+    duration_s: int = 1
+    mint: bytes | None = None
+    limit: int = 20
+
+    @property
+    def model(self) -> str:
+        return normalize_model_name(self.gpu_model)
+
+
+@dataclass(frozen=True)
+class Candidate:
+    offer: Offer
+    score: float = 0.0
+    source: str = "dht"
+
+
+@dataclass(frozen=True)
+class FoundOffers:
+    candidates: list[Candidate]
+    source: str
+    seen: int
+    excluded: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def offers(self) -> list[Offer]:
+        return [c.offer for c in self.candidates]
+
+    def why_none(self) -> str:
+        if not self.seen:
+            return f"no offer found through the {self.source}"
+        parts = ", ".join(f"{count} by {name}" for name, count in sorted(self.excluded.items()))
+        return f"{self.seen} offers found through the {self.source}, none matches ({parts})"
+
+
+class OfferIndex(Protocol):
+    """A searchable index of offers (the coordinator)."""
+
+    async def search(self, query: OfferQuery) -> list[Candidate]: ...
+
+
+class CoordinatorIndex:
+    """:class:`OfferIndex` over the coordinator's HTTP API."""
+
+    def __init__(self, client: CoordinatorClient) -> None:
+        self.client = client
+
+    async def search(self, query: OfferQuery) -> list[Candidate]:
+        page = await self.client.search_offers(
+            gpu_model=query.model,
+            count=query.count,
+            min_vram_mb=query.min_vram_mb or None,
+            max_price=query.max_price_per_gpu_second,
+            region=query.region,
+            limit=min(max(query.limit * 2, 10), 100),
+        )
+        return [Candidate(o.offer, o.provider_score, "coordinator") for o in page.offers]
+
+
+def _same_model(a: str, b: str) -> bool:
+    return normalize_model_name(a).casefold() == normalize_model_name(b).casefold()
+
+
+def exclusion(offer: Offer, query: OfferQuery, *, now: int) -> str | None:
+    """The first filter ``offer`` fails for ``query`` (None when it matches)."""
+    try:
+        validate_offer(offer, now=now)
+    except ProtocolError:
+        return "validity"
+    checks = (
+        ("model", _same_model(offer.gpu_model, query.model)),
+        ("gpu count", offer.gpu_count >= query.count),
+        ("vram", offer.vram_mb >= query.min_vram_mb),
+        ("region", query.region is None or offer.region == query.region),
+        (
+            "price",
+            query.max_price_per_gpu_second is None
+            or offer.price_per_gpu_second <= query.max_price_per_gpu_second,
+        ),
+        ("duration", offer.max_duration_s >= query.duration_s),
+        ("mint", query.mint is None or offer.mint == query.mint),
+    )
+    for name, ok in checks:
+        if not ok:
+            return name
+    return None
+
+
+def rank(candidates: list[Candidate], query: OfferQuery, *, now: int, source: str) -> FoundOffers:
+    """Filter and order; one candidate per provider (the cheapest, then newest)."""
+    excluded: Counter[str] = Counter()
+    best: dict[bytes, Candidate] = {}
+    for candidate in candidates:
+        reason = exclusion(candidate.offer, query, now=now)
+        if reason is not None:
+            excluded[reason] += 1
+            continue
+        key = candidate.offer.provider
+        held = best.get(key)
+        if held is None or (
+            candidate.offer.price_per_gpu_second,
+            -candidate.offer.created_at,
+        ) < (held.offer.price_per_gpu_second, -held.offer.created_at):
+            best[key] = candidate
+    ordered = sorted(
+        best.values(),
+        key=lambda c: (c.offer.price_per_gpu_second, -c.score, -c.offer.vram_mb, c.offer.provider),
+    )
+    return FoundOffers(ordered[: query.limit], source, len(candidates), dict(excluded))
+
+
+async def find_offers(
+    query: OfferQuery,
+    *,
+    network: Network,
+    index: OfferIndex | None = None,
+    p2p: bool = False,
+    timeout_s: float = 20.0,
+) -> FoundOffers:
+    """Ask the index (unless ``p2p`` or there is none), falling back to the DHT when the
+    index fails or has nothing that matches."""
+    now = network.now()
+    if index is not None and not p2p:
+        try:
+            found = rank(await index.search(query), query, now=now, source="coordinator")
+        except (DgpuError, httpx.HTTPError) as exc:
+            log.warning("the coordinator's index failed (%s); searching the DHT", exc)
+        else:
+            if found.candidates:
+                return found
+            log.info("the coordinator's index has no match; searching the DHT")
+    try:
+        offers = await network.find_offers(query.model, limit=query.limit * 2, timeout=timeout_s)
+    except NetError as exc:
+        log.warning("DHT search failed: %s", exc)
+        offers = []
+    return rank([Candidate(o) for o in offers], query, now=network.now(), source="DHT")

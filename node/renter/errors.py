@@ -1,0 +1,54 @@
+"""Errors of the renter role.
+
+::
+
+    DgpuError
+    └── RenterError                root of dgpu.node.renter
+        ├── NoMatchingOffer        no offer passes the filters (says which filter bit)
+        ├── JobRefused             every provider tried said no (code and message of the last)
+        ├── FundingFailed          the escrow channel could not be opened
+        ├── ProviderMisbehaved     a report the renter will not pay, or a broken promise
+        ├── JobAborted             the job ended without a final status (provider gone)
+        └── OutputMismatch         an output file whose bytes are not the announced ones
+"""
+
+from __future__ import annotations
+
+from dgpu.protocol.errors import DgpuError
+
+
+class RenterError(DgpuError):
+    """Root of the errors of :mod:`dgpu.node.renter`."""
+
+
+class NoMatchingOffer(RenterError):
+    """No offer matches; ``reasons`` counts the offers each filter excluded."""
+
+    def __init__(self, message: str, reasons: dict[str, int] | None = None) -> None:
+        super().__init__(message)
+        self.reasons = reasons or {}
+
+
+class JobRefused(RenterError):
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(f"provider refused the job ({code}): {message}")
+        self.code = code
+        self.reason = message
+
+
+class FundingFailed(RenterError):
+    """The escrow channel could not be opened or was not accepted."""
+
+
+class ProviderMisbehaved(RenterError):
+    """The provider claimed more than the agreement allows, or broke the protocol."""
+
+
+class JobAborted(RenterError):
+    """The job ended without its final status (the provider vanished or stopped talking)."""
+
+
+class OutputMismatch(RenterError):
+    def __init__(self, path: str, reason: str) -> None:
+        super().__init__(f"output {path}: {reason}")
+        self.path = path

@@ -1,0 +1,426 @@
+"""One job from the renter's side: negotiate, fund the channel, pay as it runs, collect.
+
+Negotiation runs on ``/dgpu/negotiate/1.0.0`` (JobRequest → Quote → Agreement →
+countersigned Agreement), then the renter opens and funds the escrow channel, stores it,
+and announces it on a new ``/dgpu/metering/1.0.0`` stream (see
+:mod:`dgpu.node.provider.session` for the exchange). Each UsageReport is checked by
+:class:`~dgpu.protocol.metering.RenterMeter` against the agreement and the renter's own
+clock; a receipt is stored before it is sent, and never for more than the agreement
+allows for the time that has passed. A report claiming more is refused, the job cancelled
+and the refusal recorded in the result.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from pathlib import Path
+
+import trio
+from dgpu.node.config import RenterConfig
+from dgpu.node.net.errors import NetError, NetTimeout
+from dgpu.node.net.interface import (
+    METERING_PROTOCOL,
+    NEGOTIATE_PROTOCOL,
+    MessageStream,
+    Network,
+    PeerRef,
+)
+from dgpu.node.payments.acks import parse_receipt_ack
+from dgpu.node.payments.escrow import Escrow, OpenedChannel
+from dgpu.node.renter.errors import FundingFailed, JobRefused, ProviderMisbehaved
+from dgpu.node.renter.events import (
+    Agreed,
+    Ended,
+    EventSink,
+    FetchedOutput,
+    Funded,
+    JobResult,
+    LogReceived,
+    OutputFetched,
+    ReceiptSigned,
+    ReportRefused,
+    Started,
+)
+from dgpu.node.renter.outputs import OutputFetcher
+from dgpu.node.store import ChannelRecord, JobRecord, NodeStore
+from dgpu.protocol.codec import encode
+from dgpu.protocol.errors import DgpuError, ProtocolError, SignatureError
+from dgpu.protocol.identity import Identity
+from dgpu.protocol.messages import (
+    Agreement,
+    Cancel,
+    ErrorMessage,
+    JobStatus,
+    LogChunk,
+    Offer,
+    OutputManifest,
+    Quote,
+    UsageReport,
+)
+from dgpu.protocol.metering import ChannelRef, RenterMeter, RenterRefusal
+from dgpu.protocol.negotiation import JobSpec, RenterNegotiation
+from dgpu.protocol.signing import sign, verify
+
+log = logging.getLogger(__name__)
+
+FINAL_STATES = frozenset({"succeeded", "failed", "cancelled", "stopped"})
+
+
+class RenterJob:
+    """One job with one provider (see the module docstring)."""
+
+    def __init__(
+        self,
+        *,
+        identity: Identity,
+        config: RenterConfig,
+        network: Network,
+        escrow: Escrow,
+        store: NodeStore,
+        offer: Offer,
+        spec: JobSpec,
+        job_id: bytes,
+        emit: EventSink,
+        cancel: trio.Event,
+        fetcher: OutputFetcher | None = None,
+        output_dir: Path | None = None,
+    ) -> None:
+        self.identity = identity
+        self.config = config
+        self.network = network
+        self.escrow = escrow
+        self.store = store
+        self.offer = offer
+        self.spec = spec
+        self.job_id = job_id
+        self.emit = emit
+        self.cancel = cancel
+        self.fetcher = fetcher
+        self.output_dir = output_dir
+        self.clock = network.now
+        self.negotiation = RenterNegotiation(identity, offer, spec)
+        self.peer = PeerRef.from_offer(offer)
+        self.quote: Quote | None = None
+        self.channel: OpenedChannel | None = None
+        self.reclaimable_at = 0
+        self.meter: RenterMeter | None = None
+        self.acknowledged = 0
+        self.disputes: list[str] = []
+        self.manifest: OutputManifest | None = None
+        self.final: JobStatus | None = None
+        self._receipts_signed = 0
+
+    # -- negotiation ------------------------------------------------------------------
+
+    async def negotiate(self) -> Quote:
+        """JobRequest → Quote → Agreement; raises :class:`JobRefused` on a refusal."""
+        request = self.negotiation.make_request(now=self.clock(), job_id=self.job_id)
+        timeout = self.config.negotiate_timeout_s
+        async with self.network.open_stream(self.peer, NEGOTIATE_PROTOCOL, timeout=timeout) as s:
+            await s.send(request)
+            reply = await s.receive(timeout=timeout)
+            if isinstance(reply, ErrorMessage):
+                raise JobRefused(reply.code, reply.message)
+            if not isinstance(reply, Quote):
+                raise ProviderMisbehaved(f"expected a quote, got {type(reply).__name__}")
+            try:
+                agreement = self.negotiation.on_quote(
+                    reply, now=self.clock(), program_id=self.escrow.program_id
+                )
+            except ProtocolError as exc:
+                raise ProviderMisbehaved(f"the quote is not acceptable: {exc}") from exc
+            await s.send(agreement)
+            answer = await s.receive(timeout=timeout)
+            if isinstance(answer, ErrorMessage):
+                raise JobRefused(answer.code, answer.message)
+            if not isinstance(answer, Agreement):
+                raise ProviderMisbehaved(f"expected the agreement, got {type(answer).__name__}")
+            try:
+                self.negotiation.on_countersigned(answer)
+            except SignatureError as exc:
+                raise ProviderMisbehaved(f"countersignature: {exc}") from exc
+        self.quote = reply
+        now = self.clock()
+        self.store.insert_job(
+            JobRecord(
+                job_id=self.job_id,
+                role="renter",
+                state="agreed",
+                counterparty=self.offer.provider,
+                created_at=now,
+                updated_at=now,
+                request=encode(request),
+                quote=encode(reply),
+                agreement=encode(answer),
+            )
+        )
+        self.emit(Agreed(reply))
+        return reply
+
+    # -- funding ----------------------------------------------------------------------
+
+    async def fund(self) -> OpenedChannel:
+        """Open and fund the channel; stored before it is announced to anyone."""
+        quote = self.quote
+        assert quote is not None
+        expiry = self.clock() + quote.max_duration_s + self.config.channel_margin_s
+        try:
+            opened = await self.escrow.open_channel(
+                self.identity,
+                provider=quote.provider,
+                mint=quote.mint,
+                deposit=quote.deposit,
+                expiry=expiry,
+            )
+        except DgpuError as exc:
+            self.store.update_job(
+                self.job_id, "renter", now=self.clock(), state="failed", detail=str(exc)[:256]
+            )
+            raise FundingFailed(f"could not open the escrow channel: {exc}") from exc
+        state = await self.escrow.read_channel(opened.address)
+        self.reclaimable_at = state.reclaimable_at if state is not None else opened.expiry
+        now = self.clock()
+        self.store.save_channel(
+            ChannelRecord(
+                channel=opened.address,
+                job_id=self.job_id,
+                provider=quote.provider,
+                mint=quote.mint,
+                deposit=opened.deposit,
+                open_nonce=opened.open_nonce,
+                expires_at=self.reclaimable_at,
+                open_signature=opened.signature,
+                status="open",
+                reclaim_signature="",
+                reclaimed=0,
+                updated_at=now,
+            )
+        )
+        self.store.update_job(
+            self.job_id,
+            "renter",
+            now=now,
+            state="funded",
+            channel=opened.address,
+            open_nonce=opened.open_nonce,
+            deposit=opened.deposit,
+            channel_expires_at=opened.expiry,
+        )
+        self.channel = opened
+        self.emit(Funded(opened))
+        return opened
+
+    # -- running ----------------------------------------------------------------------
+
+    async def execute(self) -> JobResult:
+        """Announce the channel, pay as the job runs, fetch the outputs."""
+        quote, channel = self.quote, self.channel
+        assert quote is not None and channel is not None
+        announce = self.negotiation.channel_opened(
+            channel=channel.address,
+            open_nonce=channel.open_nonce,
+            expires_at=channel.expiry,
+            signature=channel.signature,
+        )
+        detail = ""
+        try:
+            async with self.network.open_stream(
+                self.peer, METERING_PROTOCOL, timeout=self.config.negotiate_timeout_s
+            ) as stream:
+                await stream.send(announce)
+                first = await stream.receive(timeout=self.config.start_timeout_s)
+                if isinstance(first, ErrorMessage):
+                    raise JobRefused(first.code, first.message)
+                await self._handle(first, stream)
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(self._send_cancel_on_request, stream)
+                    await self._receive_until_final(stream)
+                    nursery.cancel_scope.cancel()
+        except JobRefused:
+            self._record_end("failed", None, "refused after funding")
+            raise
+        except NetTimeout as exc:
+            detail = f"the provider went silent: {exc}"
+        except NetError as exc:
+            detail = f"lost the provider: {exc}"
+        outputs = await self._fetch_outputs() if self.final is not None else []
+        return self._result(outputs, detail)
+
+    def _silence_timeout(self) -> float:
+        if self.config.silence_timeout_s:
+            return float(self.config.silence_timeout_s)
+        assert self.quote is not None
+        return float(self.quote.interval_s + self.quote.grace_s + 30)
+
+    async def _receive_until_final(self, stream: MessageStream) -> None:
+        while self.final is None:
+            message = await stream.receive(timeout=self._silence_timeout())
+            await self._handle(message, stream)
+
+    async def _send_cancel_on_request(self, stream: MessageStream) -> None:
+        await self.cancel.wait()
+        await self._cancel(stream, "cancelled by the renter")
+
+    async def _cancel(self, stream: MessageStream, reason: str) -> None:
+        message = sign(Cancel(job_id=self.job_id, reason=reason[:256]), self.identity)
+        try:
+            await stream.send(message)
+        except NetError as exc:
+            log.info("could not send the cancel: %s", exc)
+
+    async def _handle(self, message: object, stream: MessageStream) -> None:
+        quote = self.quote
+        assert quote is not None
+        if isinstance(message, UsageReport):
+            await self._on_report(message, stream)
+        elif isinstance(message, LogChunk):
+            if message.job_id == self.job_id:
+                self.emit(LogReceived(message.stream, message.data))
+        elif isinstance(message, JobStatus):
+            self._on_status(message)
+        elif isinstance(message, OutputManifest):
+            try:
+                verify(message, quote.provider)
+            except SignatureError as exc:
+                self.disputes.append(f"output manifest not signed by the provider: {exc}")
+                return
+            self.manifest = message
+        elif isinstance(message, ErrorMessage):
+            log.warning("provider says %s: %s", message.code, message.message)
+        else:
+            log.info("unexpected %s from the provider ignored", type(message).__name__)
+
+    def _start_meter(self) -> RenterMeter:
+        quote, channel = self.quote, self.channel
+        assert quote is not None and channel is not None
+        if self.meter is None:
+            self.meter = RenterMeter(
+                self.identity,
+                quote,
+                ChannelRef(
+                    program_id=self.escrow.program_id,
+                    channel=channel.address,
+                    open_nonce=channel.open_nonce,
+                    deposit=quote.deposit,
+                ),
+                started_at=self.clock(),
+                tolerance_s=self.config.tolerance_s,
+            )
+            self.store.update_job(
+                self.job_id, "renter", now=self.clock(), state="running", started_at=self.clock()
+            )
+            self.emit(Started(self.job_id))
+        return self.meter
+
+    def _on_status(self, status: JobStatus) -> None:
+        if status.job_id != self.job_id:
+            return
+        ack = parse_receipt_ack(status)
+        if ack is not None:
+            if self.meter is not None and ack.cumulative <= self.meter.signed:
+                self.acknowledged = max(self.acknowledged, ack.cumulative)
+            return
+        if status.state == "running":
+            self._start_meter()
+        elif status.state in FINAL_STATES:
+            self.final = status
+            self.emit(Ended(status.state, status.exit_code, status.detail))
+
+    async def _on_report(self, report: UsageReport, stream: MessageStream) -> None:
+        meter = self._start_meter()
+        stop_after = self.config.faults.stop_signing_after
+        if stop_after is not None and self._receipts_signed >= stop_after:
+            return
+        if self.disputes:
+            return  # a provider caught over-claiming gets nothing more
+        try:
+            receipt = meter.on_report(report, now=self.clock())
+        except RenterRefusal as exc:
+            reason = f"refused report {report.seq}: {exc}"
+            log.warning("%s", reason)
+            self.disputes.append(reason)
+            self.emit(ReportRefused(reason))
+            await self._send_error(stream, reason)
+            await self._cancel(stream, "usage report refused")
+            return
+        if receipt is None:
+            return
+        self.store.save_receipt("renter", receipt, now=self.clock())  # durable, then send
+        self._receipts_signed += 1
+        await stream.send(receipt)
+        self.emit(ReceiptSigned(receipt.seq, report.elapsed_s, receipt.cumulative))
+
+    async def _send_error(self, stream: MessageStream, reason: str) -> None:
+        try:
+            await stream.send(
+                ErrorMessage(code="over_limit", message=reason[:256], job_id=self.job_id)
+            )
+        except NetError:
+            log.debug("could not send the refusal", exc_info=True)
+
+    # -- the end ----------------------------------------------------------------------
+
+    async def _fetch_outputs(self) -> list[FetchedOutput]:
+        manifest = self.manifest
+        if manifest is None:
+            return []
+        listed = [FetchedOutput(f.path, f.sha256.hex(), f.size, None) for f in manifest.files]
+        if self.fetcher is None or self.output_dir is None or self.quote is None:
+            return listed
+        fetched: list[FetchedOutput] = []
+        for f in manifest.files:
+            target = self.output_dir / f.path
+            await self.fetcher.fetch(quote=self.quote, file=f, dest=target)
+            fetched.append(FetchedOutput(f.path, f.sha256.hex(), f.size, target))
+            self.emit(OutputFetched(f.path, f.size))
+        return fetched
+
+    def _record_end(self, state: str, exit_code: int | None, detail: str) -> None:
+        billed = self._seconds_billed()
+        self.store.update_job(
+            self.job_id,
+            "renter",
+            now=self.clock(),
+            state=state if state in FINAL_STATES else "abandoned",
+            ended_at=self.clock(),
+            exit_code=exit_code,
+            detail=detail[:256],
+            seconds_billed=billed,
+        )
+
+    def _seconds_billed(self) -> int:
+        quote = self.quote
+        assert quote is not None
+        per_second = quote.price_per_gpu_second * quote.gpu_count
+        signed = self.meter.signed if self.meter else 0
+        return math.ceil(signed / per_second) if per_second else 0
+
+    def _result(self, outputs: list[FetchedOutput], detail: str) -> JobResult:
+        quote, channel = self.quote, self.channel
+        assert quote is not None and channel is not None
+        state: str
+        if self.final is not None:
+            state, exit_code = self.final.state, self.final.exit_code
+            detail = self.final.detail or detail
+        else:
+            state, exit_code = "aborted", None
+        self._record_end(state, exit_code, detail)
+        return JobResult(
+            job_id=self.job_id,
+            provider=quote.provider,
+            state=state,
+            exit_code=exit_code,
+            detail=detail,
+            price_per_gpu_second=quote.price_per_gpu_second,
+            gpu_count=quote.gpu_count,
+            seconds_billed=self._seconds_billed(),
+            amount_paid=self.meter.signed if self.meter else 0,
+            acknowledged=self.acknowledged,
+            deposit=quote.deposit,
+            channel=channel.address,
+            open_nonce=channel.open_nonce,
+            reclaimable_at=self.reclaimable_at,
+            outputs=outputs,
+            disputes=list(self.disputes),
+        )

@@ -1,0 +1,210 @@
+"""The renter role: find an offer, run a job on it paying per second, reclaim the rest.
+
+Like the provider, it takes everything it touches — network, escrow, store, and
+optionally the coordinator's index and an output fetcher — and keeps no global state;
+the clock is the network's ``now()``::
+
+    renter = Renter(identity=..., config=RenterConfig(mint=..., program_id=...),
+                    network=net, escrow=escrow, store=store)
+    result = await renter.run_job(JobSpec(image=..., command=(...), gpu_model="RTX 4090",
+                                          gpu_count=1, max_duration_s=600,
+                                          max_price_per_gpu_second=200_000))
+    ...
+    await renter.reclaim()          # after expiry: the unspent deposit comes back
+
+``run_job`` tries the ranked offers in order (at most ``config.max_attempts``) until one
+provider agrees; once a channel is funded it always returns a :class:`JobResult` (even
+when the provider vanished: the money fields say where things stand) rather than raising.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import trio
+from dgpu.node.config import RenterConfig
+from dgpu.node.net.errors import NetError
+from dgpu.node.net.interface import Network
+from dgpu.node.payments.escrow import Escrow
+from dgpu.node.renter.discovery import FoundOffers, OfferIndex, OfferQuery, find_offers
+from dgpu.node.renter.errors import JobRefused, NoMatchingOffer, ProviderMisbehaved
+from dgpu.node.renter.events import (
+    Declined,
+    Estimated,
+    EventSink,
+    JobResult,
+    OffersFound,
+    ignore_events,
+)
+from dgpu.node.renter.job import RenterJob
+from dgpu.node.renter.outputs import OutputFetcher
+from dgpu.node.store import NodeStore
+from dgpu.pricing import CostEstimate, estimate_cost
+from dgpu.protocol.identity import Identity
+from dgpu.protocol.messages import Offer
+from dgpu.protocol.negotiation import JobSpec, new_job_id
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Reclaimed:
+    channel: bytes
+    job_id: bytes
+    status: str
+    """``reclaimed`` (refunded now), ``closed`` (nothing left on chain) or ``not_yet``."""
+    amount: int = 0
+    signature: str = ""
+    reclaimable_at: int = 0
+
+
+class Renter:
+    """The renter role of a node (see the module docstring)."""
+
+    def __init__(
+        self,
+        *,
+        identity: Identity,
+        config: RenterConfig,
+        network: Network,
+        escrow: Escrow,
+        store: NodeStore,
+        index: OfferIndex | None = None,
+        fetcher: OutputFetcher | None = None,
+    ) -> None:
+        if config.program_id != escrow.program_id:
+            raise ValueError("the config's program id is not the escrow's")
+        self.identity = identity
+        self.config = config
+        self.network = network
+        self.escrow = escrow
+        self.store = store
+        self.index = index
+        self.fetcher = fetcher
+
+    def query_for(self, spec: JobSpec) -> OfferQuery:
+        return OfferQuery(
+            gpu_model=spec.gpu_model,
+            count=spec.gpu_count,
+            max_price_per_gpu_second=spec.max_price_per_gpu_second,
+            duration_s=spec.max_duration_s,
+            mint=self.config.mint,
+        )
+
+    async def find_offers(self, query: OfferQuery, *, p2p: bool = False) -> FoundOffers:
+        """Matching offers, best first (coordinator index unless ``p2p``, else the DHT)."""
+        return await find_offers(query, network=self.network, index=self.index, p2p=p2p)
+
+    def estimate(self, offer: Offer, spec: JobSpec) -> CostEstimate:
+        """What the job costs at most on ``offer`` (the whole deposit), fee shown apart."""
+        return estimate_cost(
+            offer.gpu_model,
+            spec.gpu_count,
+            spec.max_duration_s,
+            offer.price_per_gpu_second,
+            self.config.fee_bps,
+        )
+
+    async def run_job(
+        self,
+        spec: JobSpec,
+        *,
+        query: OfferQuery | None = None,
+        offers: Sequence[Offer] | None = None,
+        p2p: bool = False,
+        output_dir: Path | None = None,
+        events: EventSink = ignore_events,
+        cancel: trio.Event | None = None,
+        job_id: bytes | None = None,
+    ) -> JobResult:
+        """Run ``spec`` on the best matching offer (or the given ``offers``, in order)."""
+        if offers is None:
+            found = await self.find_offers(query or self.query_for(spec), p2p=p2p)
+            events(OffersFound(found))
+            if not found.candidates:
+                raise NoMatchingOffer(found.why_none(), found.excluded)
+            offers = found.offers
+        cancel = cancel or trio.Event()
+        last: Exception | None = None
+        for offer in list(offers)[: self.config.max_attempts]:
+            if cancel.is_set():
+                break
+            events(Estimated(offer, self.estimate(offer, spec)))
+            job = RenterJob(
+                identity=self.identity,
+                config=self.config,
+                network=self.network,
+                escrow=self.escrow,
+                store=self.store,
+                offer=offer,
+                spec=spec,
+                job_id=job_id or new_job_id(os.urandom(32)),
+                emit=events,
+                cancel=cancel,
+                fetcher=self.fetcher,
+                output_dir=output_dir,
+            )
+            try:
+                await job.negotiate()
+            except JobRefused as exc:
+                events(Declined(offer, exc.code, exc.reason))
+                last = exc
+                continue
+            except (NetError, ProviderMisbehaved) as exc:
+                events(Declined(offer, "unreachable", str(exc)))
+                last = exc
+                continue
+            await job.fund()
+            return await job.execute()
+        if isinstance(last, JobRefused):
+            raise last
+        raise JobRefused("unreachable", str(last) if last else "cancelled before any provider")
+
+    async def reclaim(self, *, channel: bytes | None = None) -> list[Reclaimed]:
+        """Refund every open channel of ours past its expiry and dispute window (or just
+        ``channel``); channels not reclaimable yet are reported as ``not_yet``."""
+        now = await self.escrow.unix_time()
+        results: list[Reclaimed] = []
+        for record in self.store.channels(status="open"):
+            if channel is not None and record.channel != channel:
+                continue
+            state = await self.escrow.read_channel(record.channel)
+            if state is None:
+                self.store.update_channel(record.channel, status="closed", now=self.network.now())
+                results.append(Reclaimed(record.channel, record.job_id, "closed"))
+                continue
+            if now < state.reclaimable_at:
+                results.append(
+                    Reclaimed(
+                        record.channel,
+                        record.job_id,
+                        "not_yet",
+                        amount=state.remaining,
+                        reclaimable_at=state.reclaimable_at,
+                    )
+                )
+                continue
+            refunded = await self.escrow.refund(self.identity, record.channel)
+            self.store.update_channel(
+                record.channel,
+                status="reclaimed",
+                reclaimed=refunded.amount,
+                reclaim_signature=refunded.signature,
+                now=self.network.now(),
+            )
+            log.info("reclaimed %d from channel %s", refunded.amount, record.channel.hex())
+            results.append(
+                Reclaimed(
+                    record.channel,
+                    record.job_id,
+                    "reclaimed",
+                    amount=refunded.amount,
+                    signature=refunded.signature,
+                    reclaimable_at=state.reclaimable_at,
+                )
+            )
+        return results
