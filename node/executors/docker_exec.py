@@ -58,6 +58,7 @@ class DockerConfig:
     owner: str
     base_url: str = "unix:///var/run/docker.sock"
     api_timeout_s: float = 60.0
+    max_connections: int = 64  # each running job holds three (exit wait, two log streams)
     workdir: Path | None = None  # where outputs are copied to; None: the system temp dir
     read_only_root: bool = True
     tmpfs_size_mb: int = 64
@@ -204,7 +205,10 @@ async def open_docker_executor(config: DockerConfig) -> AsyncIterator[DockerExec
     try:
         client = await trio.to_thread.run_sync(
             functools.partial(
-                docker.DockerClient, base_url=config.base_url, timeout=int(config.api_timeout_s)
+                docker.DockerClient,
+                base_url=config.base_url,
+                timeout=int(config.api_timeout_s),
+                max_pool_size=config.max_connections,
             )
         )
     except _ENGINE_ERRORS as exc:

@@ -269,6 +269,26 @@ async def test_large_logs_come_in_bounded_chunks(
     assert all(c.stream == "stdout" and 0 < len(c.data) <= 16 * 1024 for c in chunks)
 
 
+async def test_concurrent_jobs_stay_apart(executor: DockerExecutor, busybox_image: str) -> None:
+    results: dict[int, tuple[JobExit, bytes, bytes]] = {}
+
+    async def run(n: int) -> None:
+        script = f'echo job-{n}; printf out-{n} > "$DGPU_OUTPUT_DIR/r"; exit {n}'
+        job_spec = JobSpec(job_id=f"job-{n}", image=busybox_image, command=("sh", "-c", script))
+        async with executor.open_job(job_spec) as job:
+            logs = b"".join([c.data async for c in job.logs()])
+            result = await job.wait()
+            await job.collect_outputs()
+            results[n] = (result, logs, await job.read_output("r"))
+
+    async with trio.open_nursery() as nursery:
+        for n in range(4):
+            nursery.start_soon(run, n)
+    assert results == {
+        n: (JobExit(n, "exited"), f"job-{n}\n".encode(), f"out-{n}".encode()) for n in range(4)
+    }
+
+
 async def test_orphan_cleanup(
     executor: DockerExecutor, docker_client: docker.DockerClient, busybox_image: str
 ) -> None:
