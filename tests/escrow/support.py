@@ -7,16 +7,17 @@ token balance and send hand-built instructions (for the attack cases).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass, field
 
+import pytest
 from dgpu.contracts import localnet
 from dgpu.contracts.chain import LiteSVMChain, TransactionFailed, send_instructions
 from dgpu.contracts.escrow import EscrowClient
 from dgpu.contracts.idl import ChannelState
 from dgpu.contracts.settlement import Settlement
 from dgpu.protocol.identity import Identity
-from solders.instruction import Instruction
+from solders.instruction import AccountMeta, Instruction
 from solders.keypair import Keypair
 from solders.message import Message
 from solders.pubkey import Pubkey
@@ -149,5 +150,47 @@ async def make_world() -> World:
     return world
 
 
-def custom_code(exc: TransactionFailed) -> int | None:
-    return exc.custom_code
+def error_name(world: World, exc: TransactionFailed) -> str | None:
+    code = exc.custom_code
+    known = world.client.idl.error(code) if code is not None else None
+    return known[0] if known else None
+
+
+async def expect_refused(
+    world: World,
+    error: str | None,
+    action: Awaitable[object],
+    *,
+    watch: Sequence[Pubkey] = (),
+) -> TransactionFailed:
+    """Await ``action``; it must fail with the IDL error ``error`` (``None``: any failure)
+    and leave every token balance and every open channel exactly as they were."""
+    channels = [c.address for c in world.channels]
+    tokens_before = await world.token_balances(watch)
+    states_before = await world.client.read_channels(channels)
+    with pytest.raises(TransactionFailed) as refused:
+        await action
+    if error is not None:
+        assert error_name(world, refused.value) == error, refused.value
+    assert await world.token_balances(watch) == tokens_before
+    assert await world.client.read_channels(channels) == states_before
+    return refused.value
+
+
+def with_meta(
+    ix: Instruction,
+    index: int,
+    *,
+    pubkey: Pubkey | None = None,
+    is_signer: bool | None = None,
+    is_writable: bool | None = None,
+) -> Instruction:
+    """``ix`` with account ``index`` replaced or re-flagged."""
+    metas = list(ix.accounts)
+    old = metas[index]
+    metas[index] = AccountMeta(
+        pubkey or old.pubkey,
+        is_signer=old.is_signer if is_signer is None else is_signer,
+        is_writable=old.is_writable if is_writable is None else is_writable,
+    )
+    return Instruction(ix.program_id, bytes(ix.data), metas)
