@@ -7,6 +7,7 @@ saying so: they never skip.
 
 from __future__ import annotations
 
+import os
 import secrets
 from collections.abc import Iterator
 
@@ -15,7 +16,7 @@ import docker.errors
 import pytest
 import requests
 
-DOCKER_URL = "unix:///var/run/docker.sock"
+DOCKER_URL = os.environ.get("DGPU_TEST_DOCKER_URL", "unix:///var/run/docker.sock")
 TEST_IMAGE = "dgpu/busybox:latest"
 _HOW = "run `bash scripts/start-dockerd.sh` as root (CI does it in scripts/setup.sh)"
 
@@ -23,11 +24,14 @@ _HOW = "run `bash scripts/start-dockerd.sh` as root (CI does it in scripts/setup
 @pytest.fixture(scope="session")
 def docker_client() -> Iterator[docker.DockerClient]:
     """A client of the local Docker Engine; fails the test if the engine does not answer."""
+    problem = None
     try:
         client = docker.DockerClient(base_url=DOCKER_URL, timeout=30)
         client.ping()
     except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:
-        pytest.fail(f"Docker Engine not reachable at {DOCKER_URL}: {exc}; {_HOW}", pytrace=False)
+        problem = f"Docker Engine not reachable at {DOCKER_URL}: {exc}; {_HOW}"
+    if problem is not None:
+        pytest.fail(problem, pytrace=False)
     yield client
     client.close()
 

@@ -32,6 +32,8 @@ from dgpu.node.executors import (
     open_docker_executor,
 )
 
+from tests.fixtures_docker import DOCKER_URL
+
 pytestmark = pytest.mark.docker
 log = logging.getLogger(__name__)
 
@@ -40,7 +42,7 @@ log = logging.getLogger(__name__)
 async def executor(
     docker_client: docker.DockerClient, docker_owner: str
 ) -> AsyncIterator[DockerExecutor]:
-    config = DockerConfig(owner=docker_owner, stop_grace_s=1.0)
+    config = DockerConfig(owner=docker_owner, base_url=DOCKER_URL, stop_grace_s=1.0)
     async with open_docker_executor(config) as executor:
         yield executor
 
