@@ -71,9 +71,9 @@ async def run_guarded(
 class OfferFanout:
     """Delivers validated offers to local subscribers; a slow subscriber loses offers."""
 
-    def __init__(self, buffer: int, validate: Callable[[Offer], bool]) -> None:
+    def __init__(self, buffer: int, now: Callable[[], int]) -> None:
         self._buffer = buffer
-        self._validate = validate
+        self._now = now
         self._subscribers: set[trio.MemorySendChannel[Offer]] = set()
         self.dropped = 0
 
@@ -93,7 +93,7 @@ class OfferFanout:
     def subscribe(self) -> Subscription:
         send, receive = trio.open_memory_channel[Offer](self._buffer)
         self._subscribers.add(send)
-        return Subscription(receive, self._validate, lambda: self._subscribers.discard(send))
+        return Subscription(receive, self._now, lambda: self._subscribers.discard(send))
 
     def close(self) -> None:
         for channel in self._subscribers:
@@ -102,17 +102,18 @@ class OfferFanout:
 
 
 class Subscription:
-    """An :class:`~dgpu.node.net.interface.OfferSubscription`; offers are re-checked as
-    they are read (one may have expired while buffered)."""
+    """An :class:`~dgpu.node.net.interface.OfferSubscription`. Offers are fully validated
+    on arrival; as they are read only their expiry is checked again (one may have expired
+    while buffered)."""
 
     def __init__(
         self,
         channel: trio.MemoryReceiveChannel[Offer],
-        still_valid: Callable[[Offer], bool],
+        now: Callable[[], int],
         on_close: Callable[[], None],
     ) -> None:
         self._channel = channel
-        self._still_valid = still_valid
+        self._now = now
         self._on_close = on_close
 
     def __aiter__(self) -> AsyncIterator[Offer]:
@@ -124,7 +125,7 @@ class Subscription:
                 offer = await self._channel.receive()
             except (trio.EndOfChannel, trio.ClosedResourceError):
                 raise StopAsyncIteration from None
-            if self._still_valid(offer):
+            if offer.expires_at > self._now():
                 return offer
 
     async def aclose(self) -> None:

@@ -50,7 +50,7 @@ from dgpu.node.net.serving import OfferFanout, Subscription, run_guarded
 from dgpu.protocol.errors import ProtocolError
 from dgpu.protocol.identity import Identity
 from dgpu.protocol.messages import AnyMessage, Message, Offer
-from dgpu.protocol.offers import offer_bytes, validate_offer
+from dgpu.protocol.offers import offer_bytes
 from libp2p.abc import INetStream
 from libp2p.custom_types import TProtocol
 from libp2p.peer.id import ID
@@ -75,8 +75,9 @@ class Libp2pNetwork:
         self._host = services.host
         self._dht = services.dht
         self._limiter = trio.CapacityLimiter(config.max_inbound_streams)
-        self._fanout = OfferFanout(config.subscription_buffer, self._still_valid)
+        self._fanout = OfferFanout(config.subscription_buffer, self.now)
         self._peer_id = identity.peer_id
+        self._public_key = identity.public_key
         self.closed = False
         services.on_gossip_offer = self._on_gossip_offer
 
@@ -196,15 +197,8 @@ class Libp2pNetwork:
             write_timeout=cfg.write_timeout_s,
         )
 
-    def _still_valid(self, offer: Offer) -> bool:
-        try:
-            validate_offer(offer, now=self.now())
-        except ProtocolError:
-            return False
-        return True
-
     def _on_gossip_offer(self, offer: Offer) -> None:
-        if offer.provider != self._identity.public_key:
+        if offer.provider != self._public_key:
             self._fanout.publish_nowait(offer)
 
     def _remember_addrs(self, info: PeerInfo) -> None:

@@ -33,16 +33,17 @@ from typing import TYPE_CHECKING, Final
 
 import trio
 from dgpu.node.net.memory.streams import MemoryConnection
-from dgpu.node.net.records import check_offer_record, select_newest
+from dgpu.node.net.records import OFFER_PREFIX, newest_per_provider
 from dgpu.protocol.errors import ProtocolError
+from dgpu.protocol.identity import peer_id_of
 from dgpu.protocol.messages import Offer
-from dgpu.protocol.offers import parse_offer
+from dgpu.protocol.offers import MAX_OFFER_BYTES, parse_offer
 
 if TYPE_CHECKING:
     from dgpu.node.net.memory.network import MemoryNetwork
 
 DEFAULT_EPOCH: Final = 1_700_000_000
-_VERIFY_CACHE: Final = 2048
+_VERIFY_CACHE: Final = 32_768
 
 
 @dataclass(frozen=True)
@@ -97,6 +98,7 @@ class MemoryHub:
         self._order: dict[str, list[str]] = {}
         self._values: dict[str, dict[str, bytes]] = {}
         self._providers: dict[str, dict[str, dict[str, float]]] = {}
+        self._peer_ids: dict[bytes, str] = {}
         self._verified: dict[tuple[bytes, int], Offer | None] = {}
         self._timers: list[tuple[float, int, Callable[[], None]]] = []
         self._timer_seq = itertools.count()
@@ -136,8 +138,9 @@ class MemoryHub:
                 with trio.move_on_at(when):
                     await self._timer_added.wait()
                 continue
-            _, _, callback = heapq.heappop(self._timers)
-            callback()
+            while self._timers and self._timers[0][0] <= when:
+                _, _, callback = heapq.heappop(self._timers)
+                callback()
             await trio.lowlevel.checkpoint()
 
     # -- membership and faults ----------------------------------------------------------
@@ -217,6 +220,22 @@ class MemoryHub:
         self._verified[key] = offer
         return offer
 
+    def offer_record(self, key: str, value: bytes, now: int) -> Offer | None:
+        """The offer of a DHT value under ``key`` if it is valid now (same rules as
+        :func:`~dgpu.node.net.records.check_offer_record`, signature checks memoised)."""
+        if not key.startswith(OFFER_PREFIX) or len(value) > MAX_OFFER_BYTES:
+            return None
+        offer = self.parse_offer_cached(value, now)
+        if offer is None or key[len(OFFER_PREFIX) :] != self._peer_id_of(offer.provider):
+            return None
+        return offer
+
+    def _peer_id_of(self, public_key: bytes) -> str:
+        peer_id = self._peer_ids.get(public_key)
+        if peer_id is None:
+            peer_id = self._peer_ids[public_key] = peer_id_of(public_key)
+        return peer_id
+
     def gossip(self, sender: str, data: bytes) -> None:
         for peer, net in self._live.items():
             if peer == sender or not net.wants_gossip or not self.reachable(sender, peer):
@@ -237,6 +256,8 @@ class MemoryHub:
                     self._peer_hash[peer] = _hash_int(peer)
             order = sorted(self._live, key=lambda p: self._peer_hash[p] ^ target)
             self._order[key] = order
+        if not self._group:
+            return order[:count]
         chosen = []
         for peer in order:
             if self.reachable(reader, peer):
@@ -267,13 +288,13 @@ class MemoryHub:
         for peer in self._closest(key, writer, self.config.replication):
             if not self._rpc_ok():
                 continue
-            try:  # the receiving server validates, like the libp2p validator
-                check_offer_record(key, value, now=now)
-            except ProtocolError:
+            offer = self.offer_record(key, value, now)
+            if offer is None:  # the receiving server validates, like the libp2p validator
                 continue
             values = self._values.setdefault(peer, {})
             old = values.get(key)
-            if old is None or select_newest(key, [old, value], now=now) == 1:
+            old_offer = self.offer_record(key, old, now) if old is not None else None
+            if old_offer is None or newest_per_provider([old_offer, offer])[0] is offer:
                 values[key] = value
             stored += 1
         return stored
@@ -290,11 +311,12 @@ class MemoryHub:
         return list(found)[:limit]
 
     def get_values(self, reader: str, key: str) -> list[bytes]:
-        values = []
+        """The distinct values the reachable replicas of ``key`` hold."""
+        values: list[bytes] = []
         for peer in self._closest(key, reader, self.config.replication):
             if self._rpc_ok():
                 value = self._values.get(peer, {}).get(key)
-                if value is not None:
+                if value is not None and value not in values:
                     values.append(value)
         return values
 

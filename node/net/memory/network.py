@@ -32,17 +32,15 @@ from dgpu.node.net.interface import (
 )
 from dgpu.node.net.memory.hub import MemoryHub
 from dgpu.node.net.records import (
-    check_offer_record,
     check_own_offer,
     newest_per_provider,
     offer_key,
     provider_key,
 )
 from dgpu.node.net.serving import OfferFanout, Subscription, run_guarded
-from dgpu.protocol.errors import ProtocolError
 from dgpu.protocol.identity import Identity
 from dgpu.protocol.messages import MAX_MESSAGE_BYTES, AnyMessage, Message, Offer
-from dgpu.protocol.offers import offer_bytes, validate_offer
+from dgpu.protocol.offers import offer_bytes
 
 log = logging.getLogger(__name__)
 
@@ -72,8 +70,9 @@ class MemoryNetwork:
         self._nursery = nursery
         self._handlers: dict[str, Handler] = {}
         self._limiter = trio.CapacityLimiter(config.max_inbound_streams)
-        self._fanout = OfferFanout(config.subscription_buffer, self._still_valid)
+        self._fanout = OfferFanout(config.subscription_buffer, self.now)
         self._peer_id = identity.peer_id
+        self._public_key = identity.public_key
         self.closed = False
         self.crashed = False
 
@@ -114,12 +113,10 @@ class MemoryNetwork:
             for peer in providers:
                 key = offer_key(peer)
                 for value in self._hub.get_values(self._peer_id, key):
-                    try:
-                        offer = check_offer_record(key, value, now=now)
-                    except ProtocolError:
-                        log.debug("refused a DHT record under %s", key, exc_info=True)
-                        continue
-                    if offer.gpu_model == model:
+                    offer = self._hub.offer_record(key, value, now)
+                    if offer is None:
+                        log.debug("refused a DHT record under %s", key)
+                    elif offer.gpu_model == model:
                         found.append(offer)
         return newest_per_provider(found)[:limit]
 
@@ -159,7 +156,7 @@ class MemoryNetwork:
         return self._fanout.subscribed
 
     def deliver_gossip(self, offer: Offer) -> None:
-        if offer.provider != self._identity.public_key:
+        if offer.provider != self._public_key:
             self._fanout.publish_nowait(offer)
 
     def accept(self, stream: FramedStream, protocol: str) -> bool:
@@ -185,13 +182,6 @@ class MemoryNetwork:
     def _check_open(self) -> None:
         if self.closed:
             raise NetworkClosed(f"network of {self._peer_id} is closed")
-
-    def _still_valid(self, offer: Offer) -> bool:
-        try:
-            validate_offer(offer, now=self.now())
-        except ProtocolError:
-            return False
-        return True
 
     async def _round_trip(self) -> None:
         await trio.sleep(2 * self._hub.faults.latency_s)
