@@ -6,15 +6,13 @@ Errors are drawn in :mod:`dgpu.node.executors.errors`.
 """
 
 from dgpu.node.executors.base import Executor, Job
-from dgpu.node.executors.docker_exec import (
+from dgpu.node.executors.docker_exec import DockerExecutor, DockerJob, open_docker_executor
+from dgpu.node.executors.docker_options import (
     JOB_LABEL,
     OWNER_LABEL,
     RUN_LABEL,
     DockerConfig,
-    DockerExecutor,
-    DockerJob,
     container_options,
-    open_docker_executor,
 )
 from dgpu.node.executors.errors import (
     ExecutorError,
