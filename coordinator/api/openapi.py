@@ -63,9 +63,9 @@ def _signed_message_body(field: str, kind: str) -> dict[str, Any]:
     return {
         "required": True,
         "content": {
-            "application/msgpack": {
+            "application/octet-stream": {
                 "schema": {"type": "string", "format": "binary"},
-                "example": "",
+                "description": f"the canonical MessagePack {kind} (application/msgpack works too)",
             },
             "application/json": {
                 "schema": {
