@@ -1,15 +1,20 @@
 #!/usr/bin/env bash
-# The whole test suite, as CI runs it: set up the machine, check style and types, run
-# every test against real parts (Docker Engine, LiteSVM, libp2p sockets, hypercorn,
-# Chromium). Extra arguments go to pytest.
-set -euo pipefail
+# The whole test suite, as CI runs it: set up the machine, run every test against real
+# parts (Docker Engine, LiteSVM, libp2p sockets, hypercorn, Chromium), then check style
+# and types. Fails if any of them fails. Extra arguments go to pytest.
+set -uo pipefail
 cd "$(dirname "$0")/.."
 
-bash scripts/setup.sh
-echo "== ruff"
-.venv/bin/ruff check .
-.venv/bin/ruff format --check .
-echo "== mypy (strict)"
-PYTHON=.venv/bin/python bash scripts/typecheck
+bash scripts/setup.sh || exit 1
+failed=()
 echo "== pytest"
-.venv/bin/python -m pytest "$@"
+.venv/bin/python -m pytest "$@" || failed+=(pytest)
+echo "== ruff"
+{ .venv/bin/ruff check . && .venv/bin/ruff format --check .; } || failed+=(ruff)
+echo "== mypy (strict)"
+PYTHON=.venv/bin/python bash scripts/typecheck || failed+=(mypy)
+if ((${#failed[@]})); then
+    echo "FAILED: ${failed[*]}" >&2
+    exit 1
+fi
+echo "all checks passed"
