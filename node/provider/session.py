@@ -201,7 +201,13 @@ class ProviderSession:
                     nursery.start_soon(self._pump_logs, job, logs_done)
                     nursery.start_soon(self._receive_loop)
                     nursery.start_soon(self._meter_loop)
-                    exit_ = await self._wait_end(job)
+                    try:
+                        exit_ = await self._wait_end(job)
+                    except ExecutorError as exc:  # the engine lost the job
+                        log.warning("job %s: lost: %s", self.job_id.hex(), exc)
+                        self.request_stop("executor_error", str(exc))
+                        nursery.cancel_scope.cancel()
+                        return await self._finish(None, [])
                     ended_at = self.clock()
                     self._ended = True  # no periodic report after this
                     with trio.move_on_after(LOG_DRAIN_TIMEOUT_S):
@@ -216,15 +222,25 @@ class ProviderSession:
         return await self._finish(exit_, hosted)
 
     async def _wait_end(self, job: Job) -> JobExit:
+        lost: ExecutorError | None = None
         async with trio.open_nursery() as nursery:
 
             async def stop_on_request() -> None:
                 await self._stop_requested.wait()
-                await job.stop(STOP_GRACE_S)
+                try:
+                    await job.stop(STOP_GRACE_S)
+                except ExecutorError as exc:
+                    log.warning("job %s: stop failed (%s); killing it", self.job_id.hex(), exc)
+                    await job.kill()
 
             nursery.start_soon(stop_on_request)
-            exit_ = await job.wait()
+            try:
+                exit_ = await job.wait()
+            except ExecutorError as exc:
+                lost = exc
             nursery.cancel_scope.cancel()
+        if lost is not None:
+            raise lost
         return exit_
 
     async def _pump_logs(self, job: Job, done: trio.Event) -> None:
@@ -301,9 +317,9 @@ class ProviderSession:
         if raised:
             # Durable before anything else: the next report acknowledges it.
             self.store.save_receipt("provider", receipt, now=self.clock())
+            await self._send(receipt_ack(receipt))
             self._paid_changed.set()
             self._paid_changed = trio.Event()
-            await self._send(receipt_ack(receipt))
 
     async def _final_report(self, ended_at: int) -> None:
         assert self.meter is not None

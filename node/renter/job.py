@@ -233,10 +233,16 @@ class RenterJob:
                 if isinstance(first, ErrorMessage):
                     raise JobRefused(first.code, first.message)
                 await self._handle(first, stream)
+                lost: NetError | None = None
                 async with trio.open_nursery() as nursery:
                     nursery.start_soon(self._send_cancel_on_request, stream)
-                    await self._receive_until_final(stream)
+                    try:
+                        await self._receive_until_final(stream)
+                    except NetError as exc:
+                        lost = exc
                     nursery.cancel_scope.cancel()
+                if lost is not None:
+                    raise lost
         except JobRefused:
             self._record_end("failed", None, "refused after funding")
             raise

@@ -44,6 +44,7 @@ from dgpu.node.renter.job import RenterJob
 from dgpu.node.renter.outputs import OutputFetcher
 from dgpu.node.store import NodeStore
 from dgpu.pricing import CostEstimate, estimate_cost
+from dgpu.protocol.errors import OfferError
 from dgpu.protocol.identity import Identity
 from dgpu.protocol.messages import Offer
 from dgpu.protocol.negotiation import JobSpec, new_job_id
@@ -128,7 +129,8 @@ class Renter:
             if not found.candidates:
                 raise NoMatchingOffer(found.why_none(), found.excluded)
             offers = found.offers
-        cancel = cancel or trio.Event()
+        if cancel is None:
+            cancel = trio.Event()
         last: Exception | None = None
         for offer in list(offers)[: self.config.max_attempts]:
             if cancel.is_set():
@@ -150,6 +152,10 @@ class Renter:
             )
             try:
                 await job.negotiate()
+            except OfferError as exc:
+                events(Declined(offer, "no_capacity", str(exc)))
+                last = JobRefused("no_capacity", str(exc))
+                continue
             except JobRefused as exc:
                 events(Declined(offer, exc.code, exc.reason))
                 last = exc
