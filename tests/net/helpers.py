@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+
 import msgspec
 import trio
 from dgpu.node.net import ByteStream, StreamReset
@@ -33,7 +35,17 @@ def offer_of(
     price: int = 5,
     addrs: list[str] | None = None,
 ) -> Offer:
-    return make_offer(identity, terms(model, price), multiaddrs=addrs or [], now=now, ttl_s=ttl_s)
+    """A signed offer; its ``offer_id`` is derived from the arguments (deterministic runs)."""
+    seed = f"{identity.address}/{now}/{model}/{ttl_s}/{price}".encode()
+    offer_id = hashlib.sha256(seed).digest()[:16]
+    return make_offer(
+        identity,
+        terms(model, price),
+        multiaddrs=addrs or [],
+        now=now,
+        ttl_s=ttl_s,
+        offer_id=offer_id,
+    )
 
 
 def forged(offer: Offer, impostor: Identity) -> Offer:

@@ -337,6 +337,22 @@ class _Delivery:
             net.deliver_gossip(offer)
 
 
+def seed_trio_scheduler(seed: int) -> None:
+    """Make trio's own scheduling choices repeatable (call before ``trio.run``).
+
+    Trio runs the tasks woken in one tick in a randomly chosen order, from a generator of
+    its own. Under ``MockClock`` that is the only randomness left outside the hub's
+    ``rng``; seeding it makes a whole simulation repeat bit for bit. It uses the hook trio
+    keeps for Hypothesis (a private attribute: checked at call time).
+    """
+    from trio._core import _run
+
+    scheduler_random = getattr(_run, "_r", None)
+    if not isinstance(scheduler_random, random.Random):
+        raise RuntimeError("this trio version has no seedable scheduler")
+    scheduler_random.seed(seed)
+
+
 @asynccontextmanager
 async def open_memory_hub(
     config: MemoryHubConfig | None = None, *, rng: random.Random | None = None
