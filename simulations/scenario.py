@@ -122,15 +122,16 @@ class Churn:
 @dataclass(frozen=True)
 class OverReport:
     fraction: float = 0.0
-    factor_bps: int = 15_000
-    """Over-reporting providers claim this share of the elapsed time (15_000 = 1.5x)."""
+    seconds: int = 60
+    """Over-reporting providers claim this many seconds more than elapsed in every report."""
 
 
 @dataclass(frozen=True)
 class StopPaying:
     fraction: float = 0.0
-    after_min_s: int = 60
-    after_max_s: int = 600
+    after_min_receipts: int = 3
+    after_max_receipts: int = 60
+    """Such renters sign this many receipts of a job (drawn per renter), then no more."""
 
 
 @dataclass(frozen=True)

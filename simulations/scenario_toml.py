@@ -67,11 +67,11 @@ format, with defaults::
     per_provider_per_day = 0.0
     offline_s = [600, 7200]
     [faults.over_report]
-    fraction = 0.0
-    factor_bps = 15000
+    fraction = 0.0                     # share of providers claiming more time than elapsed
+    seconds = 60                       # how much more, in every UsageReport
     [faults.stop_paying]
-    fraction = 0.0
-    after_s = [60, 600]
+    fraction = 0.0                     # share of renters that stop signing receipts
+    after_receipts = [3, 60]           # after this many receipts of a job
 
     [[shocks]]
     at_s = 86400
@@ -422,12 +422,10 @@ def _faults(t: _Table, duration_s: int) -> Faults:
     churn = Churn(ch.number("per_provider_per_day", 0.0, hi=1000.0), offline[0], offline[1])
     ch.done()
     o = t.table("over_report")
-    over = OverReport(
-        o.number("fraction", 0.0, hi=1.0), o.integer("factor_bps", 15_000, lo=10_001, hi=1_000_000)
-    )
+    over = OverReport(o.number("fraction", 0.0, hi=1.0), o.integer("seconds", 60, lo=1, hi=86_400))
     o.done()
     s = t.table("stop_paying")
-    after = s.int_range("after_s", (60, 600), lo=0, hi=30 * 86_400)
+    after = s.int_range("after_receipts", (3, 60), lo=0, hi=1_000_000)
     stop = StopPaying(s.number("fraction", 0.0, hi=1.0), after[0], after[1])
     s.done()
     t.done()
