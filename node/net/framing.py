@@ -90,12 +90,12 @@ class FrameReader:
         """One complete payload, or ``None`` when more bytes are needed."""
         length = 0
         for index, byte in enumerate(self._buffer):
-            if index >= self._max_prefix:  # the length is at least 2**(7*index)
-                raise FrameTooLarge(1 << (7 * index), self.max_frame)
             length |= (byte & 0x7F) << (7 * index)
             if not byte & 0x80:
                 header = index + 1
                 break
+            if index + 1 >= self._max_prefix:  # more prefix bytes: at least 2**(7*(index+1))
+                raise FrameTooLarge(1 << (7 * (index + 1)), self.max_frame)
         else:
             return None
         if length > self.max_frame:

@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Final
 
-from dgpu.protocol.errors import DecodeError, OfferError, ProtocolError
+from dgpu.protocol.errors import MessageTooLarge, OfferError, ProtocolError
 from dgpu.protocol.identity import Identity, peer_id_of
 from dgpu.protocol.messages import Offer
 from dgpu.protocol.offers import MAX_OFFER_BYTES, parse_offer, validate_offer
@@ -52,7 +52,7 @@ def check_offer_record(key: str, value: bytes, *, now: int) -> Offer:
     if not key.startswith(OFFER_PREFIX):
         raise OfferError(f"no values are stored under {key!r}")
     if len(value) > MAX_OFFER_BYTES:
-        raise DecodeError(f"offer record of {len(value)} bytes exceeds {MAX_OFFER_BYTES}")
+        raise MessageTooLarge(len(value), MAX_OFFER_BYTES)
     offer = parse_offer(value, now=now)
     signer = peer_id_of(offer.provider)
     if key[len(OFFER_PREFIX) :] != signer:
