@@ -4,15 +4,21 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
+from dataclasses import replace
 from pathlib import Path
 
 import click
 from dgpu.cli.output import emit_json, stderr
+from dgpu.contracts.chain import ChainError, RpcChain
+from dgpu.contracts.errors import EscrowClientError
+from dgpu.contracts.escrow import EscrowClient
 from dgpu.coordinator.app import create_app
 from dgpu.coordinator.config import CoordinatorConfig, RateLimit
+from dgpu.coordinator.escrow_backend import EscrowBackend
 from dgpu.coordinator.server import Listen, bind, serve_app
-from dgpu.coordinator.settlement import SettlementBackend
 from dgpu.pricing import DEFAULT_RATE_CARD, RateCard, load_rate_card
+from dgpu.protocol.keyfile import load_identity
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +75,12 @@ def command() -> None:
     "--ip-rate", default=50.0, show_default=True, help="API requests per second per client address."
 )
 @click.option("--ip-burst", default=200, show_default=True)
+@click.option(
+    "--poll-interval", default=0.4, show_default=True, help="RPC confirmation polling, s."
+)
+@click.option(
+    "--no-intake-check", is_flag=True, help="Do not read channels on chain at receipt intake."
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the listening address as JSON.")
 def serve(
     listen: str,
@@ -85,9 +97,13 @@ def serve(
     key_burst: int,
     ip_rate: float,
     ip_burst: int,
+    poll_interval: float,
+    no_intake_check: bool,
     as_json: bool,
 ) -> None:
     """Serve the API and the explorer until SIGINT/SIGTERM."""
+    if rpc_url is not None and key_path is None:
+        raise click.UsageError("--rpc needs --key (the settler key that pays settlements)")
     card: RateCard = load_rate_card(rate_card) if rate_card else DEFAULT_RATE_CARD
     config = CoordinatorConfig(
         db_path=db_path,
@@ -98,6 +114,7 @@ def serve(
         settle_every_s=settle_every,
         snapshot_every_s=snapshot_every,
         mint=mint,
+        verify_channels_on_intake=not no_intake_check,
     )
     sock = bind(Listen.parse(listen))
     host, port = sock.getsockname()[:2]
@@ -105,21 +122,28 @@ def serve(
         emit_json({"listen": f"{host}:{port}", "url": f"http://{host}:{port}", "db": str(db_path)})
     else:
         stderr.print(f"coordinator listening on http://{host}:{port} (database {db_path})")
-    asyncio.run(_serve(config, card, sock, rpc_url, key_path))
+    asyncio.run(_serve(config, card, sock, rpc_url, key_path, poll_interval))
 
 
 async def _serve(
     config: CoordinatorConfig,
     card: RateCard,
-    sock: object,
+    sock: socket.socket,
     rpc_url: str | None,
     key_path: Path | None,
+    poll_interval: float,
 ) -> None:
-    import socket
-
-    assert isinstance(sock, socket.socket)
-    backend: SettlementBackend | None = None
-    if rpc_url is not None:
-        raise click.UsageError("--rpc: settlement through the escrow client is not wired yet")
-    app = create_app(config, backend=backend, card=card)
-    await serve_app(app, sock)
+    if rpc_url is None:
+        await serve_app(create_app(config, card=card), sock)
+        return
+    assert key_path is not None
+    settler = load_identity(key_path).to_solders()
+    async with RpcChain(rpc_url, poll_interval=poll_interval) as chain:
+        escrow = EscrowClient(chain)
+        try:
+            await escrow.read_config()
+        except (ChainError, EscrowClientError) as exc:
+            log.warning("escrow config not readable at %s: %s", rpc_url, exc)
+        backend = EscrowBackend(escrow, settler)
+        config = replace(config, program_id=backend.program_id)
+        await serve_app(create_app(config, backend=backend, card=card), sock)

@@ -4,14 +4,15 @@ transactions, submitted through the escrow client, recorded, reconciled after a 
 A round::
 
     unsettled channels ──read on chain──▶ checked (provider, renter, opening, deposit)
-        ──pack──▶ groups that fit one transaction (address lookup table)
+        ──prepare──▶ groups that fit one transaction (address lookup tables)
         ──for each group: write batch (pending) ─▶ settle (send + confirm) ─▶ read the
           channels' settled marks ─▶ close the batch (confirmed) and raise ``settled``
 
 Safety rests on the program, not on this bookkeeping: a receipt at or below a channel's
 on-chain ``settled`` mark pays nothing, so resubmitting after a crash or a timeout can never
 pay twice. A batch refused as a whole (one bad receipt fails the transaction) is split in
-halves until the culprit stands alone, then that channel is set aside (``rejected``).
+halves until the culprit stands alone; that channel is then set aside (``rejected``) when
+the program refused it, or noted and retried next round when the failure was not its own.
 A batch left ``pending``/``submitted`` by a crash is closed at start by :meth:`reconcile`
 from the chain's marks (``reconciled`` when every item is settled, else ``failed``, and its
 channels are simply eligible again).
@@ -46,8 +47,12 @@ class OnChainChannel:
 
 
 class DeterministicFailure(Exception):
-    """The chain refused a batch for a reason that will not change by retrying it as is
-    (raised by backends; the batcher bisects the batch)."""
+    """The chain refused a batch as it is (raised by backends; the batcher bisects it).
+    ``permanent``: the escrow program itself refused a receipt, so the culprit is set aside."""
+
+    def __init__(self, message: str, *, permanent: bool) -> None:
+        super().__init__(message)
+        self.permanent = permanent
 
 
 class ChainTrouble(Exception):
@@ -58,12 +63,16 @@ class ChainTrouble(Exception):
 class SettlementBackend(Protocol):
     """The escrow as the batcher sees it (adapted from ``dgpu.contracts``)."""
 
+    program_id: str
+    """Base58 id of the escrow program whose channels this backend settles."""
+
     async def read_channels(self, channels: Sequence[str]) -> dict[str, OnChainChannel | None]:
         """The channel accounts at these addresses (None where there is none)."""
         ...
 
-    def pack(self, items: Sequence[Unsettled]) -> list[list[Unsettled]]:
-        """Split ``items`` into groups that each fit one settle transaction."""
+    async def prepare(self, items: Sequence[Unsettled]) -> list[list[Unsettled]]:
+        """Split ``items`` into groups that each fit one settle transaction (setting up
+        lookup tables as needed)."""
         ...
 
     async def settle(self, items: Sequence[Unsettled]) -> str:
@@ -117,10 +126,18 @@ class Settler:
     def _now(self) -> int:
         return int(self.clock())
 
-    async def check_intake(self, receipt: Receipt, provider: str) -> None:
-        """Refuse a receipt whose channel on chain belongs to someone else. A chain that
-        cannot be read does not block intake (the round checks again)."""
+    async def check_intake(self, receipt: Receipt, provider: str, *, read_chain: bool) -> None:
+        """Refuse a receipt of another program or (``read_chain``) whose channel on chain
+        belongs to someone else. A chain that cannot be read does not block intake (the
+        round checks again)."""
         channel = address_of(receipt.channel)
+        if address_of(receipt.program_id) != self.backend.program_id:
+            raise unprocessable(
+                f"this coordinator settles channels of program {self.backend.program_id}",
+                "wrong_program",
+            )
+        if not read_chain:
+            return
         try:
             found = (await self.backend.read_channels([channel])).get(channel)
         except ChainTrouble as exc:
@@ -156,7 +173,7 @@ class Settler:
                 return report
             chain = await self.backend.read_channels(sorted({u.key.channel for u in candidates}))
             ready = [u for u in candidates if await self._eligible(u, chain, report)]
-            for group in self.backend.pack(ready) if ready else []:
+            for group in await self.backend.prepare(ready) if ready else []:
                 if not await self._settle_group(group, report):
                     break
             return report
@@ -177,6 +194,8 @@ class Settler:
             problem = "the channel on chain names another renter"
         elif found.open_nonce != item.key.open_nonce:
             problem = f"the channel was reopened (opening {found.open_nonce})"
+        elif item.program_id != self.backend.program_id:
+            problem = "the receipt is for another escrow program"
         if problem is not None:
             await self.store.channels.mark(item.key, state="rejected", note=problem)
             report.skip("rejected")
@@ -209,8 +228,9 @@ class Settler:
             report.failed += 1
             self.metrics.batches.labels("failed").inc()
             if len(group) == 1:
-                await self.store.channels.mark(group[0].key, state="rejected", note=str(exc))
-                report.skip("rejected")
+                state = "rejected" if exc.permanent else "open"
+                await self.store.channels.mark(group[0].key, state=state, note=str(exc))
+                report.skip(state if exc.permanent else "failed")
                 return True
             half = len(group) // 2
             return await self._settle_group(group[:half], report) and await self._settle_group(

@@ -53,8 +53,10 @@ async def post_receipt(request: Request) -> JSONResponse:
         )
     if receipt.renter == public_key_of_address(signer):
         raise forbidden("receipts are posted by the channel's provider", "not_channel_provider")
-    if coord.settler is not None and coord.config.verify_channels_on_intake:
-        await coord.settler.check_intake(receipt, signer)
+    if coord.settler is not None:
+        await coord.settler.check_intake(
+            receipt, signer, read_chain=coord.config.verify_channels_on_intake
+        )
     now = coord.now()
     status = await coord.store.channels.ingest(receipt, data, provider=signer, now=now)
     coord.metrics.receipts_ingested.labels(status).inc()

@@ -95,9 +95,10 @@ class ChannelRepo:
                 return "stale"
             if receipt.cumulative == known["cumulative"]:
                 return "duplicate"
+            # A higher receipt gets a fresh chance even if an earlier one was refused.
             await conn.execute(
                 "UPDATE channels SET seq = ?, cumulative = ?, renter_sig = ?, raw = ?,"
-                " updated_at = ? WHERE channel = ? AND open_nonce = ?",
+                " updated_at = ?, state = 'open', note = '' WHERE channel = ? AND open_nonce = ?",
                 (
                     receipt.seq,
                     receipt.cumulative,
