@@ -46,7 +46,7 @@ from dgpu.node.renter.events import (
     ignore_events,
 )
 from dgpu.node.renter.job import RenterJob
-from dgpu.node.renter.node import Reclaimed, Renter
+from dgpu.node.renter.node import Reclaimed, Renter, reclaim_channels
 from dgpu.node.renter.outputs import OutputFetcher
 
 __all__ = [
@@ -85,4 +85,5 @@ __all__ = [
     "find_offers",
     "ignore_events",
     "rank",
+    "reclaim_channels",
 ]

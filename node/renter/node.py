@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -173,44 +173,58 @@ class Renter:
     async def reclaim(self, *, channel: bytes | None = None) -> list[Reclaimed]:
         """Refund every open channel of ours past its expiry and dispute window (or just
         ``channel``); channels not reclaimable yet are reported as ``not_yet``."""
-        now = await self.escrow.unix_time()
-        results: list[Reclaimed] = []
-        for record in self.store.channels(status="open"):
-            if channel is not None and record.channel != channel:
-                continue
-            state = await self.escrow.read_channel(record.channel)
-            if state is None:
-                self.store.update_channel(record.channel, status="closed", now=self.network.now())
-                results.append(Reclaimed(record.channel, record.job_id, "closed"))
-                continue
-            if now < state.reclaimable_at:
-                results.append(
-                    Reclaimed(
-                        record.channel,
-                        record.job_id,
-                        "not_yet",
-                        amount=state.remaining,
-                        reclaimable_at=state.reclaimable_at,
-                    )
-                )
-                continue
-            refunded = await self.escrow.refund(self.identity, record.channel)
-            self.store.update_channel(
-                record.channel,
-                status="reclaimed",
-                reclaimed=refunded.amount,
-                reclaim_signature=refunded.signature,
-                now=self.network.now(),
-            )
-            log.info("reclaimed %d from channel %s", refunded.amount, record.channel.hex())
+        return await reclaim_channels(
+            self.store, self.escrow, self.identity, now=self.network.now, channel=channel
+        )
+
+
+async def reclaim_channels(
+    store: NodeStore,
+    escrow: Escrow,
+    identity: Identity,
+    *,
+    now: Callable[[], int],
+    channel: bytes | None = None,
+) -> list[Reclaimed]:
+    """:meth:`Renter.reclaim` without a running node (the chain is all it needs)."""
+    chain_now = await escrow.unix_time()
+    results: list[Reclaimed] = []
+    for record in store.channels(status="open"):
+        if channel is not None and record.channel != channel:
+            continue
+        state = await escrow.read_channel(record.channel)
+        if state is None:
+            store.update_channel(record.channel, status="closed", now=now())
+            results.append(Reclaimed(record.channel, record.job_id, "closed"))
+            continue
+        if chain_now < state.reclaimable_at:
             results.append(
                 Reclaimed(
                     record.channel,
                     record.job_id,
-                    "reclaimed",
-                    amount=refunded.amount,
-                    signature=refunded.signature,
+                    "not_yet",
+                    amount=state.remaining,
                     reclaimable_at=state.reclaimable_at,
                 )
             )
-        return results
+            continue
+        refunded = await escrow.refund(identity, record.channel)
+        store.update_channel(
+            record.channel,
+            status="reclaimed",
+            reclaimed=refunded.amount,
+            reclaim_signature=refunded.signature,
+            now=now(),
+        )
+        log.info("reclaimed %d from channel %s", refunded.amount, record.channel.hex())
+        results.append(
+            Reclaimed(
+                record.channel,
+                record.job_id,
+                "reclaimed",
+                amount=refunded.amount,
+                signature=refunded.signature,
+                reclaimable_at=state.reclaimable_at,
+            )
+        )
+    return results

@@ -1,0 +1,408 @@
+"""``dgpu provider``: rent out this machine's GPUs, and get paid for it.
+
+dgpu provider start --key K --data-dir D --rpc URL --mint MINT [--gpus "1xRTX 4090"]
+                    [--allow-image IMG ...] [--bootstrap MULTIADDR] [--coordinator URL]
+dgpu provider settle --key K --data-dir D --rpc URL     # submit receipts yourself
+dgpu provider status --data-dir D                        # jobs, receipts, settlements
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import time
+from collections.abc import AsyncIterator, Collection
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import click
+import trio
+from dgpu.cli.nodeopts import (
+    CliSetupError,
+    cancel_on_signals,
+    common_network_options,
+    load_key,
+    open_coordinator,
+    open_escrow,
+    open_network,
+    open_store,
+    parse_address,
+    per_second,
+    program_id_bytes,
+    read_psk,
+)
+from dgpu.cli.output import emit_json, stderr
+from dgpu.node.config import ProviderConfig
+from dgpu.node.gpu import detect_backend, parse_gpu_spec
+from dgpu.node.provider import Provider, ProviderExecutor, settle_on_chain
+from dgpu.node.store import NodeStore
+from dgpu.pricing import DEFAULT_RATE_CARD, ProviderPricing, base_units_to_dgpu, load_rate_card
+from dgpu.protocol.identity import Identity, address_of
+
+log = logging.getLogger(__name__)
+
+_key_option = click.option(
+    "--key",
+    "key_path",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="The node's key file (its wallet and peer identity).",
+)
+_data_option = click.option(
+    "--data-dir",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Where the node keeps its database and job files.",
+)
+_json_option = click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+
+
+@click.group("provider")
+def command() -> None:
+    """Offer GPUs for rent, run the jobs in containers, get paid per second."""
+
+
+@command.command("start")
+@_key_option
+@_data_option
+@common_network_options
+@click.option("--rpc", "rpc_url", required=True, help="JSON-RPC URL of the chain.")
+@click.option("--mint", required=True, help="The dGPU token mint (base58).")
+@click.option("--coordinator", "coordinator_url", help="Coordinator URL (offers, settlement).")
+@click.option(
+    "--gpu-backend",
+    type=click.Choice(["auto", "nvml", "simulated"]),
+    default="auto",
+    show_default=True,
+)
+@click.option("--gpus", "gpu_spec", help='Simulated GPUs, e.g. "2xRTX 4090" (labelled simulated).')
+@click.option("--price", help="Fixed price in dGPU per GPU-hour (default: the rate card).")
+@click.option("--floor", help="Least accepted price, dGPU per GPU-hour.")
+@click.option("--markup-bps", type=int, default=0, show_default=True, help="Over the card.")
+@click.option("--rate-card", type=click.Path(dir_okay=False, exists=True, path_type=Path))
+@click.option("--region", default="local", show_default=True)
+@click.option("--allow-image", "images", multiple=True, help="Image allowed to run (repeatable).")
+@click.option("--allow-any-image", is_flag=True, help="Run any image (not recommended).")
+@click.option("--max-duration", default=24 * 3600, show_default=True, help="Seconds per job.")
+@click.option("--interval", default=10, show_default=True, help="Seconds between reports.")
+@click.option("--grace", default=30, show_default=True, help="Seconds to wait for a receipt.")
+@click.option("--offer-ttl", default=300, show_default=True, help="Offer lifetime, seconds.")
+@click.option("--allow-network", is_flag=True, help="Let jobs ask for network access.")
+@click.option(
+    "--executor", type=click.Choice(["docker", "local"]), default="docker", show_default=True
+)
+@click.option("--docker-url", default="unix:///var/run/docker.sock", show_default=True)
+@click.option("--cpu-limit", type=float, help="CPUs per job.")
+@click.option("--memory-mb", type=int, help="Memory per job, MiB.")
+@click.option(
+    "--settle/--no-settle",
+    "settle_on_finish",
+    default=True,
+    show_default=True,
+    help="Without a coordinator, settle each job's receipt on chain when it ends.",
+)
+@_json_option
+def start(
+    key_path: Path,
+    data_dir: Path,
+    listen: tuple[str, ...],
+    bootstrap: tuple[str, ...],
+    psk_file: Path | None,
+    rpc_url: str,
+    mint: str,
+    coordinator_url: str | None,
+    gpu_backend: str,
+    gpu_spec: str | None,
+    price: str | None,
+    floor: str | None,
+    markup_bps: int,
+    rate_card: Path | None,
+    region: str,
+    images: tuple[str, ...],
+    allow_any_image: bool,
+    max_duration: int,
+    interval: int,
+    grace: int,
+    offer_ttl: int,
+    allow_network: bool,
+    executor: str,
+    docker_url: str,
+    cpu_limit: float | None,
+    memory_mb: int | None,
+    settle_on_finish: bool,
+    as_json: bool,
+) -> None:
+    """Start the provider: advertise, negotiate, run and meter jobs (Ctrl-C stops)."""
+    if not images and not allow_any_image:
+        raise CliSetupError("name the images jobs may use (--allow-image), or --allow-any-image")
+    identity = load_key(key_path)
+    config = ProviderConfig(
+        mint=parse_address(mint, "--mint"),
+        program_id=program_id_bytes(),
+        region=region,
+        pricing=ProviderPricing(
+            floor_per_gpu_second=per_second(floor, "--floor") if floor else 0,
+            markup_bps=markup_bps,
+        ),
+        rate_card=load_rate_card(rate_card) if rate_card else DEFAULT_RATE_CARD,
+        price_per_gpu_second=per_second(price, "--price") if price else None,
+        allowed_images=frozenset(images),
+        max_duration_s=max_duration,
+        interval_s=interval,
+        grace_s=grace,
+        offer_ttl_s=offer_ttl,
+        allow_network=allow_network,
+        settle_on_finish=settle_on_finish,
+        cpu_limit=cpu_limit,
+        memory_limit_mb=memory_mb,
+    )
+    if allow_any_image:
+        stderr.print("[bold yellow]warning:[/] any image may run on this machine")
+    simulated = parse_gpu_spec(gpu_spec) if gpu_spec else None
+    prefer = "simulated" if gpu_spec and gpu_backend == "auto" else gpu_backend
+    backend = detect_backend(prefer, simulated)  # type: ignore[arg-type]
+    run = functools.partial(
+        _serve,
+        identity=identity,
+        config=config,
+        backend=backend,
+        data_dir=data_dir,
+        key_path=key_path,
+        listen=listen,
+        bootstrap=bootstrap,
+        psk=read_psk(psk_file),
+        rpc_url=rpc_url,
+        coordinator_url=coordinator_url,
+        executor_kind=executor,
+        docker_url=docker_url,
+        as_json=as_json,
+    )
+    trio.run(run)
+
+
+@asynccontextmanager
+async def _open_executor(
+    kind: str, owner: str, data_dir: Path, docker_url: str
+) -> AsyncIterator[ProviderExecutor]:
+    from dgpu.node.executors import (
+        DockerConfig,
+        LocalProcessConfig,
+        LocalProcessExecutor,
+        open_docker_executor,
+    )
+
+    workdir = data_dir / "work"
+    workdir.mkdir(parents=True, exist_ok=True)
+    if kind == "local":
+        yield _LocalExecutor(
+            LocalProcessExecutor(LocalProcessConfig(enabled=True, workdir=workdir))
+        )
+        return
+    async with open_docker_executor(
+        DockerConfig(owner=owner, base_url=docker_url, workdir=workdir)
+    ) as docker:
+        yield docker
+
+
+class _LocalExecutor:
+    """Local processes die with their provider (one process group each): nothing of a
+    previous life is left to sweep."""
+
+    def __init__(self, inner: Any) -> None:
+        self._inner = inner
+
+    @property
+    def name(self) -> str:
+        return str(self._inner.name)
+
+    def open_job(self, spec: Any) -> Any:
+        return self._inner.open_job(spec)
+
+    async def cleanup_orphans(self, owner: str, keep: Collection[str] = frozenset()) -> list[str]:
+        await trio.lowlevel.checkpoint()
+        return []
+
+
+async def _serve(
+    *,
+    identity: Identity,
+    config: ProviderConfig,
+    backend: Any,
+    data_dir: Path,
+    key_path: Path,
+    listen: tuple[str, ...],
+    bootstrap: tuple[str, ...],
+    psk: bytes | None,
+    rpc_url: str,
+    coordinator_url: str | None,
+    executor_kind: str,
+    docker_url: str,
+    as_json: bool,
+) -> None:
+    with open_store(data_dir) as store:
+        store.record_key(
+            address=identity.address,
+            peer_id=identity.peer_id,
+            role="provider",
+            path=str(key_path),
+            now=int(time.time()),
+        )
+        async with (
+            open_escrow(rpc_url) as escrow,
+            _open_executor(executor_kind, identity.address, data_dir, docker_url) as executor,
+            open_network(identity, listen=listen, bootstrap=bootstrap, psk=psk) as network,
+            open_coordinator(coordinator_url, identity) as coordinator,
+        ):
+            provider = Provider(
+                identity=identity,
+                config=config,
+                network=network,
+                escrow=escrow,
+                executor=executor,
+                gpu_backend=backend,
+                store=store,
+                desk=coordinator,
+                outputs_dir=data_dir / "outputs",
+            )
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(cancel_on_signals, nursery.cancel_scope)
+                await nursery.start(provider.run)
+                _announce(provider, as_json)
+        backend.close()
+
+
+def _announce(provider: Provider, as_json: bool) -> None:
+    status = provider.status()
+    offer = status.offer
+    info: dict[str, Any] = {
+        "event": "ready",
+        "address": status.address,
+        "peer_id": status.peer_id,
+        "multiaddrs": provider.network.listen_addrs,
+        "gpus": [
+            {"index": g.index, "model": g.model, "vram_mb": g.vram_mb, "simulated": g.simulated}
+            for g in provider.pool.gpus
+        ],
+        "offer": None
+        if offer is None
+        else {
+            "gpu_model": offer.gpu_model,
+            "gpu_count": offer.gpu_count,
+            "price_per_gpu_second": offer.price_per_gpu_second,
+            "simulated": offer.simulated,
+            "expires_at": offer.expires_at,
+        },
+    }
+    if as_json:
+        emit_json(info)
+        return
+    stderr.print(f"[green]provider ready[/] {status.address}")
+    for addr in info["multiaddrs"]:
+        stderr.print(f"  listening on {addr}", highlight=False)
+    if offer is not None:
+        hourly = base_units_to_dgpu(offer.price_per_gpu_second * 3600)
+        label = " (SIMULATED)" if offer.simulated else ""
+        stderr.print(
+            f"  offering {offer.gpu_count}x {offer.gpu_model}{label} at {hourly} dGPU/GPU-hour"
+        )
+
+
+@command.command("settle")
+@_key_option
+@_data_option
+@click.option("--rpc", "rpc_url", required=True, help="JSON-RPC URL of the chain.")
+@_json_option
+def settle(key_path: Path, data_dir: Path, rpc_url: str, as_json: bool) -> None:
+    """Submit every unsettled receipt on chain yourself (no coordinator needed)."""
+    identity = load_key(key_path)
+
+    async def main() -> list[dict[str, Any]]:
+        with open_store(data_dir) as store:
+            async with open_escrow(rpc_url) as escrow:
+                with stderr.status("settling receipts on chain..."):
+                    results = await settle_on_chain(
+                        store, escrow, identity, now=lambda: int(time.time())
+                    )
+        return [
+            {
+                "channel": address_of(r.channel),
+                "job_id": r.job_id.hex(),
+                "cumulative": r.cumulative,
+                "status": r.status,
+                "signature": r.signature,
+                "error": r.error,
+            }
+            for r in results
+        ]
+
+    rows = trio.run(main)
+    if as_json:
+        emit_json({"settlements": rows})
+        return
+    if not rows:
+        stderr.print("nothing to settle")
+    for row in rows:
+        stderr.print(
+            f"{row['status']:8} channel {row['channel']} cumulative {row['cumulative']}"
+            f" {row['error']}",
+            highlight=False,
+        )
+
+
+@command.command("status")
+@_data_option
+@_json_option
+def status(data_dir: Path, as_json: bool) -> None:
+    """What this provider's store holds: jobs, receipts, settlements."""
+    if not (data_dir / "node.sqlite").exists():
+        raise CliSetupError(f"no node store in {data_dir}")
+    with NodeStore.open(data_dir / "node.sqlite") as store:
+        info = provider_report(store)
+    if as_json:
+        emit_json(info)
+        return
+    for job in info["jobs"]:
+        stderr.print(
+            f"{job['job_id']} {job['state']:10} billed {job['seconds_billed']:>6}s"
+            f" paid {job['paid']} {job['detail']}",
+            highlight=False,
+        )
+    stderr.print(f"unsettled receipts: {len(info['unsettled'])}")
+
+
+def provider_report(store: NodeStore) -> dict[str, Any]:
+    jobs = []
+    for job in store.jobs("provider"):
+        latest = store.latest_receipt("provider", job.job_id)
+        jobs.append(
+            {
+                "job_id": job.job_id.hex(),
+                "state": job.state,
+                "renter": address_of(job.counterparty),
+                "seconds_billed": job.seconds_billed,
+                "paid": latest.cumulative if latest else 0,
+                "stop_reason": job.stop_reason,
+                "detail": job.detail,
+                "channel": address_of(job.channel) if job.channel else None,
+            }
+        )
+    return {
+        "jobs": jobs,
+        "unsettled": [
+            {"channel": address_of(r.channel), "job_id": r.job_id.hex(), "cumulative": r.cumulative}
+            for r in store.unsettled_receipts()
+        ],
+        "settlements": [
+            {
+                "channel": address_of(s.channel),
+                "job_id": s.job_id.hex(),
+                "cumulative": s.cumulative,
+                "status": s.status,
+                "via": s.via,
+                "paid_on_chain": s.paid_on_chain,
+                "signature": s.signature,
+            }
+            for s in store.settlements()
+        ],
+    }

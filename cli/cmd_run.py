@@ -1,0 +1,416 @@
+"""``dgpu run``: rent a GPU, run a container on it, pay per second.
+
+    dgpu run --key K --data-dir D --rpc URL --mint MINT --gpu "RTX 4090" --image IMG \\
+             --duration 600 --max-price 0.80 [--bootstrap MULTIADDR | --coordinator URL] \\
+             [--output-dir OUT] [--json] -- sh -c 'nvidia-smi; python train.py'
+    dgpu run cancel --data-dir D [JOB_ID]      # politely stop a running ``dgpu run``
+    dgpu run reclaim --key K --data-dir D --rpc URL   # get unspent deposits back
+
+Progress goes to stderr; the job's stdout to stdout (to stderr with ``--json``, whose one
+JSON object on stdout is the result: job id, provider, seconds billed, amount paid,
+outputs). Ctrl-C (or ``dgpu run cancel``) cancels the job and pays for the time used.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+import trio
+from dgpu.cli.nodeopts import (
+    CliSetupError,
+    cancel_on_signals,
+    common_network_options,
+    load_key,
+    open_coordinator,
+    open_escrow,
+    open_network,
+    open_store,
+    parse_address,
+    per_second,
+    program_id_bytes,
+    read_psk,
+)
+from dgpu.cli.output import emit_json, stderr
+from dgpu.node.config import RenterConfig
+from dgpu.node.renter import (
+    Agreed,
+    CoordinatorIndex,
+    Declined,
+    Ended,
+    Estimated,
+    Funded,
+    JobResult,
+    LogReceived,
+    OfferQuery,
+    OffersFound,
+    OutputFetched,
+    ReceiptSigned,
+    Renter,
+    RenterEvent,
+    ReportRefused,
+    Started,
+    reclaim_channels,
+)
+from dgpu.pricing import base_units_to_dgpu
+from dgpu.protocol.identity import address_of
+from dgpu.protocol.negotiation import JobSpec, new_job_id
+from rich.status import Status
+
+log = logging.getLogger(__name__)
+
+_key_option = click.option(
+    "--key",
+    "key_path",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="The renter's key file (its wallet and peer identity).",
+)
+_data_option = click.option(
+    "--data-dir",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Where the node keeps its database.",
+)
+_json_option = click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+
+
+class RunGroup(click.Group):
+    """``dgpu run [OPTIONS] -- CMD`` runs a job; ``dgpu run cancel|reclaim`` are commands."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if args and args[0] not in self.commands and args[0] not in ("-h", "--help"):
+            args = ["job", *args]
+        return super().parse_args(ctx, args)
+
+
+@click.group("run", cls=RunGroup)
+def command() -> None:
+    """Run a container on a rented GPU (options, then -- and the command), or manage jobs."""
+
+
+def _dgpu(amount: int) -> str:
+    return f"{base_units_to_dgpu(amount)} dGPU"
+
+
+class Progress:
+    """Renders renter events: a spinner and lines on stderr, the job's stdout on stdout."""
+
+    def __init__(self, status: Status, *, as_json: bool) -> None:
+        self.status = status
+        self.as_json = as_json
+
+    def __call__(self, event: RenterEvent) -> None:
+        if isinstance(event, OffersFound):
+            found = event.found
+            stderr.print(f"{len(found.candidates)} matching offers ({found.source})")
+        elif isinstance(event, Estimated):
+            e = event.estimate
+            label = " SIMULATED" if event.offer.simulated else ""
+            stderr.print(
+                f"offer {address_of(event.offer.provider)[:8]}… {e.gpu_count}x {e.model}{label}:"
+                f" at most {_dgpu(e.total)} for {e.duration_seconds}s"
+                f" (provider {_dgpu(e.provider_net)}, fee {_dgpu(e.fee)})",
+                highlight=False,
+            )
+            self.status.update("negotiating…")
+        elif isinstance(event, Declined):
+            stderr.print(f"[yellow]declined[/] ({event.code}): {event.message}", highlight=False)
+        elif isinstance(event, Agreed):
+            self.status.update("agreed; funding the escrow channel…")
+        elif isinstance(event, Funded):
+            stderr.print(
+                f"channel {address_of(event.channel.address)} funded with"
+                f" {_dgpu(event.channel.deposit)}",
+                highlight=False,
+            )
+            self.status.update("waiting for the job to start…")
+        elif isinstance(event, Started):
+            self.status.update("running")
+        elif isinstance(event, LogReceived):
+            out = sys.stderr if self.as_json or event.stream == "stderr" else sys.stdout
+            out.write(event.data.decode("utf-8", errors="replace"))
+            out.flush()
+        elif isinstance(event, ReceiptSigned):
+            self.status.update(f"running: {event.elapsed_s}s, paid {_dgpu(event.cumulative)}")
+        elif isinstance(event, ReportRefused):
+            stderr.print(f"[bold red]refused to pay:[/] {event.reason}", highlight=False)
+        elif isinstance(event, Ended):
+            self.status.update(f"job {event.state}; collecting outputs…")
+        elif isinstance(event, OutputFetched):
+            stderr.print(f"fetched {event.path} ({event.size} bytes, sha256 verified)")
+
+
+def _env(values: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
+    pairs = []
+    for item in values:
+        name, sep, value = item.partition("=")
+        if not sep:
+            raise click.BadParameter(f"{item!r} is not NAME=VALUE", param_hint="--env")
+        pairs.append((name, value))
+    return tuple(pairs)
+
+
+@command.command("job", context_settings={"ignore_unknown_options": False})
+@_key_option
+@_data_option
+@common_network_options
+@click.option("--rpc", "rpc_url", required=True, help="JSON-RPC URL of the chain.")
+@click.option("--mint", required=True, help="The dGPU token mint (base58).")
+@click.option("--coordinator", "coordinator_url", help="Find offers through this coordinator.")
+@click.option("--p2p", is_flag=True, help="Find offers through the DHT even with a coordinator.")
+@click.option("--gpu", "gpu_model", required=True, help='GPU model, e.g. "RTX 4090".')
+@click.option("--count", default=1, show_default=True, help="GPUs.")
+@click.option("--min-vram", default=0, show_default=True, help="Least VRAM per GPU, MiB.")
+@click.option("--region", help="Only providers in this region.")
+@click.option("--max-price", required=True, help="Most you pay, dGPU per GPU-hour.")
+@click.option("--image", required=True, help="Container image to run.")
+@click.option("--duration", required=True, type=int, help="Most seconds the job may run.")
+@click.option("--env", "env_items", multiple=True, help="NAME=VALUE for the job (repeatable).")
+@click.option("--network", "with_network", is_flag=True, help="Ask for network access.")
+@click.option(
+    "--output-dir", type=click.Path(file_okay=False, path_type=Path), help="Save outputs here."
+)
+@click.option("--out-path", default="/out", show_default=True, help="Outputs dir in the job.")
+@click.option("--max-output-mb", default=64, show_default=True, help="Most output, MiB.")
+@_json_option
+@click.argument("job_command", nargs=-1, required=True)
+def job(
+    key_path: Path,
+    data_dir: Path,
+    listen: tuple[str, ...],
+    bootstrap: tuple[str, ...],
+    psk_file: Path | None,
+    rpc_url: str,
+    mint: str,
+    coordinator_url: str | None,
+    p2p: bool,
+    gpu_model: str,
+    count: int,
+    min_vram: int,
+    region: str | None,
+    max_price: str,
+    image: str,
+    duration: int,
+    env_items: tuple[str, ...],
+    with_network: bool,
+    output_dir: Path | None,
+    out_path: str,
+    max_output_mb: int,
+    as_json: bool,
+    job_command: tuple[str, ...],
+) -> None:
+    """Run JOB_COMMAND (after --) in IMAGE on a rented GPU."""
+    identity = load_key(key_path)
+    config = RenterConfig(mint=parse_address(mint, "--mint"), program_id=program_id_bytes())
+    price = per_second(max_price, "--max-price")
+    spec = JobSpec(
+        image=image,
+        command=job_command,
+        gpu_model=gpu_model,
+        gpu_count=count,
+        max_duration_s=duration,
+        max_price_per_gpu_second=price,
+        env=_env(env_items),
+        output_dir=out_path if output_dir is not None else "",
+        max_output_bytes=max_output_mb * 1024 * 1024 if output_dir is not None else 0,
+        network=with_network,
+    )
+    query = OfferQuery(
+        gpu_model=gpu_model,
+        count=count,
+        min_vram_mb=min_vram,
+        region=region,
+        max_price_per_gpu_second=price,
+        duration_s=duration,
+        mint=config.mint,
+    )
+    job_id = new_job_id(os.urandom(32))
+    main = functools.partial(
+        _run,
+        identity_path=key_path,
+        config=config,
+        spec=spec,
+        query=query,
+        job_id=job_id,
+        data_dir=data_dir,
+        listen=listen,
+        bootstrap=bootstrap,
+        psk=read_psk(psk_file),
+        rpc_url=rpc_url,
+        coordinator_url=coordinator_url,
+        p2p=p2p,
+        output_dir=output_dir,
+        as_json=as_json,
+    )
+    del identity
+    result = trio.run(main)
+    if as_json:
+        emit_json(result.to_json())
+    else:
+        _summary(result)
+    if not result.ok:
+        sys.exit(1)
+
+
+async def _run(
+    *,
+    identity_path: Path,
+    config: RenterConfig,
+    spec: JobSpec,
+    query: OfferQuery,
+    job_id: bytes,
+    data_dir: Path,
+    listen: tuple[str, ...],
+    bootstrap: tuple[str, ...],
+    psk: bytes | None,
+    rpc_url: str,
+    coordinator_url: str | None,
+    p2p: bool,
+    output_dir: Path | None,
+    as_json: bool,
+) -> JobResult:
+    identity = load_key(identity_path)
+    running = data_dir / "running"
+    running.mkdir(parents=True, exist_ok=True)
+    pidfile = running / f"{job_id.hex()}.pid"
+    with open_store(data_dir) as store:
+        store.record_key(
+            address=identity.address,
+            peer_id=identity.peer_id,
+            role="renter",
+            path=str(identity_path),
+            now=int(time.time()),
+        )
+        pidfile.write_text(str(os.getpid()))
+        try:
+            async with (
+                open_escrow(rpc_url) as escrow,
+                open_network(identity, listen=listen, bootstrap=bootstrap, psk=psk) as network,
+                open_coordinator(coordinator_url, identity) as coordinator,
+            ):
+                renter = Renter(
+                    identity=identity,
+                    config=config,
+                    network=network,
+                    escrow=escrow,
+                    store=store,
+                    index=CoordinatorIndex(coordinator) if coordinator else None,
+                )
+                cancel = trio.Event()
+                with stderr.status("finding offers…") as status:
+                    async with trio.open_nursery() as nursery:
+                        nursery.start_soon(
+                            functools.partial(cancel_on_signals, first=cancel),
+                            nursery.cancel_scope,
+                        )
+                        result = await renter.run_job(
+                            spec,
+                            query=query,
+                            p2p=p2p,
+                            output_dir=output_dir,
+                            events=Progress(status, as_json=as_json),
+                            cancel=cancel,
+                            job_id=job_id,
+                        )
+                        nursery.cancel_scope.cancel()
+        finally:
+            pidfile.unlink(missing_ok=True)
+    return result
+
+
+def _summary(result: JobResult) -> None:
+    colour = "green" if result.ok else "red"
+    stderr.print(
+        f"[{colour}]job {result.state}[/] (exit {result.exit_code}) {result.detail}",
+        highlight=False,
+    )
+    stderr.print(
+        f"billed {result.seconds_billed}s x {result.gpu_count} GPU at"
+        f" {result.price_per_gpu_second} per GPU-second: paid {_dgpu(result.amount_paid)}"
+        f" of {_dgpu(result.deposit)} deposited",
+        highlight=False,
+    )
+    stderr.print(
+        f"the rest can be reclaimed after {time.ctime(result.reclaimable_at)}"
+        " with: dgpu run reclaim",
+        highlight=False,
+    )
+    for output in result.outputs:
+        where = f" -> {output.local}" if output.local else " (not fetched)"
+        stderr.print(f"output {output.path} {output.size} bytes sha256 {output.sha256}{where}")
+    for dispute in result.disputes:
+        stderr.print(f"[bold red]dispute:[/] {dispute}", highlight=False)
+
+
+@command.command("cancel")
+@_data_option
+@click.argument("job_id", required=False)
+def cancel(data_dir: Path, job_id: str | None) -> None:
+    """Cancel a running ``dgpu run`` of this data dir (all of them without JOB_ID)."""
+    pidfiles = sorted((data_dir / "running").glob("*.pid"))
+    if job_id is not None:
+        pidfiles = [p for p in pidfiles if p.stem == job_id]
+    if not pidfiles:
+        raise CliSetupError("no running job to cancel")
+    for pidfile in pidfiles:
+        pid = int(pidfile.read_text())
+        try:
+            os.kill(pid, signal.SIGINT)
+        except ProcessLookupError:
+            pidfile.unlink(missing_ok=True)
+            stderr.print(f"job {pidfile.stem}: not running any more")
+            continue
+        stderr.print(f"job {pidfile.stem}: cancel requested")
+
+
+@command.command("reclaim")
+@_key_option
+@_data_option
+@click.option("--rpc", "rpc_url", required=True, help="JSON-RPC URL of the chain.")
+@click.option("--channel", help="Only this channel (base58).")
+@_json_option
+def reclaim(
+    key_path: Path, data_dir: Path, rpc_url: str, channel: str | None, as_json: bool
+) -> None:
+    """Take back what is left in your channels once they expired."""
+    identity = load_key(key_path)
+    only = parse_address(channel, "--channel") if channel else None
+
+    async def main() -> list[dict[str, Any]]:
+        with open_store(data_dir) as store:
+            async with open_escrow(rpc_url) as escrow:
+                with stderr.status("reclaiming…"):
+                    found = await reclaim_channels(
+                        store, escrow, identity, now=lambda: int(time.time()), channel=only
+                    )
+        return [
+            {
+                "channel": address_of(r.channel),
+                "job_id": r.job_id.hex(),
+                "status": r.status,
+                "amount": r.amount,
+                "signature": r.signature,
+                "reclaimable_at": r.reclaimable_at,
+            }
+            for r in found
+        ]
+
+    rows = trio.run(main)
+    if as_json:
+        emit_json({"channels": rows})
+        return
+    if not rows:
+        stderr.print("no open channel")
+    for row in rows:
+        when = "" if row["status"] != "not_yet" else f" (from {time.ctime(row['reclaimable_at'])})"
+        stderr.print(
+            f"{row['status']:9} {row['channel']} {_dgpu(row['amount'])}{when}", highlight=False
+        )

@@ -1,0 +1,161 @@
+"""Pieces shared by ``dgpu provider`` and ``dgpu run``: keys, the chain, the network,
+the coordinator, money on the command line, and signals.
+
+This is the edge where flags become the frozen configs and injected parts of
+:mod:`dgpu.node`; nothing below it reads flags or the environment.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from decimal import Decimal
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import click
+import trio
+from dgpu.node.net.interface import Network
+from dgpu.node.payments.chain import ChainEscrow
+from dgpu.node.store import NodeStore
+from dgpu.pricing import SECONDS_PER_HOUR, dgpu_to_base_units
+from dgpu.pricing.units import ceil_div
+from dgpu.protocol.errors import DgpuError, KeyFileError
+from dgpu.protocol.identity import Identity
+from dgpu.protocol.keyfile import load_identity
+
+if TYPE_CHECKING:
+    from dgpu.coordinator.client import CoordinatorClient
+
+log = logging.getLogger(__name__)
+
+DEFAULT_LISTEN = "/ip4/127.0.0.1/tcp/0"
+
+
+class CliSetupError(DgpuError):
+    """A flag combination or a file the command cannot work with."""
+
+
+def load_key(path: Path) -> Identity:
+    try:
+        return load_identity(path)
+    except KeyFileError as exc:
+        raise CliSetupError(f"{exc} (create one with: dgpu keys new {path})") from exc
+
+
+def open_store(data_dir: Path) -> NodeStore:
+    data_dir.mkdir(parents=True, exist_ok=True)
+    return NodeStore.open(data_dir / "node.sqlite")
+
+
+def parse_address(value: str, what: str) -> bytes:
+    from solders.pubkey import Pubkey
+
+    try:
+        return bytes(Pubkey.from_string(value))
+    except ValueError as exc:
+        raise click.BadParameter(f"{value!r} is not a base58 address", param_hint=what) from exc
+
+
+def per_second(dgpu_per_hour: str, what: str) -> int:
+    """dGPU per GPU-hour (as typed) -> base units per GPU-second, rounded up."""
+    try:
+        hourly = dgpu_to_base_units(Decimal(dgpu_per_hour))
+    except (ValueError, ArithmeticError) as exc:
+        raise click.BadParameter(str(exc), param_hint=what) from exc
+    return ceil_div(hourly, SECONDS_PER_HOUR)
+
+
+def program_id_bytes() -> bytes:
+    from dgpu.escrow import PROGRAM_ID
+
+    return bytes(PROGRAM_ID)
+
+
+def read_psk(path: Path | None) -> bytes | None:
+    if path is None:
+        return None
+    try:
+        key = bytes.fromhex(path.read_text().strip())
+    except ValueError as exc:
+        raise CliSetupError(f"{path}: not a hex private-network key") from exc
+    if len(key) != 32:
+        raise CliSetupError(f"{path}: a private-network key is 32 bytes (64 hex characters)")
+    return key
+
+
+@asynccontextmanager
+async def open_escrow(rpc_url: str) -> AsyncIterator[ChainEscrow]:
+    """The escrow program through the JSON-RPC chain at ``rpc_url``."""
+    from dgpu.contracts.chain import RpcChain
+    from dgpu.contracts.escrow import EscrowClient
+
+    chain = RpcChain(rpc_url, confirm_timeout=60.0, poll_interval=0.2)
+    try:
+        yield ChainEscrow(EscrowClient(chain))
+    finally:
+        with trio.CancelScope(shield=True):
+            await chain.aclose()
+
+
+@asynccontextmanager
+async def open_network(
+    identity: Identity,
+    *,
+    listen: tuple[str, ...],
+    bootstrap: tuple[str, ...],
+    psk: bytes | None = None,
+) -> AsyncIterator[Network]:
+    from dgpu.node.net.libp2p import Libp2pConfig, open_libp2p_network
+
+    config = Libp2pConfig(listen=listen or (DEFAULT_LISTEN,), bootstrap=bootstrap, psk=psk)
+    async with open_libp2p_network(identity, config) as network:
+        yield network
+
+
+@asynccontextmanager
+async def open_coordinator(
+    url: str | None, identity: Identity
+) -> AsyncIterator[CoordinatorClient | None]:
+    if url is None:
+        yield None
+        return
+    from dgpu.coordinator.client import CoordinatorClient
+
+    async with CoordinatorClient.open(url, identity) as client:
+        yield client
+
+
+async def cancel_on_signals(scope: trio.CancelScope, *, first: trio.Event | None = None) -> None:
+    """SIGINT/SIGTERM: set ``first`` (a polite stop) if given, else cancel ``scope``; a
+    second signal always cancels ``scope``."""
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async for signum in signals:
+            if first is not None and not first.is_set():
+                log.warning("signal %d: stopping politely (again to force)", signum)
+                first.set()
+                continue
+            scope.cancel()
+            return
+
+
+def common_network_options(fn: click.decorators.FC) -> click.decorators.FC:
+    """--listen / --bootstrap / --psk-file."""
+    fn = click.option(
+        "--psk-file",
+        type=click.Path(dir_okay=False, exists=True, path_type=Path),
+        help="Private-network key (64 hex characters) shared by the swarm.",
+    )(fn)
+    fn = click.option(
+        "--bootstrap",
+        multiple=True,
+        help="Full multiaddr (/ip4/.../tcp/.../p2p/<peer id>) of a peer to join through.",
+    )(fn)
+    fn = click.option(
+        "--listen",
+        multiple=True,
+        help=f"Multiaddr to listen on (repeatable; default {DEFAULT_LISTEN}).",
+    )(fn)
+    return fn
