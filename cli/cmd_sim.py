@@ -12,6 +12,7 @@ same bytes.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -96,6 +97,10 @@ def list_scenarios() -> None:
 
 
 def _load(scenario: str, overrides: tuple[str, ...]) -> Scenario:
+    root = click.get_current_context().find_root()
+    if not root.params.get("verbose"):
+        # Injected faults make the nodes log warnings by the hundred: keep them for -v.
+        logging.getLogger("dgpu.node").setLevel(logging.ERROR)
     return load_scenario(scenario, dict(parse_override(item) for item in overrides))
 
 

@@ -407,7 +407,7 @@ def _faults(t: _Table, duration_s: int) -> Faults:
     for p in t.tables("partitions"):
         partitions.append(
             Partition(
-                at_s=p.integer("at_s", hi=duration_s),
+                at_s=p.integer("at_s", hi=MAX_DURATION_S),
                 duration_s=p.integer("duration_s", lo=1, hi=MAX_DURATION_S),
                 fraction=p.number("fraction", lo=0.0, hi=1.0),
             )

@@ -161,7 +161,8 @@ class NodeSimulation:
                 nursery.cancel_scope.cancel()
 
     async def _wind_down(self) -> None:
-        """Every node back, settle everything, let every channel expire, reclaim the rest."""
+        """Every node back; settle everything; stop the nodes; let every channel expire
+        (time is free now that nothing runs) and have the renters reclaim the rest."""
         self.hub.heal()
         for node in self._all_nodes():
             if not node.life.online:
@@ -170,6 +171,8 @@ class NodeSimulation:
         await self.desk.flush()
         for provider in self.providers:
             await self._self_settle(provider, everything=True)
+        for node in self._all_nodes():
+            node.life.stop()
         latest = max(
             (at for r in self.renters for at in r.book.channels.values()), default=self.hub.now()
         )
@@ -367,7 +370,8 @@ class NodeSimulation:
 
     async def _partitions(self) -> None:
         rng = self.streams.get("partitions")
-        for part in sorted(self.sc.faults.partitions, key=lambda p: p.at_s):
+        parts = [p for p in self.sc.faults.partitions if p.at_s < self.sc.duration_s]
+        for part in sorted(parts, key=lambda p: p.at_s):
             await trio.sleep_until(part.at_s)
             nodes = self._all_nodes()
             cut = rng.sample(nodes, round(part.fraction * len(nodes)))
