@@ -17,6 +17,7 @@ from typing import Any
 import construct
 from anchorpy.coder.accounts import ACCOUNT_DISCRIMINATOR_SIZE
 from anchorpy.coder.coder import Coder
+from anchorpy.program.common import NamedInstruction
 from anchorpy_core.idl import Idl
 from dgpu.contracts.errors import AccountDecodeError
 from dgpu.escrow import PROGRAM_ID, idl_path
@@ -134,6 +135,12 @@ class EscrowIdl:
 
     def account_discriminator(self, account: str) -> bytes:
         return bytes(self.coder.accounts.acc_name_to_discriminator[account])
+
+    def encode_account(self, account: str, fields: Mapping[str, Any]) -> bytes:
+        """Account data (discriminator + borsh) of ``account`` ("Config", "Channel") from
+        snake_case ``fields``: for local chains and tests that place accounts directly."""
+        named = NamedInstruction(name=account, data=dict(fields))
+        return bytes(self.coder.accounts.build(named))
 
     def decode_config(self, address: Pubkey, data: bytes) -> ConfigState:
         c = self._decode("Config", address, data)

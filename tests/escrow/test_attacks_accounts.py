@@ -42,9 +42,15 @@ async def test_mint_outside_the_allow_list_is_refused(world: World) -> None:
     token = await localnet.fund_wallet(world.chain, world.renter.pubkey, mint=other, tokens=DGPU)
     assert token is not None
     now = await world.chain.unix_time()
-    ix, _ = open_channel_ix(world.renter.pubkey, provider=world.provider.pubkey,
-                            mint=other.address, channel_id=1, deposit=DGPU, expiry=now + 60,
-                            renter_token=token)  # fmt: skip
+    ix, _ = open_channel_ix(
+        world.renter.pubkey,
+        provider=world.provider.pubkey,
+        mint=other.address,
+        channel_id=1,
+        deposit=DGPU,
+        expiry=now + 60,
+        renter_token=token,
+    )
     attempt = world.send([ix], world.renter.keypair)
     await expect_refused(world, "MintNotAllowed", attempt, watch=[token])
 
@@ -68,9 +74,14 @@ async def test_vault_of_another_channel_is_refused(world: World) -> None:
     await expect_refused(world, "BadVault", attempt)
 
     now = await world.chain.unix_time()
-    ix, channel = open_channel_ix(world.renter.pubkey, provider=world.provider.pubkey,
-                                  mint=world.mint.address, channel_id=5, deposit=DGPU,
-                                  expiry=now + 60)  # fmt: skip
+    ix, channel = open_channel_ix(
+        world.renter.pubkey,
+        provider=world.provider.pubkey,
+        mint=world.mint.address,
+        channel_id=5,
+        deposit=DGPU,
+        expiry=now + 60,
+    )
     assert ix.accounts[5].pubkey == vault_address(channel)
     attempt = world.send([with_meta(ix, 5, pubkey=a.vault)], world.renter.keypair)
     await expect_refused(world, "BadVault", attempt)
@@ -108,9 +119,14 @@ async def test_refund_twice_is_refused(world: World) -> None:
 async def test_expiry_in_the_past_or_too_far_is_refused(world: World) -> None:
     now = await world.chain.unix_time()
     for expiry in (now, now - 1, I64_MAX):
-        ix, _ = open_channel_ix(world.renter.pubkey, provider=world.provider.pubkey,
-                                mint=world.mint.address, channel_id=3, deposit=DGPU,
-                                expiry=expiry)  # fmt: skip
+        ix, _ = open_channel_ix(
+            world.renter.pubkey,
+            provider=world.provider.pubkey,
+            mint=world.mint.address,
+            channel_id=3,
+            deposit=DGPU,
+            expiry=expiry,
+        )
         await expect_refused(world, "BadExpiry", world.send([ix], world.renter.keypair))
     channel = await world.open()
     earlier = top_up_ix(channel, DGPU, expiry=channel.expiry - 1)
@@ -136,9 +152,14 @@ async def test_cooperative_close_needs_both_signatures(world: World) -> None:
 
 async def test_missing_signatures_are_refused(world: World) -> None:
     now = await world.chain.unix_time()
-    ix, _ = open_channel_ix(world.renter.pubkey, provider=world.provider.pubkey,
-                            mint=world.mint.address, channel_id=8, deposit=DGPU,
-                            expiry=now + 60)  # fmt: skip
+    ix, _ = open_channel_ix(
+        world.renter.pubkey,
+        provider=world.provider.pubkey,
+        mint=world.mint.address,
+        channel_id=8,
+        deposit=DGPU,
+        expiry=now + 60,
+    )
     unsigned_open = world.send_unchecked([with_meta(ix, 0, is_signer=False)], world.admin)
     await expect_refused(world, "MissingSignature", unsigned_open)
 
@@ -146,9 +167,15 @@ async def test_missing_signatures_are_refused(world: World) -> None:
     top_up = with_meta(top_up_ix(channel, DGPU), 0, is_signer=False)
     await expect_refused(world, "MissingSignature", world.send_unchecked([top_up], world.admin))
 
-    update = update_config_ix(world.admin.pubkey(), new_admin=world.admin.pubkey(),
-                              settler=world.admin.pubkey(), treasury=world.admin.pubkey(),
-                              fee_bps=0, dispute_window=0, mints=[world.mint.address])  # fmt: skip
+    update = update_config_ix(
+        world.admin.pubkey(),
+        new_admin=world.admin.pubkey(),
+        settler=world.admin.pubkey(),
+        treasury=world.admin.pubkey(),
+        fee_bps=0,
+        dispute_window=0,
+        mints=[world.mint.address],
+    )
     stranger = await world.party("stranger")
     attempt = world.send_unchecked([with_meta(update, 0, is_signer=False)], stranger.keypair)
     await expect_refused(world, "MissingSignature", attempt)
@@ -157,8 +184,7 @@ async def test_missing_signatures_are_refused(world: World) -> None:
 async def test_top_up_by_someone_else_is_refused(world: World) -> None:
     channel = await world.open()
     stranger = await world.party("stranger", tokens=DGPU)
-    ix = with_meta(top_up_ix(channel, DGPU, renter_token=stranger.token), 0,
-                   pubkey=stranger.pubkey)  # fmt: skip
+    ix = with_meta(top_up_ix(channel, DGPU, renter_token=stranger.token), 0, pubkey=stranger.pubkey)
     attempt = world.send([ix], stranger.keypair)
     await expect_refused(world, "Unauthorized", attempt, watch=[stranger.token])
 
@@ -166,9 +192,15 @@ async def test_top_up_by_someone_else_is_refused(world: World) -> None:
 async def test_config_changes_by_a_non_admin_are_refused(world: World) -> None:
     stranger = await world.party("stranger")
     config_before = await world.client.read_config()
-    ix = update_config_ix(stranger.pubkey, new_admin=stranger.pubkey, settler=stranger.pubkey,
-                          treasury=stranger.pubkey, fee_bps=10_000, dispute_window=0,
-                          mints=[world.mint.address])  # fmt: skip
+    ix = update_config_ix(
+        stranger.pubkey,
+        new_admin=stranger.pubkey,
+        settler=stranger.pubkey,
+        treasury=stranger.pubkey,
+        fee_bps=10_000,
+        dispute_window=0,
+        mints=[world.mint.address],
+    )
     await expect_refused(world, "Unauthorized", world.send([ix], stranger.keypair))
     again = initialize_ix(stranger.pubkey, treasury=stranger.pubkey, mints=[world.mint.address])
     await expect_refused(world, "AlreadyInitialized", world.send([again], stranger.keypair))
@@ -184,8 +216,15 @@ async def test_config_values_are_validated(world: World) -> None:
         (many, 500, 0, "BadMintList"),
         ([world.mint.address], 500, -1, "BadDisputeWindow"),
     ):
-        ix = update_config_ix(admin, new_admin=admin, settler=admin, treasury=admin,
-                              fee_bps=fee, dispute_window=window, mints=mints)  # fmt: skip
+        ix = update_config_ix(
+            admin,
+            new_admin=admin,
+            settler=admin,
+            treasury=admin,
+            fee_bps=fee,
+            dispute_window=window,
+            mints=mints,
+        )
         await expect_refused(world, error, world.send([ix], world.admin))
 
 
@@ -209,8 +248,14 @@ async def test_channel_not_owned_by_the_program_is_refused(world: World) -> None
         fake = await copy_account(world, channel.address, owner)
         body = ReceiptBody(bytes(PROGRAM_ID), bytes(fake), channel.open_nonce, DGPU)
         item = world.receipt(channel, DGPU)
-        forged = Settlement(fake, channel.vault, item.provider_token, channel.renter, body,
-                            body.sign(world.renter.identity))  # fmt: skip
+        forged = Settlement(
+            fake,
+            channel.vault,
+            item.provider_token,
+            channel.renter,
+            body,
+            body.sign(world.renter.identity),
+        )
         attempt = world.client.settle_batch(world.admin, [forged])
         await expect_refused(world, "BadChannel", attempt)
 

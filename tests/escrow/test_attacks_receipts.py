@@ -33,23 +33,30 @@ async def test_receipt_replayed_after_reopening_is_refused(world: World) -> None
     first = await world.open(5 * DGPU, channel_id=11)
     old = world.receipt(first, 2 * DGPU)
     await world.client.settle_batch(world.admin, [old])
-    await world.client.cooperative_close(world.renter.keypair, world.provider.keypair,
-                                         first.address, 2 * DGPU)  # fmt: skip
+    await world.client.cooperative_close(
+        world.renter.keypair, world.provider.keypair, first.address, 2 * DGPU
+    )
     world.channels.remove(first)
     again = await world.open(5 * DGPU, channel_id=11)
     assert again.address == first.address and again.vault == first.vault
-    replay = Settlement(again.address, again.vault, old.provider_token, again.renter,
-                        old.body, old.signature)  # fmt: skip
+    replay = Settlement(
+        again.address, again.vault, old.provider_token, again.renter, old.body, old.signature
+    )
     await expect_refused(world, "WrongReceipt", world.client.settle_batch(world.admin, [replay]))
 
 
 async def test_receipt_for_another_program_is_refused(world: World) -> None:
     channel = await world.open()
     genuine = world.receipt(channel, DGPU)
-    body = ReceiptBody(bytes(Pubkey.new_unique()), bytes(channel.address), channel.open_nonce,
-                       DGPU)  # fmt: skip
-    item = Settlement(channel.address, channel.vault, genuine.provider_token, channel.renter,
-                      body, body.sign(world.renter.identity))  # fmt: skip
+    body = ReceiptBody(bytes(Pubkey.new_unique()), bytes(channel.address), channel.open_nonce, DGPU)
+    item = Settlement(
+        channel.address,
+        channel.vault,
+        genuine.provider_token,
+        channel.renter,
+        body,
+        body.sign(world.renter.identity),
+    )
     await expect_refused(world, "WrongReceipt", world.client.settle_batch(world.admin, [item]))
 
 
@@ -71,8 +78,14 @@ async def test_receipt_signed_by_someone_else_is_refused(world: World) -> None:
     for signer in (world.provider, stranger):
         genuine = world.receipt(channel, DGPU, signer=signer)
         # the precompile checks the signer's own key, so it passes; the program must not
-        item = Settlement(channel.address, channel.vault, genuine.provider_token, signer.pubkey,
-                          genuine.body, genuine.signature)  # fmt: skip
+        item = Settlement(
+            channel.address,
+            channel.vault,
+            genuine.provider_token,
+            signer.pubkey,
+            genuine.body,
+            genuine.signature,
+        )
         attempt = world.client.settle_batch(world.admin, [item])
         await expect_refused(world, "WrongSigner", attempt)
 
@@ -81,8 +94,7 @@ async def test_bad_signature_fails_in_the_precompile(world: World) -> None:
     channel = await world.open()
     item = world.receipt(channel, DGPU)
     broken = bytes([item.signature[0] ^ 1]) + item.signature[1:]
-    bad = Settlement(item.channel, item.vault, item.provider_token, item.renter, item.body,
-                     broken)  # fmt: skip
+    bad = Settlement(item.channel, item.vault, item.provider_token, item.renter, item.body, broken)
     refused = await expect_refused(world, None, world.client.settle_batch(world.admin, [bad]))
     assert refused.instruction_index == 0  # the precompile itself
 
@@ -112,18 +124,21 @@ async def test_precompile_pointing_at_another_instruction_is_refused(world: Worl
 
     # key from elsewhere: the stranger signs the high receipt, the renter's key is read
     by_stranger = high.sign(stranger.identity)
-    stranger_data = ed25519_data([SignedMessage(bytes(stranger.pubkey), by_stranger,
-                                                high.to_bytes())])  # fmt: skip
-    renter_data = ed25519_data([SignedMessage(bytes(channel.renter), by_stranger,
-                                              high.to_bytes())])  # fmt: skip
+    stranger_data = ed25519_data(
+        [SignedMessage(bytes(stranger.pubkey), by_stranger, high.to_bytes())]
+    )
+    renter_data = ed25519_data([SignedMessage(bytes(channel.renter), by_stranger, high.to_bytes())])
     key_case = (stranger_data, _retarget(renter_data, 1, 0))
 
     # signature from elsewhere (same bytes, but still not the precompile's own data)
     signature_case = (honest, _retarget(honest, 0, 0))
 
     for carrier, pointing in (message_case, key_case, signature_case):
-        ixs = [Instruction(ED25519_PROGRAM_ID, carrier, []),
-               Instruction(ED25519_PROGRAM_ID, pointing, []), settle]  # fmt: skip
+        ixs = [
+            Instruction(ED25519_PROGRAM_ID, carrier, []),
+            Instruction(ED25519_PROGRAM_ID, pointing, []),
+            settle,
+        ]
         await expect_refused(world, "BadSignatureOffsets", world.send(ixs, world.admin))
 
     # naming its own index explicitly instead of 0xFFFF is refused too (one rule, no aliases)

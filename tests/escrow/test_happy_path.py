@@ -118,8 +118,9 @@ async def test_one_channel_twice_in_a_batch_settles_in_order(world: World) -> No
 
 async def test_top_up_adds_to_the_deposit_and_extends_expiry(world: World) -> None:
     channel = await world.open(DGPU)
-    await world.client.top_up(world.renter.keypair, channel.address, 2 * DGPU,
-                              expiry=channel.expiry + 600)  # fmt: skip
+    await world.client.top_up(
+        world.renter.keypair, channel.address, 2 * DGPU, expiry=channel.expiry + 600
+    )
     state = await world.client.read_channel(channel.address)
     assert state.deposit == 3 * DGPU
     assert state.expiry == channel.expiry + 600
@@ -134,9 +135,12 @@ async def test_cooperative_close_settles_refunds_and_deletes(world: World) -> No
     await world.client.settle_batch(world.admin, [world.receipt(channel, DGPU)])
     renter_lamports = await world.chain.get_balance(world.renter.pubkey)
     await world.client.cooperative_close(
-        world.renter.keypair, world.provider.keypair, channel.address, 4 * DGPU,
+        world.renter.keypair,
+        world.provider.keypair,
+        channel.address,
+        4 * DGPU,
         payer=world.admin,
-    )  # fmt: skip
+    )
     assert await world.chain.get_token_balance(world.provider.token) == 4 * DGPU - fee(4 * DGPU)
     assert await world.chain.get_token_balance(world.treasury.token) == fee(4 * DGPU)
     assert await world.chain.get_token_balance(world.renter.token) == RENTER_TOKENS - 4 * DGPU
@@ -168,8 +172,9 @@ async def test_refund_after_expiry_and_dispute_window(world: World) -> None:
 
 async def test_reopening_the_same_address_gets_a_fresh_nonce(world: World) -> None:
     first = await world.open(DGPU, channel_id=99)
-    await world.client.cooperative_close(world.renter.keypair, world.provider.keypair,
-                                         first.address, 0)  # fmt: skip
+    await world.client.cooperative_close(
+        world.renter.keypair, world.provider.keypair, first.address, 0
+    )
     second = await world.open(DGPU, channel_id=99)
     assert second.address == first.address
     assert second.open_nonce > first.open_nonce
@@ -182,8 +187,9 @@ async def test_config_update_by_admin_applies_to_new_channels_only(world: World)
     assert (config.fee_bps, config.dispute_window) == (1_000, 60)
     new = await world.open(10 * DGPU)
     assert (old.fee_bps, new.fee_bps) == (FEE_BPS, 1_000)
-    await world.client.settle_batch(world.admin, [world.receipt(old, DGPU),
-                                                  world.receipt(new, DGPU)])  # fmt: skip
+    await world.client.settle_batch(
+        world.admin, [world.receipt(old, DGPU), world.receipt(new, DGPU)]
+    )
     assert (await world.client.read_channel(old.address)).fees == fee(DGPU)
     assert (await world.client.read_channel(new.address)).fees == fee(DGPU, 1_000)
 

@@ -19,6 +19,7 @@ from dgpu.contracts.chain import TransactionFailed
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
+from solders.pubkey import Pubkey
 
 from tests.escrow.support import (
     DISPUTE_WINDOW,
@@ -112,8 +113,11 @@ class EscrowMachine(RuleBasedStateMachine):
     def top_up(self, data: st.DataObject, amount: int, extend: int) -> None:
         o = data.draw(st.sampled_from(self.live()))
         w = self.world
-        error = self.call(lambda: w.client.top_up(w.renter.keypair, o.state.address, amount,
-                                                  expiry=o.expiry + extend))  # fmt: skip
+        error = self.call(
+            lambda: w.client.top_up(
+                w.renter.keypair, o.state.address, amount, expiry=o.expiry + extend
+            )
+        )
         if amount == 0 and extend == 0:
             assert error == "ZeroAmount"
             return
@@ -151,8 +155,14 @@ class EscrowMachine(RuleBasedStateMachine):
         """A receipt of a closed opening settles nothing, reopened or not."""
         o = data.draw(st.sampled_from([o for o in self.openings if not o.open and o.signed]))
         body = o.state.receipt(max(o.signed))
-        item = Settlement(o.state.address, o.state.vault, self.world.provider.token,
-                          o.state.renter, body, body.sign(self.world.renter.identity))  # fmt: skip
+        item = Settlement(
+            o.state.address,
+            o.state.vault,
+            self.world.provider.token,
+            o.state.renter,
+            body,
+            body.sign(self.world.renter.identity),
+        )
         reopened = any(x.state.address == o.state.address for x in self.live())
         error = self.call(lambda: self.world.client.settle_batch(self.world.admin, [item]))
         assert error == ("WrongReceipt" if reopened else "BadChannel")
@@ -198,7 +208,7 @@ class EscrowMachine(RuleBasedStateMachine):
         w = self.world
         live = self.live()
 
-        async def read() -> tuple[list[ChannelState | None], dict[object, int]]:
+        async def read() -> tuple[list[ChannelState | None], dict[Pubkey, int]]:
             states = await w.client.read_channels([o.state.address for o in live])
             vaults = [o.state.vault for o in live]
             return states, await w.token_balances(vaults)
@@ -207,7 +217,11 @@ class EscrowMachine(RuleBasedStateMachine):
         for o, state in zip(live, states, strict=True):
             assert state is not None
             assert (state.deposit, state.settled, state.paid, state.fees) == (
-                o.deposit, o.settled, o.paid, o.fees)  # fmt: skip
+                o.deposit,
+                o.settled,
+                o.paid,
+                o.fees,
+            )
             assert state.open_nonce == o.state.open_nonce
         for o in self.openings:
             vault = balances[o.state.vault] if o.open else 0
