@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from dgpu.contracts.chain import LiteSVMChain, SvmLedger, escrow_program
+from dgpu.contracts.chain import ChainError, LiteSVMChain, SvmLedger, escrow_program
 from dgpu.contracts.localnet import DGPU_DECIMALS, TokenMint, create_mint
 from dgpu.contracts.rpc_server.app import MAX_BODY_BYTES, create_app
 from dgpu.protocol.identity import Identity
@@ -126,9 +126,9 @@ def _bind(host: str, port: int) -> socket.socket:
     try:
         sock.bind((host, port))
         sock.listen(128)  # queue clients that come before hypercorn starts accepting
-    except OSError:
+    except OSError as exc:
         sock.close()
-        raise
+        raise ChainError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
     return sock
 
 
@@ -143,9 +143,13 @@ async def serve(
     ``on_ready`` gets the node's description once the socket is bound and the mint
     exists (port 0 picks a free port; the URL carries the real one).
     """
-    authority, mint_key = load_state_keys(config.state_dir)
-    local = await prepare_local_chain(authority, mint_key, escrow=config.escrow)
     sock = _bind(config.host, config.port)
+    try:
+        authority, mint_key = load_state_keys(config.state_dir)
+        local = await prepare_local_chain(authority, mint_key, escrow=config.escrow)
+    except BaseException:
+        sock.close()
+        raise
     port = sock.getsockname()[1]
     host = f"[{config.host}]" if ":" in config.host else config.host
     info = ServerInfo(

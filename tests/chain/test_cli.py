@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -50,3 +51,29 @@ def test_serve_keeps_the_mint_across_restarts(tmp_path: Path) -> None:
         assert second.mint == first.mint
         assert second.mint_authority_keyfile == first.mint_authority_keyfile
         assert second.program_id is None
+
+
+def test_serve_on_a_busy_port_fails_in_words(tmp_path: Path) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        done = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "dgpu.cli.main",
+                "chain",
+                "serve",
+                "--port",
+                str(port),
+                "--state-dir",
+                str(tmp_path),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert done.returncode == 1
+    assert f"cannot listen on 127.0.0.1:{port}" in done.stderr
+    assert "Traceback" not in done.stderr
