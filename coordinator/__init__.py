@@ -18,6 +18,7 @@ Errors (:mod:`dgpu.coordinator.errors`)::
 from dgpu.coordinator.app import create_app
 from dgpu.coordinator.auth import (
     HEADER_ADDRESS,
+    HEADER_NONCE,
     HEADER_SIGNATURE,
     HEADER_TIMESTAMP,
     sign_request,
@@ -35,6 +36,7 @@ from dgpu.coordinator.errors import (
 
 __all__ = [
     "HEADER_ADDRESS",
+    "HEADER_NONCE",
     "HEADER_SIGNATURE",
     "HEADER_TIMESTAMP",
     "ApiError",

@@ -1,18 +1,22 @@
 """Request signatures: every write to the coordinator is signed by the node's own key.
 
-A signed request carries three headers::
+A signed request carries these headers::
 
     X-Dgpu-Address    base58 address (ed25519 public key) of the signer
     X-Dgpu-Timestamp  unix seconds, decimal
     X-Dgpu-Signature  base64 of the ed25519 signature
+    X-Dgpu-Nonce      optional: 1 to 32 characters of [A-Za-z0-9_-], fresh per request
 
 The signature is ``Identity.sign("http", payload)`` (domain tag ``dgpu/v1/http\\0``) over::
 
     payload = METHOD "\\n" RAW_PATH "\\n" RAW_QUERY "\\n" hex(sha256(body)) "\\n" TIMESTAMP
+              [ "\\n" NONCE ]            (only when the nonce header is sent)
 
 ``RAW_PATH`` and ``RAW_QUERY`` are the percent-encoded path and query string exactly as
 sent. The coordinator accepts a timestamp within ``window_s`` of its own clock and each
 signature once: signatures seen within the window are remembered (:class:`ReplayGuard`).
+ed25519 signatures are deterministic, so two identical requests in the same second have
+the same signature; the nonce tells them apart (the client always sends one).
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import re
 from collections.abc import Mapping
 from typing import Final
 
@@ -30,15 +35,20 @@ from dgpu.protocol.identity import Identity, public_key_of_address, verify
 HEADER_ADDRESS: Final = "X-Dgpu-Address"
 HEADER_TIMESTAMP: Final = "X-Dgpu-Timestamp"
 HEADER_SIGNATURE: Final = "X-Dgpu-Signature"
+HEADER_NONCE: Final = "X-Dgpu-Nonce"
 AUTH_KIND: Final = "http"
 _MAX_HEADER_LEN: Final = 128
+_NONCE: Final = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
 
 
 def request_payload(
-    method: str, raw_path: str, raw_query: str, body: bytes, timestamp: int
+    method: str, raw_path: str, raw_query: str, body: bytes, timestamp: int, nonce: str = ""
 ) -> bytes:
     digest = hashlib.sha256(body).hexdigest()
-    return "\n".join((method.upper(), raw_path, raw_query, digest, str(timestamp))).encode()
+    parts = [method.upper(), raw_path, raw_query, digest, str(timestamp)]
+    if nonce:
+        parts.append(nonce)
+    return "\n".join(parts).encode()
 
 
 def sign_request(
@@ -49,15 +59,20 @@ def sign_request(
     *,
     timestamp: int,
     raw_query: str = "",
+    nonce: str = "",
 ) -> dict[str, str]:
-    """The three auth headers for one request."""
-    payload = request_payload(method, raw_path, raw_query, body, timestamp)
-    signature = identity.sign(AUTH_KIND, payload)
-    return {
+    """The auth headers of one request."""
+    if nonce and not _NONCE.match(nonce):
+        raise ValueError("a nonce is 1 to 32 characters of [A-Za-z0-9_-]")
+    payload = request_payload(method, raw_path, raw_query, body, timestamp, nonce)
+    headers = {
         HEADER_ADDRESS: identity.address,
         HEADER_TIMESTAMP: str(timestamp),
-        HEADER_SIGNATURE: base64.b64encode(signature).decode(),
+        HEADER_SIGNATURE: base64.b64encode(identity.sign(AUTH_KIND, payload)).decode(),
     }
+    if nonce:
+        headers[HEADER_NONCE] = nonce
+    return headers
 
 
 class ReplayGuard:
@@ -110,8 +125,11 @@ def verify_request(
     address = _header(headers, HEADER_ADDRESS)
     stamp = _header(headers, HEADER_TIMESTAMP)
     sig_text = _header(headers, HEADER_SIGNATURE)
-    if not stamp.isascii() or not stamp.isdigit():
+    nonce = headers.get(HEADER_NONCE, "")
+    if not stamp.isascii() or not stamp.isdigit() or len(stamp) > 12:
         raise unauthorized(f"{HEADER_TIMESTAMP} must be unix seconds", code="bad_auth_header")
+    if nonce and not _NONCE.match(nonce):
+        raise unauthorized(f"{HEADER_NONCE} must be 1 to 32 of [A-Za-z0-9_-]", "bad_auth_header")
     timestamp = int(stamp)
     if abs(now - timestamp) > window_s:
         raise unauthorized(
@@ -126,7 +144,7 @@ def verify_request(
         signature = base64.b64decode(sig_text, validate=True)
     except (binascii.Error, ValueError) as exc:
         raise unauthorized(f"{HEADER_SIGNATURE} is not base64", code="bad_auth_header") from exc
-    payload = request_payload(method, raw_path, raw_query, body, timestamp)
+    payload = request_payload(method, raw_path, raw_query, body, timestamp, nonce)
     try:
         verify(public_key, AUTH_KIND, payload, signature)
     except SignatureError as exc:

@@ -12,9 +12,9 @@ are re-validated locally (signature, expiry) before they are returned::
 from __future__ import annotations
 
 import base64
-import hashlib
 import json
 import logging
+import secrets
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -63,7 +63,6 @@ class CoordinatorClient:
         self.http = http
         self.identity = identity
         self.clock = clock
-        self._last_stamp: dict[bytes, int] = {}
 
     @classmethod
     @asynccontextmanager
@@ -177,22 +176,12 @@ class CoordinatorClient:
             method,
             raw_path.decode("ascii"),
             body,
-            timestamp=self._stamp(method, request.url.raw_path, body),
+            timestamp=int(self.clock()),
             raw_query=raw_query.decode("ascii"),
+            nonce=secrets.token_hex(8),
         )
         request.headers.update(headers)
         return await self._send(request)
-
-    def _stamp(self, method: str, target: bytes, body: bytes) -> int:
-        """Unix seconds, bumped past the last use for an identical request: the coordinator
-        accepts each signature once, and signatures of equal payloads are equal."""
-        now = int(self.clock())
-        key = hashlib.sha256(method.encode() + b" " + target + b"\n" + body).digest()
-        stamp = max(now, self._last_stamp.get(key, now - 1) + 1)
-        if len(self._last_stamp) > 10_000:
-            self._last_stamp = {k: v for k, v in self._last_stamp.items() if v >= now - 120}
-        self._last_stamp[key] = stamp
-        return stamp
 
     async def _send(self, request: httpx.Request) -> dict[str, Any]:
         try:

@@ -103,13 +103,17 @@ def parse_offer_query(params: Mapping[str, str], market: Market, max_page: int) 
         min_vram_mb=int_param(params, "min_vram_mb", low=0, high=MAX_VRAM_MB),
         max_price=int_param(params, "max_price", low=0, high=U64_MAX),
         region=str_param(params, "region", max_len=32),
-        min_score=float_param(params, "min_score", low=0.0, high=1.0),
+        min_score_bps=_bps_or_none(float_param(params, "min_score", low=0.0, high=1.0)),
         simulated=bool_param(params, "simulated"),
         provider=str_param(params, "provider", max_len=44),
         sort=sort,
         limit=int_param(params, "limit", low=1, high=max_page, default=50) or 50,
         offset=int_param(params, "offset", low=0, high=1_000_000, default=0) or 0,
     )
+
+
+def _bps_or_none(value: float | None) -> int | None:
+    return None if value is None else round(value * 10_000)
 
 
 async def search_offers(request: Request) -> JSONResponse:

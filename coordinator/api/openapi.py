@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Final
 
-from dgpu.coordinator.auth import HEADER_ADDRESS, HEADER_SIGNATURE, HEADER_TIMESTAMP
+from dgpu.coordinator.auth import HEADER_ADDRESS, HEADER_NONCE, HEADER_SIGNATURE, HEADER_TIMESTAMP
 
 INT: Final = {"type": "integer", "minimum": 0}
 STR: Final = {"type": "string"}
@@ -217,8 +217,8 @@ def openapi_document() -> dict[str, Any]:
             "description": (
                 "Offer index, reference prices, receipt intake and batched settlement. "
                 "Amounts are integers in token base units (1 dGPU = 10^9). Writes are signed: "
-                f"{HEADER_ADDRESS}, {HEADER_TIMESTAMP}, {HEADER_SIGNATURE} "
-                "(see dgpu.coordinator.auth)."
+                f"{HEADER_ADDRESS}, {HEADER_TIMESTAMP}, {HEADER_SIGNATURE}, "
+                f"optional {HEADER_NONCE} (see dgpu.coordinator.auth)."
             ),
         },
         "paths": paths,
@@ -227,6 +227,7 @@ def openapi_document() -> dict[str, Any]:
                 "dgpuAddress": {"type": "apiKey", "in": "header", "name": HEADER_ADDRESS},
                 "dgpuTimestamp": {"type": "apiKey", "in": "header", "name": HEADER_TIMESTAMP},
                 "dgpuSignature": {"type": "apiKey", "in": "header", "name": HEADER_SIGNATURE},
+                "dgpuNonce": {"type": "apiKey", "in": "header", "name": HEADER_NONCE},
             },
             "schemas": {
                 "Error": {

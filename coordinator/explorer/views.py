@@ -149,7 +149,7 @@ async def why_page(request: Request) -> Response:
             r["vram_mb"],
             r["price_per_gpu_second"],
             r["region"],
-            float(r["score"]),
+            r["score"] / 10_000,
             bool(r["simulated"]),
         )
         for r in rows

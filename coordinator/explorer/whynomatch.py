@@ -104,8 +104,8 @@ def _filters(q: OfferQuery) -> list[tuple[str, str, Check, Hint]]:
                 lambda cs: "regions on offer: " + ", ".join(sorted({c.region for c in cs})),
             )
         )
-    if q.min_score is not None:
-        score = q.min_score
+    if q.min_score_bps is not None:
+        score = q.min_score_bps / 10_000
         found.append(
             (
                 "min_score",

@@ -24,16 +24,17 @@ CREATE INDEX offers_model_price ON offers (model_key, price_per_gpu_second);
 CREATE INDEX offers_price ON offers (price_per_gpu_second);
 CREATE INDEX offers_provider ON offers (provider, expires_at);
 
--- Providers seen through offers or receipts; score columns are a cache of scores.py.
+-- Providers seen through offers or receipts; score columns are a cache of scores.py, in
+-- basis points (integers: no REAL column, so no SQLite floating point in comparisons).
 CREATE TABLE providers (
     address TEXT PRIMARY KEY,
     first_seen INTEGER NOT NULL,
     last_seen INTEGER NOT NULL,
-    score REAL NOT NULL DEFAULT 0,
-    reliability REAL NOT NULL DEFAULT 0,
-    availability REAL NOT NULL DEFAULT 0,
-    volume REAL NOT NULL DEFAULT 0,
-    price_performance REAL NOT NULL DEFAULT 0,
+    score INTEGER NOT NULL DEFAULT 0,
+    reliability INTEGER NOT NULL DEFAULT 0,
+    availability INTEGER NOT NULL DEFAULT 0,
+    volume INTEGER NOT NULL DEFAULT 0,
+    price_performance INTEGER NOT NULL DEFAULT 0,
     scored_at INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX providers_score ON providers (score);

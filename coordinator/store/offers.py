@@ -33,7 +33,8 @@ class OfferQuery:
     min_vram_mb: int | None = None
     max_price: int | None = None
     region: str | None = None
-    min_score: float | None = None
+    min_score_bps: int | None = None
+    """Provider score at least this, in basis points of 1.0."""
     simulated: bool | None = None
     provider: str | None = None
     sort: str = "price"
@@ -49,7 +50,7 @@ class OfferQuery:
             ("o.vram_mb", ">=", self.min_vram_mb),
             ("o.price_per_gpu_second", "<=", self.max_price),
             ("o.region", "=", self.region),
-            ("score", ">=", self.min_score),
+            ("score", ">=", self.min_score_bps),
             ("o.provider", "=", self.provider),
         ):
             if value is not None:
@@ -65,7 +66,7 @@ _SELECT = (
     "SELECT o.offer_id, o.provider, o.gpu_model, o.model_key, o.gpu_count, o.vram_mb,"
     " o.power_w, o.simulated, o.price_per_gpu_second, o.mint, o.region, o.max_duration_s,"
     " o.multiaddrs, o.created_at, o.expires_at, o.source, o.received_at, o.raw,"
-    " coalesce(p.score, 0.0) AS score"
+    " coalesce(p.score, 0) AS score"
     " FROM offers o LEFT JOIN providers p ON p.address = o.provider"
 )
 
@@ -90,7 +91,7 @@ def offer_json(row: Row) -> dict[str, Any]:
         "created_at": row["created_at"],
         "expires_at": row["expires_at"],
         "source": row["source"],
-        "provider_score": round(float(row["score"]), 4),
+        "provider_score": row["score"] / 10_000,
         "raw": base64.b64encode(bytes(row["raw"])).decode(),
     }
 
@@ -236,7 +237,7 @@ async def live_candidates(db: Database, now: int) -> list[Row]:
     """Every live offer with its provider's score (input of the "why no match" helper)."""
     rows = await db.fetchall(
         "SELECT o.model_key, o.gpu_count, o.vram_mb, o.price_per_gpu_second, o.region,"
-        " o.simulated, coalesce(p.score, 0.0) AS score"
+        " o.simulated, coalesce(p.score, 0) AS score"
         " FROM offers o LEFT JOIN providers p ON p.address = o.provider WHERE o.expires_at > ?",
         (now,),
     )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from dgpu.coordinator.db import Database, Row
 from dgpu.coordinator.scores import JobEvidence, ScoreParts
@@ -18,6 +19,13 @@ class PriceSnapshot:
     p10: int | None
     p90: int | None
     gpus: int
+
+
+SCORE_COLUMNS = ("score", "reliability", "availability", "volume", "price_performance")
+
+
+def _bps(fraction: float) -> int:
+    return max(0, min(10_000, round(fraction * 10_000)))
 
 
 class ProviderRepo:
@@ -68,11 +76,11 @@ class ProviderRepo:
             "UPDATE providers SET score = ?, reliability = ?, availability = ?, volume = ?,"
             " price_performance = ?, scored_at = ? WHERE address = ?",
             (
-                parts.score,
-                parts.reliability,
-                parts.availability,
-                parts.volume,
-                parts.price_performance,
+                _bps(parts.score),
+                _bps(parts.reliability),
+                _bps(parts.availability),
+                _bps(parts.volume),
+                _bps(parts.price_performance),
                 now,
                 address,
             ),
@@ -82,7 +90,8 @@ class ProviderRepo:
         rows = await self._db.fetchall("SELECT address FROM providers ORDER BY address")
         return [row[0] for row in rows]
 
-    async def listing(self, now: int, limit: int, offset: int) -> tuple[int, list[Row]]:
+    async def listing(self, now: int, limit: int, offset: int) -> tuple[int, list[dict[str, Any]]]:
+        """Providers by score; score parts as fractions of 1.0."""
         total = await self._db.scalar("SELECT count(*) FROM providers")
         rows = await self._db.fetchall(
             "SELECT p.*, (SELECT count(*) FROM offers o WHERE o.provider = p.address"
@@ -94,7 +103,13 @@ class ProviderRepo:
             " FROM providers p ORDER BY p.score DESC, p.address LIMIT ? OFFSET ?",
             (now, now, limit, offset),
         )
-        return int(total), list(rows)
+        listed = []
+        for row in rows:
+            doc = dict(row)
+            for name in SCORE_COLUMNS:
+                doc[name] = row[name] / 10_000
+            listed.append(doc)
+        return int(total), listed
 
     async def report(
         self, *, job_id: bytes, reporter: str, provider: str, outcome: str, now: int

@@ -1,0 +1,226 @@
+"""Settlement through the real escrow program in LiteSVM: many channels of several
+providers in batches, safe retries, a crash between submit and record, bad receipts
+isolated, and the intake check against the chain."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import msgspec
+import pytest
+from dgpu.contracts.chain import LiteSVMChain
+from dgpu.contracts.settlement import Settlement, receipts_per_transaction
+from dgpu.coordinator.errors import CoordinatorClientError
+from dgpu.coordinator.escrow_backend import EscrowBackend
+from dgpu.coordinator.metrics import Metrics
+from dgpu.coordinator.settlement import Settler
+from dgpu.coordinator.store import ChannelKey, Unsettled, open_store
+from dgpu.protocol.identity import Identity
+from dgpu.protocol.signing import sign_receipt
+
+from tests.coordinator.conftest import (
+    ADMIN,
+    ManualClock,
+    Server,
+    client_for,
+    make_config,
+    running_server,
+)
+from tests.coordinator.escrow_world import DGPU, World, make_world, net_of
+
+
+class SimulatedCrash(BaseException):
+    """Stands for the process dying: nothing after it runs."""
+
+
+class CrashAfterSubmit(EscrowBackend):
+    """Lands the batch on chain, then "dies" before the coordinator records it."""
+
+    async def settle(self, items: Sequence[Unsettled]) -> str:
+        await super().settle(items)
+        raise SimulatedCrash
+
+
+@pytest.fixture(scope="module")
+def world() -> World:
+    async def build() -> World:
+        return await make_world(LiteSVMChain(), providers=3, renters=2, label="settle")
+
+    return asyncio.run(build())
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory, world: World) -> Iterator[Server]:
+    config = make_config(tmp_path_factory.mktemp("settle"), admins=frozenset({ADMIN.address}))
+    backend = EscrowBackend(world.escrow, world.settler.to_solders())
+    with running_server(config, backend=backend, clock=ManualClock()) as running:
+        yield running
+
+
+async def test_many_channels_of_several_providers_settle_in_batches(
+    server: Server, world: World
+) -> None:
+    owed: dict[str, int] = {p.address: 0 for p in world.providers}
+    channels = []
+    for k in range(12):
+        provider = world.providers[k % 3]
+        renter = world.renters[k % 2]
+        channel = await world.open(renter, provider, deposit=5 * DGPU)
+        channels.append((renter, provider, channel))
+    before = {p.address: await world.balance(p) for p in world.providers}
+    for k, (renter, provider, channel) in enumerate(channels):
+        cumulative = (k + 1) * 10_000_000
+        async with client_for(server, provider) as client:
+            assert (await client.post_receipt(world.receipt(renter, channel, cumulative // 2)))[
+                "status"
+            ] == "created"
+            assert (await client.post_receipt(world.receipt(renter, channel, cumulative, 2)))[
+                "status"
+            ] == "raised"
+        owed[provider.address] += net_of(cumulative)
+
+    async with client_for(server, ADMIN) as admin:
+        report = await admin.run_settlement()
+        page = await admin.settlements(limit=50)
+        again = await admin.run_settlement()
+
+    per_tx = receipts_per_transaction(with_lookup_table=True)
+    assert report["channels_settled"] == 12
+    assert report["batches"] == report["confirmed"] == -(-12 // per_tx)
+    assert report["amount"] == sum((k + 1) * 10_000_000 for k in range(12))
+    assert again["batches"] == 0
+    for provider in world.providers:
+        assert await world.balance(provider) - before[provider.address] == owed[provider.address]
+    assert {b["state"] for b in page["batches"]} == {"confirmed"}
+    assert all(len(b["items"]) <= per_tx for b in page["batches"])
+    assert page["pending_channels"] == 0
+    for batch in page["batches"]:
+        assert len(batch["signature"]) > 80  # a base58 transaction signature, recorded
+        for item in batch["items"]:
+            assert item["settled_before"] == 0
+            assert item["settled_after"] == item["cumulative"]
+
+    # A higher receipt later settles only the difference.
+    renter, provider, channel = channels[0]
+    paid_before = await world.balance(provider)
+    async with client_for(server, provider) as client:
+        await client.post_receipt(world.receipt(renter, channel, 30_000_000, 3))
+    async with client_for(server, ADMIN) as admin:
+        third = await admin.run_settlement()
+    assert third["channels_settled"] == 1
+    assert third["amount"] == 30_000_000 - 10_000_000
+    assert await world.balance(provider) - paid_before == net_of(20_000_000)
+    async with client_for(server) as client:
+        profile = await client.provider(provider.address)
+    assert profile["totals"]["settled"] == sum(
+        c.settled
+        for c in [await world.escrow.read_channel(ch.address) for _, p, ch in channels]
+        if c is not None and str(c.provider) == provider.address
+    )
+    assert profile["parts"]["volume"] > 0
+
+
+async def test_intake_checks_the_channel_on_chain(server: Server, world: World) -> None:
+    renter, provider, intruder = world.renters[0], world.providers[0], world.providers[1]
+    channel = await world.open(renter, provider, deposit=DGPU)
+    receipt = world.receipt(renter, channel, 1000)
+    async with client_for(server, intruder) as client:
+        with pytest.raises(CoordinatorClientError) as not_provider:
+            await client.post_receipt(receipt)
+    ghost = sign_receipt(msgspec.structs.replace(receipt, channel=os.urandom(32)), renter)
+    async with client_for(server, provider) as client:
+        with pytest.raises(CoordinatorClientError) as unknown:
+            await client.post_receipt(ghost)
+    assert (not_provider.value.status, not_provider.value.code) == (403, "not_channel_provider")
+    assert (unknown.value.status, unknown.value.code) == (422, "unknown_channel")
+    assert server.count("channels", "channel = ?", (str(channel.address),)) == 0
+
+
+def test_crash_between_submit_and_record_is_reconciled_without_double_payment(
+    tmp_path: Path,
+) -> None:
+    asyncio.run(_crash_scenario(tmp_path / "crash.sqlite"))
+
+
+async def _crash_scenario(db_path: Path) -> None:
+    world = await make_world(LiteSVMChain(), providers=2, renters=1, label="crash")
+    renter = world.renters[0]
+    channels = [
+        await world.open(renter, p, deposit=DGPU) for p in world.providers for _ in range(3)
+    ]
+    clock = ManualClock()
+    payer = world.settler.to_solders()
+    async with open_store(db_path) as store:
+        for channel in channels:
+            provider = next(p for p in world.providers if p.address == str(channel.provider))
+            receipt = world.receipt(renter, channel, 100_000_000)
+            await store.channels.ingest(receipt, b"", provider=provider.address, now=int(clock()))
+        crashing = Settler(store, CrashAfterSubmit(world.escrow, payer), Metrics(), clock=clock)
+        with pytest.raises(SimulatedCrash):
+            await crashing.run_once()
+        assert (await store.channels.batch_counts()) == {"pending": 1}
+    landed = {p.address: await world.balance(p) for p in world.providers}
+    assert sum(landed.values()) > 0  # the first batch did land on chain
+
+    async with open_store(db_path) as store:  # "restart"
+        settler = Settler(store, EscrowBackend(world.escrow, payer), Metrics(), clock=clock)
+        assert await settler.reconcile() == 1
+        counts = await store.channels.batch_counts()
+        assert counts == {"reconciled": 1}
+        report = await settler.run_once()
+        assert report.skipped.get("already_settled", 0) == 0
+        assert report.channels_settled == len(channels) - receipts_per_transaction(
+            with_lookup_table=True
+        )
+        final = await settler.run_once()
+        assert final.batches == 0
+        pending, _ = await store.channels.count_pending()
+        assert pending == 0
+    for provider in world.providers:
+        assert await world.balance(provider) == 3 * net_of(100_000_000)
+    # Resubmitting a settled receipt pays nothing: the on-chain mark already covers it.
+    states = [await world.escrow.read_channel(c.address) for c in channels]
+    assert all(s.settled == 100_000_000 for s in states)
+    again = [
+        Settlement.for_channel(s, 100_000_000, world.receipt(renter, s, 100_000_000).sig)
+        for s in states[:3]
+    ]
+    await world.escrow.settle_batch(payer, again)
+    for provider in world.providers:
+        assert await world.balance(provider) == 3 * net_of(100_000_000)
+
+
+def test_a_refused_receipt_is_isolated_and_the_rest_settles(tmp_path: Path) -> None:
+    asyncio.run(_isolation_scenario(tmp_path / "isolate.sqlite"))
+
+
+async def _isolation_scenario(db_path: Path) -> None:
+    chain = LiteSVMChain()
+    world = await make_world(chain, providers=3, renters=1, label="isolate")
+    renter = world.renters[0]
+    # A provider without a token account: the program refuses to pay it.
+    lonely = Identity.from_label(f"isolate-no-ata-{os.urandom(4).hex()}")
+    await chain.request_airdrop(lonely.to_solders().pubkey(), 10**9)
+    providers = [*world.providers, lonely]
+    channels = [await world.open(renter, p, deposit=DGPU) for p in providers]
+    clock = ManualClock()
+    async with open_store(db_path) as store:
+        for provider, channel in zip(providers, channels, strict=True):
+            receipt = world.receipt(renter, channel, 50_000_000)
+            await store.channels.ingest(receipt, b"", provider=provider.address, now=int(clock()))
+        settler = Settler(
+            store, EscrowBackend(world.escrow, world.settler.to_solders()), Metrics(), clock=clock
+        )
+        report = await settler.run_once()
+        assert report.channels_settled == 3
+        assert report.skipped == {"rejected": 1}
+        row = await store.channels.get(
+            ChannelKey(str(channels[-1].address), channels[-1].open_nonce)
+        )
+        assert row is not None and row["state"] == "rejected"
+        assert "BadTokenAccount" in row["note"]
+    for provider in world.providers:
+        assert await world.balance(provider) == net_of(50_000_000)
