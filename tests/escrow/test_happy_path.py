@@ -3,6 +3,7 @@ batched, with and without a lookup table), top up, close together, refund after 
 
 from __future__ import annotations
 
+import anyio
 import pytest
 from dgpu.contracts import (
     BatchTooLarge,
@@ -15,7 +16,15 @@ from dgpu.contracts import (
 from dgpu.escrow import PROGRAM_ID
 from solders.message import MessageV0
 
-from tests.escrow.support import DGPU, DISPUTE_WINDOW, FEE_BPS, RENTER_TOKENS, SOL, World
+from tests.escrow.support import (
+    DGPU,
+    DISPUTE_WINDOW,
+    FEE_BPS,
+    RENTER_TOKENS,
+    SOL,
+    World,
+    make_world,
+)
 
 MAX_CU_PER_RECEIPT = 10_000
 
@@ -203,3 +212,15 @@ async def test_program_id_and_payer_costs(world: World) -> None:
     await world.client.settle_batch(world.admin, [world.receipt(channel, DGPU)])
     # the submitter pays the transaction and the precompile signature, nothing else
     assert before - await world.chain.get_balance(world.admin.pubkey()) < SOL // 1000
+
+
+def test_client_works_under_asyncio() -> None:
+    """The coordinator runs on asyncio: the same client and chain, another event loop."""
+
+    async def scenario() -> int:
+        world = await make_world()
+        channel = await world.open(5 * DGPU)
+        await world.client.settle_batch(world.admin, [world.receipt(channel, DGPU)])
+        return (await world.client.read_channel(channel.address)).settled
+
+    assert anyio.run(scenario, backend="asyncio") == DGPU
