@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+from decimal import Decimal
 from typing import Any
 
 import base58
@@ -14,6 +15,7 @@ import pytest
 from dgpu.contracts import localnet
 from dgpu.contracts.chain import RpcChain, SvmLedger, TransactionFailed
 from dgpu.contracts.rpc_server import MAX_BATCH, METHODS, handle_body
+from dgpu.contracts.rpc_server.accounts import ui_amount_string
 from dgpu.protocol.keyfile import load_identity
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -374,3 +376,20 @@ def test_no_body_makes_an_internal_error(body: Any) -> None:
                 -32004,
                 -32015,
             )
+
+
+@settings(max_examples=200, deadline=None)
+@given(body=st.binary(max_size=300))
+def test_arbitrary_bytes_get_an_answer(body: bytes) -> None:
+    answer = handle_body(_LEDGER, body)
+    answers = answer if isinstance(answer, list) else [answer]
+    for one in answers:
+        if one is not None and "error" in one:
+            assert one["error"]["code"] != INTERNAL
+
+
+@given(amount=st.integers(0, 2**64 - 1), decimals=st.integers(0, 12))
+def test_ui_amount_string_is_exact(amount: int, decimals: int) -> None:
+    text = ui_amount_string(amount, decimals)
+    assert Decimal(text) == Decimal(amount) / Decimal(10) ** decimals
+    assert "e" not in text.lower() and not text.endswith(".")
