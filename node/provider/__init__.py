@@ -15,12 +15,14 @@ time (simulations, fast tests).
 from dgpu.node.provider.capacity import GpuPool, model_price, offer_terms
 from dgpu.node.provider.funding import PendingJob, Refusal, check_request, verify_channel
 from dgpu.node.provider.node import Provider, ProviderStatus
+from dgpu.node.provider.outputs import OUTPUTS_PROTOCOL, StreamOutputHost
 from dgpu.node.provider.ports import HostedFile, OfferDesk, OutputHost, ProviderExecutor
 from dgpu.node.provider.session import ProviderSession, SessionOutcome
 from dgpu.node.provider.settlement import SettleResult, hand_to_desk, settle_on_chain
 from dgpu.node.provider.virtual import VirtualExecutor, VirtualJob
 
 __all__ = [
+    "OUTPUTS_PROTOCOL",
     "GpuPool",
     "HostedFile",
     "OfferDesk",
@@ -33,6 +35,7 @@ __all__ = [
     "Refusal",
     "SessionOutcome",
     "SettleResult",
+    "StreamOutputHost",
     "VirtualExecutor",
     "VirtualJob",
     "check_request",

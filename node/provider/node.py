@@ -33,8 +33,9 @@ from dgpu.node.net.interface import METERING_PROTOCOL, NEGOTIATE_PROTOCOL, Messa
 from dgpu.node.payments.escrow import Escrow
 from dgpu.node.provider.capacity import GpuPool, model_price, offer_terms
 from dgpu.node.provider.funding import PendingJob, Refusal, check_request, verify_channel
+from dgpu.node.provider.outputs import StreamOutputHost
 from dgpu.node.provider.ports import OfferDesk, OutputHost, ProviderExecutor
-from dgpu.node.provider.session import ProviderSession, SessionOutcome
+from dgpu.node.provider.session import ProviderSession, SessionOutcome, remove_outputs
 from dgpu.node.provider.settlement import SettleResult, hand_to_desk, settle_on_chain
 from dgpu.node.store import LIVE_JOB_STATES, JobRecord, NodeStore
 from dgpu.protocol.codec import encode
@@ -95,6 +96,8 @@ class Provider:
         self.store = store
         self.clock = clock or network.now
         self.desk = desk
+        if outputs is None and outputs_dir is not None:
+            outputs = StreamOutputHost(network, identity)
         self.outputs = outputs
         self.outputs_dir = outputs_dir
         self.pool = GpuPool(gpu_backend.list_gpus())
@@ -118,6 +121,8 @@ class Provider:
                 self._nursery = nursery
                 self.network.serve(NEGOTIATE_PROTOCOL, self._on_negotiate)
                 self.network.serve(METERING_PROTOCOL, self._on_metering)
+                if isinstance(self.outputs, StreamOutputHost):
+                    self.outputs.serve()
                 await nursery.start(self._advertise_loop)
                 nursery.start_soon(self._sweep_loop)
                 if self.desk is not None:
@@ -420,10 +425,20 @@ class Provider:
             outcome.seconds_billed,
             outcome.paid,
         )
+        self._outcomes[job_id] = outcome
+        if outcome.outputs and self._nursery is not None:
+            self._nursery.start_soon(self._retire_outputs, job_id)
         if outcome.latest is not None:
             await self._hand_over(outcome)
-        self._outcomes[job_id] = outcome
         self._done.setdefault(job_id, trio.Event()).set()
+
+    async def _retire_outputs(self, job_id: bytes) -> None:
+        """Forget a job's outputs once the renter had time to fetch them."""
+        await trio.sleep(self.config.output_retention_s)
+        if self.outputs is not None:
+            self.outputs.withdraw(job_id)
+        if self.outputs_dir is not None:
+            remove_outputs(self.outputs_dir, job_id)
 
     async def _hand_over(self, outcome: SessionOutcome) -> None:
         assert outcome.latest is not None

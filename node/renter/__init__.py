@@ -47,7 +47,7 @@ from dgpu.node.renter.events import (
 )
 from dgpu.node.renter.job import RenterJob
 from dgpu.node.renter.node import Reclaimed, Renter, reclaim_channels
-from dgpu.node.renter.outputs import OutputFetcher
+from dgpu.node.renter.outputs import OutputFetcher, StreamOutputFetcher
 
 __all__ = [
     "Agreed",
@@ -81,6 +81,7 @@ __all__ = [
     "RenterJob",
     "ReportRefused",
     "Started",
+    "StreamOutputFetcher",
     "exclusion",
     "find_offers",
     "ignore_events",

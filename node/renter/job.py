@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import math
+import posixpath
 from pathlib import Path
 
 import trio
@@ -28,7 +29,12 @@ from dgpu.node.net.interface import (
 )
 from dgpu.node.payments.acks import parse_receipt_ack
 from dgpu.node.payments.escrow import Escrow, OpenedChannel
-from dgpu.node.renter.errors import FundingFailed, JobRefused, ProviderMisbehaved
+from dgpu.node.renter.errors import (
+    FundingFailed,
+    JobRefused,
+    OutputMismatch,
+    ProviderMisbehaved,
+)
 from dgpu.node.renter.events import (
     Agreed,
     Ended,
@@ -376,7 +382,7 @@ class RenterJob:
             return listed
         fetched: list[FetchedOutput] = []
         for f in manifest.files:
-            target = self.output_dir / f.path
+            target = confined(self.output_dir, f.path)
             await self.fetcher.fetch(quote=self.quote, file=f, dest=target)
             fetched.append(FetchedOutput(f.path, f.sha256.hex(), f.size, target))
             self.emit(OutputFetched(f.path, f.size))
@@ -430,3 +436,11 @@ class RenterJob:
             outputs=outputs,
             disputes=list(self.disputes),
         )
+
+
+def confined(root: Path, relative: str) -> Path:
+    """``root / relative`` for a path a provider named, refusing any that escapes ``root``."""
+    normal = posixpath.normpath(relative)
+    if normal.startswith(("/", "../")) or normal in ("..", ".") or "\x00" in normal:
+        raise OutputMismatch(relative, "path outside the output directory")
+    return root / normal

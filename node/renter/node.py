@@ -41,7 +41,7 @@ from dgpu.node.renter.events import (
     ignore_events,
 )
 from dgpu.node.renter.job import RenterJob
-from dgpu.node.renter.outputs import OutputFetcher
+from dgpu.node.renter.outputs import OutputFetcher, StreamOutputFetcher
 from dgpu.node.store import NodeStore
 from dgpu.pricing import CostEstimate, estimate_cost
 from dgpu.protocol.errors import OfferError
@@ -85,7 +85,7 @@ class Renter:
         self.escrow = escrow
         self.store = store
         self.index = index
-        self.fetcher = fetcher
+        self.fetcher = fetcher if fetcher is not None else StreamOutputFetcher(network)
 
     def query_for(self, spec: JobSpec) -> OfferQuery:
         return OfferQuery(

@@ -100,6 +100,7 @@ async def memory_market(
                     executor=executor,
                     gpu_backend=SimulatedBackend(parse_gpu_spec("2xRTX 4090")),
                     store=pstore,
+                    outputs_dir=tmp_path / f"{label}-outputs",
                 )
                 renter = Renter(
                     identity=renter_id,

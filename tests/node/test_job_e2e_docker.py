@@ -3,6 +3,7 @@ escrow ``.so`` in LiteSVM (``@pytest.mark.docker``). Intervals are 1 s, grace 2 
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import docker
@@ -34,10 +35,26 @@ async def test_busybox_job_runs_to_completion_and_everyone_is_paid(
         found = await m.renter.find_offers(m.renter.query_for(job_spec("true")))
         assert [o.provider for o in found.offers] == [m.provider_id.public_key]
         assert found.offers[0].simulated
-        spec = job_spec("echo hello from busybox; sleep 3; echo bye >&2", image=busybox_image)
-        result = await m.renter.run_job(spec, offers=found.offers, events=events.append)
+        spec = job_spec(
+            "echo hello from busybox; sleep 3; echo bye >&2;"
+            " seq 1 5000 > /out/numbers.txt; mkdir -p /out/sub; echo x > /out/sub/x.txt",
+            image=busybox_image,
+            output_dir="/out",
+            max_output_bytes=1024 * 1024,
+        )
+        got = tmp_path / "got"
+        result = await m.renter.run_job(
+            spec, offers=found.offers, events=events.append, output_dir=got
+        )
         outcome = await m.provider.wait_job(result.job_id)
         assert result.state == "succeeded" and result.exit_code == 0, result.detail
+        # Outputs: fetched over libp2p, each file's sha256 checked against the manifest.
+        numbers = "".join(f"{n}\n" for n in range(1, 5001)).encode()
+        by_path = {o.path: o for o in result.outputs}
+        assert set(by_path) == {"numbers.txt", "sub/x.txt"}
+        assert (got / "numbers.txt").read_bytes() == numbers
+        assert by_path["numbers.txt"].sha256 == hashlib.sha256(numbers).hexdigest()
+        assert (got / "sub" / "x.txt").read_bytes() == b"x\n"
         logs = b"".join(e.data for e in events if isinstance(e, LogReceived))
         assert b"hello from busybox\n" in logs and b"bye\n" in logs
         # Receipts add up to price x billed seconds; the provider holds the same.

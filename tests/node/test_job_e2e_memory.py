@@ -6,6 +6,7 @@ trio's MockClock: a day-long job costs nothing, and every time below is exact.
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -31,11 +32,20 @@ async def test_a_job_runs_is_paid_per_second_and_the_rest_reclaimed(
 ) -> None:
     events: list[RenterEvent] = []
     async with memory_market(tmp_path) as m:
-        result = await m.renter.run_job(
-            job_spec("echo hello; sleep 5; echo done >&2"), events=events.append
+        spec = job_spec(
+            "echo hello; sleep 5; echo done >&2; echo 42 > /out/answer.txt",
+            output_dir="/out",
+            max_output_bytes=1024,
         )
+        got = tmp_path / "got"
+        result = await m.renter.run_job(spec, events=events.append, output_dir=got)
         outcome = await m.provider.wait_job(result.job_id)
         assert result.state == "succeeded" and result.exit_code == 0
+        # The output came over the network and matches the signed manifest.
+        (output,) = result.outputs
+        assert output.path == "answer.txt" and output.local == got / "answer.txt"
+        assert (got / "answer.txt").read_bytes() == b"42\n"
+        assert output.sha256 == hashlib.sha256(b"42\n").hexdigest()
         assert result.ok and result.disputes == []
         logs = b"".join(e.data for e in events if isinstance(e, LogReceived))
         assert b"hello\n" in logs and b"done\n" in logs
