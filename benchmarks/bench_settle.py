@@ -74,8 +74,8 @@ async def measure(count: int, *, with_table: bool) -> Row:
             expiry=START_TIME + 3_600,
         )
         cumulative = (i + 1) * 10**9
-        signature = opened.state.receipt(cumulative).sign(renter)
-        items.append(Settlement.for_channel(opened.state, cumulative, signature))
+        receipt_signature = opened.state.receipt(cumulative).sign(renter)
+        items.append(Settlement.for_channel(opened.state, cumulative, receipt_signature))
 
     submitter = Keypair()
     await chain.request_airdrop(submitter.pubkey(), SOL)
