@@ -34,7 +34,7 @@ from dgpu.pricing.units import BPS_DENOMINATOR, ceil_div
 from dgpu.protocol.errors import DgpuError
 from dgpu.protocol.messages import Offer
 from dgpu.protocol.negotiation import JobSpec, new_job_id
-from dgpu.simulations.market.engine import demand_mix, draw_duration
+from dgpu.simulations.market.engine import draw_duration
 from dgpu.simulations.nodes.accounting import Holdings, read_holdings
 from dgpu.simulations.nodes.chain import SimChain, open_chain
 from dgpu.simulations.nodes.desk import Rental, SimCoordinator
@@ -99,7 +99,7 @@ class NodeSimulation:
         self.running = 0
         self.arrivals_open = True
         self.all_done = trio.Event()
-        self._mix = demand_mix(scenario)
+        self._mix: list[tuple[str, int]] = []
         self.held: Holdings | None = None
 
     # -- the run ------------------------------------------------------------------------
@@ -124,6 +124,11 @@ class NodeSimulation:
                 program_id=self.chain.program_id,
             )
             self.renters = make_renters(self.sc, self.streams)
+            # Jobs ask for the models present, in proportion to their GPUs.
+            gpus: dict[str, int] = {}
+            for provider in self.providers:
+                gpus[provider.model] = gpus.get(provider.model, 0) + provider.gpus
+            self._mix = [(m, gpus[m]) for m in self.sc.models if m in gpus]
             await self.chain.fund(
                 [r.identity for r in self.renters],
                 [*(p.identity for p in self.providers), self.chain.coordinator],
@@ -202,7 +207,7 @@ class NodeSimulation:
                     )
                     async with trio.open_nursery() as nursery:
                         await nursery.start(node.role.run)
-                        await trio.sleep_forever()
+                        await _until_cancelled()
             node.role = None
             node.life.scope = None
             node.life.online = False
@@ -227,7 +232,7 @@ class NodeSimulation:
                     async with trio.open_nursery() as nursery:
                         node.driver, node.nursery = driver, nursery
                         nursery.start_soon(self._reclaim_loop, node, driver)
-                        await trio.sleep_forever()
+                        await _until_cancelled()
             node.driver, node.nursery = None, None
             node.life.scope = None
             node.life.online = False
@@ -457,3 +462,8 @@ class NodeSimulation:
         while True:
             progress(min(1.0, trio.current_time() / self.sc.duration_s))
             await trio.sleep(step)
+
+
+async def _until_cancelled() -> None:
+    """Park a node's life until its scope is cancelled (crash, leave, end of run)."""
+    await trio.sleep_forever()

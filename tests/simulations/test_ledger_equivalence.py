@@ -8,6 +8,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass, field
 
+import msgspec
 import pytest
 from dgpu.node.payments.escrow import ChannelState, Escrow
 from dgpu.protocol.errors import DgpuError
@@ -38,15 +39,57 @@ class Side:
     channels: list[ChannelState] = field(default_factory=list)
 
 
+@dataclass(frozen=True)
+class Open:
+    renter: int
+    provider: int
+    deposit: int
+    expiry: int
+
+
+@dataclass(frozen=True)
+class Item:
+    channel: int
+    cumulative: int
+    signer: int
+    forged: bool
+
+
+@dataclass(frozen=True)
+class Settle:
+    items: tuple[Item, ...]
+
+
+@dataclass(frozen=True)
+class Refund:
+    channel: int
+    at: int | None = None
+    """Move the clock to this Unix time first (if later)."""
+
+
+@dataclass(frozen=True)
+class Warp:
+    seconds: int
+
+
+Op = Open | Settle | Refund | Warp
+
+
 @dataclass
 class Step:
     name: str
     ok: bool
-    detail: str = ""
 
 
-def receipt(side: Side, index: int, cumulative: int, signer: Identity, forged: bool) -> Receipt:
-    state = side.channels[index]
+@dataclass(frozen=True)
+class People:
+    renters: list[Identity]
+    providers: list[Identity]
+
+
+def receipt(side: Side, item: Item, people: People) -> Receipt:
+    state = side.channels[item.channel]
+    signer = people.renters[item.signer]
     unsigned = Receipt(
         job_id=bytes(16),
         seq=1,
@@ -54,90 +97,65 @@ def receipt(side: Side, index: int, cumulative: int, signer: Identity, forged: b
         program_id=side.escrow.program_id,
         channel=state.address,
         open_nonce=state.open_nonce,
-        cumulative=cumulative,
+        cumulative=item.cumulative,
     )
     signed = sign_receipt(unsigned, signer)
-    if forged:
-        return Receipt(
-            **{**{f: getattr(signed, f) for f in signed.__struct_fields__}, "sig": bytes(64)}
-        )
-    return signed
+    return msgspec.structs.replace(signed, sig=bytes(64)) if item.forged else signed
 
 
-async def apply(side: Side, op: tuple[object, ...], people: dict[str, list[Identity]]) -> Step:
-    kind = op[0]
+async def apply(side: Side, op: Open | Settle | Refund, people: People) -> Step:
     try:
-        if kind == "open":
-            _, r, p, deposit, expiry = op
-            renter, provider = people["renters"][r], people["providers"][p]  # type: ignore[index]
+        if isinstance(op, Open):
             opened = await side.escrow.open_channel(
-                renter,
-                provider=provider.public_key,
+                people.renters[op.renter],
+                provider=people.providers[op.provider].public_key,
                 mint=side.chain.mint,
-                deposit=deposit,
-                expiry=expiry,  # type: ignore[arg-type]
+                deposit=op.deposit,
+                expiry=op.expiry,
             )
             state = await side.escrow.read_channel(opened.address)
             assert state is not None
             side.channels.append(state)
-            return Step("open", True, f"nonce {opened.open_nonce}")
-        if kind == "settle":
-            _, items = op
-            receipts = [
-                receipt(side, i, c, people["renters"][s], forged)
-                for i, c, s, forged in items  # type: ignore[attr-defined]
-            ]
-            settled = await side.escrow.settle(people["providers"][0], receipts)
-            return Step("settle", True, repr(sorted(settled.channels)[:0]))
-        if kind == "refund":
-            _, index = op
-            refunded = await side.escrow.refund(
-                people["renters"][0],
-                side.channels[index].address,  # type: ignore[index]
-            )
-            return Step("refund", True, str(refunded.amount))
+        elif isinstance(op, Settle):
+            receipts = [receipt(side, item, people) for item in op.items]
+            await side.escrow.settle(people.providers[0], receipts)
+        else:
+            await side.escrow.refund(people.renters[0], side.channels[op.channel].address)
     except DgpuError:
-        return Step(str(kind), False)
-    raise AssertionError(f"unknown operation {op}")
+        return Step(type(op).__name__, False)
+    return Step(type(op).__name__, True)
 
 
-def random_ops(
-    rng: random.Random,
-    clock: Clock,
-    opened: list[tuple[int, int, int]],
-    settled_hint: dict[int, int],
-) -> tuple[object, ...]:
-    """One operation; ``opened`` is (renter, deposit, expiry) per opening attempt that the
-    caller saw succeed."""
+def random_op(rng: random.Random, clock: Clock, opened: list[Open], marks: dict[int, int]) -> Op:
+    """One operation, valid or not; ``opened`` are the openings that succeeded."""
     roll = rng.random()
     if roll < 0.25 or not opened:
         deposit = rng.choice([0, rng.randint(1, 20_000), rng.randint(1, 20_000), BALANCE * 2])
         expiry = clock.now + rng.choice([-10, 0, rng.randint(1, 3000), rng.randint(1, 3000)])
-        return ("open", rng.randrange(3), rng.randrange(2), deposit, expiry)
+        return Open(rng.randrange(3), rng.randrange(2), deposit, expiry)
     if roll < 0.70:
         items = []
         for _ in range(rng.randint(1, 3)):
             index = rng.randrange(len(opened))
-            renter, deposit, _ = opened[index]
-            mark = settled_hint.get(index, 0)
+            deposit, mark = opened[index].deposit, marks.get(index, 0)
             cumulative = rng.choice(
                 [rng.randint(0, deposit), rng.randint(mark, deposit), deposit, deposit + 1, mark]
             )
+            renter = opened[index].renter
             signer = renter if rng.random() < 0.85 else (renter + 1) % 3
-            items.append((index, cumulative, signer, rng.random() < 0.05))
-        return ("settle", tuple(items))
+            items.append(Item(index, cumulative, signer, rng.random() < 0.05))
+        return Settle(tuple(items))
     if roll < 0.85:
-        return ("refund", rng.randrange(len(opened)))
+        return Refund(rng.randrange(len(opened)))
     if roll < 0.93:
         # A refund a second either side of the channel's reclaim time (expiry + window).
         index = rng.randrange(len(opened))
-        target = opened[index][2] + DISPUTE_WINDOW_S + rng.choice([-1, 0])
-        return ("refund_at", index, target)
-    return ("warp", rng.choice([1, 60, 600, 3600, 7200]))
+        return Refund(index, opened[index].expiry + DISPUTE_WINDOW_S + rng.choice([-1, 0]))
+    return Warp(rng.choice([1, 60, 600, 3600, 7200]))
 
 
-async def snapshot(side: Side, people: dict[str, list[Identity]]) -> dict[str, object]:
-    owners = [i.public_key for i in people["renters"] + people["providers"]]
+async def snapshot(side: Side, people: People) -> dict[str, object]:
+    owners = [i.public_key for i in people.renters + people.providers]
     balances = [await side.chain.balance(o) for o in owners]
     states = []
     for state in side.channels:
@@ -160,34 +178,32 @@ async def test_ledger_matches_the_program_in_litesvm(seed: int) -> None:
     clock = Clock()
     coordinator = Identity.from_label("eq/coordinator")
     treasury = Identity.from_label("eq/treasury").public_key
-    people = {
-        "renters": [Identity.from_label(f"eq/renter/{i}") for i in range(3)],
-        "providers": [Identity.from_label(f"eq/provider/{i}") for i in range(2)],
-    }
+    people = People(
+        renters=[Identity.from_label(f"eq/renter/{i}") for i in range(3)],
+        providers=[Identity.from_label(f"eq/provider/{i}") for i in range(2)],
+    )
     svm = await SvmChain.open(clock, coordinator=coordinator, treasury=treasury)
     ledger = LedgerChain(clock, coordinator, treasury)
     sides = [Side(svm, svm.escrow()), Side(ledger, ledger.escrow())]
     for side in sides:
-        await side.chain.fund(people["renters"], [*people["providers"], coordinator], BALANCE)
+        await side.chain.fund(people.renters, [*people.providers, coordinator], BALANCE)
     rng = random.Random(seed)
-    opened: list[tuple[int, int, int]] = []
+    opened: list[Open] = []
     marks: dict[int, int] = {}
     kinds: dict[tuple[str, bool], int] = {}
     for number in range(120):
-        op = random_ops(rng, clock, opened, marks)
-        if op[0] == "warp":
-            clock.now += op[1]  # type: ignore[operator]
+        op = random_op(rng, clock, opened, marks)
+        if isinstance(op, Warp):
+            clock.now += op.seconds
             continue
-        if op[0] == "refund_at":
-            clock.now = max(clock.now, op[2])  # type: ignore[call-overload]
-            op = ("refund", op[1])
+        if isinstance(op, Refund) and op.at is not None:
+            clock.now = max(clock.now, op.at)
         steps = [await apply(side, op, people) for side in sides]
         assert steps[0].ok == steps[1].ok, f"step {number} {op}: {steps}"
         kinds[(steps[0].name, steps[0].ok)] = kinds.get((steps[0].name, steps[0].ok), 0) + 1
-        if op[0] == "open" and steps[0].ok:
-            _, r, _, deposit, expiry = op
-            opened.append((r, deposit, expiry))  # type: ignore[arg-type]
-        if op[0] == "settle" and steps[0].ok:
+        if isinstance(op, Open) and steps[0].ok:
+            opened.append(op)
+        if isinstance(op, Settle) and steps[0].ok:
             for index, state in enumerate(sides[1].channels):
                 fresh = await sides[1].escrow.read_channel(state.address)
                 if fresh is not None:
@@ -195,6 +211,6 @@ async def test_ledger_matches_the_program_in_litesvm(seed: int) -> None:
         first, second = await snapshot(sides[0], people), await snapshot(sides[1], people)
         assert first == second, f"step {number} {op} diverged"
     # The sequence exercised both outcomes of every operation.
-    for name in ("open", "settle", "refund"):
+    for name in ("Open", "Settle", "Refund"):
         assert kinds.get((name, True), 0) > 0, kinds
         assert kinds.get((name, False), 0) > 0, kinds
