@@ -11,77 +11,31 @@ container it no longer owns.
 from __future__ import annotations
 
 import json
-import os
 import signal
-import subprocess
-import sys
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
 
 import docker
 import pytest
 import trio
-from dgpu.contracts import localnet
-from dgpu.contracts.chain import RpcChain
-from dgpu.contracts.escrow import EscrowClient
 from dgpu.node.config import RenterConfig
-from dgpu.node.executors.base import run_sync_abandoning
 from dgpu.node.net.libp2p import Libp2pConfig, open_libp2p_network
-from dgpu.node.payments.chain import ChainEscrow
 from dgpu.node.renter import ReceiptSigned, Renter, RenterEvent
 from dgpu.node.store import NodeStore
 from dgpu.protocol.identity import Identity
-from dgpu.protocol.keyfile import load_identity, save_identity
-from solders.keypair import Keypair
 
 from tests.chain.support import Node, serve_node
-from tests.fixtures_docker import TEST_IMAGE
+from tests.node.clikit import (
+    ROOT,
+    dgpu,
+    local_chain,
+    provider_args,
+    provider_process,
+    ready_line,
+)
 from tests.node.rolekit import job_spec
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
-
-SOL = 10**9
-PRICE_PER_HOUR = "7.2"  # dGPU per GPU-hour -> 2_000_000 base units per GPU-second
-READY_TIMEOUT_S = 90.0
-ROOT = Path(__file__).parents[2]
-
-
-@contextmanager
-def provider_process(args: list[str], log_path: Path) -> Iterator[subprocess.Popen[str]]:
-    with log_path.open("a") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "dgpu.cli.main", "-v", "provider", "start", *args],
-            stdout=subprocess.PIPE,
-            stderr=log,
-            text=True,
-            cwd=ROOT,
-            env=dict(os.environ, PYTHONUNBUFFERED="1"),
-        )
-    try:
-        yield proc
-    finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-        assert proc.stdout is not None
-        proc.stdout.close()
-
-
-async def ready_line(proc: subprocess.Popen[str], log_path: Path) -> dict[str, Any]:
-    assert proc.stdout is not None
-    with trio.move_on_after(READY_TIMEOUT_S):
-        line = await run_sync_abandoning(proc.stdout.readline)
-        if line:
-            info: dict[str, Any] = json.loads(line)
-            return info
-    log_text = await trio.Path(log_path).read_text()
-    raise AssertionError(f"provider did not get ready:\n{log_text[-3000:]}")
 
 
 def leftovers(client: docker.DockerClient, owner: str) -> list[str]:
@@ -98,31 +52,14 @@ def chain_node(tmp_path: Path) -> Iterator[Node]:
 async def test_kill_9_mid_job_loses_no_acknowledged_receipt(
     tmp_path: Path, chain_node: Node, docker_client: docker.DockerClient, busybox_image: str
 ) -> None:
-    chain = RpcChain(chain_node.url, confirm_timeout=30.0, poll_interval=0.05)
-    client = EscrowClient(chain)
-    escrow = ChainEscrow(client)
-    authority = load_identity(chain_node.mint_authority_keyfile).to_solders()
-    mint = localnet.TokenMint(chain_node.mint, authority)
-    admin, treasury = Keypair(), Identity.generate()
+    world = await local_chain(chain_node)
+    escrow, client = world.escrow, world.client
     provider_id, renter_id = Identity.generate(), Identity.generate()
-    await chain.request_airdrop(admin.pubkey(), 10 * SOL)
-    for who, tokens in ((treasury, 0), (provider_id, 0), (renter_id, 10**13)):
-        await localnet.fund_wallet(
-            chain, who.to_solders().pubkey(), lamports=10 * SOL, mint=mint, tokens=tokens
-        )
-    await client.initialize(
-        admin, treasury=treasury.to_solders().pubkey(), mints=[mint.address], fee_bps=500
-    )
-    key = tmp_path / "provider.json"
-    save_identity(provider_id, key)
+    await world.fund(provider_id)
+    await world.fund(renter_id, tokens=10**13)
     data_dir = tmp_path / "provider-data"
     log_path = tmp_path / "provider.log"
-    args = [
-        *("--key", str(key), "--data-dir", str(data_dir), "--rpc", chain_node.url),
-        *("--mint", str(chain_node.mint), "--gpus", "1xRTX 4090", "--json"),
-        *("--allow-image", TEST_IMAGE, "--interval", "1", "--grace", "2"),
-        *("--price", PRICE_PER_HOUR, "--max-duration", "600", "--offer-ttl", "120"),
-    ]
+    args = provider_args(world, provider_id, tmp_path)
     with provider_process(args, log_path) as first:
         ready = await ready_line(first, log_path)
         assert ready["offer"]["simulated"] is True
@@ -168,14 +105,14 @@ async def test_kill_9_mid_job_loses_no_acknowledged_receipt(
         assert state is not None
         assert result.acknowledged <= state.settled <= result.amount_paid
         status = await trio.run_process(
-            [sys.executable, "-m", "dgpu.cli.main", "provider", "status", "--data-dir",
-             str(data_dir), "--json"],
-            capture_stdout=True, cwd=ROOT,
-        )  # fmt: skip
+            dgpu("provider", "status", "--data-dir", str(data_dir), "--json"),
+            capture_stdout=True,
+            cwd=ROOT,
+        )
     report = json.loads(status.stdout)
     (job,) = report["jobs"]
     assert job["job_id"] == result.job_id.hex()
     assert job["state"] == "stopped" and job["stop_reason"] == "provider_restart"
     assert job["paid"] >= result.acknowledged
     assert report["unsettled"] == []
-    await chain.aclose()
+    await world.chain.aclose()
