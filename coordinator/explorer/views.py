@@ -47,6 +47,10 @@ def timestamp(value: int | None) -> str:
     return dt.datetime.fromtimestamp(value, tz=dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
+def hour_minute(value: int) -> str:
+    return dt.datetime.fromtimestamp(value, tz=dt.UTC).strftime("%H:%M")
+
+
 def short(value: str, keep: int = 6) -> str:
     return value if len(value) <= 2 * keep + 1 else f"{value[:keep]}…{value[-keep:]}"
 
@@ -56,7 +60,9 @@ def _environment() -> Environment:
         loader=PackageLoader("dgpu.coordinator", "templates"),
         autoescape=select_autoescape(["html"]),
     )
-    env.filters.update(dgpu=dgpu_amount, per_hour=per_hour, ts=timestamp, short=short)
+    env.filters.update(
+        dgpu=dgpu_amount, per_hour=per_hour, ts=timestamp, hm=hour_minute, short=short
+    )
     return env
 
 
@@ -103,7 +109,9 @@ async def overview(request: Request) -> Response:
         request,
         "overview.html",
         live=live,
-        bars=bar_chart([(r["model_key"], r["gpus"], r["simulated_gpus"] or 0) for r in by_model]),
+        bars=bar_chart(
+            [(r["model_key"], r["gpus"], r["simulated_gpus"] or 0) for r in by_model], width=300
+        ),
         by_model=by_model,
         chart=line_chart(series),
         refs=list(refs.values()),
