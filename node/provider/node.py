@@ -36,7 +36,12 @@ from dgpu.node.provider.funding import PendingJob, Refusal, check_request, verif
 from dgpu.node.provider.outputs import StreamOutputHost
 from dgpu.node.provider.ports import OfferDesk, OutputHost, ProviderExecutor
 from dgpu.node.provider.session import ProviderSession, SessionOutcome, remove_outputs
-from dgpu.node.provider.settlement import SettleResult, hand_to_desk, settle_on_chain
+from dgpu.node.provider.settlement import (
+    SettleResult,
+    hand_to_desk,
+    reconcile,
+    settle_on_chain,
+)
 from dgpu.node.store import LIVE_JOB_STATES, JobRecord, NodeStore
 from dgpu.protocol.codec import encode
 from dgpu.protocol.errors import DecodeError, DgpuError
@@ -156,7 +161,12 @@ class Provider:
         if not self.store.unsettled_receipts():
             return []
         if self.desk is not None:
-            return await hand_to_desk(self.store, self.desk, now=self.clock)
+            try:
+                remaining = await reconcile(self.store, self.escrow, now=self.clock)
+            except DgpuError as exc:
+                log.warning("could not read the chain: %s", exc)
+                remaining = self.store.unsettled_receipts()
+            return await hand_to_desk(self.store, self.desk, now=self.clock, receipts=remaining)
         try:
             return await settle_on_chain(self.store, self.escrow, self.identity, now=self.clock)
         except DgpuError as exc:

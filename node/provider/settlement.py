@@ -141,6 +141,25 @@ async def _one_by_one(
     return results
 
 
+async def reconcile(store: NodeStore, escrow: Escrow, *, now: Callable[[], int]) -> list[Receipt]:
+    """Record what the chain already paid (by anyone: the coordinator, a retry); returns
+    the receipts still unsettled."""
+    remaining: list[Receipt] = []
+    for receipt in store.unsettled_receipts():
+        state = await escrow.read_channel(receipt.channel)
+        if (
+            state is not None
+            and state.open_nonce == receipt.open_nonce
+            and state.settled >= receipt.cumulative
+        ):
+            store.record_settlement(
+                receipt, status="settled", paid_on_chain=state.settled, now=now()
+            )
+            continue
+        remaining.append(receipt)
+    return remaining
+
+
 async def hand_to_desk(
     store: NodeStore,
     desk: OfferDesk,
