@@ -1,9 +1,10 @@
 """py-libp2p's log output, made useful (LIBP2P.md hazard 12).
 
-At import py-libp2p detaches its ``libp2p`` logger (``propagate = False``, no handler), so
-its warnings reach stderr through logging's last-resort handler whatever the application
-configured. We route them through the application's logging instead, and drop, by logger
-and message, only the records known to be noise: errors py-libp2p logs for races of its
+At import py-libp2p detaches its ``libp2p`` logger (``propagate = False``, no handler, level
+WARNING), so its warnings reach stderr through logging's last-resort handler whatever the
+application configured, and one module raises itself to INFO. We route them through the
+application's logging at WARNING and above, and drop, by logger and message, only the
+records known to be noise: errors py-libp2p logs for races of its
 own shutdown and for peers that went away, which it handles itself. Everything else,
 including every record of ``dgpu.*``, passes.
 """
@@ -44,7 +45,17 @@ _filter = Libp2pNoiseFilter()
 
 def quiet_libp2p_logs() -> Libp2pNoiseFilter:
     """Idempotent: route ``libp2p`` records to the application's handlers, minus noise."""
-    logging.getLogger("libp2p").propagate = True
+    root = logging.getLogger("libp2p")
+    if not root.handlers:  # (with LIBP2P_DEBUG set py-libp2p logs to its own handlers)
+        root.propagate = True
+        # auto_connector sets itself to INFO at import; let it inherit libp2p's WARNING
+        for name, logger in list(logging.root.manager.loggerDict.items()):
+            if (
+                name.startswith("libp2p.")
+                and isinstance(logger, logging.Logger)
+                and logging.NOTSET < logger.level < root.getEffectiveLevel()
+            ):
+                logger.setLevel(logging.NOTSET)
     # A logger's filters see only its own records, so filter each noisy logger itself.
     for name in {name for name, _ in NOISE}:
         logger = logging.getLogger(name)
