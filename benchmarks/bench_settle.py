@@ -27,6 +27,7 @@ from dgpu.contracts.chain import LiteSVMChain
 from dgpu.contracts.settlement import PACKET_DATA_SIZE, legacy_settle_transaction
 from dgpu.escrow import so_sha256
 from dgpu.protocol.identity import Identity
+from dgpu.protocol.receipt import RECEIPT_LEN
 from solders.keypair import Keypair
 
 SOL = 10**9
@@ -114,8 +115,9 @@ async def main() -> None:
         "per receipt), no priority fee"
     )
     print(
-        "per receipt in the precompile: 14 B offsets + 32 B key + 64 B signature + 96 B "
-        "receipt = 206 B; plus 3 accounts (3 x 32 B legacy, 3 x 1 B through the table)"
+        f"per receipt in the precompile: 14 B offsets + 32 B key + 64 B signature + "
+        f"{RECEIPT_LEN} B receipt = {14 + 32 + 64 + RECEIPT_LEN} B; plus 3 accounts "
+        "(3 x 32 B legacy, 3 x 1 B through the table)"
     )
 
 

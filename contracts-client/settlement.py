@@ -1,7 +1,7 @@
 """Settlement transactions: many receipts, one Ed25519 precompile, one ``settle``.
 
 A batch is two instructions: the Ed25519 precompile verifying every renter signature
-(key and 96-byte receipt inside its own data), then ``settle`` with a
+(key and 64-byte receipt inside its own data), then ``settle`` with a
 (channel, vault, provider token) triple per receipt in the same order. Transaction size,
 not compute, bounds a batch: each receipt costs 206 bytes in the precompile (offsets,
 key, signature, receipt) plus its three accounts, 32 bytes each in a legacy transaction

@@ -15,9 +15,10 @@
  * the renter signed nor than the deposit; fees accrue in the vault and reach the treasury
  * when the channel closes; whatever else the vault holds goes back to the renter.
  *
- * Receipt (dgpu.protocol.receipt), 96 bytes:
- *   tag "dgpu/v1/receipt\0" (16) | program id (32) | channel (32) | open_nonce u64 LE |
- *   cumulative u64 LE.  Verified by the Ed25519 precompile; this program introspects it.
+ * Receipt (dgpu.protocol.receipt), 64 bytes:
+ *   tag "dgpu/v1/receipt\0" (16) | channel (32) | open_nonce u64 LE | cumulative u64 LE.
+ *   Verified by the Ed25519 precompile; this program introspects it. The channel is a PDA
+ *   of this program (checked by load_channel), which binds the receipt to this program.
  */
 #include "sbpf.h"
 #include "escrow_idl.h"
@@ -30,7 +31,7 @@
 #define TOKEN_AMOUNT_OFFSET 64
 #define TOKEN_STATE_OFFSET 108
 #define TOKEN_STATE_INITIALIZED 1
-#define RECEIPT_LEN 96
+#define RECEIPT_LEN 64
 #define SIGNATURE_OFFSETS_LEN 14
 #define SAME_INSTRUCTION 0xffff
 #define ACCOUNT_STORAGE_OVERHEAD 128
@@ -496,11 +497,10 @@ static uint64_t settle_one(const Ctx *ctx, AccountInfo *accounts, const uint8_t 
   if (!is_token_account(&accounts[2], &channel->mint, &channel->provider))
     return ERR_BAD_TOKEN_ACCOUNT;
   if (!bytes_eq(key, &channel->renter, 32)) return ERR_WRONG_SIGNER;
-  if (!bytes_eq(receipt, RECEIPT_TAG, 16) || !bytes_eq(receipt + 16, &ctx->program_id, 32) ||
-      !bytes_eq(receipt + 48, channel_account->key, 32) ||
-      !bytes_eq(receipt + 80, &channel->open_nonce, 8))
+  if (!bytes_eq(receipt, RECEIPT_TAG, 16) || !bytes_eq(receipt + 16, channel_account->key, 32) ||
+      !bytes_eq(receipt + 48, &channel->open_nonce, 8))
     return ERR_WRONG_RECEIPT;
-  return advance(channel, channel_account, vault, &accounts[2], load_u64(receipt + 88));
+  return advance(channel, channel_account, vault, &accounts[2], load_u64(receipt + 56));
 }
 
 /* accounts: instructions sysvar, token program, then (channel, vault, provider token) per

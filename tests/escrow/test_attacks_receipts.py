@@ -8,6 +8,7 @@ import struct
 
 from dgpu.contracts import Settlement, SignedMessage, ed25519_instruction, settle_instructions
 from dgpu.contracts.ed25519 import ED25519_PROGRAM_ID, OFFSETS_LEN, ed25519_data, parse_offsets
+from dgpu.contracts.pda import channel_address
 from dgpu.protocol.receipt import ReceiptBody
 from solders.compute_budget import set_compute_unit_limit
 from solders.instruction import Instruction
@@ -46,18 +47,18 @@ async def test_receipt_replayed_after_reopening_is_refused(world: World) -> None
 
 
 async def test_receipt_for_another_program_is_refused(world: World) -> None:
-    channel = await world.open()
+    """A receipt for the same renter, provider and channel id under another deployment
+    names that deployment's channel PDA, so it cannot settle this program's channel."""
+    channel = await world.open(channel_id=21)
     genuine = world.receipt(channel, DGPU)
-    body = ReceiptBody(bytes(Pubkey.new_unique()), bytes(channel.address), channel.open_nonce, DGPU)
-    item = Settlement(
-        channel.address,
-        channel.vault,
-        genuine.provider_token,
-        channel.renter,
-        body,
-        body.sign(world.renter.identity),
-    )
-    await expect_refused(world, "WrongReceipt", world.client.settle_batch(world.admin, [item]))
+    other_program = Pubkey.new_unique()
+    elsewhere = channel_address(channel.renter, channel.provider, 21, other_program)
+    assert elsewhere != channel.address
+    body = ReceiptBody(bytes(other_program), bytes(elsewhere), channel.open_nonce, DGPU)
+    signed = [SignedMessage.receipt(body, body.sign(world.renter.identity), channel.renter)]
+    settle = settle_instructions([genuine])[1]  # this program's channel accounts
+    attempt = world.send([ed25519_instruction(signed), settle], world.admin)
+    await expect_refused(world, "WrongReceipt", attempt)
 
 
 async def test_lower_or_equal_cumulative_moves_nothing(world: World) -> None:

@@ -93,7 +93,7 @@ async def place(vector: Vector, *, nonce: int | None = None) -> Placed:
     chain.ledger.set_account(vector.channel, Account(SOL, data, vector.program_id))
     token = TokenAccount(mint, provider, 0, None, TokenAccountState.Initialized, None, 0, None)
     chain.ledger.set_account(provider_token, Account(SOL, bytes(token), TOKEN_PROGRAM_ID))
-    body = ReceiptBody.from_bytes(vector.message)
+    body = ReceiptBody.from_bytes(vector.message, program_id=bytes(vector.program_id))
     item = Settlement(vector.channel, vault, provider_token, vector.renter, body, vector.signature)
     payer = Keypair()
     await chain.request_airdrop(payer.pubkey(), SOL)
@@ -142,7 +142,7 @@ async def test_altered_golden_receipt_fails_the_precompile(raw: dict[str, object
     vector = Vector.parse(raw)
     placed = await place(vector)
     item = placed.settlement
-    body = ReceiptBody.from_bytes(vector.message)
+    body = ReceiptBody.from_bytes(vector.message, program_id=bytes(vector.program_id))
     altered = ReceiptBody(body.program_id, body.channel, body.open_nonce, body.cumulative ^ 1)
     forged = Settlement(
         item.channel, item.vault, item.provider_token, item.renter, altered, item.signature

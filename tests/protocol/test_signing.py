@@ -42,7 +42,7 @@ def test_receipt_golden_vectors(vector: dict[str, object]) -> None:
     assert body.to_bytes().hex() == vector["message_hex"]
     assert body.sign(renter).hex() == vector["signature_hex"]
     body.verify(renter.public_key, bytes.fromhex(str(vector["signature_hex"])))
-    assert ReceiptBody.from_bytes(body.to_bytes()) == body
+    assert ReceiptBody.from_bytes(body.to_bytes(), program_id=body.program_id) == body
 
 
 def test_receipt_tampering_detected() -> None:
@@ -53,7 +53,6 @@ def test_receipt_tampering_detected() -> None:
         ReceiptBody(bytes(32), b"\x01" * 32, 1, 101),
         ReceiptBody(bytes(32), b"\x01" * 32, 2, 100),
         ReceiptBody(bytes(32), b"\x02" * 32, 1, 100),
-        ReceiptBody(b"\x09" * 32, b"\x01" * 32, 1, 100),
     ):
         with pytest.raises(SignatureError):
             tampered.verify(renter.public_key, signature)
@@ -63,9 +62,9 @@ def test_receipt_tampering_detected() -> None:
 
 def test_receipt_layout_refuses_bad_input() -> None:
     with pytest.raises(DecodeError):
-        ReceiptBody.from_bytes(b"\x00" * 95)
+        ReceiptBody.from_bytes(b"\x00" * 63, program_id=bytes(32))
     with pytest.raises(DecodeError, match="tag"):
-        ReceiptBody.from_bytes(b"\x00" * 96)
+        ReceiptBody.from_bytes(b"\x00" * 64, program_id=bytes(32))
     with pytest.raises(DecodeError, match="cumulative"):
         ReceiptBody(bytes(32), bytes(32), 0, -1)
     with pytest.raises(DecodeError, match="channel"):
