@@ -33,10 +33,20 @@ def _register() -> None:
             cli.add_command(module.command)
 
 
+def _leaf(exc: BaseException) -> BaseException:
+    """The one error inside nested exception groups (trio nurseries wrap what they raise)."""
+    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
+        exc = exc.exceptions[0]
+    return exc
+
+
 def main() -> None:
     _register()
     try:
-        cli.main(standalone_mode=False)
+        try:
+            cli.main(standalone_mode=False)
+        except BaseExceptionGroup as group:
+            raise _leaf(group) from group
     except click.exceptions.Abort:
         fail("aborted", code=130)
     except click.ClickException as exc:
@@ -46,6 +56,11 @@ def main() -> None:
         fail(str(exc))
     except KeyboardInterrupt:
         fail("interrupted", code=130)
+    except Exception as exc:  # a bug: say so in words; -v shows the traceback
+        logging.getLogger("dgpu").debug("internal error", exc_info=True)
+        if logging.getLogger().isEnabledFor(logging.INFO):
+            raise
+        fail(f"internal error: {exc!r} (run with -v for the traceback)", code=70)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,165 @@
+"""``dgpu devnet``: a whole dgpu network on this machine, with one command.
+
+Starts a local chain (LiteSVM with the escrow program and a dGPU mint, over JSON-RPC),
+funds a wallet for every node, starts the coordinator and its explorer, a bootstrap peer
+and N providers (real NVML if present, otherwise simulated GPUs, clearly labelled; the
+Docker executor when a Docker engine answers, otherwise the local-process executor).
+``--demo`` also runs a renter's job end to end and prints a summary read from the chain.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import signal
+import time
+from pathlib import Path
+from types import FrameType
+
+import click
+from dgpu.cli.devnet.demo import run_demo
+from dgpu.cli.devnet.parts import Options, Running, run_args, start_network
+from dgpu.cli.devnet.status import render
+from dgpu.cli.devnet.supervisor import DevnetError, Supervisor, supervised
+from dgpu.cli.devnet.wallets import load_wallets
+from dgpu.cli.output import emit_json, stderr
+from dgpu.pricing import base_units_to_dgpu
+from rich.live import Live
+
+log = logging.getLogger(__name__)
+DEFAULT_STATE = Path.home() / ".dgpu" / "devnet"
+
+
+def docker_answers() -> bool:
+    import docker
+    import docker.errors
+
+    try:
+        client = docker.from_env(timeout=5)
+        try:
+            return bool(client.ping())
+        finally:
+            client.close()
+    except (docker.errors.DockerException, OSError):
+        return False
+
+
+def cleanup_containers(running: Running | None) -> int:
+    """Remove every container a devnet provider started (labelled with its address)."""
+    if running is None or not docker_answers():
+        return 0
+    import docker
+
+    client = docker.from_env(timeout=10)
+    removed = 0
+    try:
+        for owner in running.provider_addresses:
+            for container in client.containers.list(
+                all=True, filters={"label": f"dgpu.owner={owner}"}
+            ):
+                container.remove(force=True)
+                removed += 1
+    finally:
+        client.close()
+    return removed
+
+
+@click.command("devnet")
+@click.option("--providers", default=3, show_default=True, help="Provider nodes to start.")
+@click.option("--demo", is_flag=True, help="Run a sample job end to end, print a summary, exit.")
+@click.option("--json", "as_json", is_flag=True, help="The --demo summary as one JSON object.")
+@click.option(
+    "--state-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=DEFAULT_STATE,
+    show_default=True,
+    help="Wallets, databases and logs; reused by the next run.",
+)
+@click.option("--fresh", is_flag=True, help="Delete the state directory first.")
+@click.option(
+    "--executor",
+    type=click.Choice(["auto", "docker", "local"]),
+    default="auto",
+    show_default=True,
+    help="Docker when an engine answers (auto), else local processes.",
+)
+def command(
+    providers: int, demo: bool, as_json: bool, state_dir: Path, fresh: bool, executor: str
+) -> None:
+    """Start a local dgpu network: chain, coordinator + explorer, bootstrap, providers."""
+    if providers < 1:
+        raise click.BadParameter("at least one provider", param_hint="--providers")
+    if fresh and state_dir.exists():
+        shutil.rmtree(state_dir)
+    state_dir.mkdir(parents=True, exist_ok=True)
+    if executor == "auto":
+        executor = "docker" if docker_answers() else "local"
+        if executor == "local":
+            stderr.print(
+                "notice: no Docker engine answers; providers use the local-process executor"
+            )
+    options = Options(state_dir=state_dir, providers=providers, executor=executor)
+    wallets = load_wallets(state_dir, providers)
+    _stop_on_sigterm()
+    running: Running | None = None
+    with supervised(state_dir) as sup:
+        try:
+            with stderr.status("starting the devnet (chain, coordinator, bootstrap, providers)…"):
+                running = start_network(sup, options, wallets)
+            if demo:
+                with stderr.status("running the demo job (find, negotiate, fund, run, pay)…"):
+                    summary = run_demo(options, running, wallets)
+                _print_summary(summary, as_json)
+                return
+            _watch(sup, running, run_args(options, running))
+        except KeyboardInterrupt:
+            stderr.print("stopping…")
+        except DevnetError as exc:
+            raise DevnetError(f"{exc}\n(logs: {state_dir / 'logs'})") from None
+        finally:
+            sup.stop_all()
+            removed = cleanup_containers(running)
+            if removed:
+                stderr.print(f"removed {removed} leftover container(s)")
+
+
+def _watch(sup: Supervisor, running: Running, args: list[str]) -> None:
+    with Live(render(sup, running, ["dgpu", *args]), console=stderr, refresh_per_second=1) as live:
+        while True:
+            time.sleep(2)
+            sup.check()
+            live.update(render(sup, running, ["dgpu", *args]))
+
+
+def _stop_on_sigterm() -> None:
+    def handler(signum: int, frame: FrameType | None) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, handler)
+
+
+def _print_summary(summary: dict[str, object], as_json: bool) -> None:
+    if as_json:
+        emit_json(summary)
+        return
+
+    def dgpu(key: str) -> str:
+        value = summary[key]
+        assert isinstance(value, int)
+        return f"{base_units_to_dgpu(value)} dGPU ({value} base units)"
+
+    stderr.print("[bold green]demo job completed[/]")
+    lines = [
+        ("job", summary["job_id"]),
+        ("provider", summary["provider"]),
+        ("GPU", f"{summary['gpu']} (simulated)"),
+        ("seconds billed", summary["seconds_billed"]),
+        ("deposit", dgpu("deposit")),
+        ("paid to provider", dgpu("paid_to_provider")),
+        ("platform fee", dgpu("platform_fee")),
+        ("refunded to renter", dgpu("refunded_to_renter")),
+        ("settlement tx", ", ".join(map(str, summary["settlement_signatures"]))),  # type: ignore[call-overload]
+        ("explorer", summary["explorer_url"]),
+    ]
+    for label, value in lines:
+        click.echo(f"{label:20} {value}")

@@ -1,0 +1,169 @@
+"""Start the parts of a devnet in order, each a ``dgpu`` child process.
+
+chain (LiteSVM over JSON-RPC) -> money (wallets, dGPU, escrow config) -> coordinator
+-> bootstrap peer (relaying gossiped offers to the coordinator) -> N providers.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import trio
+from dgpu.cli.devnet.supervisor import Supervisor
+from dgpu.cli.devnet.wallets import Wallets, ensure_escrow_config, fund, key_path
+from dgpu.contracts.chain import RpcChain
+from dgpu.contracts.localnet import DGPU_DECIMALS, TokenMint
+from dgpu.protocol.keyfile import load_identity
+from solders.keypair import Keypair
+from solders.pubkey import Pubkey
+
+log = logging.getLogger(__name__)
+
+# A realistic mix of simulated GPUs, cycled over the providers.
+GPU_MIX = ("1xRTX 4090", "1xA100", "2xRTX 4080", "1xH100", "2xRTX 4090", "1xM3 Ultra")
+DEMO_IMAGE = "dgpu/busybox:latest"
+DEMO_GPU = "RTX 4090"  # provider-0's model in GPU_MIX
+DEMO_SCRIPT = (
+    "echo hello from a rented GPU; for i in 1 2 3 4 5 6; do echo step $i; sleep 1; done; "
+    "echo done > /out/result.txt"
+)
+
+
+@dataclass(frozen=True)
+class Options:
+    state_dir: Path
+    providers: int
+    executor: str  # "docker" or "local"
+    interval_s: int = 2
+    grace_s: int = 6
+    settle_every_s: float = 5.0
+
+
+@dataclass(frozen=True)
+class Running:
+    rpc_url: str
+    mint: Pubkey
+    coordinator_url: str
+    bootstrap: str
+    explorer_url: str
+    provider_addresses: tuple[str, ...]
+
+
+def start_chain(sup: Supervisor, options: Options) -> tuple[str, TokenMint]:
+    ready = sup.start(
+        "chain",
+        [
+            "chain",
+            "serve",
+            "--port",
+            "0",
+            "--state-dir",
+            str(options.state_dir / "chain"),
+            "--json",
+        ],
+    ).ready
+    authority = load_identity(Path(ready["mint_authority_keyfile"])).to_solders()
+    mint = TokenMint(Pubkey.from_string(ready["mint"]), authority, DGPU_DECIMALS)
+    return str(ready["rpc_url"]), mint
+
+
+async def prepare_money(rpc_url: str, wallets: Wallets, mint: TokenMint) -> None:
+    async with RpcChain(rpc_url) as chain:
+        await fund(chain, wallets, mint)
+        await ensure_escrow_config(chain, wallets, mint.address)
+
+
+def start_network(sup: Supervisor, options: Options, wallets: Wallets) -> Running:
+    state = options.state_dir
+    rpc_url, mint = start_chain(sup, options)
+    trio.run(prepare_money, rpc_url, wallets, mint)
+
+    coordinator = sup.start(
+        "coordinator",
+        [
+            "coordinator", "serve",
+            "--listen", "127.0.0.1:0",
+            "--db", str(state / "coordinator.db"),
+            "--rpc", rpc_url,
+            "--key", str(key_path(state, "coordinator")),
+            "--settle-every", str(options.settle_every_s),
+            "--snapshot-every", "10",
+            "--admin", wallets.admin.address,
+            "--relay", wallets.bootstrap.address,
+            "--mint", str(mint.address),
+            "--json",
+        ],
+    ).ready  # fmt: skip
+    coordinator_url = str(coordinator["url"])
+
+    bootstrap = sup.start(
+        "bootstrap",
+        [
+            "bootstrap", "serve",
+            "--listen", "/ip4/127.0.0.1/tcp/0",
+            "--key", str(key_path(state, "bootstrap")),
+            "--index", coordinator_url,
+            "--json",
+        ],
+    ).ready  # fmt: skip
+    bootstrap_addr = str(bootstrap["multiaddr"])
+
+    for i in range(options.providers):
+        sup.start(
+            f"provider-{i}",
+            [
+                "provider", "start",
+                "--key", str(key_path(state, f"provider-{i}")),
+                "--data-dir", str(state / f"provider-{i}"),
+                "--bootstrap", bootstrap_addr,
+                "--rpc", rpc_url,
+                "--mint", str(mint.address),
+                "--coordinator", coordinator_url,
+                "--gpu-backend", "auto",
+                "--gpus", GPU_MIX[i % len(GPU_MIX)],
+                "--region", "local",
+                "--allow-image", DEMO_IMAGE,
+                "--max-duration", "3600",
+                "--interval", str(options.interval_s),
+                "--grace", str(options.grace_s),
+                "--executor", options.executor,
+                "--json",
+            ],
+            timeout=120,
+        )  # fmt: skip
+    return Running(
+        rpc_url=rpc_url,
+        mint=mint.address,
+        coordinator_url=coordinator_url,
+        bootstrap=bootstrap_addr,
+        explorer_url=coordinator_url + "/",
+        provider_addresses=tuple(p.address for p in wallets.providers),
+    )
+
+
+def run_args(options: Options, running: Running, *, as_json: bool = False) -> list[str]:
+    """Arguments of the ``dgpu run`` a user can paste to try the devnet."""
+    state = options.state_dir
+    return [
+        "run",
+        "--key", str(key_path(state, "renter")),
+        "--data-dir", str(state / "renter"),
+        "--rpc", running.rpc_url,
+        "--mint", str(running.mint),
+        "--coordinator", running.coordinator_url,
+        "--bootstrap", running.bootstrap,
+        "--gpu", DEMO_GPU,
+        "--max-price", "3",
+        "--image", DEMO_IMAGE,
+        "--duration", "60",
+        "--output-dir", str(state / "renter" / "outputs"),
+        *(["--json"] if as_json else []),
+        "--",
+        "sh", "-c", DEMO_SCRIPT,
+    ]  # fmt: skip
+
+
+def keypair(identity_path: Path) -> Keypair:
+    return load_identity(identity_path).to_solders()
