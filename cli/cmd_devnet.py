@@ -9,6 +9,7 @@ Docker executor when a Docker engine answers, otherwise the local-process execut
 
 from __future__ import annotations
 
+import json
 import logging
 import shutil
 import signal
@@ -67,7 +68,12 @@ def cleanup_containers(running: Running | None) -> int:
 @click.command("devnet")
 @click.option("--providers", default=3, show_default=True, help="Provider nodes to start.")
 @click.option("--demo", is_flag=True, help="Run a sample job end to end, print a summary, exit.")
-@click.option("--json", "as_json", is_flag=True, help="The --demo summary as one JSON object.")
+@click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help="The --demo summary (or, without --demo, the addresses once up) as one JSON object.",
+)
 @click.option(
     "--state-dir",
     type=click.Path(file_okay=False, path_type=Path),
@@ -109,8 +115,22 @@ def command(
             if demo:
                 with stderr.status("running the demo job (find, negotiate, fund, run, pay)…"):
                     summary = run_demo(options, running, wallets)
+                (state_dir / "demo.json").write_text(json.dumps(summary, indent=2) + "\n")
                 _print_summary(summary, as_json)
                 return
+            ready = {
+                "rpc_url": running.rpc_url,
+                "mint": str(running.mint),
+                "coordinator_url": running.coordinator_url,
+                "explorer_url": running.explorer_url,
+                "bootstrap": running.bootstrap,
+                "providers": list(running.provider_addresses),
+                "run_command": ["dgpu", *run_args(options, running)],
+                "pids": [child.process.pid for child in sup.children],
+            }
+            (state_dir / "devnet.json").write_text(json.dumps(ready, indent=2) + "\n")
+            if as_json:
+                emit_json(ready)
             _watch(sup, running, run_args(options, running))
         except KeyboardInterrupt:
             stderr.print("stopping…")
