@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import hashlib
 import re
 from collections.abc import Mapping
@@ -101,6 +102,11 @@ class ReplayGuard:
         self._next_prune = now + max(1, self._window_s // 4)
 
 
+@functools.lru_cache(maxsize=65_536)
+def _public_key(address: str) -> bytes:
+    return public_key_of_address(address)
+
+
 def _header(headers: Mapping[str, str], name: str) -> str:
     value = headers.get(name)
     if value is None:
@@ -137,7 +143,7 @@ def verify_request(
             code="stale_request",
         )
     try:
-        public_key = public_key_of_address(address)
+        public_key = _public_key(address)
     except SignatureError as exc:
         raise unauthorized(f"{HEADER_ADDRESS}: {exc}", code="bad_auth_header") from exc
     try:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+import sqlite3
 from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
 from importlib import resources
@@ -64,6 +65,11 @@ class Database:
             cursor = await self._conn.execute(sql, params)
             return cursor.rowcount
 
+    async def write_returning(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
+        """Run one write with a ``RETURNING`` clause (its own implicit transaction)."""
+        async with self._lock, self._conn.execute(sql, params) as cursor:
+            return list(await cursor.fetchall())
+
     async def fetchall(self, sql: str, params: Sequence[Any] = ()) -> Iterable[Row]:
         async with self._conn.execute(sql, params) as cursor:
             return await cursor.fetchall()
@@ -78,10 +84,19 @@ class Database:
 
 
 def _statements(sql: str) -> list[str]:
-    """Split a migration into statements (comments are whole ``--`` lines; no ``;`` inside
-    string literals)."""
-    code = "\n".join(line for line in sql.splitlines() if not line.lstrip().startswith("--"))
-    return [part.strip() for part in code.split(";") if part.strip()]
+    """Split a migration into complete statements (triggers included)."""
+    statements: list[str] = []
+    pending = ""
+    for line in sql.splitlines(keepends=True):
+        if not pending and (not line.strip() or line.lstrip().startswith("--")):
+            continue
+        pending += line
+        if sqlite3.complete_statement(pending):
+            statements.append(pending.strip())
+            pending = ""
+    if pending.strip():
+        raise StoreError(f"migration ends inside a statement: {pending.strip()[:60]!r}")
+    return statements
 
 
 async def _schema_version(conn: aiosqlite.Connection) -> int:

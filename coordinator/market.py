@@ -15,6 +15,9 @@ log = logging.getLogger(__name__)
 
 DEMAND_WINDOW_S = 3600
 REFERENCE_MAX_AGE_S = 5
+SCORE_MIN_INTERVAL_S = 10
+"""A write rescores its provider at most this often; later writes wait for housekeeping
+(and any profile read rescores at once)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,6 +34,8 @@ class Market:
         self.availability_window_s = availability_window_s
         self._refs: dict[str, ReferencePrice] = {}
         self._refs_at: int | None = None
+        self._scored_at: dict[str, int] = {}
+        self._dirty: set[str] = set()
 
     def model_key(self, name: str) -> str:
         """The rate card's name for a model, or its normalised words when the card lacks it
@@ -117,10 +122,24 @@ class Market:
         )
         if save:
             await self.store.providers.save_score(address, parts, now)
+            self._scored_at[address] = now
+            self._dirty.discard(address)
         return parts
 
+    async def touch(self, address: str, now: int) -> None:
+        """Something about ``address`` changed: rescore it now, or soon if it just was."""
+        if now - self._scored_at.get(address, now - SCORE_MIN_INTERVAL_S) >= SCORE_MIN_INTERVAL_S:
+            await self.score(address, now)
+        else:
+            self._dirty.add(address)
+
     async def rescore_all(self, now: int) -> int:
-        addresses = await self.store.providers.addresses()
-        for address in addresses:
+        """Rescore the providers seen within the availability window and the dirty ones."""
+        addresses = set(
+            await self.store.providers.addresses(since=now - self.availability_window_s)
+        )
+        addresses |= self._dirty
+        self._dirty.clear()
+        for address in sorted(addresses):
             await self.score(address, now)
         return len(addresses)

@@ -79,7 +79,7 @@ async def post_offer(request: Request) -> JSONResponse:
     )
     coord.metrics.offers_ingested.labels(status).inc()
     if status in ("created", "refreshed"):
-        await coord.market.score(provider, now)
+        await coord.market.touch(provider, now)
     return ok(
         {
             "status": status,

@@ -61,7 +61,7 @@ async def post_receipt(request: Request) -> JSONResponse:
     status = await coord.store.channels.ingest(receipt, data, provider=signer, now=now)
     coord.metrics.receipts_ingested.labels(status).inc()
     if status == "created":
-        await coord.market.score(signer, now)
+        await coord.market.touch(signer, now)
     return ok(
         {
             "status": status,
@@ -119,7 +119,7 @@ async def post_report(request: Request) -> JSONResponse:
     )
     if not known:
         raise not_found("no receipt links this job to this provider and reporter")
-    await coord.market.score(provider, now)
+    await coord.market.touch(provider, now)
     return ok({"status": "recorded", "job_id": job_text, "outcome": outcome})
 
 

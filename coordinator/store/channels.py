@@ -49,67 +49,51 @@ class ChannelRepo:
     async def ingest(
         self, receipt: Receipt, raw: bytes, *, provider: str, now: int
     ) -> ReceiptStatus:
-        """Keep ``receipt`` (signature already verified) if it beats the stored one."""
+        """Keep ``receipt`` (signature already verified) if it beats the stored one.
+
+        One statement in the common cases (a new channel, a higher receipt); the stored
+        row is read only to tell a stale or duplicate receipt from a conflicting one."""
         channel = address_of(receipt.channel)
         renter = address_of(receipt.renter)
         program = address_of(receipt.program_id)
-        async with self._db.transaction() as conn:
-            async with conn.execute(
-                "SELECT provider, renter, program_id, job_id, cumulative FROM channels"
-                " WHERE channel = ? AND open_nonce = ?",
-                (channel, receipt.open_nonce),
-            ) as cursor:
-                known = await cursor.fetchone()
-            if known is None:
-                await conn.execute(
-                    "INSERT INTO channels (channel, open_nonce, program_id, provider, renter,"
-                    " job_id, seq, cumulative, renter_sig, raw, first_seen, updated_at)"
-                    " VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
-                    (
-                        channel,
-                        receipt.open_nonce,
-                        program,
-                        provider,
-                        renter,
-                        receipt.job_id,
-                        receipt.seq,
-                        receipt.cumulative,
-                        receipt.sig,
-                        raw,
-                        now,
-                        now,
-                    ),
-                )
-                await conn.execute(
-                    "INSERT INTO providers (address, first_seen, last_seen) VALUES (?, ?, ?)"
-                    " ON CONFLICT (address) DO NOTHING",
-                    (provider, now, now),
-                )
-                return "created"
-            _check_same_channel(known, provider, renter, program, receipt.job_id)
-            await conn.execute(
-                "UPDATE channels SET receipts = receipts + 1 WHERE channel = ? AND open_nonce = ?",
-                (channel, receipt.open_nonce),
-            )
-            if receipt.cumulative < known["cumulative"]:
-                return "stale"
-            if receipt.cumulative == known["cumulative"]:
-                return "duplicate"
-            # A higher receipt gets a fresh chance even if an earlier one was refused.
-            await conn.execute(
-                "UPDATE channels SET seq = ?, cumulative = ?, renter_sig = ?, raw = ?,"
-                " updated_at = ?, state = 'open', note = '' WHERE channel = ? AND open_nonce = ?",
-                (
-                    receipt.seq,
-                    receipt.cumulative,
-                    receipt.sig,
-                    raw,
-                    now,
-                    channel,
-                    receipt.open_nonce,
-                ),
-            )
-            return "raised"
+        returned = await self._db.write_returning(
+            "INSERT INTO channels (channel, open_nonce, program_id, provider, renter, job_id,"
+            " seq, cumulative, renter_sig, raw, first_seen, updated_at)"
+            " VALUES (?,?,?,?,?,?,?,?,?,?,?,?)"
+            " ON CONFLICT (channel, open_nonce) DO UPDATE SET seq = excluded.seq,"
+            "   cumulative = excluded.cumulative, renter_sig = excluded.renter_sig,"
+            "   raw = excluded.raw, updated_at = excluded.updated_at, receipts = receipts + 1,"
+            "   state = 'open', note = ''"  # a higher receipt gets a fresh chance
+            " WHERE excluded.cumulative > channels.cumulative"
+            "   AND channels.provider = excluded.provider AND channels.renter = excluded.renter"
+            "   AND channels.program_id = excluded.program_id"
+            "   AND channels.job_id = excluded.job_id"
+            " RETURNING receipts",
+            (
+                channel,
+                receipt.open_nonce,
+                program,
+                provider,
+                renter,
+                receipt.job_id,
+                receipt.seq,
+                receipt.cumulative,
+                receipt.sig,
+                raw,
+                now,
+                now,
+            ),
+        )
+        if returned:
+            return "created" if returned[0][0] == 1 else "raised"
+        known = await self._db.fetchone(
+            "SELECT provider, renter, program_id, job_id, cumulative FROM channels"
+            " WHERE channel = ? AND open_nonce = ?",
+            (channel, receipt.open_nonce),
+        )
+        assert known is not None
+        _check_same_channel(known, provider, renter, program, receipt.job_id)
+        return "duplicate" if receipt.cumulative == known["cumulative"] else "stale"
 
     async def get(self, key: ChannelKey) -> Row | None:
         return await self._db.fetchone(

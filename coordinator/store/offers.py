@@ -15,13 +15,14 @@ from dgpu.protocol.messages import Offer
 IngestStatus = Literal["created", "refreshed", "duplicate", "stale"]
 SortKey = Literal["price", "-price", "score", "vram", "count", "newest"]
 SORTS: Final[dict[str, str]] = {
-    "price": "o.price_per_gpu_second ASC, o.offer_id ASC",
-    "-price": "o.price_per_gpu_second DESC, o.offer_id ASC",
-    "score": "score DESC, o.price_per_gpu_second ASC, o.offer_id ASC",
-    "vram": "o.vram_mb DESC, o.price_per_gpu_second ASC, o.offer_id ASC",
-    "count": "o.gpu_count DESC, o.price_per_gpu_second ASC, o.offer_id ASC",
-    "newest": "o.created_at DESC, o.offer_id ASC",
+    "price": "o.price_per_gpu_second ASC, o.rowid ASC",
+    "-price": "o.price_per_gpu_second DESC, o.rowid DESC",
+    "score": "o.provider_score DESC, o.price_per_gpu_second ASC, o.rowid ASC",
+    "vram": "o.vram_mb DESC, o.price_per_gpu_second ASC, o.rowid ASC",
+    "count": "o.gpu_count DESC, o.price_per_gpu_second ASC, o.rowid ASC",
+    "newest": "o.created_at DESC, o.rowid DESC",
 }
+"""Every order ends in the rowid, so pages are stable and price/age orders follow an index."""
 
 
 @dataclass(frozen=True)
@@ -41,8 +42,11 @@ class OfferQuery:
     limit: int = 50
     offset: int = 0
 
-    def where(self, now: int) -> tuple[str, list[Any]]:
-        clauses = ["o.expires_at > ?"]
+    def where(self, now: int, *, for_count: bool = False) -> tuple[str, list[Any]]:
+        """The WHERE clause and its parameters. For a page, the expiry test is written
+        ``+o.expires_at`` so the planner walks a sort-order index to the LIMIT instead of
+        collecting every live offer through the expiry index and sorting them."""
+        clauses = ["o.expires_at > ?" if for_count else "+o.expires_at > ?"]
         params: list[Any] = [now]
         for column, op, value in (
             ("o.model_key", "=", self.model_key),
@@ -50,7 +54,7 @@ class OfferQuery:
             ("o.vram_mb", ">=", self.min_vram_mb),
             ("o.price_per_gpu_second", "<=", self.max_price),
             ("o.region", "=", self.region),
-            ("score", ">=", self.min_score_bps),
+            ("o.provider_score", ">=", self.min_score_bps),
             ("o.provider", "=", self.provider),
         ):
             if value is not None:
@@ -66,8 +70,7 @@ _SELECT = (
     "SELECT o.offer_id, o.provider, o.gpu_model, o.model_key, o.gpu_count, o.vram_mb,"
     " o.power_w, o.simulated, o.price_per_gpu_second, o.mint, o.region, o.max_duration_s,"
     " o.multiaddrs, o.created_at, o.expires_at, o.source, o.received_at, o.raw,"
-    " coalesce(p.score, 0) AS score"
-    " FROM offers o LEFT JOIN providers p ON p.address = o.provider"
+    " o.provider_score AS score FROM offers o"
 )
 
 
@@ -119,8 +122,10 @@ class OfferRepo:
                 if offer.created_at <= known["created_at"]:
                     return "stale"
                 await conn.execute("DELETE FROM offers WHERE offer_id = ?", (offer.offer_id,))
+            await _extend_presence(conn, provider, now, offer.expires_at)
             await conn.execute(
-                "INSERT INTO offers VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                "INSERT INTO offers VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,"
+                " coalesce((SELECT score FROM providers WHERE address = ?), 0))",
                 (
                     offer.offer_id,
                     provider,
@@ -140,19 +145,17 @@ class OfferRepo:
                     source,
                     now,
                     raw,
+                    provider,
                 ),
             )
-            await _extend_presence(conn, provider, now, offer.expires_at)
             return "created" if known is None else "refreshed"
 
     async def search(self, query: OfferQuery, now: int) -> tuple[int, list[Row]]:
         where, params = query.where(now)
+        count_where, _ = query.where(now, for_count=True)
         order = SORTS.get(query.sort, SORTS["price"])
         # where/order are built from constant fragments; values go through placeholders
-        count_sql = (
-            "SELECT count(*) FROM offers o LEFT JOIN providers p ON p.address = o.provider"  # noqa: S608
-            f" WHERE {where}"
-        )
+        count_sql = f"SELECT count(*) FROM offers o INDEXED BY offers_count WHERE {count_where}"  # noqa: S608
         total = await self._db.scalar(count_sql, params)
         rows = await self._db.fetchall(
             f"{_SELECT} WHERE {where} ORDER BY {order} LIMIT ? OFFSET ?",
@@ -237,8 +240,7 @@ async def live_candidates(db: Database, now: int) -> list[Row]:
     """Every live offer with its provider's score (input of the "why no match" helper)."""
     rows = await db.fetchall(
         "SELECT o.model_key, o.gpu_count, o.vram_mb, o.price_per_gpu_second, o.region,"
-        " o.simulated, coalesce(p.score, 0) AS score"
-        " FROM offers o LEFT JOIN providers p ON p.address = o.provider WHERE o.expires_at > ?",
+        " o.simulated, o.provider_score AS score FROM offers o WHERE o.expires_at > ?",
         (now,),
     )
     return list(rows)

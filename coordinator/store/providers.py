@@ -72,22 +72,32 @@ class ProviderRepo:
         return [(row[0], row[1]) for row in rows]
 
     async def save_score(self, address: str, parts: ScoreParts, now: int) -> None:
-        await self._db.execute(
-            "UPDATE providers SET score = ?, reliability = ?, availability = ?, volume = ?,"
-            " price_performance = ?, scored_at = ? WHERE address = ?",
-            (
-                _bps(parts.score),
-                _bps(parts.reliability),
-                _bps(parts.availability),
-                _bps(parts.volume),
-                _bps(parts.price_performance),
-                now,
-                address,
-            ),
-        )
+        """Cache a provider's score, and copy it onto its offers (search filters by it)."""
+        async with self._db.transaction() as conn:
+            await conn.execute(
+                "UPDATE providers SET score = ?, reliability = ?, availability = ?, volume = ?,"
+                " price_performance = ?, scored_at = ? WHERE address = ?",
+                (
+                    _bps(parts.score),
+                    _bps(parts.reliability),
+                    _bps(parts.availability),
+                    _bps(parts.volume),
+                    _bps(parts.price_performance),
+                    now,
+                    address,
+                ),
+            )
+            await conn.execute(
+                "UPDATE offers SET provider_score = ? WHERE provider = ?",
+                (_bps(parts.score), address),
+            )
 
-    async def addresses(self) -> list[str]:
-        rows = await self._db.fetchall("SELECT address FROM providers ORDER BY address")
+    async def addresses(self, since: int = 0) -> list[str]:
+        rows = await self._db.fetchall(
+            "SELECT address FROM providers WHERE last_seen >= ? OR address IN"
+            " (SELECT provider FROM channels WHERE updated_at >= ?) ORDER BY address",
+            (since, since),
+        )
         return [row[0] for row in rows]
 
     async def listing(self, now: int, limit: int, offset: int) -> tuple[int, list[dict[str, Any]]]:
