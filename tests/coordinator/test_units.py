@@ -110,7 +110,7 @@ def test_uptime_is_the_union_and_grows_with_more_intervals(
     spans: list[tuple[int, int]], extra: tuple[int, int]
 ) -> None:
     covered = uptime(spans, 0, 500)
-    seconds = set()
+    seconds: set[int] = set()
     for lo, hi in spans:
         seconds.update(range(lo, hi))
     assert covered == len(seconds)
