@@ -37,6 +37,7 @@ from dgpu.protocol.messages import (
     OutputManifest,
     Quote,
     Receipt,
+    ReceiptAck,
     UsageReport,
 )
 from dgpu.protocol.offers import OfferTerms, make_offer, parse_offer, validate_offer
@@ -72,6 +73,7 @@ __all__ = [
     "ProtocolError",
     "Quote",
     "Receipt",
+    "ReceiptAck",
     "ReceiptBody",
     "SignatureError",
     "StateError",

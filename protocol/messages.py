@@ -17,7 +17,8 @@ Flow::
     provider ── Agreement ──────▶ renter          (countersigned)
     renter   ── ChannelOpened ──▶ provider        (escrow channel funded on chain)
     provider ── JobStatus/LogChunk/UsageReport ─▶ renter
-    renter   ── Receipt ────────▶ provider        (cumulative, signed 96-byte layout)
+    renter   ── Receipt ────────▶ provider        (cumulative, signed 64-byte layout)
+    provider ── ReceiptAck ─────▶ renter          (stored durably)
     either   ── Cancel / ErrorMessage
     provider ── OutputManifest ─▶ renter          (sha256 of every output file)
 """
@@ -182,6 +183,15 @@ class Receipt(Message, tag="receipt", kw_only=True, frozen=True):
     sig: Sig = b""
 
 
+class ReceiptAck(Message, tag="receipt_ack", kw_only=True, frozen=True):
+    """The provider has durably stored the renter's receipt ``seq`` for ``cumulative``:
+    it can no longer lose it (not even through ``kill -9``)."""
+
+    job_id: Id16
+    seq: U32
+    cumulative: U64
+
+
 class Cancel(Message, tag="cancel", kw_only=True, frozen=True):
     job_id: Id16
     reason: ShortText = ""
@@ -246,6 +256,7 @@ AnyMessage = (
     | ChannelOpened
     | UsageReport
     | Receipt
+    | ReceiptAck
     | Cancel
     | JobStatus
     | LogChunk

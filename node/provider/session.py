@@ -11,7 +11,7 @@ The metering stream (opened by the renter) carries, once the channel is verified
 
 Money rules, all driven through :class:`~dgpu.protocol.metering.ProviderMeter`: a receipt
 that raises what we hold is stored durably *before* anything else happens, and only then
-acknowledged (:mod:`dgpu.node.payments.acks`); the job is stopped when no receipt covered the work
+acknowledged (a ``ReceiptAck``); the job is stopped when no receipt covered the work
 within interval + grace, when the escrow would be exceeded, or at the agreed maximum
 duration. Whatever ends the job, the container is stopped and removed (the executor's
 context guarantees it) and the GPUs are released.
@@ -36,7 +36,6 @@ from dgpu.node.gpu.errors import GpuError
 from dgpu.node.gpu.types import GpuBackend, GpuInfo
 from dgpu.node.net.errors import NetError
 from dgpu.node.net.interface import MessageStream
-from dgpu.node.payments.acks import receipt_ack
 from dgpu.node.provider.ports import HostedFile, OutputHost, ProviderExecutor
 from dgpu.node.store import NodeStore
 from dgpu.protocol.errors import ProtocolError, SignatureError
@@ -53,6 +52,7 @@ from dgpu.protocol.messages import (
     OutputManifest,
     Quote,
     Receipt,
+    ReceiptAck,
 )
 from dgpu.protocol.metering import ChannelRef, ProviderMeter, StopReason
 from dgpu.protocol.signing import sign, verify
@@ -317,7 +317,9 @@ class ProviderSession:
         if raised:
             # Durable before anything else: the next report acknowledges it.
             self.store.save_receipt("provider", receipt, now=self.clock())
-            await self._send(receipt_ack(receipt))
+            await self._send(
+                ReceiptAck(job_id=receipt.job_id, seq=receipt.seq, cumulative=receipt.cumulative)
+            )
             self._paid_changed.set()
             self._paid_changed = trio.Event()
 

@@ -27,7 +27,6 @@ from dgpu.node.net.interface import (
     Network,
     PeerRef,
 )
-from dgpu.node.payments.acks import parse_receipt_ack
 from dgpu.node.payments.escrow import Escrow, OpenedChannel
 from dgpu.node.renter.errors import (
     FundingFailed,
@@ -62,6 +61,7 @@ from dgpu.protocol.messages import (
     Offer,
     OutputManifest,
     Quote,
+    ReceiptAck,
     UsageReport,
 )
 from dgpu.protocol.metering import ChannelRef, RenterMeter, RenterRefusal
@@ -289,6 +289,8 @@ class RenterJob:
         elif isinstance(message, LogChunk):
             if message.job_id == self.job_id:
                 self.emit(LogReceived(message.stream, message.data))
+        elif isinstance(message, ReceiptAck):
+            self._on_ack(message)
         elif isinstance(message, JobStatus):
             self._on_status(message)
         elif isinstance(message, OutputManifest):
@@ -325,13 +327,14 @@ class RenterJob:
             self.emit(Started(self.job_id))
         return self.meter
 
+    def _on_ack(self, ack: ReceiptAck) -> None:
+        if ack.job_id != self.job_id:
+            return
+        if self.meter is not None and ack.cumulative <= self.meter.signed:
+            self.acknowledged = max(self.acknowledged, ack.cumulative)
+
     def _on_status(self, status: JobStatus) -> None:
         if status.job_id != self.job_id:
-            return
-        ack = parse_receipt_ack(status)
-        if ack is not None:
-            if self.meter is not None and ack.cumulative <= self.meter.signed:
-                self.acknowledged = max(self.acknowledged, ack.cumulative)
             return
         if status.state == "running":
             self._start_meter()

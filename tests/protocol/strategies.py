@@ -115,6 +115,7 @@ receipts = st.builds(
     cumulative=u63,
     sig=sig,
 )
+receipt_acks = st.builds(m.ReceiptAck, job_id=id16, seq=u32, cumulative=u63)
 cancels = st.builds(m.Cancel, job_id=id16, reason=short, sig=sig)
 statuses = st.builds(
     m.JobStatus,
@@ -157,6 +158,7 @@ any_message = st.one_of(
     channel_opened,
     usage_reports,
     receipts,
+    receipt_acks,
     cancels,
     statuses,
     log_chunks,
