@@ -85,6 +85,8 @@ class SettlementBackend(Protocol):
 class RoundReport:
     batches: int = 0
     confirmed: int = 0
+    reconciled: int = 0
+    """Batches whose confirmation was lost but whose receipts the chain shows settled."""
     failed: int = 0
     channels_settled: int = 0
     amount: int = 0
@@ -98,6 +100,7 @@ class RoundReport:
         return {
             "batches": self.batches,
             "confirmed": self.confirmed,
+            "reconciled": self.reconciled,
             "failed": self.failed,
             "channels_settled": self.channels_settled,
             "amount": self.amount,
@@ -158,15 +161,20 @@ class Settler:
     async def reconcile(self) -> int:
         """Close batches a crash left open, from the chain's settled marks."""
         async with self._lock:
-            open_batches = await self.store.channels.open_batches()
-            for batch_id, signature, keys in open_batches:
-                chain = await self.backend.read_channels(sorted({k.channel for k in keys}))
-                await self._close_from_chain(batch_id, keys, chain, reason="after restart")
-                log.info("reconciled batch %d (signature %r) from chain", batch_id, signature)
-            return len(open_batches)
+            return await self._reconcile(reason="after restart")
+
+    async def _reconcile(self, *, reason: str) -> int:
+        open_batches = await self.store.channels.open_batches()
+        for batch_id, signature, keys in open_batches:
+            chain = await self.backend.read_channels(sorted({k.channel for k in keys}))
+            await self._close_from_chain(batch_id, keys, chain, reason=reason)
+            log.info("reconciled batch %d (signature %r) from chain", batch_id, signature)
+        return len(open_batches)
 
     async def run_once(self) -> RoundReport:
+        """One round: close batches an earlier round left open (chain trouble), then settle."""
         async with self._lock:
+            await self._reconcile(reason="left open by an earlier round")
             report = RoundReport()
             candidates = await self.store.channels.unsettled(self.max_channels_per_round)
             if not candidates:
@@ -243,8 +251,11 @@ class Settler:
                 chain = await self.backend.read_channels(sorted({k.channel for k in keys}))
             except ChainTrouble:
                 return False  # stays pending; reconciled at the next start or round
-            await self._close_from_chain(batch_id, keys, chain, reason=str(exc))
-            report.failed += 1
+            state = await self._close_from_chain(batch_id, keys, chain, reason=str(exc))
+            if state == "reconciled":
+                report.reconciled += 1
+            else:
+                report.failed += 1
             return False
         await self.store.channels.set_submitted(batch_id, signature)
         chain = await self.backend.read_channels(sorted({k.channel for k in keys}))
@@ -277,7 +288,7 @@ class Settler:
         chain: dict[str, OnChainChannel | None],
         *,
         reason: str,
-    ) -> None:
+    ) -> Literal["reconciled", "failed"]:
         items = await self.store.db.fetchall(
             "SELECT channel, open_nonce, cumulative FROM batch_items WHERE batch_id = ?",
             (batch_id,),
@@ -300,3 +311,4 @@ class Settler:
             error="" if done else f"not settled on chain ({reason}); channels retried",
         )
         self.metrics.batches.labels(state).inc()
+        return state

@@ -16,7 +16,7 @@ from dgpu.contracts.settlement import Settlement, receipts_per_transaction
 from dgpu.coordinator.errors import CoordinatorClientError
 from dgpu.coordinator.escrow_backend import EscrowBackend
 from dgpu.coordinator.metrics import Metrics
-from dgpu.coordinator.settlement import Settler
+from dgpu.coordinator.settlement import ChainTrouble, OnChainChannel, Settler
 from dgpu.coordinator.store import ChannelKey, Unsettled, open_store
 from dgpu.protocol.identity import Identity
 from dgpu.protocol.signing import sign_receipt
@@ -34,6 +34,37 @@ from tests.coordinator.escrow_world import DGPU, World, make_world, net_of
 
 class SimulatedCrash(BaseException):
     """Stands for the process dying: nothing after it runs."""
+
+
+class TimeoutAfterSubmit(EscrowBackend):
+    """The batch lands, but its confirmation "times out" (the first time only)."""
+
+    tripped = False
+
+    async def settle(self, items: Sequence[Unsettled]) -> str:
+        signature = await super().settle(items)
+        if not self.tripped:
+            self.tripped = True
+            raise ChainTrouble("confirmation timed out")
+        return signature
+
+
+class UnreachableOnce(EscrowBackend):
+    """The first batch never reaches the chain, and the chain cannot be read right after."""
+
+    failures = 0
+
+    async def settle(self, items: Sequence[Unsettled]) -> str:
+        if self.failures == 0:
+            self.failures = 1
+            raise ChainTrouble("connection refused")
+        return await super().settle(items)
+
+    async def read_channels(self, channels: Sequence[str]) -> dict[str, OnChainChannel | None]:
+        if self.failures == 1:
+            self.failures = 2
+            raise ChainTrouble("connection refused")
+        return await super().read_channels(channels)
 
 
 class CrashAfterSubmit(EscrowBackend):
@@ -224,3 +255,42 @@ async def _isolation_scenario(db_path: Path) -> None:
         assert "BadTokenAccount" in row["note"]
     for provider in world.providers:
         assert await world.balance(provider) == net_of(50_000_000)
+
+
+def test_chain_trouble_mid_round_is_reconciled_and_retried(tmp_path: Path) -> None:
+    asyncio.run(_trouble_scenario(tmp_path / "trouble.sqlite"))
+
+
+async def _trouble_scenario(db_path: Path) -> None:
+    world = await make_world(LiteSVMChain(), providers=1, renters=1, label="trouble")
+    renter, provider = world.renters[0], world.providers[0]
+    payer = world.settler.to_solders()
+    clock = ManualClock()
+    async with open_store(db_path) as store:
+        channel = await world.open(renter, provider, deposit=DGPU)
+        await store.channels.ingest(
+            world.receipt(renter, channel, 70_000_000), b"", provider=provider.address, now=1
+        )
+        # Landed, but not confirmed in time: read back from chain, closed as reconciled.
+        landed = Settler(store, TimeoutAfterSubmit(world.escrow, payer), Metrics(), clock=clock)
+        first = await landed.run_once()
+        assert (first.reconciled, first.failed, first.channels_settled) == (1, 0, 0)
+        assert await store.channels.batch_counts() == {"reconciled": 1}
+        assert await world.balance(provider) == net_of(70_000_000)
+        assert (await landed.run_once()).batches == 0
+
+        # Never sent, and the chain unreadable at once: the batch stays open until the
+        # next round reconciles it (failed) and settles the channel again.
+        second = await world.open(renter, provider, deposit=DGPU)
+        await store.channels.ingest(
+            world.receipt(renter, second, 30_000_000), b"", provider=provider.address, now=2
+        )
+        flaky = Settler(store, UnreachableOnce(world.escrow, payer), Metrics(), clock=clock)
+        stuck = await flaky.run_once()
+        assert stuck.channels_settled == 0
+        assert (await store.channels.batch_counts()).get("pending") == 1
+        retried = await flaky.run_once()
+        assert retried.channels_settled == 1
+        counts = await store.channels.batch_counts()
+        assert counts == {"reconciled": 1, "failed": 1, "confirmed": 1}
+    assert await world.balance(provider) == net_of(70_000_000) + net_of(30_000_000)
