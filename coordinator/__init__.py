@@ -15,7 +15,8 @@ Errors (:mod:`dgpu.coordinator.errors`)::
         └── CoordinatorClientError
 """
 
-from dgpu.coordinator.app import create_app
+from typing import TYPE_CHECKING, Any
+
 from dgpu.coordinator.auth import (
     HEADER_ADDRESS,
     HEADER_NONCE,
@@ -33,6 +34,20 @@ from dgpu.coordinator.errors import (
     SettlementError,
     StoreError,
 )
+
+if TYPE_CHECKING:
+    from dgpu.coordinator.app import create_app
+
+
+def __getattr__(name: str) -> Any:
+    # The app (starlette, jinja, the store) loads on first use: nodes importing the client
+    # do not pay for it.
+    if name == "create_app":
+        from dgpu.coordinator.app import create_app
+
+        return create_app
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "HEADER_ADDRESS",
