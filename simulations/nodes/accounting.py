@@ -109,7 +109,8 @@ def node_report(sim: NodeSimulation, held: Holdings) -> dict[str, Any]:
     by_channel = {j.channel: j for j in jobs if j.channel is not None}
     signed: dict[bytes, int] = {}
     for renter in sim.renters:
-        signed.update(renter.book.signed)
+        for receipt in renter.store.latest_receipts("renter"):
+            signed[receipt.channel] = max(signed.get(receipt.channel, 0), receipt.cumulative)
     stored: dict[bytes, int] = {}
     for provider in sim.providers:
         for receipt in provider.store.latest_receipts("provider"):
@@ -209,8 +210,7 @@ def _argmax(values: dict[bytes, int], labels: dict[bytes, str]) -> str | None:
 def engine(sim: NodeSimulation) -> dict[str, str]:
     return {
         "provider": "dgpu.node.provider.Provider (real role)",
-        "renter": "dgpu.simulations.nodes.renter_driver (interim: protocol state machines; "
-        "dgpu.node.renter not available)",
+        "renter": "dgpu.node.renter.Renter (real role)",
         "network": "dgpu.node.net.memory (MemoryHub, trio MockClock)",
         "executor": "dgpu.node.provider.VirtualExecutor (simulated jobs)",
         "gpus": "dgpu.node.gpu.SimulatedBackend",
@@ -221,13 +221,12 @@ def engine(sim: NodeSimulation) -> dict[str, str]:
 
 
 def _job_counts(sim: NodeSimulation, jobs: list[JobFacts]) -> dict[str, Any]:
+    """Jobs as the renters saw them end, and as the providers stopped them."""
     outcomes = sim.tally.outcomes
-    unmatched = sum(1 for o in outcomes if o.state == "unmatched")
+    unmatched = outcomes.get("unmatched", 0)
     cut: dict[str, int] = {}
     for j in jobs:
-        if j.state in ("stopped", "cancelled", "abandoned") or (
-            j.state not in ("succeeded", "failed") and j.stop_reason
-        ):
+        if j.state not in ("succeeded", "failed"):
             reason = j.stop_reason or j.state
             cut[reason] = cut.get(reason, 0) + 1
     return {
@@ -237,7 +236,7 @@ def _job_counts(sim: NodeSimulation, jobs: list[JobFacts]) -> dict[str, Any]:
         "completed": sum(1 for j in jobs if j.state == "succeeded"),
         "failed": sum(1 for j in jobs if j.state == "failed"),
         "cut_off": dict(sorted(cut.items())),
-        "renter_lost_track": sim.tally.lost,
+        "renter_outcomes": dict(sorted(outcomes.items())),
         "skipped_renter_offline": sim.tally.skipped_offline,
     }
 
@@ -309,7 +308,7 @@ def _faults(sim: NodeSimulation) -> dict[str, Any]:
         "restarts": sim.faults.restarts,
         "over_reporting_providers": sum(1 for p in sim.providers if p.config.faults.over_report_s),
         "renters_that_stop_paying": sum(1 for r in sim.renters if r.stop_signing_after is not None),
-        "reports_refused_by_renters": sum(r.book.refused_reports for r in sim.renters),
+        "reports_refused_by_renters": sim.tally.disputes,
     }
 
 

@@ -33,6 +33,7 @@ class ChannelRecord:
     renter: bytes
     provider: bytes
     deposit: int
+    expiry: int
     settled: int = 0
     refunded: int | None = None
 
@@ -70,7 +71,7 @@ class Observed:
             renter, provider=provider, mint=mint, deposit=deposit, expiry=expiry
         )
         self._log.channels[opened.address] = ChannelRecord(
-            opened.address, renter.public_key, provider, opened.deposit
+            opened.address, renter.public_key, provider, opened.deposit, opened.expiry
         )
         return opened
 

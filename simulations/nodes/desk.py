@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 import trio
 from dgpu.contracts.settlement import batch_size, receipts_per_transaction
 from dgpu.node.payments.escrow import Escrow, PaymentError
+from dgpu.node.renter.discovery import Candidate, OfferQuery
 from dgpu.pricing import ReferencePrice, reference_prices
 from dgpu.protocol.identity import Identity
 from dgpu.protocol.messages import Offer, Receipt
@@ -168,3 +169,16 @@ class SimCoordinator:
             self.marks[channel] = max(mark, self.marks.get(channel, 0))
         self.log.by_coordinator.append(len(group))
         return True
+
+
+class SimIndex:
+    """The renters' :class:`~dgpu.node.renter.discovery.OfferIndex` over the stand-in (it
+    fails when the coordinator is down, and the renter falls back to the DHT)."""
+
+    def __init__(self, desk: SimCoordinator) -> None:
+        self.desk = desk
+
+    async def search(self, query: OfferQuery) -> list[Candidate]:
+        await trio.lowlevel.checkpoint()
+        offers = self.desk.search(query.model, self.desk.clock())
+        return [Candidate(offer, 0.0, "coordinator") for offer in offers]

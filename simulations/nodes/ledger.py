@@ -8,7 +8,7 @@ program in LiteSVM and compares every outcome, channel and balance:
 - **open**: deposit > 0, expiry in the future, the renter holds the deposit; the deposit
   moves to the channel's vault; openings are numbered by one counter (the open nonce).
 - **settle** (a batch, all or nothing): each receipt must be signed by the channel's
-  renter over the 96-byte layout of this program, this channel and this opening; one not
+  renter over the receipt layout of this channel and this opening; one not
   above the settled mark is skipped; one above the deposit fails the batch. Fees are
   ``floor(settled * fee_bps / 10_000)`` of the cumulative total, so the provider receives
   ``(cumulative - settled) - (fees - fees_before)``; fees stay in the vault.
@@ -137,8 +137,8 @@ class EscrowLedger:
                 raise SettlementFailed(f"receipt signature: {exc}") from exc
             if receipt.renter != state.renter:
                 raise SettlementFailed("receipt is not signed by the channel's renter")
-            if receipt.program_id != self.program_id or receipt.open_nonce != state.open_nonce:
-                raise SettlementFailed("receipt is for another program or opening")
+            if receipt.open_nonce != state.open_nonce:
+                raise SettlementFailed("receipt is for another opening of the channel")
             if receipt.cumulative <= state.settled:
                 staged[receipt.channel] = current
                 continue

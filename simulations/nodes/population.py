@@ -2,7 +2,7 @@
 
 A provider keeps its identity, its simulated GPUs, its store (an in-memory sqlite
 :class:`~dgpu.node.store.NodeStore`: its disk, which survives crashes) and its config;
-a renter keeps its identity and its :class:`~.renter_driver.RenterBook`. Each life of a
+a renter keeps its identity and its store too. Each life of a
 node (between a start and a crash or leave) gets a fresh network endpoint and a fresh
 role object, as a restarted process would.
 """
@@ -12,13 +12,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import trio
-from dgpu.node.config import ProviderConfig, ProviderFaults
+from dgpu.node.config import ProviderConfig, ProviderFaults, RenterConfig, RenterFaults
 from dgpu.node.gpu import SimulatedBackend, SimulatedConfig, SimulatedGpuSpec
 from dgpu.node.provider import Provider
+from dgpu.node.renter import Renter
 from dgpu.node.store import NodeStore
 from dgpu.pricing import ProviderPricing
 from dgpu.protocol.identity import Identity
-from dgpu.simulations.nodes.renter_driver import RenterBook, RenterDriver
 from dgpu.simulations.nodes.work import TimedExecutor, WorkLog
 from dgpu.simulations.rng import Streams, stepped, weighted_choice
 from dgpu.simulations.scenario import Scenario
@@ -67,12 +67,16 @@ class ProviderNode:
 class RenterNode:
     index: int
     identity: Identity
-    book: RenterBook
-    stop_signing_after: int | None
+    store: NodeStore
+    config: RenterConfig
     life: Life = field(default_factory=Life)
     jobs: int = 0
-    driver: RenterDriver | None = None
+    role: Renter | None = None
     nursery: trio.Nursery | None = None
+
+    @property
+    def stop_signing_after(self) -> int | None:
+        return self.config.faults.stop_signing_after
 
     @property
     def label(self) -> str:
@@ -120,19 +124,24 @@ def make_providers(
     return nodes
 
 
-def make_renters(scenario: Scenario, streams: Streams) -> list[RenterNode]:
+def make_renters(
+    scenario: Scenario, streams: Streams, *, mint: bytes, program_id: bytes
+) -> list[RenterNode]:
     rng = streams.get("population")
     stop = scenario.faults.stop_paying
     nodes: list[RenterNode] = []
     for index in range(scenario.renters.count):
         stops = rng.random() < stop.fraction
+        after = rng.randint(stop.after_min_receipts, stop.after_max_receipts) if stops else None
         nodes.append(
             RenterNode(
                 index=index,
                 identity=Identity.from_label(f"sim/renter/{index}"),
-                book=RenterBook(),
-                stop_signing_after=(
-                    rng.randint(stop.after_min_receipts, stop.after_max_receipts) if stops else None
+                store=NodeStore.open(":memory:"),
+                config=RenterConfig(
+                    mint=mint,
+                    program_id=program_id,
+                    faults=RenterFaults(stop_signing_after=after),
                 ),
             )
         )

@@ -1,12 +1,13 @@
-"""The node-level simulation: real provider logic, many nodes, one virtual clock.
+"""The node-level simulation: the real node roles, many nodes, one virtual clock.
 
-Every provider is a real :class:`dgpu.node.provider.Provider` (its negotiation, funding
-checks, metering, receipt storage and settlement code) with its own
-:class:`~dgpu.node.net.memory.MemoryNetwork` endpoint, simulated GPUs, an in-memory store
-and the virtual executor; renters drive the renter half of the protocol
-(:mod:`.renter_driver`). Money moves through the escrow (:mod:`.chain`). Faults come from
-the scenario: link delay and loss on the hub, partitions, crashes and restarts, churn,
-over-reporting providers, renters that stop paying, a coordinator down or censoring.
+Every provider is a real :class:`dgpu.node.provider.Provider` (negotiation, funding
+checks, metering, receipt storage, settlement) and every renter a real
+:class:`dgpu.node.renter.Renter` (discovery, negotiation, funding, receipt signing,
+reclaim), each with its own :class:`~dgpu.node.net.memory.MemoryNetwork` endpoint and an
+in-memory store that survives its crashes; providers have simulated GPUs and the virtual
+executor. Money moves through the escrow (:mod:`.chain`). Faults come from the scenario:
+link delay and loss on the hub, partitions, crashes and restarts, churn, over-reporting
+providers, renters that stop paying, a coordinator down or censoring.
 
 The run: arrivals for ``duration_s``; then every job is let finish, receipts are settled
 (coordinator batch, then each provider settling what is left itself, as ``dgpu provider
@@ -21,7 +22,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 import trio
-from dgpu.node.net.errors import NetError
 from dgpu.node.net.memory import (
     Faults,
     MemoryHubConfig,
@@ -29,22 +29,21 @@ from dgpu.node.net.memory import (
     open_memory_network,
 )
 from dgpu.node.provider import Provider, settle_on_chain
+from dgpu.node.renter import JobRefused, NoMatchingOffer, Renter, reclaim_channels
 from dgpu.pricing import percentile, reference_price
 from dgpu.pricing.units import BPS_DENOMINATOR, ceil_div
 from dgpu.protocol.errors import DgpuError
-from dgpu.protocol.messages import Offer
 from dgpu.protocol.negotiation import JobSpec, new_job_id
 from dgpu.simulations.market.engine import draw_duration
 from dgpu.simulations.nodes.accounting import Holdings, read_holdings
-from dgpu.simulations.nodes.chain import SimChain, open_chain
-from dgpu.simulations.nodes.desk import Rental, SimCoordinator
+from dgpu.simulations.nodes.chain import DISPUTE_WINDOW_S, SimChain, open_chain
+from dgpu.simulations.nodes.desk import Rental, SimCoordinator, SimIndex
 from dgpu.simulations.nodes.population import (
     ProviderNode,
     RenterNode,
     make_providers,
     make_renters,
 )
-from dgpu.simulations.nodes.renter_driver import JobOutcome, RenterDriver, reclaim
 from dgpu.simulations.nodes.work import WorkLog
 from dgpu.simulations.rng import Streams, poisson_gap, weighted_choice
 from dgpu.simulations.scenario import Scenario
@@ -55,6 +54,7 @@ Progress = Callable[[float], None]
 JOB_IMAGE = "dgpu/sim:virtual"
 OFFERS_TRIED = 3
 WIND_DOWN_S = 120
+RECLAIM_EVERY_S = 600
 
 
 @dataclass
@@ -79,9 +79,11 @@ class FaultLog:
 class Tally:
     requested: int = 0
     skipped_offline: int = 0
-    outcomes: list[JobOutcome] = field(default_factory=list)
-    lost: int = 0
-    """Jobs whose renter crashed or left while they ran (no outcome seen)."""
+    outcomes: dict[str, int] = field(default_factory=dict)
+    """How each job ended for its renter: a final state, ``unmatched``, ``aborted``
+    (the provider vanished), ``lost`` (the renter itself crashed or left)."""
+    disputes: int = 0
+    """Usage reports the renters refused to pay."""
 
 
 class NodeSimulation:
@@ -123,7 +125,9 @@ class NodeSimulation:
                 mint=self.chain.mint,
                 program_id=self.chain.program_id,
             )
-            self.renters = make_renters(self.sc, self.streams)
+            self.renters = make_renters(
+                self.sc, self.streams, mint=self.chain.mint, program_id=self.chain.program_id
+            )
             # Jobs ask for the models present, in proportion to their GPUs.
             gpus: dict[str, int] = {}
             for provider in self.providers:
@@ -179,11 +183,14 @@ class NodeSimulation:
         for node in self._all_nodes():
             node.life.stop()
         latest = max(
-            (at for r in self.renters for at in r.book.channels.values()), default=self.hub.now()
+            (r.expiry + DISPUTE_WINDOW_S for r in self.chain.log.channels.values()),
+            default=self.hub.now(),
         )
         await trio.sleep(max(0, latest - self.hub.now()) + 1)
         for renter in self.renters:
-            await reclaim(self.chain.escrow(), renter.identity, renter.book)
+            await reclaim_channels(
+                renter.store, self.chain.escrow(), renter.identity, now=self.hub.now
+            )
 
     # -- node lives -------------------------------------------------------------------
 
@@ -220,27 +227,26 @@ class NodeSimulation:
             async with open_memory_network(self.hub, node.identity) as net:
                 with trio.CancelScope() as scope:
                     node.life.scope = scope
-                    driver = RenterDriver(
+                    node.role = Renter(
                         identity=node.identity,
+                        config=node.config,
                         network=net,
                         escrow=self.chain.escrow(),
-                        mint=self.chain.mint,
-                        book=node.book,
-                        clock=self.hub.now,
-                        stop_signing_after=node.stop_signing_after,
+                        store=node.store,
+                        index=SimIndex(self.desk),
                     )
                     async with trio.open_nursery() as nursery:
-                        node.driver, node.nursery = driver, nursery
-                        nursery.start_soon(self._reclaim_loop, node, driver)
+                        node.nursery = nursery
+                        nursery.start_soon(self._reclaim_loop, node.role)
                         await _until_cancelled()
-            node.driver, node.nursery = None, None
+            node.role, node.nursery = None, None
             node.life.scope = None
             node.life.online = False
 
-    async def _reclaim_loop(self, node: RenterNode, driver: RenterDriver) -> None:
+    async def _reclaim_loop(self, renter: Renter) -> None:
         while True:
-            await trio.sleep(600)
-            await reclaim(driver.escrow, node.identity, node.book)
+            await trio.sleep(RECLAIM_EVERY_S)
+            await renter.reclaim()
 
     # -- jobs -------------------------------------------------------------------------
 
@@ -262,26 +268,26 @@ class NodeSimulation:
                 self.sc.jobs.max_price_markup_min_bps, self.sc.jobs.max_price_markup_max_bps
             )
             node.jobs += 1
-            if not node.life.online or node.nursery is None or node.driver is None:
+            if not node.life.online or node.nursery is None or node.role is None:
                 self.tally.skipped_offline += 1
                 continue
             self.tally.requested += 1
             self.running += 1
             node.nursery.start_soon(
-                self._job, node, node.driver, model, count, duration, markup, node.jobs
+                self._job, node, node.role, model, count, duration, markup, node.jobs
             )
 
     async def _job(
         self,
         node: RenterNode,
-        driver: RenterDriver,
+        renter: Renter,
         model: str,
         count: int,
         duration: int,
         markup: int,
         number: int,
     ) -> None:
-        outcome: JobOutcome | None = None
+        outcome = "lost"
         try:
             reference = self._reference(model)
             spec = JobSpec(
@@ -298,30 +304,26 @@ class NodeSimulation:
             for attempt in range(self.sc.jobs.retries + 1):
                 if attempt:
                     await trio.sleep(self.sc.jobs.retry_after_s)
-                offers = await self._discover(driver, model)
-                ranked = RenterDriver.rank(offers, spec, self.hub.now())[:OFFERS_TRIED]
-                outcome = await driver.run_job(ranked, spec, job_id)
-                if outcome.state != "unmatched":
-                    if self.desk.up:
-                        self.desk.record_rental(Rental(model, count), self.hub.now())
+                try:
+                    result = await renter.run_job(spec, job_id=job_id)
+                except (NoMatchingOffer, JobRefused) as exc:
+                    outcome = "unmatched"
+                    log.info("%s: no provider took job %d: %s", node.label, number, exc)
+                    continue
+                except DgpuError as exc:
+                    outcome = "failed_to_start"
+                    log.info("%s: job %d failed: %s", node.label, number, exc)
                     break
+                outcome = result.state
+                self.tally.disputes += len(result.disputes)
+                if self.desk.up:
+                    self.desk.record_rental(Rental(model, count), self.hub.now())
+                break
         finally:
-            if outcome is not None:
-                self.tally.outcomes.append(outcome)
-            else:
-                self.tally.lost += 1
+            self.tally.outcomes[outcome] = self.tally.outcomes.get(outcome, 0) + 1
             self.running -= 1
             if not self.arrivals_open and self.running == 0:
                 self.all_done.set()
-
-    async def _discover(self, driver: RenterDriver, model: str) -> list[Offer]:
-        if self.desk.up:
-            return self.desk.search(model, self.hub.now())
-        try:
-            return await driver.network.find_offers(model)
-        except NetError as exc:
-            log.info("offer lookup failed: %s", exc)
-            return []
 
     def _reference(self, model: str) -> int:
         if self.desk.up:

@@ -57,7 +57,8 @@ def test_calm_market_completes_jobs_and_pays_exactly(calm: dict[str, Any]) -> No
     assert_invariants(calm)
     assert_money_adds_up(calm)
     assert "LiteSVM" in calm["engine"]["escrow"]
-    assert "Provider" in calm["engine"]["provider"]
+    assert calm["engine"]["provider"].startswith("dgpu.node.provider.Provider")
+    assert calm["engine"]["renter"].startswith("dgpu.node.renter.Renter")
     jobs = calm["jobs"]
     assert jobs["completed"] > 5
     assert jobs["cut_off"] == {}
