@@ -87,11 +87,18 @@ class ChannelRepo:
         if returned:
             return "created" if returned[0][0] == 1 else "raised"
         known = await self._db.fetchone(
-            "SELECT provider, renter, program_id, job_id, cumulative FROM channels"
+            "SELECT provider, renter, program_id, job_id, cumulative, state FROM channels"
             " WHERE channel = ? AND open_nonce = ?",
             (channel, receipt.open_nonce),
         )
         assert known is not None
+        if known["state"] == "rejected" and known["provider"] != provider:
+            # Whoever posted first was refused by the chain: the channel is open to others.
+            await self._db.execute(
+                "DELETE FROM channels WHERE channel = ? AND open_nonce = ? AND state = 'rejected'",
+                (channel, receipt.open_nonce),
+            )
+            return await self.ingest(receipt, raw, provider=provider, now=now)
         _check_same_channel(known, provider, renter, program, receipt.job_id)
         return "duplicate" if receipt.cumulative == known["cumulative"] else "stale"
 

@@ -294,3 +294,35 @@ async def _trouble_scenario(db_path: Path) -> None:
         counts = await store.channels.batch_counts()
         assert counts == {"reconciled": 1, "failed": 1, "confirmed": 1}
     assert await world.balance(provider) == net_of(70_000_000) + net_of(30_000_000)
+
+
+def test_a_channel_claimed_by_the_wrong_provider_is_freed_for_the_right_one(
+    tmp_path: Path,
+) -> None:
+    asyncio.run(_squatter_scenario(tmp_path / "squat.sqlite"))
+
+
+async def _squatter_scenario(db_path: Path) -> None:
+    world = await make_world(LiteSVMChain(), providers=2, renters=1, label="squat")
+    renter, provider, squatter = world.renters[0], world.providers[0], world.providers[1]
+    channel = await world.open(renter, provider, deposit=DGPU)
+    receipt = world.receipt(renter, channel, 40_000_000)
+    settler_key = world.settler.to_solders()
+    async with open_store(db_path) as store:
+        # Without an intake check, whoever posts first is recorded as the provider...
+        assert await store.channels.ingest(receipt, b"", provider=squatter.address, now=1) == (
+            "created"
+        )
+        settler = Settler(
+            store, EscrowBackend(world.escrow, settler_key), Metrics(), clock=ManualClock()
+        )
+        first = await settler.run_once()
+        assert first.skipped == {"rejected": 1} and first.batches == 0
+        # ...until the chain says otherwise; then the channel's real provider gets it.
+        assert await store.channels.ingest(receipt, b"", provider=provider.address, now=2) == (
+            "created"
+        )
+        second = await settler.run_once()
+        assert second.channels_settled == 1
+    assert await world.balance(provider) == net_of(40_000_000)
+    assert await world.balance(squatter) == 0
