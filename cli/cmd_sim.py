@@ -149,10 +149,10 @@ def _summary(report: Mapping[str, Any]) -> None:
         )
     for key, value in report["paid"].items():
         if isinstance(value, int):
-            echo(f"paid      {key:22} {base_units_to_dgpu(value)} dGPU")
+            echo(f"paid      {key:22} {_dgpu(value)} dGPU")
     for key in ("exposure", "overpayment"):
         if key in report:
-            echo(f"{key:9} largest {base_units_to_dgpu(report[key]['largest'])} dGPU")
+            echo(f"{key:11} largest {_dgpu(report[key]['largest'])} dGPU")
     if "settlement" in report:
         s = report["settlement"]
         echo(f"settled   {s['transactions']} transactions, {s['receipts']} receipts")
@@ -165,6 +165,10 @@ def _summary(report: Mapping[str, Any]) -> None:
         )
     for name, ok in report["invariants"].items():
         echo(f"invariant {name:36} {'ok' if ok else 'FAILED'}")
+
+
+def _dgpu(amount: int) -> str:
+    return f"{base_units_to_dgpu(amount):f}"
 
 
 def _count(value: object) -> str:
