@@ -9,6 +9,7 @@ import os
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
+import httpx
 import msgspec
 import pytest
 from dgpu.contracts.chain import LiteSVMChain
@@ -20,6 +21,7 @@ from dgpu.coordinator.settlement import ChainTrouble, OnChainChannel, Settler
 from dgpu.coordinator.store import ChannelKey, Unsettled, open_store
 from dgpu.protocol.identity import Identity
 from dgpu.protocol.signing import sign_receipt
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.coordinator.conftest import (
     ADMIN,
@@ -152,6 +154,20 @@ async def test_many_channels_of_several_providers_settle_in_batches(
         if c is not None and str(c.provider) == provider.address
     )
     assert profile["parts"]["volume"] > 0
+    async with httpx.AsyncClient(base_url=server.url) as http:
+        metrics = (await http.get("/metrics")).text
+    samples = {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(metrics)
+        for sample in family.samples
+    }
+    confirmed = report["batches"] + third["batches"]
+    batches_key = ("dgpu_coordinator_settlement_batches_total", (("outcome", "confirmed"),))
+    assert samples[batches_key] == confirmed
+    assert samples[("dgpu_coordinator_receipts_pending", ())] == 0
+    assert samples[("dgpu_coordinator_settled_amount_total", ())] == (
+        report["amount"] + third["amount"]
+    )
 
 
 async def test_intake_checks_the_channel_on_chain(server: Server, world: World) -> None:
