@@ -32,7 +32,13 @@ def command() -> None:
 @click.option(
     "--listen", default="127.0.0.1:8000", show_default=True, help="HOST:PORT (port 0: any)."
 )
-@click.option("--db", "db_path", required=True, type=click.Path(dir_okay=False, path_type=Path))
+@click.option(
+    "--db",
+    "db_path",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="SQLite database file (created and migrated at start).",
+)
 @click.option("--rpc", "rpc_url", help="JSON-RPC URL of the chain to settle on.")
 @click.option(
     "--key",
