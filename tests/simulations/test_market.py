@@ -89,3 +89,24 @@ def test_cli_json_is_byte_identical_across_processes(tmp_path: Path) -> None:
     assert first.stdout == second.stdout
     parsed = json.loads(first.stdout)
     assert parsed["seed"] == 5 and parsed["invariants"]
+
+
+def test_churn_and_crashes_cut_jobs_without_overbooking() -> None:
+    report = run_market(
+        load_scenario(
+            "market-shock",
+            {
+                "duration_s": 86_400,
+                "providers.count": 200,
+                "renters.count": 200,
+                "shocks": [],
+                "faults.churn.per_provider_per_day": 6.0,
+                "faults.crashes.per_node_per_day": 6.0,
+            },
+        )
+    )
+    assert all(report["invariants"].values()), report["invariants"]
+    jobs = report["jobs"]
+    assert jobs["cut_off"] > 0
+    assert jobs["completed"] + jobs["cut_off"] == jobs["matched"]
+    assert report["shocks"] == []
