@@ -22,6 +22,9 @@ from dgpu.cli.nodeopts import (
     CliSetupError,
     cancel_on_signals,
     common_network_options,
+    data_option,
+    json_option,
+    key_option,
     load_key,
     open_coordinator,
     open_escrow,
@@ -42,21 +45,6 @@ from dgpu.protocol.identity import Identity, address_of
 
 log = logging.getLogger(__name__)
 
-_key_option = click.option(
-    "--key",
-    "key_path",
-    required=True,
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="The node's key file (its wallet and peer identity).",
-)
-_data_option = click.option(
-    "--data-dir",
-    required=True,
-    type=click.Path(file_okay=False, path_type=Path),
-    help="Where the node keeps its database and job files.",
-)
-_json_option = click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-
 
 @click.group("provider")
 def command() -> None:
@@ -64,8 +52,8 @@ def command() -> None:
 
 
 @command.command("start")
-@_key_option
-@_data_option
+@key_option
+@data_option
 @common_network_options
 @click.option("--rpc", "rpc_url", required=True, help="JSON-RPC URL of the chain.")
 @click.option("--mint", required=True, help="The dGPU token mint (base58).")
@@ -102,7 +90,7 @@ def command() -> None:
     show_default=True,
     help="Without a coordinator, settle each job's receipt on chain when it ends.",
 )
-@_json_option
+@json_option
 def start(
     key_path: Path,
     data_dir: Path,
@@ -309,10 +297,10 @@ def _announce(provider: Provider, as_json: bool) -> None:
 
 
 @command.command("settle")
-@_key_option
-@_data_option
+@key_option
+@data_option
 @click.option("--rpc", "rpc_url", required=True, help="JSON-RPC URL of the chain.")
-@_json_option
+@json_option
 def settle(key_path: Path, data_dir: Path, rpc_url: str, as_json: bool) -> None:
     """Submit every unsettled receipt on chain yourself (no coordinator needed)."""
     identity = load_key(key_path)
@@ -351,8 +339,8 @@ def settle(key_path: Path, data_dir: Path, rpc_url: str, as_json: bool) -> None:
 
 
 @command.command("status")
-@_data_option
-@_json_option
+@data_option
+@json_option
 def status(data_dir: Path, as_json: bool) -> None:
     """What this provider's store holds: jobs, receipts, settlements."""
     if not (data_dir / "node.sqlite").exists():

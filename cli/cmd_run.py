@@ -28,6 +28,9 @@ from dgpu.cli.nodeopts import (
     CliSetupError,
     cancel_on_signals,
     common_network_options,
+    data_option,
+    json_option,
+    key_option,
     load_key,
     open_coordinator,
     open_escrow,
@@ -65,21 +68,6 @@ from dgpu.protocol.negotiation import JobSpec, new_job_id
 from rich.status import Status
 
 log = logging.getLogger(__name__)
-
-_key_option = click.option(
-    "--key",
-    "key_path",
-    required=True,
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="The renter's key file (its wallet and peer identity).",
-)
-_data_option = click.option(
-    "--data-dir",
-    required=True,
-    type=click.Path(file_okay=False, path_type=Path),
-    help="Where the node keeps its database.",
-)
-_json_option = click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 
 
 class RunGroup(click.Group):
@@ -159,8 +147,8 @@ def _env(values: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
 
 
 @command.command("job", context_settings={"ignore_unknown_options": False})
-@_key_option
-@_data_option
+@key_option
+@data_option
 @common_network_options
 @click.option("--rpc", "rpc_url", required=True, help="JSON-RPC URL of the chain.")
 @click.option("--mint", required=True, help="The dGPU token mint (base58).")
@@ -180,7 +168,7 @@ def _env(values: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
 )
 @click.option("--out-path", default="/out", show_default=True, help="Outputs dir in the job.")
 @click.option("--max-output-mb", default=64, show_default=True, help="Most output, MiB.")
-@_json_option
+@json_option
 @click.argument("job_command", nargs=-1, required=True)
 def job(
     key_path: Path,
@@ -351,7 +339,7 @@ def _summary(result: JobResult) -> None:
 
 
 @command.command("cancel")
-@_data_option
+@data_option
 @click.argument("job_id", required=False)
 def cancel(data_dir: Path, job_id: str | None) -> None:
     """Cancel a running ``dgpu run`` of this data dir (all of them without JOB_ID)."""
@@ -372,11 +360,11 @@ def cancel(data_dir: Path, job_id: str | None) -> None:
 
 
 @command.command("reclaim")
-@_key_option
-@_data_option
+@key_option
+@data_option
 @click.option("--rpc", "rpc_url", required=True, help="JSON-RPC URL of the chain.")
 @click.option("--channel", help="Only this channel (base58).")
-@_json_option
+@json_option
 def reclaim(
     key_path: Path, data_dir: Path, rpc_url: str, channel: str | None, as_json: bool
 ) -> None:

@@ -31,6 +31,22 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+
+key_option = click.option(
+    "--key",
+    "key_path",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="The node's key file (its wallet and peer identity).",
+)
+data_option = click.option(
+    "--data-dir",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Where the node keeps its database and job files.",
+)
+json_option = click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+
 DEFAULT_LISTEN = "/ip4/127.0.0.1/tcp/0"
 
 
