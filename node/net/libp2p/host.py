@@ -3,6 +3,8 @@
 * Noise is the only security transport (the default host also accepts plaintext);
 * Yamux is the only muxer;
 * ``ConnectionConfig(max_connections_per_peer=1)`` avoids a 250 ms wait after every dial;
+* writes of the Noise session are shielded from cancellation (see
+  :func:`shield_secure_writes`);
 * an optional private-network key (pnet PSK) keeps other libp2p swarms out: the DHT always
   speaks ``/ipfs/kad/1.0.0`` whatever prefix is configured.
 """
@@ -28,6 +30,7 @@ from libp2p.network.config import ConnectionConfig
 from libp2p.network.stream.exceptions import StreamClosed, StreamEOF, StreamError
 from libp2p.security.noise.transport import PROTOCOL_ID as NOISE_PROTOCOL_ID
 from libp2p.security.noise.transport import Transport as NoiseTransport
+from libp2p.security.secure_session import SecureSession
 from libp2p.stream_muxer.yamux.yamux import PROTOCOL_ID as YAMUX_PROTOCOL_ID
 from libp2p.stream_muxer.yamux.yamux import Yamux
 
@@ -37,7 +40,34 @@ log = logging.getLogger(__name__)
 LIBP2P_IO_ERRORS = (BaseLibp2pError, OSError, trio.BrokenResourceError, trio.ClosedResourceError)
 
 
+_SECURE_WRITE_DEADLINE_S = 30.0
+
+
+def shield_secure_writes() -> None:
+    """Make each encrypted write of py-libp2p's secure session uncancellable (idempotent).
+
+    py-libp2p 0.8.1 encrypts a Noise frame (advancing the nonce) and then writes it; a
+    cancellation in between (any timeout around a stream write: the DHT's own query
+    timeouts, ours) skips a nonce or leaves half a frame on the wire. The peer then fails
+    to authenticate every later frame ("NoiseInvalidMessage: Failed authentication") and
+    drops the whole connection, with every stream on it: under load, connections between
+    DHT peers died this way within seconds. Shielding the write (bounded by a deadline,
+    after which the connection is lost anyway) keeps the session in step.
+    """
+    if getattr(SecureSession.write, "_dgpu_shielded", False):
+        return
+    unshielded = SecureSession.write
+
+    async def write(self: SecureSession, data: bytes) -> None:
+        with trio.CancelScope(shield=True, deadline=trio.current_time() + _SECURE_WRITE_DEADLINE_S):
+            await unshielded(self, data)
+
+    write._dgpu_shielded = True  # type: ignore[attr-defined]
+    SecureSession.write = write  # type: ignore[method-assign]
+
+
 def build_host(identity: Identity, config: Libp2pConfig) -> IHost:
+    shield_secure_writes()
     key_pair = cast(KeyPair, identity.to_libp2p())
     noise = NoiseTransport(key_pair, noise_privkey=x25519_key_pair().private_key)
     return new_host(

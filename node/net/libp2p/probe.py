@@ -16,6 +16,9 @@ one JSON command per stdin line with one JSON line:
 ``{"op": "quit"}``                              exits
 ==============================================  ==============================================
 
+A command that fails with a dgpu error answers ``{"error": "..."}``.
+==============================================  ==============================================
+
 Parent side: :class:`ProbeProcess` (``async with ProbeProcess.spawn(...) as probe``).
 """
 
@@ -39,6 +42,7 @@ from dgpu.node.net.errors import StreamClosed
 from dgpu.node.net.interface import MessageStream
 from dgpu.node.net.libp2p.config import Libp2pConfig
 from dgpu.node.net.libp2p.network import Libp2pNetwork, open_libp2p_network
+from dgpu.protocol.errors import DgpuError
 from dgpu.protocol.identity import Identity
 from dgpu.protocol.messages import JobStatus, Offer
 from dgpu.protocol.offers import OfferTerms, make_offer, offer_bytes
@@ -172,7 +176,10 @@ async def _child(args: argparse.Namespace) -> None:
             command = json.loads(line)
             if command["op"] == "quit":
                 break
-            _say(await probe.run(command))
+            try:
+                _say(await probe.run(command))
+            except DgpuError as exc:  # reported to the parent, the probe keeps running
+                _say({"error": f"{type(exc).__name__}: {exc}"})
         nursery.cancel_scope.cancel()
 
 

@@ -12,6 +12,7 @@ including every record of ``dgpu.*``, passes.
 from __future__ import annotations
 
 import logging
+import os
 from typing import Final
 
 # (logger name, substring of the message) of known-harmless records.
@@ -22,6 +23,8 @@ NOISE: Final[tuple[tuple[str, str], ...]] = (
     ("libp2p.kad_dht.kad_dht", "FIND_NODE key is not a valid PeerId"),
     # raised to us as well: Libp2pNetwork reports it as a typed error
     ("libp2p.host.basic_host", "Failed to open stream to peer"),
+    # py-libp2p logs this one on the root logger, for a peer whose identify is pending
+    ("root", "Error getting transport addresses: 'peer ID not found'"),
 )
 
 
@@ -34,7 +37,11 @@ class Libp2pNoiseFilter(logging.Filter):
         if record.levelno >= logging.CRITICAL:
             return True
         for name, text in NOISE:
-            if record.name == name and text in record.getMessage():
+            if (
+                record.name == name
+                and (name != "root" or f"{os.sep}libp2p{os.sep}" in record.pathname)
+                and text in record.getMessage()
+            ):
                 self.dropped += 1
                 return False
         return True
@@ -58,7 +65,7 @@ def quiet_libp2p_logs() -> Libp2pNoiseFilter:
                 logger.setLevel(logging.NOTSET)
     # A logger's filters see only its own records, so filter each noisy logger itself.
     for name in {name for name, _ in NOISE}:
-        logger = logging.getLogger(name)
+        logger = logging.getLogger(None if name == "root" else name)
         if _filter not in logger.filters:
             logger.addFilter(_filter)
     return _filter

@@ -101,6 +101,23 @@ class Libp2pServices:
                 except LIBP2P_IO_ERRORS:
                     log.info("routing table refresh failed", exc_info=True)
 
+    async def disconnect_all(self) -> None:
+        """First step of shutdown: stop taking pubsub streams and close every connection
+        while pubsub and the DHT still run. Stopped in the other order, py-libp2p's pubsub
+        reader gets a message after its service stopped and raises out of the swarm."""
+        for protocol in self.pubsub.protocols:
+            self.host.remove_stream_handler(protocol)
+        with trio.move_on_after(self.config.dial_timeout_s):
+            async with trio.open_nursery() as nursery:
+                for peer in self.host.get_connected_peers():
+                    nursery.start_soon(self._disconnect, peer)
+
+    async def _disconnect(self, peer: ID) -> None:
+        try:
+            await self.host.disconnect(peer)
+        except LIBP2P_IO_ERRORS:
+            log.debug("closing the connection to %s failed", peer, exc_info=True)
+
     async def keep_joined(self) -> None:
         while True:
             await trio.sleep(self.config.rebootstrap_interval_s)
@@ -147,3 +164,5 @@ async def start_services(identity: Identity, config: Libp2pConfig) -> AsyncItera
                 yield services
             finally:
                 nursery.cancel_scope.cancel()
+                with trio.CancelScope(shield=True):
+                    await services.disconnect_all()

@@ -1,0 +1,116 @@
+"""Real libp2p on 127.0.0.1 across processes: the CLI bootstrap peer plus node processes."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+
+import pytest
+import trio
+from dgpu.node.net.libp2p.probe import ProbeProcess
+
+pytestmark = pytest.mark.slow
+
+NODES = 10
+
+
+@asynccontextmanager
+async def bootstrap_cli(*extra: str) -> AsyncIterator[dict[str, str]]:
+    """``dgpu bootstrap serve --json`` in a child process; yields its JSON line."""
+    argv = [
+        sys.executable,
+        "-m",
+        "dgpu.cli.main",
+        "bootstrap",
+        "serve",
+        "--listen",
+        "/ip4/127.0.0.1/tcp/0",
+        "--json",
+        *extra,
+    ]
+    process = await trio.lowlevel.open_process(
+        argv, stdout=subprocess.PIPE, env={**os.environ, "PYTHONUNBUFFERED": "1"}
+    )
+    try:
+        assert process.stdout is not None
+        buffer = b""
+        with trio.fail_after(60):
+            while b"\n" not in buffer:
+                chunk = await process.stdout.receive_some(4096)
+                assert chunk, f"bootstrap exited with {process.poll()}"
+                buffer += chunk
+        info: dict[str, str] = json.loads(buffer.split(b"\n")[0])
+        yield info
+    finally:
+        with trio.CancelScope(shield=True):
+            process.terminate()
+            with trio.move_on_after(10):
+                await process.wait()
+            if process.poll() is None:
+                process.kill()
+                await process.wait()
+
+
+async def spawn_all(
+    stack: AsyncExitStack, labels: list[str], bootstrap: str, psk: bytes | None
+) -> list[ProbeProcess]:
+    probes: list[ProbeProcess | None] = [None] * len(labels)
+
+    async def one(index: int) -> None:
+        probes[index] = await stack.enter_async_context(
+            ProbeProcess.spawn(labels[index], bootstrap=(bootstrap,), psk=psk)
+        )
+
+    async with trio.open_nursery() as nursery:
+        for index in range(len(labels)):
+            nursery.start_soon(one, index)
+    return [p for p in probes if p is not None]
+
+
+async def test_ten_node_processes_find_each_others_offers_through_the_dht() -> None:
+    psk = os.urandom(32)
+    async with bootstrap_cli("--psk", psk.hex()) as boot, AsyncExitStack() as stack:
+        assert boot["multiaddr"].endswith(f"/p2p/{boot['peer_id']}")
+        nodes = await spawn_all(stack, [f"dht-{i}" for i in range(NODES)], boot["multiaddr"], psk)
+        assert all(node.ready["routing_table"] >= 1 for node in nodes)
+        async with trio.open_nursery() as nursery:
+            for node in nodes:
+                nursery.start_soon(lambda n=node: n.command(op="advertise", model="RTX 4090"))
+        everyone = {node.peer_id for node in nodes}
+        results: dict[str, set[str]] = {}
+
+        async def find(node: ProbeProcess) -> None:
+            answer = await node.command(op="find", model="RTX 4090", limit=20, timeout=30)
+            results[node.peer_id] = set(answer["peers"])
+
+        async with trio.open_nursery() as nursery:
+            for node in nodes:
+                nursery.start_soon(find, node)
+        for peer, found in results.items():
+            assert found == everyone, f"{peer} found {len(found)} of {len(everyone)} offers"
+        # Nobody advertises another model.
+        assert (await nodes[0].command(op="find", model="A100", timeout=10))["peers"] == []
+
+
+async def test_a_node_without_the_private_network_key_cannot_join() -> None:
+    psk = os.urandom(32)
+    async with bootstrap_cli("--psk", psk.hex()) as boot, AsyncExitStack() as stack:
+        member = await stack.enter_async_context(
+            ProbeProcess.spawn("member", bootstrap=(boot["multiaddr"],), psk=psk)
+        )
+        await member.command(op="advertise", model="H100")
+        assert member.ready["routing_table"] == 1
+        for label, key in (("outsider", None), ("wrong-key", os.urandom(32))):
+            outsider = await stack.enter_async_context(
+                ProbeProcess.spawn(label, bootstrap=(boot["multiaddr"],), psk=key)
+            )
+            assert outsider.ready["routing_table"] == 0
+            assert (await outsider.command(op="find", model="H100", timeout=10))["peers"] == []
+            echo = await outsider.command(
+                op="echo", peer=member.peer_id, addrs=[member.multiaddr], n=1
+            )
+            assert "error" in echo
