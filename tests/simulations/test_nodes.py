@@ -107,10 +107,10 @@ def test_hostile_peers_are_refused_and_providers_settle_themselves() -> None:
     assert settlement["receipts_dropped_by_coordinator"] > 0
     assert settlement["by_providers"]["transactions"] > 0
     # An unpaid provider stops within interval + grace: its loss per job stays small.
-    hourly = max(p["max"] for p in report["prices"].values()) * 2  # 2 GPUs at most
+    per_second = max(p["max"] for p in report["prices"].values()) * 2  # 2 GPUs at most
     scenario = load_scenario("hostile")
     window = 2 * scenario.providers.interval_s + scenario.providers.grace_s + 5
-    assert 0 < report["exposure"]["largest_job"] <= hourly * window
+    assert 0 < report["exposure"]["largest_job"] <= per_second * window
 
 
 def test_a_coordinator_that_is_down_changes_who_settles() -> None:
