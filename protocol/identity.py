@@ -8,6 +8,7 @@ transaction message and no kind can be replayed as another.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final
@@ -105,11 +106,12 @@ class Identity:
         """A deterministic key for tests and simulations (never for real funds)."""
         return cls(hashlib.sha256(b"dgpu-test-key:" + label.encode()).digest())
 
-    @property
+    @functools.cached_property
     def _signing_key(self) -> nacl.signing.SigningKey:
+        # derived once: a node signs every report or receipt with it
         return nacl.signing.SigningKey(self.seed)
 
-    @property
+    @functools.cached_property
     def public_key(self) -> bytes:
         return bytes(self._signing_key.verify_key)
 
