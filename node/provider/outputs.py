@@ -12,6 +12,14 @@ implementations), so simulations and tests move outputs too. One stream per file
 The provider serves a file only to the renter of the job, only while it is published,
 and only if path, sha256 and size all match what it published. The renter writes to a
 temporary file, checks size and sha256, and only then moves it into place.
+
+Both sides touch the disk inline, one block of at most ``CHUNK_BYTES`` at a time, never
+through worker threads (``trio.open_file``, ``trio.Path``): a block of a local file costs
+microseconds, while a task waiting on a worker thread counts as blocked for trio's
+``MockClock(autojump_threshold=0)`` (trio issue #456), so under the virtual clocks of the
+tests and simulations every thread hop let time leap to the next deadline — past the
+renter's read timeout or the provider's output retention, and a finished job's outputs
+were "not there" for its own renter.
 """
 
 from __future__ import annotations
@@ -20,7 +28,6 @@ import logging
 from collections.abc import Sequence
 from typing import Final
 
-import trio
 from dgpu.node.net.framing import FramedStream
 from dgpu.node.net.interface import MessageStream, Network
 from dgpu.node.provider.ports import HostedFile
@@ -88,9 +95,9 @@ class StreamOutputHost:
             sign(OutputManifest(job_id=request.job_id, files=[wanted]), self.identity)
         )
         sent = 0
-        async with await trio.open_file(hosted.local, "rb") as source:
+        with hosted.local.open("rb") as source:  # inline, see the module docstring
             while sent < hosted.size:
-                block = await source.read(min(CHUNK_BYTES, hosted.size - sent))
+                block = source.read(min(CHUNK_BYTES, hosted.size - sent))
                 if not block:
                     raise DgpuError(f"output {hosted.path} shrank on disk")
                 await frames.send_frame(block)

@@ -6,12 +6,10 @@ node's network on ``/dgpu/outputs/1.0.0`` (see :mod:`dgpu.node.provider.outputs`
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 from pathlib import Path
 from typing import Protocol
 
-import trio
 from dgpu.node.net.interface import Network, PeerRef
 from dgpu.node.provider.outputs import OUTPUTS_PROTOCOL, READ_TIMEOUT_S, framed
 from dgpu.node.renter.errors import OutputMismatch
@@ -39,8 +37,9 @@ class StreamOutputFetcher:
         if quote.max_output_bytes and file.size > quote.max_output_bytes:
             raise OutputMismatch(file.path, f"{file.size} bytes exceed the agreed limit")
         peer = PeerRef(peer_id_of(quote.provider))
-        partial = trio.Path(str(dest) + ".part")
-        await partial.parent.mkdir(parents=True, exist_ok=True)
+        # Disk work inline, one block at a time (see dgpu.node.provider.outputs).
+        partial = dest.with_name(dest.name + ".part")
+        partial.parent.mkdir(parents=True, exist_ok=True)
         async with self.network.open_stream(peer, OUTPUTS_PROTOCOL) as stream:
             await stream.send(OutputManifest(job_id=quote.job_id, files=[file]))
             reply = await stream.receive(timeout=READ_TIMEOUT_S)
@@ -56,18 +55,17 @@ class StreamOutputFetcher:
             digest = hashlib.sha256()
             received = 0
             try:
-                async with await trio.open_file(partial, "wb") as out:
+                with partial.open("wb") as out:
                     while received < file.size:
                         block = await frames.receive_frame(timeout=READ_TIMEOUT_S)
                         received += len(block)
                         if received > file.size:
                             raise OutputMismatch(file.path, "more bytes than announced")
                         digest.update(block)
-                        await out.write(block)
+                        out.write(block)
                 if digest.digest() != file.sha256:
                     raise OutputMismatch(file.path, "sha256 does not match the manifest")
             except BaseException:
-                with contextlib.suppress(FileNotFoundError):
-                    await partial.unlink()
+                partial.unlink(missing_ok=True)
                 raise
-        await partial.rename(dest)
+        partial.replace(dest)

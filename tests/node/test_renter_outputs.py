@@ -46,6 +46,24 @@ async def test_only_the_renter_gets_the_published_files(
         assert not (tmp_path / "m-outputs" / result.job_id.hex()).exists()
 
 
+async def test_outputs_move_without_worker_threads(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    """A task waiting on a worker thread counts as blocked for the autojump clock (trio
+    issue #456), so a thread hop in the output path let virtual time leap past the read
+    timeout and the output retention: the renter was refused its own outputs. With every
+    worker thread held back, the outputs still arrive, and no virtual time passes."""
+    limiter = trio.to_thread.current_default_thread_limiter()
+    limiter.total_tokens = 1
+    async with memory_market(tmp_path) as m, limiter:
+        spec = job_spec("echo 42 > /out/answer.txt", output_dir="/out", max_output_bytes=100)
+        with trio.fail_after(m.provider.config.output_retention_s / 2):
+            result = await m.renter.run_job(spec, output_dir=tmp_path / "got")
+        (out,) = result.outputs
+        assert out.local is not None and out.local.read_bytes() == b"42\n"
+        assert not out.local.with_name("answer.txt.part").exists()
+
+
 @pytest.mark.parametrize("path", ["../escape.txt", "a/../../b", "..", "."])
 def test_output_paths_cannot_escape_the_output_directory(tmp_path: Path, path: str) -> None:
     with pytest.raises(OutputMismatch, match="outside the output directory"):
