@@ -28,6 +28,8 @@ M = TypeVar("M", bound=Message)
 NEGOTIATE_PROTOCOL: Final = "/dgpu/negotiate/1.0.0"
 METERING_PROTOCOL: Final = "/dgpu/metering/1.0.0"
 OFFERS_TOPIC: Final = "/dgpu/offers/1"
+OFFER_PROTOCOL: Final = "/dgpu/offer/1.0.0"
+"""A provider answers a new stream on this protocol with its current signed offer."""
 DEFAULT_FIND_TIMEOUT_S: Final = 20.0
 DEFAULT_REQUEST_TIMEOUT_S: Final = 30.0
 

@@ -79,12 +79,12 @@ async def test_ten_node_processes_find_each_others_offers_through_the_dht() -> N
         assert all(node.ready["routing_table"] >= 1 for node in nodes)
         async with trio.open_nursery() as nursery:
             for node in nodes:
-                nursery.start_soon(lambda n=node: n.command(op="advertise", model="RTX 4090"))
+                nursery.start_soon(lambda n=node: n.command("advertise", model="RTX 4090"))
         everyone = {node.peer_id for node in nodes}
         results: dict[str, set[str]] = {}
 
         async def find(node: ProbeProcess) -> None:
-            answer = await node.command(op="find", model="RTX 4090", limit=20, timeout=30)
+            answer = await node.command("find", model="RTX 4090", limit=20, timeout=30)
             results[node.peer_id] = set(answer["peers"])
 
         async with trio.open_nursery() as nursery:
@@ -93,7 +93,7 @@ async def test_ten_node_processes_find_each_others_offers_through_the_dht() -> N
         for peer, found in results.items():
             assert found == everyone, f"{peer} found {len(found)} of {len(everyone)} offers"
         # Nobody advertises another model.
-        assert (await nodes[0].command(op="find", model="A100", timeout=10))["peers"] == []
+        assert (await nodes[0].command("find", model="A100", timeout=10))["peers"] == []
 
 
 async def test_a_node_without_the_private_network_key_cannot_join() -> None:
@@ -102,15 +102,15 @@ async def test_a_node_without_the_private_network_key_cannot_join() -> None:
         member = await stack.enter_async_context(
             ProbeProcess.spawn("member", bootstrap=(boot["multiaddr"],), psk=psk)
         )
-        await member.command(op="advertise", model="H100")
+        await member.command("advertise", model="H100")
         assert member.ready["routing_table"] == 1
         for label, key in (("outsider", None), ("wrong-key", os.urandom(32))):
             outsider = await stack.enter_async_context(
                 ProbeProcess.spawn(label, bootstrap=(boot["multiaddr"],), psk=key)
             )
             assert outsider.ready["routing_table"] == 0
-            assert (await outsider.command(op="find", model="H100", timeout=10))["peers"] == []
+            assert (await outsider.command("find", model="H100", timeout=10))["peers"] == []
             echo = await outsider.command(
-                op="echo", peer=member.peer_id, addrs=[member.multiaddr], n=1
+                "echo", peer=member.peer_id, addrs=[member.multiaddr], n=1
             )
             assert "error" in echo

@@ -44,7 +44,10 @@ class Libp2pConfig:
     max_inbound_streams: int = 256
     subscription_buffer: int = 256
     find_concurrency: int = 8
-    """Offer values fetched in parallel by ``find_offers``."""
+    """Offers fetched in parallel by ``find_offers``."""
+    offer_request_timeout_s: float = 3.0
+    """How long ``find_offers`` waits for a provider's own answer before reading its
+    offer from the DHT instead."""
     rebootstrap_interval_s: float = 30.0
     """How often to re-dial the bootstrap peers while the routing table is empty."""
     quiet_libp2p_logs: bool = True

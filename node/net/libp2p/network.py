@@ -21,6 +21,7 @@ from contextlib import asynccontextmanager
 import multiaddr
 import trio
 from dgpu.node.net.errors import (
+    NetError,
     NetTimeout,
     NetworkClosed,
     PeerUnreachable,
@@ -31,6 +32,7 @@ from dgpu.node.net.framing import ByteStream, FramedStream
 from dgpu.node.net.interface import (
     DEFAULT_FIND_TIMEOUT_S,
     DEFAULT_REQUEST_TIMEOUT_S,
+    OFFER_PROTOCOL,
     Handler,
     MessageStream,
     PeerRef,
@@ -49,7 +51,7 @@ from dgpu.node.net.records import (
 from dgpu.node.net.serving import OfferFanout, Subscription, run_guarded
 from dgpu.protocol.errors import ProtocolError
 from dgpu.protocol.identity import Identity
-from dgpu.protocol.messages import AnyMessage, Message, Offer
+from dgpu.protocol.messages import AnyMessage, ErrorMessage, Message, Offer
 from dgpu.protocol.offers import offer_bytes
 from libp2p.abc import INetStream
 from libp2p.custom_types import TProtocol
@@ -78,8 +80,10 @@ class Libp2pNetwork:
         self._fanout = OfferFanout(config.subscription_buffer, self.now)
         self._peer_id = identity.peer_id
         self._public_key = identity.public_key
+        self._advertised: Offer | None = None
         self.closed = False
         services.on_gossip_offer = self._on_gossip_offer
+        self.serve(OFFER_PROTOCOL, self._serve_offer)
 
     # -- Network ---------------------------------------------------------------------
     @property
@@ -101,6 +105,7 @@ class Libp2pNetwork:
         self._check_open()
         check_own_offer(offer, self._identity, now=self.now())
         data = offer_bytes(offer)
+        self._advertised = offer
         with trio.move_on_after(timeout) as scope:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self._provide, provider_key(offer.gpu_model))
@@ -120,7 +125,7 @@ class Libp2pNetwork:
             async with trio.open_nursery() as nursery:
                 for info in providers:
                     self._remember_addrs(info)
-                    nursery.start_soon(self._fetch_offer, info.peer_id, model, found, limiter)
+                    nursery.start_soon(self._fetch_offer, info, model, found, limiter)
         if scope.cancelled_caught:
             log.info("find_offers(%s) stopped at its %gs timeout", model, timeout)
         return newest_per_provider(found)[:limit]
@@ -220,22 +225,45 @@ class Libp2pNetwork:
         except LIBP2P_IO_ERRORS:
             log.info("storing %s failed", key, exc_info=True)
 
+    async def _serve_offer(self, stream: MessageStream, peer: str) -> None:
+        offer = self._advertised
+        if offer is None or offer.expires_at <= self.now():
+            await stream.send(ErrorMessage(code="no_capacity", message="no current offer"))
+        else:
+            await stream.send(offer)
+
     async def _fetch_offer(
-        self, peer: ID, model: str, found: list[Offer], limiter: trio.CapacityLimiter
+        self, info: PeerInfo, model: str, found: list[Offer], limiter: trio.CapacityLimiter
     ) -> None:
-        key = offer_key(peer.to_base58())
+        """The provider's offer, asked of the provider itself (one round trip, always its
+        newest); from the DHT value when the provider does not answer in time."""
+        peer = info.peer_id.to_base58()
+        key = offer_key(peer)
         async with limiter:
-            value = await get_value_fresh(self._dht, key, now=self.now(), quorum=2)
+            value = await self._ask_offer(info)
+            if value is None:
+                value = await get_value_fresh(self._dht, key, now=self.now(), quorum=1)
         if value is None:
             log.debug("provider %s of %s has no offer in the DHT", peer, model)
             return
         try:
             offer = check_offer_record(key, value, now=self.now())
         except ProtocolError:
-            log.info("refused the DHT offer under %s", key, exc_info=True)
+            log.info("refused the offer of %s", peer, exc_info=True)
             return
         if offer.gpu_model == model:
             found.append(offer)
+
+    async def _ask_offer(self, info: PeerInfo) -> bytes | None:
+        ref = PeerRef(info.peer_id.to_base58(), tuple(str(a) for a in info.addrs))
+        timeout = self._config.offer_request_timeout_s
+        try:
+            with trio.move_on_after(timeout):
+                async with self.open_stream(ref, OFFER_PROTOCOL, timeout=timeout) as stream:
+                    return offer_bytes(await stream.receive_as(Offer, timeout=timeout))
+        except (NetError, ProtocolError) as exc:
+            log.debug("provider %s did not give its offer: %s", ref.peer_id, exc)
+        return None
 
     async def _connect(self, ref: PeerRef) -> ID:
         try:

@@ -11,13 +11,13 @@ one JSON command per stdin line with one JSON line:
 "n": N}``                                       N request/responses on one open stream
 ``{"op": "publish", "n": N, "rate": R}``        gossip N fresh offers at R/s; ``{"sent":
                                                 {offer id hex: unix time}}``
+``{"op": "providers", "model": M}``             ``{"providers": [...], "ms": ...}``
 ``{"op": "heard"}``                             ``{"heard": {offer id hex: unix time}}``
 ``{"op": "status"}``                            ``{"routing_table": n}``
 ``{"op": "quit"}``                              exits
 ==============================================  ==============================================
 
 A command that fails with a dgpu error answers ``{"error": "..."}``.
-==============================================  ==============================================
 
 Parent side: :class:`ProbeProcess` (``async with ProbeProcess.spawn(...) as probe``).
 """
@@ -41,7 +41,9 @@ import trio
 from dgpu.node.net.errors import StreamClosed
 from dgpu.node.net.interface import MessageStream
 from dgpu.node.net.libp2p.config import Libp2pConfig
+from dgpu.node.net.libp2p.dht import find_providers_fresh
 from dgpu.node.net.libp2p.network import Libp2pNetwork, open_libp2p_network
+from dgpu.node.net.records import provider_key
 from dgpu.protocol.errors import DgpuError
 from dgpu.protocol.identity import Identity
 from dgpu.protocol.messages import JobStatus, Offer
@@ -114,6 +116,14 @@ class _Probe:
             return await self._echo(command)
         if op == "publish":
             return await self._publish(int(command["n"]), float(command["rate"]))
+        if op == "providers":
+            infos = await find_providers_fresh(
+                self.net._dht, provider_key(command["model"]), int(command.get("limit", 20))
+            )
+            return {
+                "providers": [i.peer_id.to_base58() for i in infos],
+                "ms": (time.perf_counter() - start) * 1000,
+            }
         if op == "heard":
             return {"heard": self.heard}
         if op == "status":
@@ -233,10 +243,11 @@ class ProbeProcess:
             with trio.CancelScope(shield=True):
                 await probe._stop()
 
-    async def command(self, timeout: float = 60.0, **command: Any) -> dict[str, Any]:
+    async def command(self, op: str, *, wait: float = 90.0, **fields: Any) -> dict[str, Any]:
+        """Send ``{"op": op, **fields}``; wait at most ``wait`` seconds for the answer."""
         assert self.process.stdin is not None
-        await self.process.stdin.send_all(json.dumps(command).encode() + b"\n")
-        return await self._read_line(timeout)
+        await self.process.stdin.send_all(json.dumps({"op": op, **fields}).encode() + b"\n")
+        return await self._read_line(wait)
 
     async def _read_line(self, timeout: float) -> dict[str, Any]:
         assert self.process.stdout is not None
