@@ -15,7 +15,9 @@ JSON-RPC server. It adds to LiteSVM what a client of a real cluster relies on:
 
 All access to the LiteSVM instance goes through one lock, so a ledger may be shared by
 threads; no method blocks for long (a transaction runs in well under a millisecond to a
-few milliseconds).
+few milliseconds). Leaving the lock also resets the x87 FPU, which LiteSVM can leave
+"stack full" (see :mod:`dgpu.contracts.chain.fpu`): no float result computed after a
+ledger call in the same thread is poisoned by it.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from dgpu.contracts.chain.errors import ChainError, error_json
+from dgpu.contracts.chain.fpu import reset_x87
 from dgpu.contracts.chain.interface import AnyTransaction, Simulation
 from solders.account import Account
 from solders.clock import Clock
@@ -87,6 +90,23 @@ def _load_program(svm: LiteSVM, program_id: Pubkey, elf: bytes) -> None:
         raise ChainError(f"program {program_id} could not be loaded: {exc}") from None
 
 
+class _SvmLock:
+    """The ledger's lock: one thread in LiteSVM at a time, and the x87 FPU reset (in the
+    thread that used LiteSVM) before the lock is let go."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+
+    def __enter__(self) -> None:
+        self._lock.acquire()
+
+    def __exit__(self, *exc_info: object) -> None:
+        try:
+            reset_x87()
+        finally:
+            self._lock.release()
+
+
 class SvmLedger:
     """LiteSVM with slots, blockhash expiry, signature history and a managed clock."""
 
@@ -101,25 +121,26 @@ class SvmLedger:
     ) -> None:
         if blockhash_window < 1 or history < blockhash_window:
             raise ValueError("need 1 <= blockhash_window <= history")
-        self._lock = threading.Lock()
-        self._svm = LiteSVM().with_blockhash_check(False).with_lamports(AIRDROP_POOL_LAMPORTS)
+        self._lock = _SvmLock()
         self._time_source = time_source
         self._history_cap = history
         self._history: OrderedDict[Signature, Landed] = OrderedDict()
         self._block_times: OrderedDict[int, int] = OrderedDict()
         self._recent: deque[Hash] = deque(maxlen=blockhash_window)
-        self._recent.append(self._svm.latest_blockhash())
         self._slot = 1
         self._slot_hashes: deque[tuple[int, Hash]] = deque(maxlen=SLOT_HASHES_KEPT)
-        self._svm.warp_to_slot(self._slot)
-        self._publish_slot_hash()
         if start_time is None and time_source is not None:
             start_time = time_source()
-        if start_time is not None:
-            self._write_unix_time(start_time)
-        self._block_times[self._slot] = self._svm.get_clock().unix_timestamp
-        for program_id, elf in (programs or {}).items():
-            _load_program(self._svm, program_id, elf)
+        with self._lock:
+            self._svm = LiteSVM().with_blockhash_check(False).with_lamports(AIRDROP_POOL_LAMPORTS)
+            self._recent.append(self._svm.latest_blockhash())
+            self._svm.warp_to_slot(self._slot)
+            self._publish_slot_hash()
+            if start_time is not None:
+                self._write_unix_time(start_time)
+            self._block_times[self._slot] = self._svm.get_clock().unix_timestamp
+            for program_id, elf in (programs or {}).items():
+                _load_program(self._svm, program_id, elf)
 
     # -- clock ------------------------------------------------------------------------
 
