@@ -167,6 +167,7 @@ async def _child(args: argparse.Namespace) -> None:
     config = Libp2pConfig(
         bootstrap=tuple(args.bootstrap),
         psk=bytes.fromhex(args.psk) if args.psk else None,
+        dial_timeout_s=args.dial_timeout,
     )
     async with open_libp2p_network(identity, config) as net, trio.open_nursery() as nursery:
         net.serve(ECHO_PROTOCOL, _echo)
@@ -222,6 +223,7 @@ class ProbeProcess:
         *,
         bootstrap: tuple[str, ...] = (),
         psk: bytes | None = None,
+        dial_timeout: float = 10.0,
         start_timeout: float = 60.0,
     ) -> AsyncIterator[ProbeProcess]:
         argv = [sys.executable, "-m", "dgpu.node.net.libp2p.probe", "--label", label]
@@ -229,6 +231,7 @@ class ProbeProcess:
             argv += ["--bootstrap", addr]
         if psk is not None:
             argv += ["--psk", psk.hex()]
+        argv += ["--dial-timeout", str(dial_timeout)]
         process = await trio.lowlevel.open_process(
             argv,
             stdin=subprocess.PIPE,
@@ -278,6 +281,7 @@ def main() -> None:
     parser.add_argument("--label", default="")
     parser.add_argument("--bootstrap", action="append", default=[])
     parser.add_argument("--psk", default="")
+    parser.add_argument("--dial-timeout", type=float, default=10.0)
     trio.run(_child, parser.parse_args())
 
 
