@@ -5,7 +5,8 @@ submits receipts; the renter opens (funds) a channel and reclaims the remainder 
 expiry. :class:`Escrow` is implemented over the real program by
 :class:`~dgpu.node.payments.chain.ChainEscrow` (``dgpu.contracts``' ``EscrowClient`` over a
 LiteSVM or JSON-RPC ``Chain``) and in memory by
-:class:`~dgpu.node.payments.memory.MemoryEscrow` (simulations: same rules, no SBPF).
+:class:`~dgpu.node.payments.memory.MemoryEscrow` (tests and simulations: the same rules,
+proven equal operation by operation, no SBPF).
 
 Addresses and keys are raw 32-byte public keys; amounts are base units.
 

@@ -1,22 +1,32 @@
-"""An in-memory escrow with the program's rules, for simulations and fast tests.
+"""The escrow program's rules as a ledger in memory: fast tests and large simulations.
 
-:class:`MemoryLedger` holds token balances and channels; :class:`MemoryEscrow` is one
-node's :class:`~dgpu.node.payments.escrow.Escrow` view of it. The rules are the program's:
-a channel pays only its provider (minus the platform fee, rounded down) and only up to the
-deposit; a receipt must carry the renter's ed25519 signature over the 96-byte layout
-bound to this program, this channel and this opening; cumulative receipts settle only the
-difference above the high-water mark; the renter reclaims the rest after expiry plus the
-dispute window. Time comes from an injected ``now()`` (virtual in simulations).
+:class:`MemoryLedger` holds token balances (per owner and mint) and channels and follows
+``contracts/escrow.c`` operation by operation; :class:`MemoryEscrow` is one node's
+:class:`~dgpu.node.payments.escrow.Escrow` view of it. ``tests/node/test_payments_memory.py``
+drives the same random sequences of open / settle / refund (valid and invalid, with clock
+warps) through this ledger and through the real program in LiteSVM and compares every
+outcome, channel and balance after every step. The rules (``contracts/README.md``):
 
-The tests of the node run against the real program in LiteSVM; this model exists so that
-simulations of hundreds of nodes stay cheap.
+- **open**: the mint is one of the allowed mints, deposit > 0, expiry in the future, the
+  renter holds the deposit; the deposit moves to the channel's vault; openings are
+  numbered by one counter (the open nonce).
+- **settle** (a batch, anyone may submit, all or nothing): each receipt must be signed by
+  the channel's renter over the receipt layout of this channel and this opening; one not
+  above the settled mark is skipped; one above the deposit fails the batch. Fees are
+  ``floor(cumulative * fee_bps / 10_000)`` of the cumulative total, so the provider
+  receives ``(cumulative - settled) - (fee(cumulative) - fee(settled))``; fees stay in the
+  vault.
+- **refund** (anyone, after expiry + dispute window): the fees to the treasury, the rest
+  of the vault to the renter, and the channel is deleted.
+
+Time comes from an injected ``now()`` (virtual in simulations and MockClock tests).
 """
 
 from __future__ import annotations
 
 import hashlib
 import itertools
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 
 import trio
@@ -29,36 +39,77 @@ from dgpu.node.payments.escrow import (
     Settled,
     SettlementFailed,
 )
-from dgpu.protocol.errors import SignatureError
+from dgpu.protocol.errors import DgpuError
 from dgpu.protocol.identity import Identity
 from dgpu.protocol.messages import Receipt
 from dgpu.protocol.signing import verify_receipt
 
+MAX_FEE_BPS = 10_000
+INT64_MAX = 2**63 - 1
+DEFAULT_PROGRAM_ID = hashlib.sha256(b"dgpu-memory-escrow").digest()
+DEFAULT_TREASURY = hashlib.sha256(b"dgpu-memory-treasury").digest()
 
-@dataclass
+
+def fee_of(amount: int, bps: int) -> int:
+    """``floor(amount * bps / 10_000)``, as the program computes it."""
+    return amount * bps // MAX_FEE_BPS
+
+
+@dataclass(frozen=True)
+class MemoryChannel:
+    """A channel account as the ledger holds it: the node's view plus the vault."""
+
+    state: ChannelState
+    vault: bytes
+    fees: int = 0
+    """Fees of the settled total, held in the vault until the channel closes."""
+    paid: int = 0
+    """Paid out to the provider so far."""
+
+
 class MemoryLedger:
-    """Balances and channels of one in-memory chain."""
+    """Token balances and channels of one in-memory chain, under the program's rules."""
 
-    now: Callable[[], int]
-    program_id: bytes = hashlib.sha256(b"dgpu-memory-escrow").digest()
-    treasury: bytes = hashlib.sha256(b"dgpu-memory-treasury").digest()
-    fee_bps: int = 500
-    dispute_window: int = 60
-
-    def __post_init__(self) -> None:
+    def __init__(
+        self,
+        *,
+        now: Callable[[], int],
+        mints: Iterable[bytes],
+        program_id: bytes = DEFAULT_PROGRAM_ID,
+        treasury: bytes = DEFAULT_TREASURY,
+        fee_bps: int = 500,
+        dispute_window: int = 3600,
+    ) -> None:
+        self.now = now
+        self.mints = frozenset(mints)
+        """The mints channels may be opened in (the program's config allows up to 4)."""
+        self.program_id = program_id
+        self.treasury = treasury
+        self.fee_bps = fee_bps
+        self.dispute_window = dispute_window
         self.balances: dict[tuple[bytes, bytes], int] = {}
-        self.channels: dict[bytes, ChannelState] = {}
-        self._nonces = itertools.count(1)
+        """Base units per (owner, mint); a vault's owner is its address."""
+        self.channels: dict[bytes, MemoryChannel] = {}
         self.transactions = 0
+        self._nonce = itertools.count(1)
 
     def mint_to(self, owner: bytes, mint: bytes, amount: int) -> None:
-        self.balances[owner, mint] = self.balances.get((owner, mint), 0) + amount
+        """Create ``amount`` new tokens of ``mint`` in ``owner``'s account."""
+        self.balances[owner, mint] = self.balance(owner, mint) + amount
 
     def balance(self, owner: bytes, mint: bytes) -> int:
         return self.balances.get((owner, mint), 0)
 
+    def supply(self, mint: bytes) -> int:
+        """Tokens of ``mint`` held anywhere (vaults included)."""
+        return sum(amount for (_, m), amount in self.balances.items() if m == mint)
+
+    def state(self, channel: bytes) -> ChannelState | None:
+        entry = self.channels.get(channel)
+        return None if entry is None else entry.state
+
     def _move(self, source: bytes, target: bytes, mint: bytes, amount: int) -> None:
-        if amount < 0 or self.balance(source, mint) < amount:
+        if self.balance(source, mint) < amount:
             raise ChannelRefused(f"insufficient funds: {self.balance(source, mint)} < {amount}")
         self.balances[source, mint] = self.balance(source, mint) - amount
         self.balances[target, mint] = self.balance(target, mint) + amount
@@ -66,14 +117,20 @@ class MemoryLedger:
     def open(
         self, renter: bytes, provider: bytes, mint: bytes, deposit: int, expiry: int
     ) -> ChannelState:
+        if mint not in self.mints:
+            raise ChannelRefused("mint not allowed")
         if deposit <= 0:
             raise ChannelRefused("deposit must be positive")
-        if expiry <= self.now():
-            raise ChannelRefused("expiry is in the past")
-        nonce = next(self._nonces)
-        address = hashlib.sha256(b"channel" + renter + provider + nonce.to_bytes(8, "little"))
+        if expiry <= self.now() or expiry > INT64_MAX - self.dispute_window:
+            raise ChannelRefused("expiry must be in the future")
+        if self.balance(renter, mint) < deposit:
+            raise ChannelRefused(f"insufficient funds: {self.balance(renter, mint)} < {deposit}")
+        nonce = next(self._nonce)
+        address = hashlib.sha256(
+            b"channel" + self.program_id + renter + provider + nonce.to_bytes(8, "little")
+        ).digest()
         state = ChannelState(
-            address=address.digest(),
+            address=address,
             renter=renter,
             provider=provider,
             mint=mint,
@@ -83,52 +140,67 @@ class MemoryLedger:
             expiry=expiry,
             dispute_window=self.dispute_window,
         )
-        self._move(renter, state.address, mint, deposit)
-        self.channels[state.address] = state
+        vault = hashlib.sha256(b"vault" + address).digest()
+        self._move(renter, vault, mint, deposit)
+        self.channels[address] = MemoryChannel(state, vault)
         self.transactions += 1
         return state
 
-    def settle(self, receipt: Receipt) -> int:
-        """Apply one receipt; returns the channel's high-water mark after it."""
-        state = self.channels.get(receipt.channel)
-        if state is None:
-            raise SettlementFailed(f"no channel {receipt.channel.hex()}")
-        if state.closed:
-            raise SettlementFailed("channel is closed")
-        if receipt.program_id != self.program_id:
-            raise SettlementFailed("receipt is for another program")
-        if receipt.open_nonce != state.open_nonce or receipt.renter != state.renter:
-            raise SettlementFailed("receipt is for another opening or renter")
-        try:
-            verify_receipt(receipt)
-        except SignatureError as exc:
-            raise SettlementFailed(str(exc)) from exc
-        if receipt.cumulative > state.deposit:
-            raise SettlementFailed("receipt exceeds the deposit")
-        delta = receipt.cumulative - state.settled
-        if delta <= 0:
-            return state.settled
-        fee = delta * self.fee_bps // 10_000
-        self._move(state.address, state.provider, state.mint, delta - fee)
-        self._move(state.address, self.treasury, state.mint, fee)
-        self.channels[state.address] = replace(state, settled=receipt.cumulative)
-        return receipt.cumulative
+    def settle(self, receipts: Sequence[Receipt]) -> list[tuple[bytes, int]]:
+        """Apply a batch, all or nothing; returns each channel's settled mark after it."""
+        if not receipts:
+            raise SettlementFailed("a settlement batch needs at least one receipt")
+        staged: dict[bytes, MemoryChannel] = {}
+        for receipt in receipts:
+            current = staged.get(receipt.channel) or self.channels.get(receipt.channel)
+            if current is None:
+                raise SettlementFailed(f"no channel {receipt.channel.hex()}")
+            state = current.state
+            try:
+                verify_receipt(receipt)
+            except DgpuError as exc:
+                raise SettlementFailed(f"receipt signature: {exc}") from exc
+            if receipt.renter != state.renter:
+                raise SettlementFailed("receipt is not signed by the channel's renter")
+            if receipt.open_nonce != state.open_nonce:
+                raise SettlementFailed("receipt is for another opening of the channel")
+            if receipt.cumulative <= state.settled:
+                staged[receipt.channel] = current
+                continue
+            if receipt.cumulative > state.deposit:
+                raise SettlementFailed("receipt exceeds the deposit")
+            fees = fee_of(receipt.cumulative, self.fee_bps)
+            pay = (receipt.cumulative - state.settled) - (fees - current.fees)
+            staged[receipt.channel] = replace(
+                current,
+                state=replace(state, settled=receipt.cumulative),
+                fees=fees,
+                paid=current.paid + pay,
+            )
+        for address, after in staged.items():
+            before = self.channels[address]
+            provider, mint = after.state.provider, after.state.mint
+            self._move(after.vault, provider, mint, after.paid - before.paid)
+        self.channels.update(staged)
+        self.transactions += 1
+        return [(r.channel, self.channels[r.channel].state.settled) for r in receipts]
 
     def refund(self, channel: bytes) -> int:
-        state = self.channels.get(channel)
-        if state is None:
+        """Close an expired channel: fees to the treasury, the rest to the renter."""
+        entry = self.channels.get(channel)
+        if entry is None:
             raise ChannelNotFound(channel)
-        if state.closed:
-            raise ChannelRefused("channel already closed")
+        state = entry.state
         if self.now() < state.reclaimable_at:
             raise ChannelRefused(
                 f"channel can be reclaimed from {state.reclaimable_at} (now {self.now()})"
             )
-        amount = state.deposit - state.settled
-        self._move(channel, state.renter, state.mint, amount)
-        self.channels[channel] = replace(state, closed=True)
+        rest = self.balance(entry.vault, state.mint) - entry.fees
+        self._move(entry.vault, self.treasury, state.mint, entry.fees)
+        self._move(entry.vault, state.renter, state.mint, rest)
+        del self.channels[channel]
         self.transactions += 1
-        return amount
+        return rest
 
 
 class MemoryEscrow:
@@ -136,14 +208,13 @@ class MemoryEscrow:
 
     def __init__(self, ledger: MemoryLedger) -> None:
         self.ledger = ledger
-        self._signatures = itertools.count(1)
 
     @property
     def program_id(self) -> bytes:
         return self.ledger.program_id
 
     def _signature(self) -> str:
-        return f"mem-{next(self._signatures)}"
+        return f"mem-{self.ledger.transactions}"
 
     async def unix_time(self) -> int:
         await trio.lowlevel.checkpoint()
@@ -151,7 +222,7 @@ class MemoryEscrow:
 
     async def read_channel(self, channel: bytes) -> ChannelState | None:
         await trio.lowlevel.checkpoint()
-        return self.ledger.channels.get(channel)
+        return self.ledger.state(channel)
 
     async def open_channel(
         self, renter: Identity, *, provider: bytes, mint: bytes, deposit: int, expiry: int
@@ -162,9 +233,8 @@ class MemoryEscrow:
 
     async def settle(self, payer: Identity, receipts: Sequence[Receipt]) -> Settled:
         await trio.lowlevel.checkpoint()
-        marks = tuple((r.channel, self.ledger.settle(r)) for r in receipts)
-        self.ledger.transactions += 1
-        return Settled(self._signature(), marks)
+        marks = self.ledger.settle(receipts)
+        return Settled(self._signature(), tuple(marks))
 
     async def refund(self, payer: Identity, channel: bytes) -> Refunded:
         await trio.lowlevel.checkpoint()

@@ -3,8 +3,9 @@
 ``litesvm``: the real escrow ``.so`` executed by LiteSVM, its clock following the
 simulation's virtual clock, a dGPU mint with every node's token account, each node using
 :class:`~dgpu.node.payments.chain.ChainEscrow` (:mod:`.svm`). ``ledger``:
-:class:`~.ledger.EscrowLedger`, the same rules in memory (the tests prove the two agree
-operation by operation). ``auto`` picks LiteSVM up to ``chain.litesvm_max_nodes`` nodes.
+:class:`~dgpu.node.payments.memory.MemoryLedger`, the node's in-memory escrow (its tests
+prove it agrees with the program operation by operation). ``auto`` picks LiteSVM up to
+``chain.litesvm_max_nodes`` nodes.
 
 Either way every node's escrow is wrapped by :class:`Observed`, which records the
 channels opened, settled and refunded for the accounting (it changes nothing).
@@ -18,9 +19,9 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from dgpu.node.payments.escrow import ChannelState, Escrow, OpenedChannel, Refunded, Settled
+from dgpu.node.payments.memory import MemoryEscrow, MemoryLedger
 from dgpu.protocol.identity import Identity
 from dgpu.protocol.messages import Receipt
-from dgpu.simulations.nodes.ledger import EscrowLedger, LedgerEscrow
 from dgpu.simulations.scenario import Scenario
 
 DISPUTE_WINDOW_S = 3600
@@ -136,30 +137,30 @@ class LedgerChain:
         self.coordinator = coordinator
         self.log = ChainLog()
         self.minted = 0
-        self.ledger = EscrowLedger(
+        self.ledger = MemoryLedger(
             now=now,
+            mints=[self.mint],
             program_id=self.program_id,
-            mint=self.mint,
             treasury=treasury,
             fee_bps=FEE_BPS,
             dispute_window=DISPUTE_WINDOW_S,
         )
 
     def escrow(self) -> Escrow:
-        return Observed(LedgerEscrow(self.ledger), self.log)
+        return Observed(MemoryEscrow(self.ledger), self.log)
 
     async def fund(
         self, renters: Sequence[Identity], payers: Sequence[Identity], balance: int
     ) -> None:
         for renter in renters:
-            self.ledger.mint_to(renter.public_key, balance)
-        self.minted = self.ledger.minted
+            self.ledger.mint_to(renter.public_key, self.mint, balance)
+            self.minted += balance
 
     async def balance(self, owner: bytes) -> int:
-        return self.ledger.balance(owner)
+        return self.ledger.balance(owner, self.mint)
 
     async def supply(self) -> int:
-        return sum(self.ledger.balances.values())
+        return self.ledger.supply(self.mint)
 
 
 async def open_chain(scenario: Scenario, now: Callable[[], int]) -> SimChain:

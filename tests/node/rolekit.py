@@ -78,7 +78,7 @@ async def memory_market(
     provider_id = Identity.from_label(f"{label}-provider")
     renter_id = Identity.from_label(f"{label}-renter")
     async with open_memory_hub(MemoryHubConfig(), rng=random.Random(5)) as hub:
-        ledger = MemoryLedger(now=hub.now, dispute_window=60)
+        ledger = MemoryLedger(now=hub.now, mints=[MINT], dispute_window=60)
         ledger.mint_to(renter_id.public_key, MINT, RENTER_FUNDS)
         changes = dict(provider_changes or {})
         if provider_faults is not None:

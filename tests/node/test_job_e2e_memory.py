@@ -56,10 +56,11 @@ async def test_a_job_runs_is_paid_per_second_and_the_rest_reclaimed(
         assert result.acknowledged == result.amount_paid
         signed = [e.cumulative for e in events if isinstance(e, ReceiptSigned)]
         assert signed == sorted(signed) and signed[-1] == result.amount_paid
-        # Settled on finish (no coordinator): the provider got the amount minus the fee.
+        # Settled on finish (no coordinator): the provider got the amount minus the fee;
+        # the fee stays in the channel's vault until the channel closes.
         fee = result.amount_paid * FEE_BPS // 10_000
         assert m.ledger.balance(m.provider_id.public_key, MINT) == result.amount_paid - fee
-        assert m.ledger.balance(m.ledger.treasury, MINT) == fee
+        assert m.ledger.balance(m.ledger.treasury, MINT) == 0
         assert m.provider_store.unsettled_receipts() == []
         # The container is gone and the GPUs are free again.
         assert [run.removed for run in m.executor.history] == [True]
@@ -72,6 +73,8 @@ async def test_a_job_runs_is_paid_per_second_and_the_rest_reclaimed(
         assert late.status == "reclaimed"
         assert late.amount == result.deposit - result.amount_paid
         assert m.ledger.balance(m.renter_id.public_key, MINT) == RENTER_FUNDS - result.amount_paid
+        assert m.ledger.balance(m.ledger.treasury, MINT) == fee
+        assert m.ledger.channels == {}
 
 
 async def test_renter_that_stops_signing_is_cut_off_within_the_grace_period(
@@ -213,10 +216,10 @@ async def test_provider_crash_and_restart_loses_no_acknowledged_receipt(
         )
         assert result.state == "aborted"
         assert result.acknowledged >= 5 * PRICE
-        assert m.ledger.channels[result.channel].settled == 0
+        assert m.ledger.channels[result.channel].state.settled == 0
         second = await m.nursery.start(provider_life)
         # Recovery settled what was acknowledged (and maybe one more receipt).
-        state = m.ledger.channels[result.channel]
+        state = m.ledger.channels[result.channel].state
         assert result.acknowledged <= state.settled <= result.amount_paid
         assert executor.sweeps == [identity.address, identity.address]
         job = second.store.get_job(result.job_id, "provider")
