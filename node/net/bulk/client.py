@@ -12,14 +12,18 @@ import trio
 from dgpu.node.net.bulk.server import parse_bulk_addr
 from dgpu.node.net.bulk.store import CHUNK
 from dgpu.node.net.bulk.tickets import BulkTicket
-from dgpu.node.net.bulk.wire import BulkReply, BulkRequest, receive_header, send_header
+from dgpu.node.net.bulk.wire import (
+    BulkReply,
+    BulkRequest,
+    receive_body,
+    receive_header,
+    send_header,
+)
 from dgpu.node.net.errors import (
     BulkError,
-    BulkLimitExceeded,
     IntegrityError,
     NetTimeout,
     PeerUnreachable,
-    StreamClosed,
     TicketRefused,
 )
 
@@ -67,19 +71,19 @@ async def fetch(
         if reply.offset != have:
             raise BulkError(f"server resumes at {reply.offset}, we have {have}")
         with partial.open("ab") as f:
-            remaining = ticket.size - have
-            while remaining:
-                with trio.move_on_after(timeout_s) as scope:
-                    chunk = bytes(buffer) or await stream.receive_some(min(CHUNK, remaining))
-                    buffer.clear()
-                if scope.cancelled_caught:
-                    raise NetTimeout("bulk download", timeout_s)
-                if not chunk:
-                    raise StreamClosed(f"download ended {remaining} bytes short (kept to resume)")
-                if len(chunk) > remaining:
-                    raise BulkLimitExceeded(ticket.size + len(chunk) - remaining, ticket.size)
-                await trio.to_thread.run_sync(_write_and_hash, f, digest, chunk)
-                remaining -= len(chunk)
+
+            def write(data: bytes) -> None:
+                f.write(data)
+                digest.update(data)
+
+            await receive_body(
+                stream,
+                buffer,
+                ticket.size - have,
+                write,
+                idle_timeout_s=timeout_s,
+                what="bulk download",
+            )
     if digest.digest() != ticket.sha256:
         await trio.Path(partial).unlink()
         raise IntegrityError(f"downloaded bytes do not hash to {ticket.sha256.hex()}")
@@ -121,8 +125,3 @@ def _resume_point(partial: Path, size: int) -> tuple[int, hashlib._Hash]:
         while chunk := f.read(CHUNK):
             digest.update(chunk)
     return have, digest
-
-
-def _write_and_hash(f: object, digest: hashlib._Hash, chunk: bytes) -> None:
-    f.write(chunk)  # type: ignore[attr-defined]
-    digest.update(chunk)

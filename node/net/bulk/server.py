@@ -17,12 +17,14 @@ from functools import partial
 from typing import TYPE_CHECKING, Final, NoReturn
 
 import trio
-from dgpu.node.net.bulk.store import CHUNK, BulkGrants, ContentStore, sha256_file
+from dgpu.node.net.bulk.store import BulkGrants, ContentStore, sha256_file
 from dgpu.node.net.bulk.tickets import BulkTicket, check_ticket
 from dgpu.node.net.bulk.wire import (
+    BATCH,
     BulkReply,
     BulkRequest,
     ReplyCode,
+    receive_body,
     receive_header,
     send_header,
 )
@@ -31,8 +33,6 @@ from dgpu.node.net.errors import (
     BulkLimitExceeded,
     IntegrityError,
     NetError,
-    NetTimeout,
-    StreamClosed,
     TicketRefused,
 )
 from dgpu.protocol.identity import Identity
@@ -141,7 +141,7 @@ class BulkServer:
         await send_header(stream, BulkReply(size=size, offset=offset))
         async with await trio.open_file(path, "rb") as f:
             await f.seek(offset)
-            while chunk := await f.read(CHUNK):
+            while chunk := await f.read(BATCH):
                 with trio.fail_after(self.config.idle_timeout_s):
                     await stream.send_all(chunk)
 
@@ -158,20 +158,15 @@ class BulkServer:
             await part.unlink()
             have = 0
         await send_header(stream, BulkReply(size=ticket.size, offset=have))
-        async with await trio.open_file(part, "ab") as f:
-            remaining = ticket.size - have
-            while remaining:
-                with trio.move_on_after(self.config.idle_timeout_s) as scope:
-                    chunk = bytes(buffer) or await stream.receive_some(min(CHUNK, remaining))
-                    buffer.clear()
-                if scope.cancelled_caught:
-                    raise NetTimeout("bulk upload", self.config.idle_timeout_s)
-                if not chunk:
-                    raise StreamClosed(f"upload ended {remaining} bytes short (kept for resume)")
-                if len(chunk) > remaining:
-                    raise BulkLimitExceeded(ticket.size - remaining + len(chunk), ticket.size)
-                await f.write(chunk)
-                remaining -= len(chunk)
+        with self.store.partial(ticket.sha256).open("ab") as f:
+            await receive_body(
+                stream,
+                buffer,
+                ticket.size - have,
+                f.write,
+                idle_timeout_s=self.config.idle_timeout_s,
+                what="bulk upload",
+            )
         digest, size = await trio.to_thread.run_sync(
             partial(sha256_file, self.store.partial(ticket.sha256))
         )

@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import struct
+from collections.abc import Callable
 from typing import Annotated, Final, Literal, TypeVar
 
 import msgspec
@@ -69,3 +70,39 @@ async def receive_header(
         except msgspec.DecodeError as exc:  # ValidationError is a subclass
             raise BulkError(f"bad bulk header: {exc}") from exc
     raise NetTimeout("bulk header", timeout_s)
+
+
+BATCH: Final = 4 * 1024 * 1024
+
+
+async def receive_body(
+    stream: trio.abc.ReceiveStream,
+    buffer: bytearray,
+    size: int,
+    write: Callable[[bytes], object],
+    *,
+    idle_timeout_s: float,
+    what: str,
+) -> None:
+    """Receive exactly ``size`` body bytes (some may be in ``buffer`` already) and hand
+    them to ``write`` in a worker thread, in batches of up to :data:`BATCH` bytes. Never
+    reads past ``size``; raises ``StreamClosed`` if the stream ends first."""
+    pending = bytearray(buffer[:size])
+    del buffer[:size]
+    remaining = size - len(pending)
+    while remaining:
+        with trio.move_on_after(idle_timeout_s) as scope:
+            data = await stream.receive_some(min(BATCH, remaining))
+        if scope.cancelled_caught:
+            raise NetTimeout(what, idle_timeout_s)
+        if not data:
+            if pending:
+                await trio.to_thread.run_sync(write, bytes(pending))
+            raise StreamClosed(f"{what} ended {remaining} bytes short (kept to resume)")
+        pending += data
+        remaining -= len(data)
+        if len(pending) >= BATCH:
+            await trio.to_thread.run_sync(write, bytes(pending))
+            pending.clear()
+    if pending:
+        await trio.to_thread.run_sync(write, bytes(pending))
