@@ -78,6 +78,10 @@ class ProviderConfig:
     """The channel must not expire before the job's latest end plus this margin."""
     settle_on_finish: bool = True
     """Without a coordinator, submit the job's latest receipt on chain when it ends."""
+    self_settle_after_s: int = 600
+    """With a coordinator: settle a receipt on chain itself when the chain has not paid it
+    this long after its job ended (the coordinator is down or censoring), or sooner when
+    the renter could otherwise reclaim the channel first; 0 leaves it to the coordinator."""
     output_retention_s: int = 600
     """How long finished outputs stay available for the renter to fetch."""
     cpu_limit: float | None = None
@@ -94,6 +98,8 @@ class ProviderConfig:
             raise ConfigError(f"max_duration_s must be 1..{MAX_DURATION_CAP_S} seconds")
         if self.price_per_gpu_second is not None and self.price_per_gpu_second < 0:
             raise ConfigError("price_per_gpu_second must not be negative")
+        if self.self_settle_after_s < 0:
+            raise ConfigError("self_settle_after_s must not be negative (0 disables)")
         if self.interval_s > 3600 or self.grace_s > 3600:
             raise ConfigError("interval_s and grace_s must be at most 3600 seconds")
 

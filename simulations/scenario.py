@@ -87,7 +87,8 @@ class SettlementSpec:
     censored_fraction: float = 0.0
     """With ``coordinator = "censor"``: the share of providers whose receipts it drops."""
     self_settle_after_s: int = 1800
-    """A provider settles itself a receipt still unpaid this long after the job ended."""
+    """A provider settles itself a receipt still unpaid this long after the job ended
+    (the role's own fallback, ``ProviderConfig.self_settle_after_s``)."""
 
 
 @dataclass(frozen=True)

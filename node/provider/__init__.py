@@ -18,7 +18,13 @@ from dgpu.node.provider.node import Provider, ProviderStatus
 from dgpu.node.provider.outputs import OUTPUTS_PROTOCOL, StreamOutputHost
 from dgpu.node.provider.ports import HostedFile, OfferDesk, OutputHost, ProviderExecutor
 from dgpu.node.provider.session import ProviderSession, SessionOutcome
-from dgpu.node.provider.settlement import SettleResult, hand_to_desk, reconcile, settle_on_chain
+from dgpu.node.provider.settlement import (
+    SettleResult,
+    hand_to_desk,
+    overdue,
+    reconcile,
+    settle_on_chain,
+)
 from dgpu.node.provider.virtual import VirtualExecutor, VirtualJob
 
 __all__ = [
@@ -42,6 +48,7 @@ __all__ = [
     "hand_to_desk",
     "model_price",
     "offer_terms",
+    "overdue",
     "reconcile",
     "settle_on_chain",
     "verify_channel",

@@ -15,6 +15,11 @@ Docker and on the in-memory network under trio's ``MockClock``::
 containers removed, unsettled receipts settled), then serves ``/dgpu/negotiate/1.0.0``
 and ``/dgpu/metering/1.0.0`` and keeps its offer advertised. Every job runs in the
 provider's own nursery; cancelling ``run`` stops them all (containers removed).
+
+Receipts go to the coordinator when there is one (re-handed every ``SETTLE_RETRY_S``);
+those it has not settled on chain ``self_settle_after_s`` after their job ended, or that
+the renter could soon reclaim, the provider settles itself. Without a coordinator it
+settles each job's latest receipt when the job ends.
 """
 
 from __future__ import annotations
@@ -39,6 +44,7 @@ from dgpu.node.provider.session import ProviderSession, SessionOutcome, remove_o
 from dgpu.node.provider.settlement import (
     SettleResult,
     hand_to_desk,
+    overdue,
     reconcile,
     settle_on_chain,
 )
@@ -46,7 +52,14 @@ from dgpu.node.store import LIVE_JOB_STATES, JobRecord, NodeStore
 from dgpu.protocol.codec import encode
 from dgpu.protocol.errors import DecodeError, DgpuError
 from dgpu.protocol.identity import Identity, public_key_of_peer_id
-from dgpu.protocol.messages import Agreement, ChannelOpened, ErrorMessage, JobRequest, Offer
+from dgpu.protocol.messages import (
+    Agreement,
+    ChannelOpened,
+    ErrorMessage,
+    JobRequest,
+    Offer,
+    Receipt,
+)
 from dgpu.protocol.negotiation import QUOTE_TTL_S, ProviderNegotiation, ProviderPolicy, Refused
 from dgpu.protocol.offers import make_offer
 
@@ -57,7 +70,7 @@ log = logging.getLogger(__name__)
 
 READ_TIMEOUT_S = 30.0
 SWEEP_INTERVAL_S = 5.0
-SETTLE_RETRY_S = 60.0
+SETTLE_RETRY_S = 60
 
 
 @dataclass(frozen=True)
@@ -157,18 +170,38 @@ class Provider:
         return await self.settle_pending()
 
     async def settle_pending(self) -> list[SettleResult]:
-        """Hand every unsettled receipt to the coordinator, or settle it on chain."""
+        """Hand every unsettled receipt to the coordinator, or settle it on chain: without
+        a coordinator, or when the coordinator left it unpaid ``self_settle_after_s``."""
         if not self.store.unsettled_receipts():
             return []
-        if self.desk is not None:
-            try:
-                remaining = await reconcile(self.store, self.escrow, now=self.clock)
-            except DgpuError as exc:
-                log.warning("could not read the chain: %s", exc)
-                remaining = self.store.unsettled_receipts()
-            return await hand_to_desk(self.store, self.desk, now=self.clock, receipts=remaining)
+        if self.desk is None:
+            return await self._settle_self(None)
         try:
-            return await settle_on_chain(self.store, self.escrow, self.identity, now=self.clock)
+            remaining = await reconcile(self.store, self.escrow, now=self.clock)
+            late = await overdue(
+                self.store,
+                self.escrow,
+                remaining,
+                now=self.clock(),
+                after_s=self.config.self_settle_after_s,
+                margin_s=2 * SETTLE_RETRY_S,
+            )
+        except DgpuError as exc:
+            log.warning("could not read the chain: %s", exc)
+            remaining, late = self.store.unsettled_receipts(), []
+        results: list[SettleResult] = []
+        if late:
+            log.warning("settling %d receipts the coordinator left unpaid", len(late))
+            results = await self._settle_self(late)
+        rest = [r for r in remaining if r not in late]
+        return results + await hand_to_desk(self.store, self.desk, now=self.clock, receipts=rest)
+
+    async def _settle_self(self, receipts: list[Receipt] | None) -> list[SettleResult]:
+        """Settle ``receipts`` (all unsettled: None) on chain, paying the fees."""
+        try:
+            return await settle_on_chain(
+                self.store, self.escrow, self.identity, now=self.clock, receipts=receipts
+            )
         except DgpuError as exc:
             log.warning("settlement failed, will retry later: %s", exc)
             return []

@@ -1,5 +1,9 @@
 """Getting paid: the provider's latest receipts, to the coordinator or straight on chain.
 
+With a coordinator, the provider still watches the chain: a receipt the coordinator has
+not settled some time after its job ended (it is down, or censors this provider) is
+:func:`overdue` and the provider settles it itself, the way it does without one.
+
 Settlement is idempotent: the program pays only ``cumulative - settled`` and a receipt at
 or below the high-water mark pays nothing, so handing a receipt over twice, or settling
 it both through the coordinator and directly, never pays twice. Every outcome is recorded
@@ -158,6 +162,34 @@ async def reconcile(store: NodeStore, escrow: Escrow, *, now: Callable[[], int])
             continue
         remaining.append(receipt)
     return remaining
+
+
+async def overdue(
+    store: NodeStore,
+    escrow: Escrow,
+    receipts: Sequence[Receipt],
+    *,
+    now: int,
+    after_s: int,
+    margin_s: int,
+) -> list[Receipt]:
+    """Of ``receipts`` (unpaid on chain), those the coordinator has had long enough: their
+    job ended ``after_s`` or more ago, or their channel's renter may reclaim it within
+    ``margin_s`` (the provider would lose them). A receipt whose channel opening is gone
+    from the chain can no longer be settled by anyone and is never due. ``after_s`` 0:
+    none."""
+    if after_s <= 0:
+        return []
+    due: list[Receipt] = []
+    for receipt in receipts:
+        state = await escrow.read_channel(receipt.channel)
+        if state is None or state.open_nonce != receipt.open_nonce:
+            continue
+        job = store.get_job(receipt.job_id, "provider")
+        ended = None if job is None else job.ended_at
+        if (ended is not None and now - ended >= after_s) or state.reclaimable_at - now <= margin_s:
+            due.append(receipt)
+    return due
 
 
 async def hand_to_desk(

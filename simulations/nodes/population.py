@@ -106,6 +106,7 @@ def make_providers(
             interval_s=scenario.providers.interval_s,
             grace_s=scenario.providers.grace_s,
             offer_ttl_s=scenario.providers.offer_ttl_s,
+            self_settle_after_s=scenario.settlement.self_settle_after_s,
             faults=ProviderFaults(over_report_s=faults.over_report.seconds if over else 0),
         )
         nodes.append(

@@ -155,7 +155,6 @@ class NodeSimulation:
                 nursery.start_soon(self.desk.run_batcher)
                 nursery.start_soon(self._sampler)
                 nursery.start_soon(self._repricer)
-                nursery.start_soon(self._operators)
                 nursery.start_soon(self._partitions)
                 nursery.start_soon(self._crashes)
                 nursery.start_soon(self._churn)
@@ -179,7 +178,7 @@ class NodeSimulation:
         await trio.sleep(WIND_DOWN_S)
         await self.desk.flush()
         for provider in self.providers:
-            await self._self_settle(provider, everything=True)
+            await self._settle_everything(provider)
         for node in self._all_nodes():
             node.life.stop()
         latest = max(
@@ -344,29 +343,13 @@ class NodeSimulation:
                 if node.role is not None:
                     node.role.config = node.config
 
-    async def _operators(self) -> None:
-        """Providers settle receipts the coordinator left unpaid too long themselves."""
-        every = max(60, self.sc.settlement.self_settle_after_s // 4)
-        while True:
-            await trio.sleep(every)
-            for node in self.providers:
-                if node.life.online:
-                    await self._self_settle(node, everything=False)
-
-    async def _self_settle(self, node: ProviderNode, *, everything: bool) -> None:
-        horizon = self.hub.now() - self.sc.settlement.self_settle_after_s
-        due = []
-        for receipt in node.store.unsettled_receipts():
-            job = node.store.get_job(receipt.job_id, "provider")
-            ended = job.ended_at if job is not None else None
-            if everything or (ended is not None and ended <= horizon):
-                due.append(receipt)
-        if not due:
+    async def _settle_everything(self, node: ProviderNode) -> None:
+        """What an operator does before shutting a provider down (``dgpu provider
+        settle``): submit every receipt still unpaid."""
+        if not node.store.unsettled_receipts():
             return
         try:
-            await settle_on_chain(
-                node.store, self.chain.escrow(), node.identity, now=self.hub.now, receipts=due
-            )
+            await settle_on_chain(node.store, self.chain.escrow(), node.identity, now=self.hub.now)
         except DgpuError as exc:
             log.info("%s could not settle: %s", node.label, exc)
 

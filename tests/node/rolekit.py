@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import random
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -15,7 +15,7 @@ from dgpu.node.config import ProviderConfig, ProviderFaults, RenterConfig, Rente
 from dgpu.node.gpu import SimulatedBackend, parse_gpu_spec
 from dgpu.node.net import MemoryHub, MemoryHubConfig, open_memory_hub, open_memory_network
 from dgpu.node.payments import MemoryEscrow, MemoryLedger
-from dgpu.node.provider import Provider, VirtualExecutor
+from dgpu.node.provider import OfferDesk, Provider, VirtualExecutor
 from dgpu.node.renter import Renter
 from dgpu.node.store import NodeStore
 from dgpu.protocol.identity import Identity
@@ -74,7 +74,9 @@ async def memory_market(
     renter_faults: RenterFaults | None = None,
     provider_changes: dict[str, object] | None = None,
     label: str = "m",
+    desk: Callable[[MemoryLedger], OfferDesk] | None = None,
 ) -> AsyncIterator[MemoryMarket]:
+    """One provider and one renter; ``desk`` makes the provider's coordinator."""
     provider_id = Identity.from_label(f"{label}-provider")
     renter_id = Identity.from_label(f"{label}-renter")
     async with open_memory_hub(MemoryHubConfig(), rng=random.Random(5)) as hub:
@@ -100,6 +102,7 @@ async def memory_market(
                     executor=executor,
                     gpu_backend=SimulatedBackend(parse_gpu_spec("2xRTX 4090")),
                     store=pstore,
+                    desk=None if desk is None else desk(ledger),
                     outputs_dir=tmp_path / f"{label}-outputs",
                 )
                 renter = Renter(
