@@ -148,7 +148,9 @@ class ProviderSession:
             log.info("job %s: stopping (%s) %s", self.job_id.hex(), reason, detail)
             self._stop_requested.set()
 
-    async def _send(self, message: JobStatus | LogChunk | OutputManifest | ErrorMessage) -> bool:
+    async def _send(
+        self, message: JobStatus | LogChunk | OutputManifest | ErrorMessage | ReceiptAck
+    ) -> bool:
         if self._renter_gone:
             return False
         try:
