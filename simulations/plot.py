@@ -29,7 +29,6 @@ def write_plots(report: Mapping[str, Any], folder: Path) -> list[Path]:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise SimulationError(f"cannot create {folder}: {exc.strerror}") from None
-    _absorb_litesvm_fpu_residue()
     series = report["series"]
     hours = [t / SECONDS_PER_HOUR for t in series["t"]]
     spans = _spans(report)
@@ -84,17 +83,6 @@ def write_plots(report: Mapping[str, Any], folder: Path) -> list[Path]:
         _decorate(ax, spans, f"{report['scenario']}: demand/supply multiplier", "x card price")
         save(fig, "multiplier.png")
     return written
-
-
-def _absorb_litesvm_fpu_residue() -> None:
-    """Seen here with solders 0.26: after LiteSVM has run transactions, the next numpy
-    float floor division in the thread returns NaN once (``np.float64(-0.075) // 0.025``),
-    then is right again; matplotlib's tick placement uses that division. Take the bad
-    result here, before drawing (glibc's ``fesetenv`` does not clear it)."""
-    import numpy
-
-    with numpy.errstate(all="ignore"):
-        numpy.float64(-0.075) // numpy.float64(0.025)
 
 
 def _spans(report: Mapping[str, Any]) -> list[tuple[float, float, str]]:
