@@ -64,7 +64,12 @@ def command() -> None:
     default="auto",
     show_default=True,
 )
-@click.option("--gpus", "gpu_spec", help='Simulated GPUs, e.g. "2xRTX 4090" (labelled simulated).')
+@click.option(
+    "--gpus",
+    "gpu_spec",
+    help='Simulated GPUs, e.g. "2xRTX 4090" (labelled simulated): used when no NVIDIA driver '
+    "answers, or always with --gpu-backend simulated.",
+)
 @click.option("--price", help="Fixed price in dGPU per GPU-hour (default: the rate card).")
 @click.option("--floor", help="Least accepted price, dGPU per GPU-hour.")
 @click.option("--markup-bps", type=int, default=0, show_default=True, help="Over the card.")
@@ -76,6 +81,14 @@ def command() -> None:
 @click.option("--interval", default=10, show_default=True, help="Seconds between reports.")
 @click.option("--grace", default=30, show_default=True, help="Seconds to wait for a receipt.")
 @click.option("--offer-ttl", default=300, show_default=True, help="Offer lifetime, seconds.")
+@click.option(
+    "--self-settle-after",
+    "self_settle_after",
+    default=600,
+    show_default=True,
+    help="Settle a receipt yourself when the coordinator has not within this many seconds "
+    "after the job (0: never).",
+)
 @click.option("--allow-network", is_flag=True, help="Let jobs ask for network access.")
 @click.option(
     "--executor", type=click.Choice(["docker", "local"]), default="docker", show_default=True
@@ -113,6 +126,7 @@ def start(
     interval: int,
     grace: int,
     offer_ttl: int,
+    self_settle_after: int,
     allow_network: bool,
     executor: str,
     docker_url: str,
@@ -140,6 +154,7 @@ def start(
         interval_s=interval,
         grace_s=grace,
         offer_ttl_s=offer_ttl,
+        self_settle_after_s=self_settle_after,
         allow_network=allow_network,
         settle_on_finish=settle_on_finish,
         cpu_limit=cpu_limit,
@@ -148,8 +163,8 @@ def start(
     if allow_any_image:
         stderr.print("[bold yellow]warning:[/] any image may run on this machine")
     simulated = parse_gpu_spec(gpu_spec) if gpu_spec else None
-    prefer = "simulated" if gpu_spec and gpu_backend == "auto" else gpu_backend
-    backend = detect_backend(prefer, simulated)  # type: ignore[arg-type]
+    # auto: a real driver wins over the simulated spec (which is then only the fallback)
+    backend = detect_backend(gpu_backend, simulated)  # type: ignore[arg-type]
     run = functools.partial(
         _serve,
         identity=identity,
