@@ -13,6 +13,38 @@ authorised TCP channel. The libp2p names are imported lazily (``import libp2p`` 
 second), so simulations that only use the memory network do not pay for it.
 
 Errors: see :mod:`dgpu.node.net.errors`.
+
+Provider side::
+
+    async with open_libp2p_network(identity, Libp2pConfig(bootstrap=(boot_addr,))) as net:
+        net.serve(NEGOTIATE_PROTOCOL, negotiate)        # handler(stream, peer_id)
+        net.serve(METERING_PROTOCOL, meter)
+        make = lambda now: make_offer(identity, terms, multiaddrs=net.listen_addrs,
+                                      now=now, ttl_s=300)
+        async with trio.open_nursery() as nursery:
+            await nursery.start(keep_advertising, net, make)
+            ...
+
+    async def negotiate(stream: MessageStream, peer: str) -> None:
+        request = await stream.receive_as(JobRequest, timeout=10)
+        await stream.send(quote)
+        agreement = await stream.receive_as(Agreement, timeout=60)
+        ...                                            # return: stream closed; raise: reset
+
+Renter side::
+
+    offers = await net.find_offers("H100", limit=10, timeout=20)   # re-validated, one each
+    async with net.open_stream(PeerRef.from_offer(offers[0]), NEGOTIATE_PROTOCOL) as s:
+        await s.send(job_request)
+        quote = await s.receive_as(Quote, timeout=30)
+        ...
+    async with net.subscribe_offers() as live:                      # gossip, validated
+        async for offer in live:
+            ...
+
+The metering exchange (UsageReport -> Receipt) runs on its own long-lived stream
+(:data:`METERING_PROTOCOL`) with a ``timeout`` on every ``receive`` (the grace period).
+Tests and simulations use the same code with ``open_memory_hub`` + ``open_memory_network``.
 """
 
 from __future__ import annotations

@@ -117,6 +117,10 @@ class Libp2pNetwork:
     async def find_offers(
         self, model: str, *, limit: int = 20, timeout: float = DEFAULT_FIND_TIMEOUT_S
     ) -> list[Offer]:
+        """See :meth:`Network.find_offers`. Providers come from the DHT (py-libp2p keeps
+        at most 20 providers per key on each node, so at most about 20 offers per model
+        are found); each provider is asked for its offer directly, the DHT value is the
+        fallback."""
         self._check_open()
         found: list[Offer] = []
         with trio.move_on_after(timeout) as scope:
