@@ -65,6 +65,18 @@ class Cluster:
                 provider_key(model).encode(), PeerInfo(ID.from_base58(owner), [])
             )
 
+    async def store_record_at(self, src: int, dst: int, key: str, value: bytes) -> bool:
+        """Ask peer ``dst``'s DHT server to store a record (skipping ``src``'s own
+        checks); whether ``dst`` now holds it."""
+        if self.hub is not None:
+            dst_peer = self.nets[dst].peer_id
+            self.hub.store_value(self.nets[src].peer_id, key, value)
+            return self.hub._values.get(dst_peer, {}).get(key) == value
+        writer, holder = self.nets[src]._dht, self.nets[dst]._dht
+        await writer.value_store._store_at_peer(holder.local_peer_id, key.encode(), value)
+        record = holder.value_store.get(key.encode())
+        return record is not None and record.value == value
+
     async def gossip_raw(self, src: int, data: bytes) -> None:
         """Publish arbitrary bytes on the offers topic from ``src``."""
         if self.hub is not None:

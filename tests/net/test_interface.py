@@ -15,6 +15,7 @@ from dgpu.node.net import (
 )
 from dgpu.node.net.framing import encode_frame, encode_uvarint
 from dgpu.node.net.memory import open_memory_network
+from dgpu.node.net.records import offer_key
 from dgpu.protocol import Identity, OfferError, encode
 from dgpu.protocol.messages import JobStatus
 from dgpu.protocol.offers import offer_bytes
@@ -88,6 +89,21 @@ async def test_find_refuses_bad_records(cluster: Cluster, flaw: str) -> None:
     }[flaw]
     cluster.plant_offer_record(owner.peer_id, value, "H100")
     assert await renter.find_offers("H100", timeout=15) == []
+
+
+@pytest.mark.parametrize("flaw", ["forged", "expired", "oversized", "other key"])
+async def test_dht_servers_refuse_bad_records(cluster: Cluster, flaw: str) -> None:
+    owner, now = cluster.identities[1], cluster.net(1).now()
+    value = {
+        "forged": offer_bytes(forged(offer_of(cluster.identities[0], now=now), owner)),
+        "expired": offer_bytes(offer_of(owner, now=now - 1000, ttl_s=500)),
+        "oversized": offer_bytes(offer_of(owner, now=now)) + b"\x00" * 5000,
+        "other key": offer_bytes(offer_of(cluster.identities[0], now=now)),
+    }[flaw]
+    key = offer_key(owner.peer_id)
+    assert not await cluster.store_record_at(1, 2, key, value)
+    # the same path stores a good record
+    assert await cluster.store_record_at(1, 2, key, offer_bytes(offer_of(owner, now=now)))
 
 
 async def test_request_response_and_a_long_stream(cluster: Cluster) -> None:
