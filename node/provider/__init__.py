@@ -7,11 +7,13 @@
         await nursery.start(provider.run)
 
 See :mod:`dgpu.node.provider.node` for the life of the role, :mod:`.session` for one
-job's metering, :mod:`.funding` for the checks before a job starts and
-:mod:`.settlement` for getting paid. :class:`VirtualExecutor` runs scripted jobs in trio
-time (simulations, fast tests).
+job's metering, :mod:`.funding` for the checks before a job starts,
+:mod:`.settlement` for getting paid, and :mod:`.outputs` (over the node's network) and
+:mod:`.bulk_outputs` (over the bulk channel) for handing outputs over.
+:class:`VirtualExecutor` runs scripted jobs in trio time (simulations, fast tests).
 """
 
+from dgpu.node.provider.bulk_outputs import BulkOutputHost, open_bulk_output_host
 from dgpu.node.provider.capacity import GpuPool, model_price, offer_terms
 from dgpu.node.provider.funding import PendingJob, Refusal, check_request, verify_channel
 from dgpu.node.provider.node import Provider, ProviderStatus
@@ -29,6 +31,7 @@ from dgpu.node.provider.virtual import VirtualExecutor, VirtualJob
 
 __all__ = [
     "OUTPUTS_PROTOCOL",
+    "BulkOutputHost",
     "GpuPool",
     "HostedFile",
     "OfferDesk",
@@ -48,6 +51,7 @@ __all__ = [
     "hand_to_desk",
     "model_price",
     "offer_terms",
+    "open_bulk_output_host",
     "overdue",
     "reconcile",
     "settle_on_chain",

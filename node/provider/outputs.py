@@ -61,6 +61,7 @@ class StreamOutputHost:
         self.network = network
         self.identity = identity
         self._jobs: dict[bytes, tuple[bytes, dict[str, HostedFile]]] = {}
+        self._limits: dict[bytes, int] = {}
 
     @property
     def address(self) -> str:
@@ -69,11 +70,15 @@ class StreamOutputHost:
     def serve(self) -> None:
         self.network.serve(OUTPUTS_PROTOCOL, self._handle)
 
-    def publish(self, job_id: bytes, renter: bytes, files: Sequence[HostedFile]) -> None:
+    def publish(
+        self, job_id: bytes, renter: bytes, files: Sequence[HostedFile], *, max_bytes: int
+    ) -> None:
         self._jobs[job_id] = (renter, {f.path: f for f in files})
+        self._limits[job_id] = max_bytes
 
     def withdraw(self, job_id: bytes) -> None:
         self._jobs.pop(job_id, None)
+        self._limits.pop(job_id, None)
 
     def published(self, job_id: bytes) -> list[HostedFile]:
         entry = self._jobs.get(job_id)
@@ -124,4 +129,6 @@ class StreamOutputHost:
             return ErrorMessage(
                 code="bad_request", message=f"no output {wanted.path!r} with that content"
             )
+        if hosted.size > self._limits.get(request.job_id, 0):
+            return ErrorMessage(code="bad_request", message="output over the agreed limit")
         return hosted

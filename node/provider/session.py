@@ -378,7 +378,9 @@ class ProviderSession:
             self.identity,
         )
         if hosted and self.outputs is not None:
-            self.outputs.publish(self.job_id, self.quote.renter, hosted)
+            self.outputs.publish(
+                self.job_id, self.quote.renter, hosted, max_bytes=self.quote.max_output_bytes
+            )
         await self._send(manifest)
         detail = self._stop_detail[:256]
         await self._send(

@@ -5,9 +5,12 @@
     result = await renter.run_job(spec, events=print)
 
 See :mod:`dgpu.node.renter.node` (the role), :mod:`.job` (one job), :mod:`.discovery`
-(finding and ranking offers), :mod:`.events` (progress events and the result).
+(finding and ranking offers), :mod:`.events` (progress events and the result),
+:mod:`.outputs` and :mod:`.bulk_outputs` (fetching outputs over the node's network or
+over the provider's bulk channel).
 """
 
+from dgpu.node.renter.bulk_outputs import BulkFetchStats, BulkOutputFetcher
 from dgpu.node.renter.discovery import (
     Candidate,
     CoordinatorIndex,
@@ -51,6 +54,8 @@ from dgpu.node.renter.outputs import OutputFetcher, StreamOutputFetcher
 
 __all__ = [
     "Agreed",
+    "BulkFetchStats",
+    "BulkOutputFetcher",
     "Candidate",
     "CoordinatorIndex",
     "Declined",
