@@ -1,5 +1,6 @@
 """Real parts for the role tests: the escrow ``.so`` in LiteSVM, libp2p on loopback,
-Docker Engine. One provider and one renter, in this process."""
+Docker Engine, outputs over the bulk channel (TCP on loopback). One provider and one
+renter, in this process."""
 
 from __future__ import annotations
 
@@ -18,8 +19,8 @@ from dgpu.node.executors import DockerConfig, DockerExecutor, open_docker_execut
 from dgpu.node.gpu import SimulatedBackend, parse_gpu_spec
 from dgpu.node.net.libp2p import Libp2pConfig, Libp2pNetwork, open_libp2p_network
 from dgpu.node.payments.chain import ChainEscrow
-from dgpu.node.provider import Provider
-from dgpu.node.renter import Renter
+from dgpu.node.provider import BulkOutputHost, Provider, open_bulk_output_host
+from dgpu.node.renter import BulkOutputFetcher, Renter, StreamOutputFetcher
 from dgpu.node.store import NodeStore
 from dgpu.protocol.identity import Identity
 from solders.keypair import Keypair
@@ -103,6 +104,8 @@ class RealMarket:
     provider_net: Libp2pNetwork
     renter_net: Libp2pNetwork
     nursery: trio.Nursery
+    outputs: BulkOutputHost
+    fetcher: BulkOutputFetcher
 
 
 @asynccontextmanager
@@ -130,7 +133,9 @@ async def real_market(
             open_docker_executor(docker_config) as docker,
             open_libp2p_network(provider_id, Libp2pConfig()) as pnet,
             open_libp2p_network(renter_id, Libp2pConfig(bootstrap=(pnet.listen_addrs[0],))) as rnet,
+            open_bulk_output_host(provider_id, tmp_path / "bulk") as outputs,
         ):
+            fetcher = BulkOutputFetcher(renter_id, fallback=StreamOutputFetcher(rnet))
             provider = Provider(
                 identity=provider_id,
                 config=provider_config(world, **changes),
@@ -139,6 +144,7 @@ async def real_market(
                 executor=docker,
                 gpu_backend=SimulatedBackend(parse_gpu_spec("1xRTX 4090")),
                 store=pstore,
+                outputs=outputs,
                 outputs_dir=tmp_path / "outputs",
             )
             renter = Renter(
@@ -151,10 +157,21 @@ async def real_market(
                 network=rnet,
                 escrow=ChainEscrow(world.client),
                 store=rstore,
+                fetcher=fetcher,
             )
             async with trio.open_nursery() as nursery:
                 await nursery.start(provider.run)
                 yield RealMarket(
-                    world, provider, renter, provider_id, renter_id, docker, pnet, rnet, nursery
+                    world,
+                    provider,
+                    renter,
+                    provider_id,
+                    renter_id,
+                    docker,
+                    pnet,
+                    rnet,
+                    nursery,
+                    outputs,
+                    fetcher,
                 )
                 nursery.cancel_scope.cancel()

@@ -1,9 +1,11 @@
 """Provider and renter over real parts: libp2p on loopback, busybox jobs in Docker, the
-escrow ``.so`` in LiteSVM (``@pytest.mark.docker``). Intervals are 1 s, grace 2 s."""
+escrow ``.so`` in LiteSVM, outputs over the bulk channel (``@pytest.mark.docker``).
+Intervals are 1 s, grace 2 s."""
 
 from __future__ import annotations
 
 import hashlib
+import time
 from pathlib import Path
 
 import docker
@@ -48,13 +50,15 @@ async def test_busybox_job_runs_to_completion_and_everyone_is_paid(
         )
         outcome = await m.provider.wait_job(result.job_id)
         assert result.state == "succeeded" and result.exit_code == 0, result.detail
-        # Outputs: fetched over libp2p, each file's sha256 checked against the manifest.
+        # Outputs: fetched over the bulk channel, each file's sha256 checked against the
+        # manifest.
         numbers = "".join(f"{n}\n" for n in range(1, 5001)).encode()
         by_path = {o.path: o for o in result.outputs}
         assert set(by_path) == {"numbers.txt", "sub/x.txt"}
         assert (got / "numbers.txt").read_bytes() == numbers
         assert by_path["numbers.txt"].sha256 == hashlib.sha256(numbers).hexdigest()
         assert (got / "sub" / "x.txt").read_bytes() == b"x\n"
+        assert m.fetcher.stats.files == 2 and m.fetcher.stats.via_fallback == 0
         logs = b"".join(e.data for e in events if isinstance(e, LogReceived))
         assert b"hello from busybox\n" in logs and b"bye\n" in logs
         # Receipts add up to price x billed seconds; the provider holds the same.
@@ -145,3 +149,69 @@ async def test_hostile_inputs_are_refused_with_clear_errors(
         assert m.provider.store.jobs("provider") == []
         assert leftovers(docker_client, m.provider_id.address) == []
         assert address_of(offer.provider) == m.provider_id.address
+
+
+async def test_outputs_travel_over_the_bulk_channel_to_the_renter_only(
+    tmp_path: Path, docker_client: docker.DockerClient, busybox_image: str
+) -> None:
+    from dgpu.node.net import TicketRefused
+    from dgpu.node.net.bulk import BulkTicket, fetch, make_ticket, parse_bulk_addr
+    from dgpu.protocol.codec import decode
+    from dgpu.protocol.identity import Identity
+    from dgpu.protocol.messages import Quote
+
+    from tests.node.rolekit import job_spec
+
+    async with real_market(tmp_path) as m:
+        assert m.provider.offer is not None
+        spec = job_spec(
+            "head -c 2000000 /dev/urandom > /out/blob.bin; echo hi > /out/hi.txt",
+            image=busybox_image,
+            output_dir="/out",
+            max_output_bytes=4 * 1024 * 1024,
+        )
+        got = tmp_path / "got"
+        result = await m.renter.run_job(spec, offers=[m.provider.offer], output_dir=got)
+        assert result.state == "succeeded", result.detail
+        # The agreed quote named the provider's bulk server, a TCP address on loopback.
+        record = m.renter.store.get_job(result.job_id, "renter")
+        assert record is not None and record.quote is not None
+        quote = decode(record.quote)
+        assert isinstance(quote, Quote)
+        assert quote.bulk_addr == m.outputs.address
+        assert parse_bulk_addr(quote.bulk_addr)[0] == "127.0.0.1"
+        # Both files came through it (the provider does not serve outputs over libp2p).
+        by_path = {o.path: o for o in result.outputs}
+        blob = by_path["blob.bin"]
+        data = (got / "blob.bin").read_bytes()
+        assert len(data) == blob.size == 2_000_000
+        assert hashlib.sha256(data).hexdigest() == blob.sha256
+        assert (got / "hi.txt").read_bytes() == b"hi\n"
+        assert m.fetcher.stats.files == 2 and m.fetcher.stats.via_fallback == 0
+        assert m.fetcher.stats.bytes == 2_000_003
+        granted = {bytes.fromhex(o.sha256) for o in result.outputs}
+        assert m.outputs.published(result.job_id) == granted
+
+        def ticket(signer: Identity, sha256: bytes, size: int) -> BulkTicket:
+            return make_ticket(
+                signer,
+                job_id=result.job_id,
+                server=m.provider_id.public_key,
+                op="get",
+                sha256=sha256,
+                size=size,
+                expires_at=int(time.time()) + 600,
+            )
+
+        # Someone else's ticket for this job's file is refused ...
+        stolen = ticket(Identity.generate(), bytes.fromhex(blob.sha256), blob.size)
+        with pytest.raises(TicketRefused, match="another key"):
+            await fetch(quote.bulk_addr, stolen, tmp_path / "stolen")
+        # ... and so is the renter's own ticket for an object this job did not output.
+        other = m.outputs.store.path(bytes(32))
+        other.write_bytes(b"not an output of the job")
+        asked = ticket(m.renter_id, bytes(32), other.stat().st_size)
+        with pytest.raises(TicketRefused, match="not an output of this job"):
+            await fetch(quote.bulk_addr, asked, tmp_path / "other")
+        assert not (tmp_path / "stolen").exists() and not (tmp_path / "other").exists()
+        assert leftovers(docker_client, m.provider_id.address) == []
