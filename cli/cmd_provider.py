@@ -2,6 +2,7 @@
 
 dgpu provider start --key K --data-dir D --rpc URL --mint MINT [--gpus "1xRTX 4090"]
                     [--allow-image IMG ...] [--bootstrap MULTIADDR] [--coordinator URL]
+                    [--bulk-listen HOST:PORT [--bulk-announce HOST]]
 dgpu provider settle --key K --data-dir D --rpc URL     # submit receipts yourself
 dgpu provider status --data-dir D                        # jobs, receipts, settlements
 """
@@ -38,7 +39,13 @@ from dgpu.cli.nodeopts import (
 from dgpu.cli.output import emit_json, stderr
 from dgpu.node.config import ProviderConfig
 from dgpu.node.gpu import detect_backend, parse_gpu_spec
-from dgpu.node.provider import Provider, ProviderExecutor, settle_on_chain
+from dgpu.node.net.bulk import BulkServerConfig
+from dgpu.node.provider import (
+    Provider,
+    ProviderExecutor,
+    open_bulk_output_host,
+    settle_on_chain,
+)
 from dgpu.node.store import NodeStore
 from dgpu.pricing import DEFAULT_RATE_CARD, ProviderPricing, base_units_to_dgpu, load_rate_card
 from dgpu.protocol.identity import Identity, address_of
@@ -103,6 +110,16 @@ def command() -> None:
     show_default=True,
     help="Without a coordinator, settle each job's receipt on chain when it ends.",
 )
+@click.option(
+    "--bulk-listen",
+    default="127.0.0.1:0",
+    show_default=True,
+    help="HOST:PORT of the TCP channel that hands job outputs to renters.",
+)
+@click.option(
+    "--bulk-announce",
+    help="Host renters dial for outputs (needed when --bulk-listen is 0.0.0.0:PORT).",
+)
 @json_option
 def start(
     key_path: Path,
@@ -133,6 +150,8 @@ def start(
     cpu_limit: float | None,
     memory_mb: int | None,
     settle_on_finish: bool,
+    bulk_listen: str,
+    bulk_announce: str | None,
     as_json: bool,
 ) -> None:
     """Start the provider: advertise, negotiate, run and meter jobs (Ctrl-C stops)."""
@@ -179,9 +198,20 @@ def start(
         coordinator_url=coordinator_url,
         executor_kind=executor,
         docker_url=docker_url,
+        bulk=_bulk_config(bulk_listen, bulk_announce),
+        bulk_announce=bulk_announce,
         as_json=as_json,
     )
     trio.run(run)
+
+
+def _bulk_config(listen: str, announce: str | None) -> BulkServerConfig:
+    host, sep, port = listen.rpartition(":")
+    if not sep or not host or not port.isdigit() or int(port) > 65535:
+        raise click.BadParameter(f"{listen!r} is not HOST:PORT", param_hint="--bulk-listen")
+    if host == "0.0.0.0" and announce is None:  # noqa: S104 (a check, not a bind)
+        raise CliSetupError("--bulk-listen on every interface: name --bulk-announce HOST")
+    return BulkServerConfig(host=host, port=int(port))
 
 
 @asynccontextmanager
@@ -241,6 +271,8 @@ async def _serve(
     coordinator_url: str | None,
     executor_kind: str,
     docker_url: str,
+    bulk: BulkServerConfig,
+    bulk_announce: str | None,
     as_json: bool,
 ) -> None:
     with open_store(data_dir) as store:
@@ -256,6 +288,9 @@ async def _serve(
             _open_executor(executor_kind, identity.address, data_dir, docker_url) as executor,
             open_network(identity, listen=listen, bootstrap=bootstrap, psk=psk) as network,
             open_coordinator(coordinator_url, identity) as coordinator,
+            open_bulk_output_host(
+                identity, data_dir / "bulk", bulk, announce_host=bulk_announce
+            ) as outputs,
         ):
             provider = Provider(
                 identity=identity,
@@ -266,6 +301,7 @@ async def _serve(
                 gpu_backend=backend,
                 store=store,
                 desk=coordinator,
+                outputs=outputs,
                 outputs_dir=data_dir / "outputs",
             )
             async with trio.open_nursery() as nursery:
@@ -283,6 +319,7 @@ def _announce(provider: Provider, as_json: bool) -> None:
         "address": status.address,
         "peer_id": status.peer_id,
         "multiaddrs": provider.network.listen_addrs,
+        "bulk_addr": provider.outputs.address if provider.outputs is not None else "",
         "gpus": [
             {"index": g.index, "model": g.model, "vram_mb": g.vram_mb, "simulated": g.simulated}
             for g in provider.pool.gpus
@@ -303,6 +340,8 @@ def _announce(provider: Provider, as_json: bool) -> None:
     stderr.print(f"[green]provider ready[/] {status.address}")
     for addr in info["multiaddrs"]:
         stderr.print(f"  listening on {addr}", highlight=False)
+    if info["bulk_addr"]:
+        stderr.print(f"  outputs served on {info['bulk_addr']}", highlight=False)
     if offer is not None:
         hourly = base_units_to_dgpu(offer.price_per_gpu_second * 3600)
         label = " (SIMULATED)" if offer.simulated else ""

@@ -45,6 +45,7 @@ from dgpu.cli.output import emit_json, stderr
 from dgpu.node.config import RenterConfig
 from dgpu.node.renter import (
     Agreed,
+    BulkOutputFetcher,
     CoordinatorIndex,
     Declined,
     Ended,
@@ -60,6 +61,7 @@ from dgpu.node.renter import (
     RenterEvent,
     ReportRefused,
     Started,
+    StreamOutputFetcher,
     reclaim_channels,
 )
 from dgpu.pricing import base_units_to_dgpu
@@ -284,6 +286,9 @@ async def _run(
                 open_network(identity, listen=listen, bootstrap=bootstrap, psk=psk) as network,
                 open_coordinator(coordinator_url, identity) as coordinator,
             ):
+                # outputs over the provider's bulk channel; over libp2p when the quote
+                # names no bulk address
+                fetcher = BulkOutputFetcher(identity, fallback=StreamOutputFetcher(network))
                 renter = Renter(
                     identity=identity,
                     config=config,
@@ -291,6 +296,7 @@ async def _run(
                     escrow=escrow,
                     store=store,
                     index=CoordinatorIndex(coordinator) if coordinator else None,
+                    fetcher=fetcher,
                 )
                 cancel = trio.Event()
                 with stderr.status("finding offers…") as status:
@@ -309,9 +315,28 @@ async def _run(
                             job_id=job_id,
                         )
                         nursery.cancel_scope.cancel()
+                _report_transfer(fetcher)
         finally:
             pidfile.unlink(missing_ok=True)
     return result
+
+
+def _report_transfer(fetcher: BulkOutputFetcher) -> None:
+    stats = fetcher.stats
+    if stats.files:
+        rate = stats.bytes / stats.seconds / 1e6 if stats.seconds > 0 else 0.0
+        resumed = f", {stats.resumed} resumed" if stats.resumed else ""
+        stderr.print(
+            f"outputs: {_files(stats.files)}, {stats.bytes} bytes over the bulk channel"
+            f" in {stats.seconds:.2f}s ({rate:.1f} MB/s{resumed})",
+            highlight=False,
+        )
+    if stats.via_fallback:
+        stderr.print(f"outputs: {_files(stats.via_fallback)} over libp2p (no bulk address)")
+
+
+def _files(count: int) -> str:
+    return f"{count} file" if count == 1 else f"{count} files"
 
 
 def _summary(result: JobResult) -> None:

@@ -11,9 +11,12 @@ from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
+import click
 import msgspec
 import pytest
 import trio
+from dgpu.cli.cmd_provider import _bulk_config
+from dgpu.cli.nodeopts import CliSetupError
 from dgpu.node.net.bulk import BulkServerConfig, bulk_addr, parse_bulk_addr
 from dgpu.node.provider import BulkOutputHost, HostedFile, open_bulk_output_host
 from dgpu.node.renter import BulkOutputFetcher, OutputMismatch
@@ -265,3 +268,25 @@ async def test_a_restarted_host_starts_from_an_empty_store(tmp_path: Path) -> No
     ) as host:
         assert not stale.exists()
         assert parse_bulk_addr(host.address)[0] == "127.0.0.2"
+
+
+@pytest.mark.parametrize(
+    ("listen", "announce", "problem"),
+    [
+        ("127.0.0.1", None, "not HOST:PORT"),
+        (":9000", None, "not HOST:PORT"),
+        ("127.0.0.1:99999", None, "not HOST:PORT"),
+        ("0.0.0.0:9000", None, "--bulk-announce"),
+    ],
+)
+def test_dgpu_provider_start_checks_bulk_listen(
+    listen: str, announce: str | None, problem: str
+) -> None:
+    with pytest.raises((click.BadParameter, CliSetupError), match=problem):
+        _bulk_config(listen, announce)
+
+
+def test_bulk_listen_everywhere_with_an_announced_host() -> None:
+    everywhere = "0.0.0.0"  # noqa: S104 (checked, never bound here)
+    config = _bulk_config(f"{everywhere}:9000", "203.0.113.7")
+    assert (config.host, config.port) == (everywhere, 9000)
