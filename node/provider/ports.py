@@ -3,7 +3,9 @@
 * :class:`ProviderExecutor`: :class:`dgpu.node.executors.base.Executor` plus the orphan
   sweep a restarted provider runs (``DockerExecutor`` has both).
 * :class:`OfferDesk`: the coordinator as a provider uses it (post offers and receipts).
-* :class:`OutputHost`: where finished outputs are served to the renter from.
+* :class:`OutputHost`: where finished outputs are served to the renter from
+  (:class:`~dgpu.node.provider.outputs.StreamOutputHost` over the node's network,
+  :class:`~dgpu.node.provider.bulk_outputs.BulkOutputHost` over the bulk channel).
 """
 
 from __future__ import annotations
