@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager
 
 import trio
-from dgpu.node.net.errors import NetError
+from dgpu.node.net.errors import NetError, NetTimeout
 from dgpu.node.net.framing import FramedStream
-from dgpu.node.net.interface import Handler
+from dgpu.node.net.interface import Handler, MessageStream, PeerRef
 from dgpu.protocol.errors import ProtocolError
-from dgpu.protocol.messages import Offer
+from dgpu.protocol.messages import AnyMessage, Message, Offer
 
 log = logging.getLogger(__name__)
 
@@ -137,3 +138,21 @@ class Subscription:
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self.aclose()
+
+
+OpenStream = Callable[..., AbstractAsyncContextManager[MessageStream]]
+
+
+async def exchange(
+    open_stream: OpenStream,
+    peer: PeerRef | str,
+    protocol: str,
+    message: Message,
+    timeout: float,  # noqa: ASYNC109 - the whole exchange is bounded by it
+) -> AnyMessage:
+    """One request and its answer on a fresh stream (``Network.request`` of both networks)."""
+    with trio.move_on_after(timeout):
+        async with open_stream(peer, protocol, timeout=timeout) as stream:
+            await stream.send(message)
+            return await stream.receive(timeout=timeout)
+    raise NetTimeout(f"request {protocol} to {PeerRef.of(peer).peer_id}", timeout)

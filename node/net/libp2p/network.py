@@ -48,7 +48,7 @@ from dgpu.node.net.records import (
     offer_key,
     provider_key,
 )
-from dgpu.node.net.serving import OfferFanout, Subscription, run_guarded
+from dgpu.node.net.serving import OfferFanout, Subscription, exchange, run_guarded
 from dgpu.protocol.errors import ProtocolError
 from dgpu.protocol.identity import Identity
 from dgpu.protocol.messages import AnyMessage, ErrorMessage, Message, Offer
@@ -156,11 +156,7 @@ class Libp2pNetwork:
         *,
         timeout: float = DEFAULT_REQUEST_TIMEOUT_S,
     ) -> AnyMessage:
-        with trio.move_on_after(timeout):
-            async with self.open_stream(peer, protocol, timeout=timeout) as stream:
-                await stream.send(message)
-                return await stream.receive(timeout=timeout)
-        raise NetTimeout(f"request {protocol} to {PeerRef.of(peer).peer_id}", timeout)
+        return await exchange(self.open_stream, peer, protocol, message, timeout)
 
     def serve(self, protocol: str, handler: Handler) -> None:
         self._check_open()
