@@ -54,6 +54,7 @@ from dgpu.protocol.errors import DgpuError, ProtocolError, SignatureError
 from dgpu.protocol.identity import Identity
 from dgpu.protocol.messages import (
     Agreement,
+    AnyMessage,
     Cancel,
     ErrorMessage,
     JobStatus,
@@ -235,7 +236,7 @@ class RenterJob:
                 self.peer, METERING_PROTOCOL, timeout=self.config.negotiate_timeout_s
             ) as stream:
                 await stream.send(announce)
-                first = await stream.receive(timeout=self.config.start_timeout_s)
+                first = await self._receive(stream, self.config.start_timeout_s)
                 if isinstance(first, ErrorMessage):
                     raise JobRefused(first.code, first.message)
                 await self._handle(first, stream)
@@ -267,8 +268,19 @@ class RenterJob:
 
     async def _receive_until_final(self, stream: MessageStream) -> None:
         while self.final is None:
-            message = await stream.receive(timeout=self._silence_timeout())
+            message = await self._receive(stream, self._silence_timeout())
             await self._handle(message, stream)
+
+    async def _receive(self, stream: MessageStream, wait_s: float) -> AnyMessage:
+        """The provider's next message; a frame that does not decode is logged and
+        skipped (as the provider skips a renter's), never fatal to the job's result."""
+        while True:
+            try:
+                return await stream.receive(timeout=wait_s)
+            except ProtocolError as exc:
+                log.warning(
+                    "job %s: undecodable message from the provider: %s", self.job_id.hex(), exc
+                )
 
     async def _send_cancel_on_request(self, stream: MessageStream) -> None:
         await self.cancel.wait()
