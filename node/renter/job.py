@@ -397,8 +397,17 @@ class RenterJob:
             return listed
         fetched: list[FetchedOutput] = []
         for f in manifest.files:
-            target = confined(self.output_dir, f.path)
-            await self.fetcher.fetch(quote=self.quote, file=f, dest=target)
+            try:
+                target = confined(self.output_dir, f.path)
+                await self.fetcher.fetch(quote=self.quote, file=f, dest=target)
+            except DgpuError as exc:
+                # The job and its payment are over: a bad output is a dispute in the
+                # result, never a reason to lose the result (and the money fields).
+                reason = f"output {f.path!r} not fetched: {exc}"
+                log.warning("job %s: %s", self.job_id.hex(), reason)
+                self.disputes.append(reason[:512])
+                fetched.append(FetchedOutput(f.path, f.sha256.hex(), f.size, None))
+                continue
             fetched.append(FetchedOutput(f.path, f.sha256.hex(), f.size, target))
             self.emit(OutputFetched(f.path, f.size))
         return fetched
