@@ -263,6 +263,7 @@ class RenterNegotiation:
             "max_duration_s": quote.max_duration_s == self.request.max_duration_s,
             "deposit": quote.deposit
             == deposit_for(quote.price_per_gpu_second, quote.gpu_count, quote.max_duration_s),
+            "max_output_bytes": quote.max_output_bytes == self.request.max_output_bytes,
             "expires_at": quote.expires_at >= now,
         }
         bad = [name for name, ok in checks.items() if not ok]

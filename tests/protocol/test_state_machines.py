@@ -140,6 +140,20 @@ def test_renter_refuses_quote_for_another_program() -> None:
         renter.on_quote(quote, now=NOW, program_id=b"\x08" * 32)
 
 
+def test_renter_refuses_quote_with_another_output_limit() -> None:
+    """The quote's output limit is what the renter will download: never more than asked."""
+    from dgpu.protocol.signing import sign
+
+    provider = ProviderNegotiation(PROVIDER)
+    renter = RenterNegotiation(RENTER, OFFER, dataclasses.replace(SPEC, max_output_bytes=1024))
+    quote = provider.on_request(renter.make_request(now=NOW, job_id=b"\x06" * 16), POLICY, now=NOW)
+    assert quote.max_output_bytes == 1024
+    bigger = sign(msgspec.structs.replace(quote, max_output_bytes=2**40), PROVIDER)
+    with pytest.raises(DecodeError, match="max_output_bytes"):
+        renter.on_quote(bigger, now=NOW, program_id=PROGRAM)
+    assert renter.phase is Phase.REFUSED
+
+
 def test_events_out_of_order_refused() -> None:
     provider, _ = negotiate()
     with pytest.raises(StateError):
