@@ -44,7 +44,7 @@ from dgpu.node.renter.job import RenterJob
 from dgpu.node.renter.outputs import OutputFetcher, StreamOutputFetcher
 from dgpu.node.store import NodeStore
 from dgpu.pricing import CostEstimate, estimate_cost
-from dgpu.protocol.errors import OfferError
+from dgpu.protocol.errors import DgpuError, OfferError
 from dgpu.protocol.identity import Identity
 from dgpu.protocol.messages import Offer
 from dgpu.protocol.negotiation import JobSpec, new_job_id
@@ -57,10 +57,13 @@ class Reclaimed:
     channel: bytes
     job_id: bytes
     status: str
-    """``reclaimed`` (refunded now), ``closed`` (nothing left on chain) or ``not_yet``."""
+    """``reclaimed`` (refunded now), ``closed`` (nothing left on chain), ``not_yet`` or
+    ``failed`` (the chain could not be read or refused the refund: ``error`` says why;
+    the channel stays open in the store and is tried again next time)."""
     amount: int = 0
     signature: str = ""
     reclaimable_at: int = 0
+    error: str = ""
 
 
 class Renter:
@@ -192,7 +195,12 @@ async def reclaim_channels(
     for record in store.channels(status="open"):
         if channel is not None and record.channel != channel:
             continue
-        state = await escrow.read_channel(record.channel)
+        try:
+            state = await escrow.read_channel(record.channel)
+        except DgpuError as exc:
+            log.warning("cannot read channel %s: %s", record.channel.hex(), exc)
+            results.append(Reclaimed(record.channel, record.job_id, "failed", error=str(exc)[:500]))
+            continue
         if state is None:
             store.update_channel(record.channel, status="closed", now=now())
             results.append(Reclaimed(record.channel, record.job_id, "closed"))
@@ -208,7 +216,22 @@ async def reclaim_channels(
                 )
             )
             continue
-        refunded = await escrow.refund(identity, record.channel)
+        try:
+            refunded = await escrow.refund(identity, record.channel)
+        except DgpuError as exc:
+            # One channel the chain will not refund must not keep the others locked.
+            log.warning("cannot reclaim channel %s: %s", record.channel.hex(), exc)
+            results.append(
+                Reclaimed(
+                    record.channel,
+                    record.job_id,
+                    "failed",
+                    amount=state.remaining,
+                    reclaimable_at=state.reclaimable_at,
+                    error=str(exc)[:500],
+                )
+            )
+            continue
         store.update_channel(
             record.channel,
             status="reclaimed",
