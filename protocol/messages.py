@@ -170,7 +170,7 @@ class UsageReport(Message, tag="usage_report", kw_only=True, frozen=True):
 
 
 class Receipt(Message, tag="receipt", kw_only=True, frozen=True):
-    """The renter's signed cumulative receipt; ``sig`` covers the 96-byte layout of
+    """The renter's signed cumulative receipt; ``sig`` covers the 64-byte layout of
     :mod:`dgpu.protocol.receipt`, not this msgpack form."""
 
     job_id: Id16
