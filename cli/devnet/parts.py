@@ -16,7 +16,6 @@ from dgpu.cli.devnet.wallets import Wallets, ensure_escrow_config, fund, key_pat
 from dgpu.contracts.chain import RpcChain
 from dgpu.contracts.localnet import DGPU_DECIMALS, TokenMint
 from dgpu.protocol.keyfile import load_identity
-from solders.keypair import Keypair
 from solders.pubkey import Pubkey
 
 log = logging.getLogger(__name__)
@@ -163,7 +162,3 @@ def run_args(options: Options, running: Running, *, as_json: bool = False) -> li
         "--",
         "sh", "-c", DEMO_SCRIPT,
     ]  # fmt: skip
-
-
-def keypair(identity_path: Path) -> Keypair:
-    return load_identity(identity_path).to_solders()
