@@ -185,7 +185,16 @@ class RenterJob:
                 self.job_id, "renter", now=self.clock(), state="failed", detail=str(exc)[:256]
             )
             raise FundingFailed(f"could not open the escrow channel: {exc}") from exc
-        state = await self.escrow.read_channel(opened.address)
+        # The deposit is on chain now: nothing may stop the channel being stored (without
+        # the record the renter could never reclaim it), so a failed read-back of the
+        # dispute window falls back to the expiry (reclaim reads the chain anyway).
+        try:
+            state = await self.escrow.read_channel(opened.address)
+        except DgpuError as exc:
+            log.warning(
+                "channel %s opened, but reading it back failed: %s", opened.address.hex(), exc
+            )
+            state = None
         self.reclaimable_at = state.reclaimable_at if state is not None else opened.expiry
         now = self.clock()
         self.store.save_channel(

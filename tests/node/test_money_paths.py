@@ -12,6 +12,9 @@ from dgpu.node.net import METERING_PROTOCOL, NEGOTIATE_PROTOCOL, open_memory_net
 from dgpu.node.net.framing import FramedStream, encode_frame
 from dgpu.node.net.interface import MessageStream
 from dgpu.node.net.memory.network import MemoryNetwork
+from dgpu.node.payments import MemoryEscrow, MemoryLedger
+from dgpu.node.payments.escrow import ChannelState, OpenedChannel, PaymentError
+from dgpu.node.renter import Renter
 from dgpu.protocol.identity import Identity
 from dgpu.protocol.messages import (
     Agreement,
@@ -120,3 +123,48 @@ async def test_an_output_the_renter_cannot_take_is_a_dispute_not_a_lost_result(
         assert not (tmp_path / "escape.txt").exists()
         stored = m.renter.store.get_job(result.job_id, "renter")
         assert stored is not None and stored.state == "succeeded"
+
+
+class ReadFailsOnceAfterOpen(MemoryEscrow):
+    """The memory escrow, whose first read after an opening fails (an RPC node that
+    errs right after confirming the open transaction)."""
+
+    def __init__(self, ledger: MemoryLedger) -> None:
+        super().__init__(ledger)
+        self.fail_next_read = False
+
+    async def open_channel(
+        self, renter: Identity, *, provider: bytes, mint: bytes, deposit: int, expiry: int
+    ) -> OpenedChannel:
+        opened = await super().open_channel(
+            renter, provider=provider, mint=mint, deposit=deposit, expiry=expiry
+        )
+        self.fail_next_read = True
+        return opened
+
+    async def read_channel(self, channel: bytes) -> ChannelState | None:
+        if self.fail_next_read:
+            self.fail_next_read = False
+            raise PaymentError("the chain could not be read just now")
+        return await super().read_channel(channel)
+
+
+async def test_a_channel_opened_on_chain_is_stored_even_if_reading_it_back_fails(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    """Once the deposit is on chain, the renter must keep the channel (or it can never
+    reclaim it): a failed read-back falls back to the expiry it chose."""
+    async with memory_market(tmp_path) as m:
+        renter = Renter(
+            identity=m.renter_id,
+            config=m.renter.config,
+            network=m.renter.network,
+            escrow=ReadFailsOnceAfterOpen(m.ledger),
+            store=m.renter.store,
+        )
+        assert m.provider.offer is not None
+        result = await renter.run_job(job_spec("sleep 3"), offers=[m.provider.offer])
+        assert result.state == "succeeded" and result.amount_paid == 3 * PRICE
+        record = m.renter.store.channel_of_job(result.job_id)
+        assert record is not None and record.channel == result.channel
+        assert result.reclaimable_at == record.expires_at > 0
