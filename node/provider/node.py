@@ -19,7 +19,9 @@ provider's own nursery; cancelling ``run`` stops them all (containers removed).
 Receipts go to the coordinator when there is one (re-handed every ``SETTLE_RETRY_S``);
 those it has not settled on chain ``self_settle_after_s`` after their job ended, or that
 the renter could soon reclaim, the provider settles itself. Without a coordinator it
-settles each job's latest receipt when the job ends.
+settles each job's latest receipt when the job ends, and retries every ``SETTLE_RETRY_S``
+what the chain did not take (a receipt left unsettled past the renter's reclaim time
+would be lost).
 """
 
 from __future__ import annotations
@@ -143,8 +145,9 @@ class Provider:
                     self.outputs.serve()
                 await nursery.start(self._advertise_loop)
                 nursery.start_soon(self._sweep_loop)
-                if self.desk is not None:
-                    nursery.start_soon(self._desk_retry_loop)
+                if self.desk is not None or self.config.settle_on_finish:
+                    # retries what the coordinator (or, without one, the chain) did not take
+                    nursery.start_soon(self._settle_retry_loop)
                 task_status.started(self)
         finally:
             self._nursery = None
@@ -313,7 +316,7 @@ class Provider:
                     log.info("job %s abandoned: no channel in time", job_id.hex())
                 self._capacity_change()
 
-    async def _desk_retry_loop(self) -> None:
+    async def _settle_retry_loop(self) -> None:
         while True:
             await trio.sleep(SETTLE_RETRY_S)
             await self.settle_pending()

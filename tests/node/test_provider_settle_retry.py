@@ -1,0 +1,61 @@
+"""Without a coordinator, a settlement the chain refused is retried, not left for a
+restart: otherwise the renter could reclaim the channel before the provider is paid."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import trio
+import trio.testing
+from dgpu.node.payments import MemoryEscrow
+from dgpu.node.provider.node import SETTLE_RETRY_S
+from dgpu.protocol.errors import DgpuError
+from dgpu.protocol.identity import Identity
+from dgpu.protocol.messages import Receipt
+
+from tests.node.rolekit import MINT, job_spec, memory_market
+
+FEE_BPS = 500
+
+
+class ChainHiccup(DgpuError):
+    pass
+
+
+@dataclass
+class FlakySettle:
+    """The in-memory escrow whose first ``failures`` settlements fail (an RPC outage)."""
+
+    inner: MemoryEscrow
+    failures: int
+    failed: int = 0
+
+    async def settle(self, payer: Identity, receipts: Sequence[Receipt]) -> Any:
+        if self.failed < self.failures:
+            self.failed += 1
+            raise ChainHiccup("the chain did not answer")
+        return await self.inner.settle(payer, receipts)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+async def test_failed_settlement_is_retried_without_a_coordinator(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    async with memory_market(tmp_path) as m:
+        assert isinstance(m.provider.escrow, MemoryEscrow)
+        flaky = FlakySettle(m.provider.escrow, failures=2)  # the batch, then one by one
+        m.provider.escrow = flaky  # type: ignore[assignment]
+        result = await m.renter.run_job(job_spec("echo hi; sleep 5"))
+        await m.provider.wait_job(result.job_id)
+        assert result.amount_paid > 0
+        assert flaky.failed == 2
+        assert m.provider_store.unsettled_receipts() != []
+        await trio.sleep(SETTLE_RETRY_S + 1)
+        assert m.provider_store.unsettled_receipts() == []
+        fee = result.amount_paid * FEE_BPS // 10_000
+        assert m.ledger.balance(m.provider_id.public_key, MINT) == result.amount_paid - fee
