@@ -98,7 +98,10 @@ async def verify_channel(
         pending.negotiation.on_channel_opened(opened)
     except Refused as exc:
         raise Refusal(exc.code, exc.message) from exc
-    state = await escrow.read_channel(opened.channel)
+    try:
+        state = await escrow.read_channel(opened.channel)
+    except DgpuError as exc:  # not a channel account, or the chain did not answer
+        raise Refusal("not_funded", f"cannot read a channel at that address: {exc}"[:256]) from exc
     if state is None:
         raise Refusal("not_funded", "no escrow channel exists at the announced address")
     problems = {

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pytest
 import trio
 import trio.testing
 from dgpu.node.payments import MemoryEscrow
@@ -59,3 +60,33 @@ async def test_failed_settlement_is_retried_without_a_coordinator(
         assert m.provider_store.unsettled_receipts() == []
         fee = result.amount_paid * FEE_BPS // 10_000
         assert m.ledger.balance(m.provider_id.public_key, MINT) == result.amount_paid - fee
+
+
+@dataclass
+class UnreadableChannels:
+    """The escrow whose channel reads fail (another program's account at that address,
+    or the RPC node down)."""
+
+    inner: MemoryEscrow
+
+    async def read_channel(self, channel: bytes) -> Any:
+        raise ChainHiccup("account is not a channel")
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+async def test_a_channel_that_cannot_be_read_is_refused_and_the_provider_lives_on(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    async with memory_market(tmp_path) as m:
+        real = m.provider.escrow
+        assert isinstance(real, MemoryEscrow)
+        m.provider.escrow = UnreadableChannels(real)  # type: ignore[assignment]
+        with pytest.raises(DgpuError) as refused:
+            await m.renter.run_job(job_spec("echo never"))
+        assert "not_funded" in str(refused.value) or "cannot read a channel" in str(refused.value)
+        assert m.executor.history == []  # nothing ran unfunded
+        m.provider.escrow = real
+        done = await m.renter.run_job(job_spec("echo hi; sleep 2"))
+        assert done.state == "succeeded"
