@@ -24,6 +24,7 @@ from dgpu.cli.nodeopts import (
     cancel_on_signals,
     common_network_options,
     data_option,
+    ensure_token_account,
     json_option,
     key_option,
     load_key,
@@ -292,6 +293,7 @@ async def _serve(
                 identity, data_dir / "bulk", bulk, announce_host=bulk_announce
             ) as outputs,
         ):
+            await ensure_token_account(escrow, identity, config.mint)
             provider = Provider(
                 identity=identity,
                 config=config,

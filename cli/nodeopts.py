@@ -23,7 +23,7 @@ from dgpu.node.store import NodeStore
 from dgpu.pricing import SECONDS_PER_HOUR, dgpu_to_base_units
 from dgpu.pricing.units import ceil_div
 from dgpu.protocol.errors import DgpuError, KeyFileError
-from dgpu.protocol.identity import Identity
+from dgpu.protocol.identity import Identity, address_of
 from dgpu.protocol.keyfile import load_identity
 
 if TYPE_CHECKING:
@@ -114,6 +114,27 @@ async def open_escrow(rpc_url: str) -> AsyncIterator[ChainEscrow]:
     finally:
         with trio.CancelScope(shield=True):
             await chain.aclose()
+
+
+async def ensure_token_account(escrow: ChainEscrow, identity: Identity, mint: bytes) -> None:
+    """Create the node's associated token account for ``mint`` if it has none: the escrow
+    pays a provider only into a token account it owns, so without one every settlement of
+    its receipts would be refused."""
+    from dgpu.contracts.chain import ChainError
+    from dgpu.contracts.localnet import associated_token_address, create_associated_token_account
+    from solders.pubkey import Pubkey
+
+    owner, mint_key = Pubkey.from_bytes(identity.public_key), Pubkey.from_bytes(mint)
+    if await escrow.chain.get_account(associated_token_address(owner, mint_key)) is not None:
+        return
+    try:
+        await create_associated_token_account(escrow.chain, identity.to_solders(), owner, mint_key)
+    except ChainError as exc:
+        raise CliSetupError(
+            f"cannot create this node's token account for mint {address_of(mint)} "
+            f"(it needs a little SOL for rent and fees): {exc}"
+        ) from exc
+    log.info("created the token account for mint %s", address_of(mint))
 
 
 @asynccontextmanager
