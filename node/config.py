@@ -96,8 +96,9 @@ class ProviderConfig:
             _positive(name, getattr(self, name))
         if not 1 <= self.max_duration_s <= MAX_DURATION_CAP_S:
             raise ConfigError(f"max_duration_s must be 1..{MAX_DURATION_CAP_S} seconds")
-        if self.price_per_gpu_second is not None and self.price_per_gpu_second < 0:
-            raise ConfigError("price_per_gpu_second must not be negative")
+        if self.price_per_gpu_second is not None and self.price_per_gpu_second < 1:
+            # a free job would need a 0 deposit, which the escrow refuses
+            raise ConfigError("price_per_gpu_second must be at least 1 base unit")
         if self.self_settle_after_s < 0:
             raise ConfigError("self_settle_after_s must not be negative (0 disables)")
         if self.interval_s > 3600 or self.grace_s > 3600:
