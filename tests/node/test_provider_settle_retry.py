@@ -50,7 +50,7 @@ async def test_failed_settlement_is_retried_without_a_coordinator(
     async with memory_market(tmp_path) as m:
         assert isinstance(m.provider.escrow, MemoryEscrow)
         flaky = FlakySettle(m.provider.escrow, failures=2)  # the batch, then one by one
-        m.provider.escrow = flaky  # type: ignore[assignment]
+        m.provider.escrow = flaky
         result = await m.renter.run_job(job_spec("echo hi; sleep 5"))
         await m.provider.wait_job(result.job_id)
         assert result.amount_paid > 0
@@ -82,7 +82,7 @@ async def test_a_channel_that_cannot_be_read_is_refused_and_the_provider_lives_o
     async with memory_market(tmp_path) as m:
         real = m.provider.escrow
         assert isinstance(real, MemoryEscrow)
-        m.provider.escrow = UnreadableChannels(real)  # type: ignore[assignment]
+        m.provider.escrow = UnreadableChannels(real)
         with pytest.raises(DgpuError) as refused:
             await m.renter.run_job(job_spec("echo never"))
         assert "not_funded" in str(refused.value) or "cannot read a channel" in str(refused.value)
