@@ -35,12 +35,13 @@ from typing import Any
 import httpx
 import nacl.signing
 from dgpu.coordinator.api.receipts import parse_receipt_body
-from dgpu.coordinator.auth import ReplayGuard, sign_request, verify_request
-from dgpu.coordinator.client import CoordinatorClient
+from dgpu.coordinator.auth import ReplayGuard, verify_request
 from dgpu.coordinator.market import Market
 from dgpu.coordinator.store import OfferQuery, open_store
+from dgpu.node.coordinator_client import CoordinatorClient
 from dgpu.pricing import DEFAULT_RATE_CARD
 from dgpu.protocol.codec import encode
+from dgpu.protocol.http_auth import sign_request
 from dgpu.protocol.identity import Identity
 from dgpu.protocol.messages import Receipt
 from dgpu.protocol.offers import OfferTerms, make_offer

@@ -15,17 +15,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import trio
-from dgpu.contracts import (
+from dgpu.contracts import so_sha256
+from dgpu.contracts_client import (
     EscrowClient,
     Settlement,
     lookup_table_entries,
     receipts_per_transaction,
     settle_transaction,
 )
-from dgpu.contracts import localnet as ln
-from dgpu.contracts.chain import LiteSVMChain
-from dgpu.contracts.settlement import PACKET_DATA_SIZE, legacy_settle_transaction
-from dgpu.escrow import so_sha256
+from dgpu.contracts_client import localnet as ln
+from dgpu.contracts_client.chain import LiteSVMChain
+from dgpu.contracts_client.settlement import PACKET_DATA_SIZE, legacy_settle_transaction
 from dgpu.protocol.identity import Identity
 from dgpu.protocol.receipt import RECEIPT_LEN
 from solders.keypair import Keypair

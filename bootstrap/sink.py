@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 from typing import Protocol
 
 import trio
-from dgpu.coordinator.client import CoordinatorClient
+from dgpu.node.coordinator_client import CoordinatorClient
 from dgpu.protocol.errors import DgpuError
 from dgpu.protocol.messages import Offer
 from dgpu.protocol.offers import offer_bytes

@@ -14,7 +14,7 @@ from dgpu.protocol.identity import Identity
 from dgpu.protocol.keyfile import load_identity
 
 if TYPE_CHECKING:
-    from dgpu.coordinator.client import CoordinatorClient
+    from dgpu.node.coordinator_client import CoordinatorClient
     from trio_typing import TaskStatus
 
 
@@ -113,7 +113,7 @@ async def _open_client(
     identity: Identity,
     task_status: TaskStatus[CoordinatorClient] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    from dgpu.coordinator.client import CoordinatorClient
+    from dgpu.node.coordinator_client import CoordinatorClient
 
     async with CoordinatorClient.open(url, identity) as client:
         task_status.started(client)

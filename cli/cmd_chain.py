@@ -11,7 +11,7 @@ from typing import Any
 
 import click
 from dgpu.cli.output import emit_json, stderr
-from dgpu.contracts.chain import ChainError
+from dgpu.contracts_client.chain import ChainError
 
 
 @click.group("chain")
@@ -20,9 +20,9 @@ def command() -> None:
 
 
 def escrow_info() -> dict[str, Any]:
-    """``program_id``, ``so_path``, ``so_sha256`` and ``idl_path`` from :mod:`dgpu.escrow`."""
+    """``program_id``, ``so_path``, ``so_sha256`` and ``idl_path`` from :mod:`dgpu.contracts`."""
     try:
-        escrow = importlib.import_module("dgpu.escrow")
+        escrow = importlib.import_module("dgpu.contracts")
         return {
             "program_id": str(escrow.PROGRAM_ID),
             "so_path": str(escrow.so_path()),
@@ -30,7 +30,7 @@ def escrow_info() -> dict[str, Any]:
             "idl_path": str(escrow.idl_path()),
         }
     except (ImportError, AttributeError, OSError) as exc:
-        raise ChainError(f"the escrow package (dgpu.escrow) is not usable: {exc}") from None
+        raise ChainError(f"the escrow package (dgpu.contracts) is not usable: {exc}") from None
 
 
 @command.command("info")
@@ -66,7 +66,7 @@ def serve_command(
     host: str, port: int, state_dir: Path | None, no_escrow: bool, as_json: bool
 ) -> None:
     """Run a local Solana JSON-RPC node over LiteSVM with the escrow and a dGPU mint."""
-    from dgpu.contracts.rpc_server import ServeConfig, ServerInfo, serve
+    from dgpu.contracts_client.rpc_server import ServeConfig, ServerInfo, serve
 
     if state_dir is None:
         state_dir = Path(tempfile.mkdtemp(prefix="dgpu-chain-"))

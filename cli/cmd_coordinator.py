@@ -10,9 +10,9 @@ from pathlib import Path
 
 import click
 from dgpu.cli.output import emit_json, stderr
-from dgpu.contracts.chain import ChainError, RpcChain
-from dgpu.contracts.errors import EscrowClientError
-from dgpu.contracts.escrow import EscrowClient
+from dgpu.contracts_client.chain import ChainError, RpcChain
+from dgpu.contracts_client.errors import EscrowClientError
+from dgpu.contracts_client.escrow import EscrowClient
 from dgpu.coordinator.app import create_app
 from dgpu.coordinator.config import CoordinatorConfig, RateLimit
 from dgpu.coordinator.escrow_backend import EscrowBackend

@@ -27,7 +27,7 @@ from dgpu.protocol.identity import Identity, address_of
 from dgpu.protocol.keyfile import load_identity
 
 if TYPE_CHECKING:
-    from dgpu.coordinator.client import CoordinatorClient
+    from dgpu.node.coordinator_client import CoordinatorClient
 
 log = logging.getLogger(__name__)
 
@@ -85,7 +85,7 @@ def per_second(dgpu_per_hour: str, what: str) -> int:
 
 
 def program_id_bytes() -> bytes:
-    from dgpu.escrow import PROGRAM_ID
+    from dgpu.contracts import PROGRAM_ID
 
     return bytes(PROGRAM_ID)
 
@@ -105,8 +105,8 @@ def read_psk(path: Path | None) -> bytes | None:
 @asynccontextmanager
 async def open_escrow(rpc_url: str) -> AsyncIterator[ChainEscrow]:
     """The escrow program through the JSON-RPC chain at ``rpc_url``."""
-    from dgpu.contracts.chain import RpcChain
-    from dgpu.contracts.escrow import EscrowClient
+    from dgpu.contracts_client.chain import RpcChain
+    from dgpu.contracts_client.escrow import EscrowClient
 
     chain = RpcChain(rpc_url, confirm_timeout=60.0, poll_interval=0.2)
     try:
@@ -120,8 +120,11 @@ async def ensure_token_account(escrow: ChainEscrow, identity: Identity, mint: by
     """Create the node's associated token account for ``mint`` if it has none: the escrow
     pays a provider only into a token account it owns, so without one every settlement of
     its receipts would be refused."""
-    from dgpu.contracts.chain import ChainError
-    from dgpu.contracts.localnet import associated_token_address, create_associated_token_account
+    from dgpu.contracts_client.chain import ChainError
+    from dgpu.contracts_client.localnet import (
+        associated_token_address,
+        create_associated_token_account,
+    )
     from solders.pubkey import Pubkey
 
     owner, mint_key = Pubkey.from_bytes(identity.public_key), Pubkey.from_bytes(mint)
@@ -159,7 +162,7 @@ async def open_coordinator(
     if url is None:
         yield None
         return
-    from dgpu.coordinator.client import CoordinatorClient
+    from dgpu.node.coordinator_client import CoordinatorClient
 
     async with CoordinatorClient.open(url, identity) as client:
         yield client

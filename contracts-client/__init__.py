@@ -1,20 +1,20 @@
-"""dgpu.contracts: the client side of the escrow program.
+"""dgpu.contracts_client: the client side of the escrow program.
 
-- :mod:`~dgpu.contracts.chain`: the ``Chain`` interface (LiteSVM, JSON-RPC) and its errors;
-- :mod:`~dgpu.contracts.idl`: the Anchor IDL driving instruction encoding and account
+- :mod:`~dgpu.contracts_client.chain`: the ``Chain`` interface (LiteSVM, JSON-RPC) and its errors;
+- :mod:`~dgpu.contracts_client.idl`: the Anchor IDL driving instruction encoding and account
   decoding (anchorpy's coder), ``ChannelState`` and ``ConfigState``;
-- :mod:`~dgpu.contracts.instructions`: pure builders of the escrow's instructions;
-- :mod:`~dgpu.contracts.settlement`: batched ``settle`` transactions (Ed25519 precompile,
+- :mod:`~dgpu.contracts_client.instructions`: pure builders of the escrow's instructions;
+- :mod:`~dgpu.contracts_client.settlement`: batched ``settle`` transactions (Ed25519 precompile,
   v0 messages with an address lookup table) and how many receipts fit one;
-- :mod:`~dgpu.contracts.escrow`: ``EscrowClient``, the operations as async calls;
-- :mod:`~dgpu.contracts.pda`, :mod:`~dgpu.contracts.ed25519`,
-  :mod:`~dgpu.contracts.lookup_table`: addresses and low-level instruction builders.
+- :mod:`~dgpu.contracts_client.escrow`: ``EscrowClient``, the operations as async calls;
+- :mod:`~dgpu.contracts_client.pda`, :mod:`~dgpu.contracts_client.ed25519`,
+  :mod:`~dgpu.contracts_client.lookup_table`: addresses and low-level instruction builders.
 
-Errors of the escrow client are drawn in :mod:`dgpu.contracts.errors`.
+Errors of the escrow client are drawn in :mod:`dgpu.contracts_client.errors`.
 """
 
-from dgpu.contracts.ed25519 import ED25519_PROGRAM_ID, SignedMessage, ed25519_instruction
-from dgpu.contracts.errors import (
+from dgpu.contracts_client.ed25519 import ED25519_PROGRAM_ID, SignedMessage, ed25519_instruction
+from dgpu.contracts_client.errors import (
     AccountDecodeError,
     BatchTooLarge,
     ChannelNotFound,
@@ -22,16 +22,16 @@ from dgpu.contracts.errors import (
     EscrowClientError,
     EscrowProgramError,
 )
-from dgpu.contracts.escrow import EscrowClient, OpenedChannel
-from dgpu.contracts.idl import ChannelState, ConfigState, EscrowIdl, default_idl
-from dgpu.contracts.instructions import DEFAULT_DISPUTE_WINDOW, DEFAULT_FEE_BPS
-from dgpu.contracts.pda import (
+from dgpu.contracts_client.escrow import EscrowClient, OpenedChannel
+from dgpu.contracts_client.idl import ChannelState, ConfigState, EscrowIdl, default_idl
+from dgpu.contracts_client.instructions import DEFAULT_DISPUTE_WINDOW, DEFAULT_FEE_BPS
+from dgpu.contracts_client.pda import (
     associated_token_address,
     channel_address,
     config_address,
     vault_address,
 )
-from dgpu.contracts.settlement import (
+from dgpu.contracts_client.settlement import (
     PACKET_DATA_SIZE,
     Settlement,
     lookup_table_entries,

@@ -1,4 +1,4 @@
-"""Errors of the escrow client (:mod:`dgpu.contracts`, outside the chain layer)::
+"""Errors of the escrow client (:mod:`dgpu.contracts_client`, outside the chain layer)::
 
     DgpuError
     ├── EscrowClientError            root of the escrow client
@@ -6,17 +6,17 @@
     │   ├── ChannelNotFound          no open channel at an address
     │   ├── ConfigNotFound           the program's config was never initialized
     │   └── BatchTooLarge            more receipts than fit one transaction
-    └── ChainError (dgpu.contracts.chain)
+    └── ChainError (dgpu.contracts_client.chain)
         └── TransactionFailed
             └── EscrowProgramError   the escrow program refused: code, IDL name and message
 
 ``EscrowProgramError`` is both an :class:`EscrowClientError` and a chain
-:class:`~dgpu.contracts.chain.TransactionFailed`, so callers may catch either.
+:class:`~dgpu.contracts_client.chain.TransactionFailed`, so callers may catch either.
 """
 
 from __future__ import annotations
 
-from dgpu.contracts.chain import TransactionFailed
+from dgpu.contracts_client.chain import TransactionFailed
 from dgpu.protocol.errors import DgpuError
 from solders.pubkey import Pubkey
 

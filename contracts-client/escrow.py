@@ -1,10 +1,10 @@
 """``EscrowClient``: the escrow program's operations as async calls over a ``Chain``.
 
 Works under trio and asyncio alike (it only awaits the injected
-:class:`~dgpu.contracts.chain.Chain`). Each write builds its instructions with
-:mod:`dgpu.contracts.instructions` / :mod:`dgpu.contracts.settlement`, sends one
+:class:`~dgpu.contracts_client.chain.Chain`). Each write builds its instructions with
+:mod:`dgpu.contracts_client.instructions` / :mod:`dgpu.contracts_client.settlement`, sends one
 transaction and returns once it is confirmed. A refusal by the escrow program is raised
-as :class:`~dgpu.contracts.errors.EscrowProgramError` (IDL error name and message).
+as :class:`~dgpu.contracts_client.errors.EscrowProgramError` (IDL error name and message).
 """
 
 from __future__ import annotations
@@ -14,16 +14,16 @@ import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from dgpu.contracts.chain import Chain, TransactionFailed, send_instructions
-from dgpu.contracts.ed25519 import ED25519_PROGRAM_ID
-from dgpu.contracts.errors import (
+from dgpu.contracts_client.chain import Chain, TransactionFailed, send_instructions
+from dgpu.contracts_client.ed25519 import ED25519_PROGRAM_ID
+from dgpu.contracts_client.errors import (
     AccountDecodeError,
     ChannelNotFound,
     ConfigNotFound,
     EscrowProgramError,
 )
-from dgpu.contracts.idl import ChannelState, ConfigState, EscrowIdl, default_idl
-from dgpu.contracts.instructions import (
+from dgpu.contracts_client.idl import ChannelState, ConfigState, EscrowIdl, default_idl
+from dgpu.contracts_client.instructions import (
     DEFAULT_DISPUTE_WINDOW,
     DEFAULT_FEE_BPS,
     cooperative_close_ix,
@@ -33,14 +33,14 @@ from dgpu.contracts.instructions import (
     top_up_ix,
     update_config_ix,
 )
-from dgpu.contracts.lookup_table import (
+from dgpu.contracts_client.lookup_table import (
     MAX_EXTEND,
     create_lookup_table,
     decode_lookup_table,
     extend_lookup_table,
 )
-from dgpu.contracts.pda import config_address
-from dgpu.contracts.settlement import Settlement, settle_transaction
+from dgpu.contracts_client.pda import config_address
+from dgpu.contracts_client.settlement import Settlement, settle_transaction
 from solders.account import Account
 from solders.address_lookup_table_account import AddressLookupTableAccount
 from solders.instruction import Instruction

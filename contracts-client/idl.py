@@ -19,8 +19,8 @@ from anchorpy.coder.accounts import ACCOUNT_DISCRIMINATOR_SIZE
 from anchorpy.coder.coder import Coder
 from anchorpy.program.common import NamedInstruction
 from anchorpy_core.idl import Idl
-from dgpu.contracts.errors import AccountDecodeError
-from dgpu.escrow import PROGRAM_ID, idl_path
+from dgpu.contracts import PROGRAM_ID, idl_path
+from dgpu.contracts_client.errors import AccountDecodeError
 from dgpu.protocol.receipt import ReceiptBody
 from pyheck import snake
 from solders.instruction import AccountMeta, Instruction
@@ -203,5 +203,5 @@ class EscrowIdl:
 
 @cache
 def default_idl() -> EscrowIdl:
-    """The shipped IDL bound to :data:`dgpu.escrow.PROGRAM_ID` (parsed once)."""
+    """The shipped IDL bound to :data:`dgpu.contracts.PROGRAM_ID` (parsed once)."""
     return EscrowIdl.load()

@@ -1,8 +1,8 @@
 """Instruction builders of the escrow program (pure: no chain access).
 
-Each returns a solders ``Instruction`` encoded through the IDL (:mod:`dgpu.contracts.idl`).
+Each returns a solders ``Instruction`` encoded through the IDL (:mod:`dgpu.contracts_client.idl`).
 Token accounts default to associated token accounts. ``settle`` lives in
-:mod:`dgpu.contracts.settlement` (it needs the Ed25519 precompile next to it).
+:mod:`dgpu.contracts_client.settlement` (it needs the Ed25519 precompile next to it).
 """
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Final
 
-from dgpu.contracts.idl import ChannelState, EscrowIdl, default_idl
-from dgpu.contracts.pda import (
+from dgpu.contracts_client.idl import ChannelState, EscrowIdl, default_idl
+from dgpu.contracts_client.pda import (
     associated_token_address,
     channel_address,
     config_address,

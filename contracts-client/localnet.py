@@ -1,4 +1,4 @@
-"""SPL-token and SOL set-up over any :class:`~dgpu.contracts.chain.Chain`.
+"""SPL-token and SOL set-up over any :class:`~dgpu.contracts_client.chain.Chain`.
 
 Creating the dGPU mint (9 decimals), associated token accounts, minting, and funding
 wallets with SOL and tokens: used by ``dgpu chain serve``, the devnet, tests and
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from dgpu.contracts.chain import Chain, send_instructions
+from dgpu.contracts_client.chain import Chain, send_instructions
 from solders.instruction import Instruction
 from solders.keypair import Keypair
 from solders.pubkey import Pubkey

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Final
 
-from dgpu.escrow import PROGRAM_ID
+from dgpu.contracts import PROGRAM_ID
 from solders.pubkey import Pubkey
 from spl.token.constants import ASSOCIATED_TOKEN_PROGRAM_ID, TOKEN_PROGRAM_ID
 

@@ -15,11 +15,11 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Final
 
-from dgpu.contracts.ed25519 import SignedMessage, ed25519_instruction
-from dgpu.contracts.errors import BatchTooLarge
-from dgpu.contracts.idl import ChannelState, EscrowIdl, default_idl
-from dgpu.contracts.pda import associated_token_address
-from dgpu.escrow import PROGRAM_ID
+from dgpu.contracts import PROGRAM_ID
+from dgpu.contracts_client.ed25519 import SignedMessage, ed25519_instruction
+from dgpu.contracts_client.errors import BatchTooLarge
+from dgpu.contracts_client.idl import ChannelState, EscrowIdl, default_idl
+from dgpu.contracts_client.pda import associated_token_address
 from dgpu.protocol.identity import SIGNATURE_LEN
 from dgpu.protocol.receipt import ReceiptBody
 from solders.address_lookup_table_account import AddressLookupTableAccount

@@ -1,7 +1,7 @@
-"""dgpu.escrow: the on-chain escrow program, as built and shipped with the package.
+"""dgpu.contracts: the on-chain escrow program, as built and shipped with the package.
 
-The program is C (``escrow.c``) built to an SBPF v0 ``.so`` by :mod:`dgpu.escrow.build`
-(upstream LLVM through ``ziglang``, then :mod:`dgpu.escrow.relink`). The built ``.so``, its
+The program is C (``escrow.c``) built to an SBPF v0 ``.so`` by :mod:`dgpu.contracts.build`
+(upstream LLVM through ``ziglang``, then :mod:`dgpu.contracts.relink`). The built ``.so``, its
 sha256 and the Anchor IDL (``idl.json``) are committed and installed with the package.
 
 The program address is fixed: the public key of ``program-keypair.json`` (committed, so

@@ -1,4 +1,4 @@
-"""Errors of :mod:`dgpu.escrow` (building the on-chain program)::
+"""Errors of :mod:`dgpu.contracts` (building the on-chain program)::
 
 DgpuError
 └── EscrowError
@@ -13,7 +13,7 @@ from dgpu.protocol.errors import DgpuError
 
 
 class EscrowError(DgpuError):
-    """Root of the errors of :mod:`dgpu.escrow`."""
+    """Root of the errors of :mod:`dgpu.contracts`."""
 
 
 class RelinkError(EscrowError):

@@ -17,7 +17,7 @@ with every section's virtual address equal to its file offset. Relocations:
 Before writing, ``.text`` is linted for encodings SBPF v0 rejects or, worse, runs
 differently from eBPF (see ``SBPF.md``); the relinker refuses them with the offset.
 
-Run as ``python -m dgpu.escrow.relink -o out.so a.o [b.o ...]``.
+Run as ``python -m dgpu.contracts.relink -o out.so a.o [b.o ...]``.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
-from dgpu.escrow.errors import EscrowError, LintError, RelinkError
+from dgpu.contracts.errors import EscrowError, LintError, RelinkError
 from elftools.common.exceptions import ELFError
 from elftools.elf.elffile import ELFFile
 
@@ -404,7 +404,7 @@ def _write_elf(image: _Image, entry_name: str, entry: int) -> bytes:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m dgpu.escrow.relink", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m dgpu.contracts.relink", description=__doc__)
     parser.add_argument("objects", nargs="+", type=Path)
     parser.add_argument("-o", "--output", required=True, type=Path)
     parser.add_argument("--entry", default="entrypoint")

@@ -11,60 +11,22 @@ Errors (:mod:`dgpu.coordinator.errors`)::
     └── CoordinatorError
         ├── ApiError
         ├── StoreError
-        ├── SettlementError
-        └── CoordinatorClientError
+        └── SettlementError
+
+Its HTTP client is not here: nodes must not depend on the server, so the client lives in
+:mod:`dgpu.node.coordinator_client` and request signing in :mod:`dgpu.protocol.http_auth`.
 """
 
-from typing import TYPE_CHECKING, Any
-
-from dgpu.coordinator.auth import (
-    HEADER_ADDRESS,
-    HEADER_NONCE,
-    HEADER_SIGNATURE,
-    HEADER_TIMESTAMP,
-    sign_request,
-    verify_request,
-)
-from dgpu.coordinator.client import CoordinatorClient, IndexedOffer, OfferSearch
+from dgpu.coordinator.app import create_app
 from dgpu.coordinator.config import CoordinatorConfig, RateLimit
-from dgpu.coordinator.errors import (
-    ApiError,
-    CoordinatorClientError,
-    CoordinatorError,
-    SettlementError,
-    StoreError,
-)
-
-if TYPE_CHECKING:
-    from dgpu.coordinator.app import create_app
-
-
-def __getattr__(name: str) -> Any:
-    # The app (starlette, jinja, the store) loads on first use: nodes importing the client
-    # do not pay for it.
-    if name == "create_app":
-        from dgpu.coordinator.app import create_app
-
-        return create_app
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
+from dgpu.coordinator.errors import ApiError, CoordinatorError, SettlementError, StoreError
 
 __all__ = [
-    "HEADER_ADDRESS",
-    "HEADER_NONCE",
-    "HEADER_SIGNATURE",
-    "HEADER_TIMESTAMP",
     "ApiError",
-    "CoordinatorClient",
-    "CoordinatorClientError",
     "CoordinatorConfig",
     "CoordinatorError",
-    "IndexedOffer",
-    "OfferSearch",
     "RateLimit",
     "SettlementError",
     "StoreError",
     "create_app",
-    "sign_request",
-    "verify_request",
 ]

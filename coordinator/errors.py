@@ -7,8 +7,10 @@ a message in words; the app renders it as ``{"error": {"code": ..., "message": .
     └── CoordinatorError
         ├── ApiError              a request refused with an HTTP status (4xx/5xx)
         ├── StoreError            the database is unusable (bad schema version, ...)
-        ├── SettlementError       a settlement round could not run (no chain, ...)
-        └── CoordinatorClientError  the client got a refusal or no answer from a coordinator
+        └── SettlementError       a settlement round could not run (no chain, ...)
+
+(The client's error, ``CoordinatorClientError``, lives with the client in
+:mod:`dgpu.node.coordinator_client`.)
 """
 
 from __future__ import annotations
@@ -69,12 +71,3 @@ class StoreError(CoordinatorError):
 
 class SettlementError(CoordinatorError):
     """A settlement round cannot run or a batch failed on chain."""
-
-
-class CoordinatorClientError(CoordinatorError):
-    """A coordinator refused a request (``status``/``code`` set) or did not answer."""
-
-    def __init__(self, message: str, *, status: int | None = None, code: str | None = None) -> None:
-        super().__init__(message)
-        self.status = status
-        self.code = code

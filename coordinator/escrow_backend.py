@@ -1,4 +1,4 @@
-"""The settlement backend over the real escrow client (``dgpu.contracts``).
+"""The settlement backend over the real escrow client (``dgpu.contracts_client``).
 
 Packing: a settle transaction carries at most :func:`receipts_per_transaction` receipts
 (the Ed25519 precompile's 206 bytes per receipt dominate; an address lookup table saves
@@ -16,17 +16,17 @@ import logging
 from collections.abc import Sequence
 from typing import Final
 
-from dgpu.contracts.chain import ChainError, TransactionFailed
-from dgpu.contracts.errors import (
+from dgpu.contracts_client.chain import ChainError, TransactionFailed
+from dgpu.contracts_client.errors import (
     AccountDecodeError,
     BatchTooLarge,
     EscrowClientError,
     EscrowProgramError,
 )
-from dgpu.contracts.escrow import EscrowClient
-from dgpu.contracts.idl import ChannelState
-from dgpu.contracts.lookup_table import MAX_ADDRESSES
-from dgpu.contracts.settlement import Settlement, receipts_per_transaction
+from dgpu.contracts_client.escrow import EscrowClient
+from dgpu.contracts_client.idl import ChannelState
+from dgpu.contracts_client.lookup_table import MAX_ADDRESSES
+from dgpu.contracts_client.settlement import Settlement, receipts_per_transaction
 from dgpu.coordinator.settlement import ChainTrouble, DeterministicFailure, OnChainChannel
 from dgpu.coordinator.store import Unsettled
 from solders.address_lookup_table_account import AddressLookupTableAccount

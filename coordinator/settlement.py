@@ -61,7 +61,7 @@ class ChainTrouble(Exception):
 
 
 class SettlementBackend(Protocol):
-    """The escrow as the batcher sees it (adapted from ``dgpu.contracts``)."""
+    """The escrow as the batcher sees it (adapted from ``dgpu.contracts_client``)."""
 
     program_id: str
     """Base58 id of the escrow program whose channels this backend settles."""

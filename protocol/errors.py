@@ -8,6 +8,7 @@ CLI can print any of them in words. This module holds the root and the protocol 
         ├── DecodeError            bytes that are not a valid message (names the field)
         │   └── MessageTooLarge    refused before decoding
         ├── SignatureError         a signature that does not verify (or of another kind)
+        │   └── RequestAuthError   a signed HTTP request whose headers do not check (``code``)
         ├── OfferError
         │   ├── OfferExpired
         │   └── OfferNotYetValid
@@ -45,6 +46,14 @@ class MessageTooLarge(DecodeError):
 
 class SignatureError(ProtocolError):
     """A signature that does not verify for the claimed signer and message kind."""
+
+
+class RequestAuthError(SignatureError):
+    """A signed HTTP request refused; ``code`` is stable and machine-readable."""
+
+    def __init__(self, message: str, code: str) -> None:
+        super().__init__(message)
+        self.code = code
 
 
 class OfferError(ProtocolError):

@@ -25,10 +25,9 @@ import trio
 from dgpu.cli.devnet.parts import DEMO_GPU, Options, Running, run_args
 from dgpu.cli.devnet.supervisor import DevnetError, dgpu_command
 from dgpu.cli.devnet.wallets import Wallets, key_path
-from dgpu.contracts.chain import RpcChain
-from dgpu.contracts.localnet import associated_token_address
-from dgpu.coordinator.client import CoordinatorClient
-from dgpu.coordinator.errors import CoordinatorClientError
+from dgpu.contracts_client.chain import RpcChain
+from dgpu.contracts_client.localnet import associated_token_address
+from dgpu.node.coordinator_client import CoordinatorClient, CoordinatorClientError
 from solders.pubkey import Pubkey
 
 log = logging.getLogger(__name__)

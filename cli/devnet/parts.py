@@ -13,8 +13,8 @@ from pathlib import Path
 import trio
 from dgpu.cli.devnet.supervisor import Supervisor
 from dgpu.cli.devnet.wallets import Wallets, ensure_escrow_config, fund, key_path
-from dgpu.contracts.chain import RpcChain
-from dgpu.contracts.localnet import DGPU_DECIMALS, TokenMint
+from dgpu.contracts_client.chain import RpcChain
+from dgpu.contracts_client.localnet import DGPU_DECIMALS, TokenMint
 from dgpu.protocol.keyfile import load_identity
 from solders.pubkey import Pubkey
 

@@ -12,10 +12,10 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-from dgpu.contracts.chain import Chain
-from dgpu.contracts.errors import ConfigNotFound
-from dgpu.contracts.escrow import EscrowClient
-from dgpu.contracts.localnet import (
+from dgpu.contracts_client.chain import Chain
+from dgpu.contracts_client.errors import ConfigNotFound
+from dgpu.contracts_client.escrow import EscrowClient
+from dgpu.contracts_client.localnet import (
     TokenMint,
     associated_token_address,
     create_associated_token_account,

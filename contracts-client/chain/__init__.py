@@ -1,7 +1,7 @@
 """The chain layer: one async ``Chain`` interface, an in-process LiteSVM chain and a
-JSON-RPC chain. See :mod:`dgpu.contracts.chain.errors` for the error tree."""
+JSON-RPC chain. See :mod:`dgpu.contracts_client.chain.errors` for the error tree."""
 
-from dgpu.contracts.chain.errors import (
+from dgpu.contracts_client.chain.errors import (
     AccountNotFound,
     ChainError,
     ChainUnavailable,
@@ -12,10 +12,15 @@ from dgpu.contracts.chain.errors import (
     error_json,
     instruction_index,
 )
-from dgpu.contracts.chain.interface import AnyTransaction, Chain, Simulation, send_instructions
-from dgpu.contracts.chain.ledger import Landed, SvmLedger, parse_wire_transaction
-from dgpu.contracts.chain.rpc import RpcChain
-from dgpu.contracts.chain.svm import LiteSVMChain, escrow_program, status_of
+from dgpu.contracts_client.chain.interface import (
+    AnyTransaction,
+    Chain,
+    Simulation,
+    send_instructions,
+)
+from dgpu.contracts_client.chain.ledger import Landed, SvmLedger, parse_wire_transaction
+from dgpu.contracts_client.chain.rpc import RpcChain
+from dgpu.contracts_client.chain.svm import LiteSVMChain, escrow_program, status_of
 
 __all__ = [
     "AccountNotFound",

@@ -3,7 +3,7 @@
 ::
 
     DgpuError
-    └── ChainError                 root of dgpu.contracts.chain
+    └── ChainError                 root of dgpu.contracts_client.chain
         ├── TransactionFailed      refused in preflight or failed on chain (err, logs)
         ├── ConfirmationTimeout    sent, but not confirmed within the timeout
         ├── AccountNotFound        no (token) account where one was required
@@ -56,7 +56,7 @@ def instruction_index(err: TransactionErrorType | None) -> int | None:
 
 
 class ChainError(DgpuError):
-    """Root of the errors of :mod:`dgpu.contracts.chain`."""
+    """Root of the errors of :mod:`dgpu.contracts_client.chain`."""
 
 
 class TransactionFailed(ChainError):

@@ -14,7 +14,7 @@ How: the ``emms`` instruction marks every x87 register empty. Python cannot exec
 and no compiler may run in the package, so the three bytes ``emms; ret`` are written to
 a page of our own, the page is made read + execute (never writable and executable at
 once), and called through ctypes. :func:`reset_x87` is that call; the ledger makes it
-after every use of LiteSVM (see :mod:`dgpu.contracts.chain.ledger`). ``emms`` is safe
+after every use of LiteSVM (see :mod:`dgpu.contracts_client.chain.ledger`). ``emms`` is safe
 whenever no x87 value is live, which the calling convention guarantees between calls.
 
 Only x86-64 has an x87 unit that this applies to; elsewhere (and where the system

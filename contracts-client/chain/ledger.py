@@ -1,6 +1,6 @@
 """``SvmLedger``: a LiteSVM instance made to behave like a small cluster.
 
-The synchronous core under :class:`~dgpu.contracts.chain.svm.LiteSVMChain` and the local
+The synchronous core under :class:`~dgpu.contracts_client.chain.svm.LiteSVMChain` and the local
 JSON-RPC server. It adds to LiteSVM what a client of a real cluster relies on:
 
 - every landed transaction is a new slot with a new blockhash, and a transaction is
@@ -16,7 +16,7 @@ JSON-RPC server. It adds to LiteSVM what a client of a real cluster relies on:
 All access to the LiteSVM instance goes through one lock, so a ledger may be shared by
 threads; no method blocks for long (a transaction runs in well under a millisecond to a
 few milliseconds). Leaving the lock also resets the x87 FPU, which LiteSVM can leave
-"stack full" (see :mod:`dgpu.contracts.chain.fpu`): no float result computed after a
+"stack full" (see :mod:`dgpu.contracts_client.chain.fpu`): no float result computed after a
 ledger call in the same thread is poisoned by it.
 """
 
@@ -27,9 +27,9 @@ from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
-from dgpu.contracts.chain.errors import ChainError, error_json
-from dgpu.contracts.chain.fpu import reset_x87
-from dgpu.contracts.chain.interface import AnyTransaction, Simulation
+from dgpu.contracts_client.chain.errors import ChainError, error_json
+from dgpu.contracts_client.chain.fpu import reset_x87
+from dgpu.contracts_client.chain.interface import AnyTransaction, Simulation
 from solders.account import Account
 from solders.clock import Clock
 from solders.hash import Hash

@@ -16,7 +16,7 @@ from typing import Any, Protocol, Self, TypeVar
 
 import anyio
 import httpx
-from dgpu.contracts.chain.errors import (
+from dgpu.contracts_client.chain.errors import (
     AccountNotFound,
     ChainError,
     ChainUnavailable,
@@ -24,8 +24,8 @@ from dgpu.contracts.chain.errors import (
     RpcError,
     TransactionFailed,
 )
-from dgpu.contracts.chain.interface import AnyTransaction, Simulation
-from dgpu.contracts.chain.layout import clock_unix_timestamp
+from dgpu.contracts_client.chain.interface import AnyTransaction, Simulation
+from dgpu.contracts_client.chain.layout import clock_unix_timestamp
 from solders.account import Account
 from solders.account_decoder import UiAccountEncoding
 from solders.commitment_config import CommitmentLevel

@@ -13,10 +13,10 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import anyio.lowlevel
-from dgpu.contracts.chain.errors import AccountNotFound, ChainError, TransactionFailed
-from dgpu.contracts.chain.interface import AnyTransaction, Simulation
-from dgpu.contracts.chain.layout import is_token_account, token_amount
-from dgpu.contracts.chain.ledger import Landed, SvmLedger
+from dgpu.contracts_client.chain.errors import AccountNotFound, ChainError, TransactionFailed
+from dgpu.contracts_client.chain.interface import AnyTransaction, Simulation
+from dgpu.contracts_client.chain.layout import is_token_account, token_amount
+from dgpu.contracts_client.chain.ledger import Landed, SvmLedger
 from solders.account import Account
 from solders.hash import Hash
 from solders.pubkey import Pubkey
@@ -25,13 +25,13 @@ from solders.transaction_status import TransactionConfirmationStatus, Transactio
 
 
 def escrow_program() -> tuple[Pubkey, bytes]:
-    """The escrow program id and ELF bytes from :mod:`dgpu.escrow`; ChainError if absent."""
+    """The escrow program id and ELF bytes from :mod:`dgpu.contracts`; ChainError if absent."""
     try:
-        escrow = importlib.import_module("dgpu.escrow")
+        escrow = importlib.import_module("dgpu.contracts")
         program_id = escrow.PROGRAM_ID
         so_path = Path(escrow.so_path())
     except (ImportError, AttributeError) as exc:
-        raise ChainError(f"the escrow program is not available in dgpu.escrow: {exc}") from None
+        raise ChainError(f"the escrow program is not available in dgpu.contracts: {exc}") from None
     if not isinstance(program_id, Pubkey):
         program_id = Pubkey.from_string(str(program_id))
     try:

@@ -1,13 +1,13 @@
 """``dgpu chain serve``: a local Solana JSON-RPC node over LiteSVM.
 
 The escrow program and a dGPU SPL mint are preloaded; the methods implemented are those
-dgpu and standard clients need (see :data:`~dgpu.contracts.rpc_server.methods.METHODS`),
+dgpu and standard clients need (see :data:`~dgpu.contracts_client.rpc_server.methods.METHODS`),
 so the JSON-RPC path that talks to a real cluster is exercised here.
 """
 
-from dgpu.contracts.rpc_server.app import MAX_BATCH, MAX_BODY_BYTES, create_app, handle_body
-from dgpu.contracts.rpc_server.methods import METHODS
-from dgpu.contracts.rpc_server.serve import (
+from dgpu.contracts_client.rpc_server.app import MAX_BATCH, MAX_BODY_BYTES, create_app, handle_body
+from dgpu.contracts_client.rpc_server.methods import METHODS
+from dgpu.contracts_client.rpc_server.serve import (
     INFO_FILE,
     MINT_AUTHORITY_FILE,
     MINT_FILE,

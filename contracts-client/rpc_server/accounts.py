@@ -7,10 +7,15 @@ import base64
 from typing import Any
 
 import base58
-from dgpu.contracts.chain import SvmLedger
-from dgpu.contracts.chain.layout import is_mint, is_token_account, mint_decimals, token_amount
-from dgpu.contracts.chain.layout import token_mint as token_mint_of
-from dgpu.contracts.rpc_server import params as p
+from dgpu.contracts_client.chain import SvmLedger
+from dgpu.contracts_client.chain.layout import (
+    is_mint,
+    is_token_account,
+    mint_decimals,
+    token_amount,
+)
+from dgpu.contracts_client.chain.layout import token_mint as token_mint_of
+from dgpu.contracts_client.rpc_server import params as p
 from solders.account import Account
 
 MAX_MULTIPLE_ACCOUNTS = 100

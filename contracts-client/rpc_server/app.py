@@ -12,9 +12,9 @@ import json
 import logging
 from typing import Any
 
-from dgpu.contracts.chain import SvmLedger
-from dgpu.contracts.rpc_server import params as p
-from dgpu.contracts.rpc_server.methods import METHODS
+from dgpu.contracts_client.chain import SvmLedger
+from dgpu.contracts_client.rpc_server import params as p
+from dgpu.contracts_client.rpc_server.methods import METHODS
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response

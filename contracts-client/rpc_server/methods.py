@@ -11,9 +11,9 @@ import hashlib
 from collections.abc import Callable
 from typing import Any
 
-from dgpu.contracts.chain import SvmLedger
-from dgpu.contracts.rpc_server import accounts, transactions
-from dgpu.contracts.rpc_server import params as p
+from dgpu.contracts_client.chain import SvmLedger
+from dgpu.contracts_client.rpc_server import accounts, transactions
+from dgpu.contracts_client.rpc_server import params as p
 from solders.hash import Hash
 
 MAX_WARP_SECONDS = 100 * 365 * 24 * 3600

@@ -12,7 +12,7 @@ import binascii
 from typing import Any
 
 import base58
-from dgpu.contracts.chain import SvmLedger, parse_wire_transaction
+from dgpu.contracts_client.chain import SvmLedger, parse_wire_transaction
 from solders.hash import Hash
 from solders.pubkey import Pubkey
 from solders.signature import Signature

@@ -18,9 +18,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from dgpu.contracts.chain import ChainError, LiteSVMChain, SvmLedger, escrow_program
-from dgpu.contracts.localnet import DGPU_DECIMALS, TokenMint, create_mint
-from dgpu.contracts.rpc_server.app import MAX_BODY_BYTES, create_app
+from dgpu.contracts_client.chain import ChainError, LiteSVMChain, SvmLedger, escrow_program
+from dgpu.contracts_client.localnet import DGPU_DECIMALS, TokenMint, create_mint
+from dgpu.contracts_client.rpc_server.app import MAX_BODY_BYTES, create_app
 from dgpu.protocol.identity import Identity
 from dgpu.protocol.keyfile import load_identity, save_identity
 from hypercorn.asyncio import serve as hypercorn_serve

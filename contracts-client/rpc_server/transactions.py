@@ -9,10 +9,10 @@ import json
 from typing import Any
 
 import base58
-from dgpu.contracts.chain import ChainError, Landed, Simulation, SvmLedger, error_json
-from dgpu.contracts.chain.ledger import LAMPORTS_PER_SIGNATURE
-from dgpu.contracts.rpc_server import params as p
-from dgpu.contracts.rpc_server.accounts import ACCOUNT_ENCODINGS, encode_account
+from dgpu.contracts_client.chain import ChainError, Landed, Simulation, SvmLedger, error_json
+from dgpu.contracts_client.chain.ledger import LAMPORTS_PER_SIGNATURE
+from dgpu.contracts_client.rpc_server import params as p
+from dgpu.contracts_client.rpc_server.accounts import ACCOUNT_ENCODINGS, encode_account
 from solders.message import from_bytes_versioned
 from solders.rpc.responses import RpcSimulateTransactionResult
 from solders.transaction_status import TransactionErrorFieldless

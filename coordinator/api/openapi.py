@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Final
 
-from dgpu.coordinator.auth import HEADER_ADDRESS, HEADER_NONCE, HEADER_SIGNATURE, HEADER_TIMESTAMP
+from dgpu.protocol.http_auth import HEADER_ADDRESS, HEADER_NONCE, HEADER_SIGNATURE, HEADER_TIMESTAMP
 
 INT: Final = {"type": "integer", "minimum": 0}
 STR: Final = {"type": "string"}

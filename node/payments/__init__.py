@@ -3,7 +3,7 @@
 * :class:`Escrow` — read a channel, open one, settle receipts, reclaim (see :mod:`.escrow`);
 * :class:`MemoryEscrow` over a :class:`MemoryLedger` — the program's rules in memory, proven
   equal to the program in LiteSVM (fast tests, large simulations);
-* ``ChainEscrow`` (:mod:`.chain`) — the real program through ``dgpu.contracts``.
+* ``ChainEscrow`` (:mod:`.chain`) — the real program through ``dgpu.contracts_client``.
 """
 
 from dgpu.node.payments.escrow import (

@@ -1,19 +1,19 @@
 """The node's :class:`~dgpu.node.payments.escrow.Escrow` over the real escrow program.
 
 A thin adapter from raw 32-byte keys and :class:`~dgpu.protocol.messages.Receipt` to
-``dgpu.contracts``' :class:`~dgpu.contracts.escrow.EscrowClient` (solders types) over any
-:class:`~dgpu.contracts.chain.Chain`: LiteSVM in process, or JSON-RPC.
+:class:`~dgpu.contracts_client.escrow.EscrowClient` (solders types) over any
+:class:`~dgpu.contracts_client.chain.Chain`: LiteSVM in process, or JSON-RPC.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
-from dgpu.contracts.chain import Chain
-from dgpu.contracts.chain.errors import AccountNotFound
-from dgpu.contracts.escrow import EscrowClient
-from dgpu.contracts.idl import ChannelState as ChainChannel
-from dgpu.contracts.localnet import associated_token_address
+from dgpu.contracts_client.chain import Chain
+from dgpu.contracts_client.chain.errors import AccountNotFound
+from dgpu.contracts_client.escrow import EscrowClient
+from dgpu.contracts_client.idl import ChannelState as ChainChannel
+from dgpu.contracts_client.localnet import associated_token_address
 from dgpu.node.payments.escrow import ChannelState, OpenedChannel, Refunded, Settled
 from dgpu.protocol.identity import Identity
 from dgpu.protocol.messages import Receipt

@@ -3,7 +3,7 @@
 The provider reads a channel to check it is funded for it before starting a job, and
 submits receipts; the renter opens (funds) a channel and reclaims the remainder after
 expiry. :class:`Escrow` is implemented over the real program by
-:class:`~dgpu.node.payments.chain.ChainEscrow` (``dgpu.contracts``' ``EscrowClient`` over a
+:class:`~dgpu.node.payments.chain.ChainEscrow` (``dgpu.contracts_client``' ``EscrowClient`` over a
 LiteSVM or JSON-RPC ``Chain``) and in memory by
 :class:`~dgpu.node.payments.memory.MemoryEscrow` (tests and simulations: the same rules,
 proven equal operation by operation, no SBPF).

@@ -23,7 +23,7 @@ from dgpu.protocol.messages import Offer
 from dgpu.protocol.offers import validate_offer
 
 if TYPE_CHECKING:
-    from dgpu.coordinator.client import CoordinatorClient
+    from dgpu.node.coordinator_client import CoordinatorClient
 
 log = logging.getLogger(__name__)
 

@@ -20,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import trio
-from dgpu.contracts.settlement import batch_size, receipts_per_transaction
+from dgpu.contracts_client.settlement import batch_size, receipts_per_transaction
 from dgpu.node.payments.escrow import Escrow, PaymentError
 from dgpu.node.renter.discovery import Candidate, OfferQuery
 from dgpu.pricing import ReferencePrice, reference_prices
@@ -60,7 +60,7 @@ _SIZES: dict[int, int] = {}
 
 def tx_bytes(receipts: int) -> int:
     """Bytes of a settlement transaction of ``receipts`` receipts (v0, no lookup table), as
-    :mod:`dgpu.contracts.settlement` builds it."""
+    :mod:`dgpu.contracts_client.settlement` builds it."""
     if receipts not in _SIZES:
         _SIZES[receipts] = batch_size(receipts, with_lookup_table=False)
     return _SIZES[receipts]

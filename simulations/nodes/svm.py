@@ -1,6 +1,6 @@
 """The simulation's chain as the real escrow program in LiteSVM.
 
-One in-process :class:`~dgpu.contracts.chain.LiteSVMChain` runs the committed escrow
+One in-process :class:`~dgpu.contracts_client.chain.LiteSVMChain` runs the committed escrow
 ``.so``; its clock is the simulation's virtual clock (LiteSVM reads the injected time
 source on every call, so channel expiries and dispute windows pass as virtual time does).
 The set-up is what a deployment does: an admin creates the dGPU mint, initialises the
@@ -12,10 +12,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-from dgpu.contracts.chain import LiteSVMChain
-from dgpu.contracts.chain.errors import AccountNotFound
-from dgpu.contracts.escrow import EscrowClient
-from dgpu.contracts.localnet import (
+from dgpu.contracts_client.chain import LiteSVMChain
+from dgpu.contracts_client.chain.errors import AccountNotFound
+from dgpu.contracts_client.escrow import EscrowClient
+from dgpu.contracts_client.localnet import (
     TokenMint,
     associated_token_address,
     create_associated_token_account,

@@ -16,11 +16,11 @@ from typing import Any
 import httpx
 import pytest
 from dgpu.coordinator.app import create_app
-from dgpu.coordinator.client import CoordinatorClient
 from dgpu.coordinator.config import CoordinatorConfig, RateLimit
 from dgpu.coordinator.server import Listen, bind, serve_app
 from dgpu.coordinator.service import Coordinator
 from dgpu.coordinator.settlement import SettlementBackend
+from dgpu.node.coordinator_client import CoordinatorClient
 from dgpu.protocol.identity import Identity
 from dgpu.protocol.messages import Offer, Receipt
 from dgpu.protocol.offers import OfferTerms, make_offer

@@ -6,10 +6,10 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 
-from dgpu.contracts import localnet
-from dgpu.contracts.chain import Chain
-from dgpu.contracts.escrow import EscrowClient
-from dgpu.contracts.idl import ChannelState
+from dgpu.contracts_client import localnet
+from dgpu.contracts_client.chain import Chain
+from dgpu.contracts_client.escrow import EscrowClient
+from dgpu.contracts_client.idl import ChannelState
 from dgpu.protocol.identity import Identity
 from dgpu.protocol.messages import Receipt
 from dgpu.protocol.signing import sign_receipt

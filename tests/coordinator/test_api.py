@@ -6,7 +6,7 @@ import os
 
 import httpx
 import pytest
-from dgpu.coordinator.errors import CoordinatorClientError
+from dgpu.node.coordinator_client import CoordinatorClientError
 from dgpu.pricing import DEFAULT_RATE_CARD, estimate_cost
 from dgpu.protocol.identity import Identity
 from dgpu.protocol.offers import offer_bytes

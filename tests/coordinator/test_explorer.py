@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 import pytest
 import trio
-from dgpu.contracts.chain import LiteSVMChain
+from dgpu.contracts_client.chain import LiteSVMChain
 from dgpu.coordinator.escrow_backend import EscrowBackend
 
 from tests.coordinator.conftest import ADMIN, ManualClock, Server, make_config, running_server

@@ -10,9 +10,9 @@ from collections.abc import AsyncIterator, Iterator
 import httpx
 import msgspec
 import pytest
-from dgpu.coordinator.auth import HEADER_SIGNATURE, sign_request
 from dgpu.coordinator.config import RateLimit
 from dgpu.protocol.codec import encode
+from dgpu.protocol.http_auth import HEADER_SIGNATURE, sign_request
 from dgpu.protocol.identity import Identity
 from dgpu.protocol.offers import offer_bytes
 

@@ -15,12 +15,12 @@ from typing import Any
 import httpx
 import pytest
 import trio
-from dgpu.contracts import localnet
-from dgpu.contracts.chain import RpcChain
-from dgpu.coordinator.client import CoordinatorClient
+from dgpu.contracts_client import localnet
+from dgpu.contracts_client.chain import RpcChain
+from dgpu.node.coordinator_client import CoordinatorClient
 from dgpu.protocol.keyfile import load_identity, save_identity
 
-from tests.chain.support import Node, serve_node
+from tests.contracts_client.support import Node, serve_node
 from tests.coordinator.escrow_world import DGPU, make_world, net_of
 
 pytestmark = pytest.mark.slow

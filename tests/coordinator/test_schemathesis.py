@@ -14,8 +14,8 @@ import httpx
 import pytest
 import schemathesis
 from dgpu.coordinator.api.openapi import openapi_document
-from dgpu.coordinator.auth import sign_request
 from dgpu.protocol.codec import encode
+from dgpu.protocol.http_auth import sign_request
 from dgpu.protocol.identity import Identity
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st

@@ -12,13 +12,13 @@ from pathlib import Path
 import httpx
 import msgspec
 import pytest
-from dgpu.contracts.chain import LiteSVMChain
-from dgpu.contracts.settlement import Settlement, receipts_per_transaction
-from dgpu.coordinator.errors import CoordinatorClientError
+from dgpu.contracts_client.chain import LiteSVMChain
+from dgpu.contracts_client.settlement import Settlement, receipts_per_transaction
 from dgpu.coordinator.escrow_backend import EscrowBackend
 from dgpu.coordinator.metrics import Metrics
 from dgpu.coordinator.settlement import ChainTrouble, OnChainChannel, Settler
 from dgpu.coordinator.store import ChannelKey, Unsettled, open_store
+from dgpu.node.coordinator_client import CoordinatorClientError
 from dgpu.protocol.identity import Identity
 from dgpu.protocol.signing import sign_receipt
 from prometheus_client.parser import text_string_to_metric_families

@@ -8,13 +8,7 @@ import sqlite3
 from pathlib import Path
 
 import pytest
-from dgpu.coordinator.auth import (
-    HEADER_NONCE,
-    HEADER_SIGNATURE,
-    ReplayGuard,
-    sign_request,
-    verify_request,
-)
+from dgpu.coordinator.auth import ReplayGuard, verify_request
 from dgpu.coordinator.config import RateLimit
 from dgpu.coordinator.db import _statements, migrations, open_database
 from dgpu.coordinator.errors import ApiError, StoreError
@@ -32,6 +26,7 @@ from dgpu.coordinator.scores import (
     volume,
 )
 from dgpu.coordinator.store import OfferQuery
+from dgpu.protocol.http_auth import HEADER_NONCE, HEADER_SIGNATURE, sign_request
 from dgpu.protocol.identity import Identity
 from hypothesis import given
 from hypothesis import strategies as st

@@ -15,16 +15,16 @@ from pathlib import Path
 from typing import Any
 
 import trio
-from dgpu.contracts import localnet
-from dgpu.contracts.chain import RpcChain
-from dgpu.contracts.escrow import EscrowClient
+from dgpu.contracts_client import localnet
+from dgpu.contracts_client.chain import RpcChain
+from dgpu.contracts_client.escrow import EscrowClient
 from dgpu.node.executors.base import run_sync_abandoning
 from dgpu.node.payments.chain import ChainEscrow
 from dgpu.protocol.identity import Identity
 from dgpu.protocol.keyfile import load_identity, save_identity
 from solders.keypair import Keypair
 
-from tests.chain.support import Node
+from tests.contracts_client.support import Node
 from tests.fixtures_docker import TEST_IMAGE
 
 SOL = 10**9

@@ -11,9 +11,9 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 import trio
-from dgpu.contracts import localnet
-from dgpu.contracts.chain import LiteSVMChain
-from dgpu.contracts.escrow import EscrowClient
+from dgpu.contracts_client import localnet
+from dgpu.contracts_client.chain import LiteSVMChain
+from dgpu.contracts_client.escrow import EscrowClient
 from dgpu.node.config import ProviderConfig, ProviderFaults, RenterConfig, RenterFaults
 from dgpu.node.executors import DockerConfig, DockerExecutor, open_docker_executor
 from dgpu.node.gpu import SimulatedBackend, parse_gpu_spec

@@ -16,7 +16,7 @@ from dgpu.node.net.bulk import parse_bulk_addr
 from dgpu.protocol.identity import Identity
 from dgpu.protocol.keyfile import save_identity
 
-from tests.chain.support import Node, serve_node
+from tests.contracts_client.support import Node, serve_node
 from tests.node.clikit import (
     PRICE,
     ROOT,

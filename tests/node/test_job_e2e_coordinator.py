@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 import trio
-from dgpu.coordinator.client import CoordinatorClient
 from dgpu.coordinator.escrow_backend import EscrowBackend
 from dgpu.node.config import RenterConfig
+from dgpu.node.coordinator_client import CoordinatorClient
 from dgpu.node.gpu import SimulatedBackend, parse_gpu_spec
 from dgpu.node.net import MemoryHubConfig, open_memory_hub, open_memory_network
 from dgpu.node.payments.chain import ChainEscrow

@@ -24,7 +24,7 @@ from dgpu.node.renter import ReceiptSigned, Renter, RenterEvent
 from dgpu.node.store import NodeStore
 from dgpu.protocol.identity import Identity
 
-from tests.chain.support import Node, serve_node
+from tests.contracts_client.support import Node, serve_node
 from tests.node.clikit import (
     ROOT,
     dgpu,

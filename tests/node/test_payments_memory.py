@@ -12,9 +12,9 @@ from dataclasses import dataclass, field
 
 import msgspec
 import pytest
-from dgpu.contracts import localnet
-from dgpu.contracts.chain import LiteSVMChain
-from dgpu.contracts.escrow import EscrowClient
+from dgpu.contracts_client import localnet
+from dgpu.contracts_client.chain import LiteSVMChain
+from dgpu.contracts_client.escrow import EscrowClient
 from dgpu.node.payments import ChannelState, Escrow, MemoryEscrow, MemoryLedger
 from dgpu.node.payments.chain import ChainEscrow
 from dgpu.node.payments.memory import fee_of

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 import trio
-from dgpu.contracts.localnet import associated_token_address
+from dgpu.contracts_client.localnet import associated_token_address
 from dgpu.protocol.identity import Identity
 
-from tests.chain.support import Node, serve_node
+from tests.contracts_client.support import Node, serve_node
 from tests.node.clikit import SOL, dgpu, local_chain, provider_args, provider_process, ready_line
 
 pytestmark = [pytest.mark.slow]

@@ -6,9 +6,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import spl.token.instructions as spl
-from dgpu.contracts.chain import LiteSVMChain
-from dgpu.contracts.chain.interface import send_instructions
-from dgpu.contracts.instructions import DEFAULT_DISPUTE_WINDOW
+from dgpu.contracts_client.chain import LiteSVMChain
+from dgpu.contracts_client.chain.interface import send_instructions
+from dgpu.contracts_client.instructions import DEFAULT_DISPUTE_WINDOW
 from dgpu.node.payments.chain import ChainEscrow
 from dgpu.node.payments.escrow import OpenedChannel
 from dgpu.node.renter import reclaim_channels

@@ -11,11 +11,11 @@ from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass, field
 
 import pytest
-from dgpu.contracts import localnet
-from dgpu.contracts.chain import LiteSVMChain, TransactionFailed, send_instructions
-from dgpu.contracts.escrow import EscrowClient
-from dgpu.contracts.idl import ChannelState
-from dgpu.contracts.settlement import Settlement
+from dgpu.contracts_client import localnet
+from dgpu.contracts_client.chain import LiteSVMChain, TransactionFailed, send_instructions
+from dgpu.contracts_client.escrow import EscrowClient
+from dgpu.contracts_client.idl import ChannelState
+from dgpu.contracts_client.settlement import Settlement
 from dgpu.protocol.identity import Identity
 from solders.instruction import AccountMeta, Instruction
 from solders.keypair import Keypair

@@ -18,7 +18,7 @@ from dgpu.protocol.offers import offer_bytes
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tests.net.helpers import forged, offer_of
+from tests.node.net.helpers import forged, offer_of
 
 ALICE, BOB = Identity.from_label("alice"), Identity.from_label("bob")
 NOW = 1_700_000_000

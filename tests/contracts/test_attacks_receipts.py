@@ -6,15 +6,25 @@ from __future__ import annotations
 
 import struct
 
-from dgpu.contracts import Settlement, SignedMessage, ed25519_instruction, settle_instructions
-from dgpu.contracts.ed25519 import ED25519_PROGRAM_ID, OFFSETS_LEN, ed25519_data, parse_offsets
-from dgpu.contracts.pda import channel_address
+from dgpu.contracts_client import (
+    Settlement,
+    SignedMessage,
+    ed25519_instruction,
+    settle_instructions,
+)
+from dgpu.contracts_client.ed25519 import (
+    ED25519_PROGRAM_ID,
+    OFFSETS_LEN,
+    ed25519_data,
+    parse_offsets,
+)
+from dgpu.contracts_client.pda import channel_address
 from dgpu.protocol.receipt import ReceiptBody
 from solders.compute_budget import set_compute_unit_limit
 from solders.instruction import Instruction
 from solders.pubkey import Pubkey
 
-from tests.escrow.support import DGPU, World, expect_refused
+from tests.contracts.support import DGPU, World, expect_refused
 
 
 def forged(body: ReceiptBody, cumulative: int) -> ReceiptBody:

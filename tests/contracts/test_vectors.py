@@ -15,10 +15,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from dgpu.contracts import EscrowIdl, Settlement, settle_instructions
-from dgpu.contracts.chain import LiteSVMChain, TransactionFailed, send_instructions
-from dgpu.contracts.idl import default_idl
-from dgpu.escrow import so_path
+from dgpu.contracts import so_path
+from dgpu.contracts_client import EscrowIdl, Settlement, settle_instructions
+from dgpu.contracts_client.chain import LiteSVMChain, TransactionFailed, send_instructions
+from dgpu.contracts_client.idl import default_idl
 from dgpu.protocol.receipt import ReceiptBody
 from solders.account import Account
 from solders.keypair import Keypair

@@ -20,8 +20,8 @@ from dgpu.protocol import Identity, OfferError, encode
 from dgpu.protocol.messages import JobStatus
 from dgpu.protocol.offers import offer_bytes
 
-from tests.net.conftest import Cluster
-from tests.net.helpers import expect_cut_off, forged, offer_of, status
+from tests.node.net.conftest import Cluster
+from tests.node.net.helpers import expect_cut_off, forged, offer_of, status
 
 ECHO = "/dgpu/test-echo/1"
 BOOM = "/dgpu/test-boom/1"

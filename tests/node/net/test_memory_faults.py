@@ -25,7 +25,7 @@ from dgpu.node.net.memory import seed_trio_scheduler
 from dgpu.protocol import Identity, Offer
 from dgpu.protocol.messages import JobStatus
 
-from tests.net.helpers import offer_of, status
+from tests.node.net.helpers import offer_of, status
 
 if TYPE_CHECKING:
     from trio_typing import TaskStatus

@@ -1,6 +1,6 @@
 """LiteSVM leaves the x87 FPU "stack full" after running the associated-token program;
 the ledger resets it after every call, so float results computed after a chain call in
-the same thread are right (see :mod:`dgpu.contracts.chain.fpu`).
+the same thread are right (see :mod:`dgpu.contracts_client.chain.fpu`).
 
 Each test checks the very first x87 user after the chain call: a poisoned FPU only
 spoils one result before it drains, so a check done later would prove nothing."""
@@ -13,8 +13,8 @@ import sqlite3
 import warnings
 
 import numpy
-from dgpu.contracts.chain import LiteSVMChain, fpu
-from dgpu.contracts.localnet import create_associated_token_account, create_mint
+from dgpu.contracts_client.chain import LiteSVMChain, fpu
+from dgpu.contracts_client.localnet import create_associated_token_account, create_mint
 from solders.keypair import Keypair
 
 SOL = 10**9

@@ -6,13 +6,13 @@ from __future__ import annotations
 import socket
 
 import pytest
-from dgpu.contracts.chain import ChainUnavailable, ConfirmationTimeout, RpcChain, RpcError
+from dgpu.contracts_client.chain import ChainUnavailable, ConfirmationTimeout, RpcChain, RpcError
 from solders.hash import Hash
 from solders.keypair import Keypair
 from solders.system_program import TransferParams, transfer
 from solders.transaction import Transaction
 
-from tests.chain.support import SOL, Node
+from tests.contracts_client.support import SOL, Node
 
 
 def _closed_port() -> int:

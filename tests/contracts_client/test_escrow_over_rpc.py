@@ -12,15 +12,15 @@ from pathlib import Path
 import anyio
 import httpx
 import pytest
-from dgpu.contracts import localnet
-from dgpu.contracts.chain import RpcChain
-from dgpu.contracts.errors import ChannelNotFound
-from dgpu.contracts.escrow import EscrowClient
+from dgpu.contracts_client import localnet
+from dgpu.contracts_client.chain import RpcChain
+from dgpu.contracts_client.errors import ChannelNotFound
+from dgpu.contracts_client.escrow import EscrowClient
 from dgpu.protocol.identity import Identity
 from dgpu.protocol.keyfile import load_identity
 from solders.keypair import Keypair
 
-from tests.chain.support import SOL, Node, funded, serve_node
+from tests.contracts_client.support import SOL, Node, funded, serve_node
 
 DEPOSIT = 1_000_000_000  # 1 dGPU
 CUMULATIVE = 400_000_000

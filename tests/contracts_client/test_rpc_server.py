@@ -12,10 +12,10 @@ from typing import Any
 import base58
 import httpx
 import pytest
-from dgpu.contracts import localnet
-from dgpu.contracts.chain import RpcChain, SvmLedger, TransactionFailed
-from dgpu.contracts.rpc_server import MAX_BATCH, METHODS, handle_body
-from dgpu.contracts.rpc_server.accounts import ui_amount_string
+from dgpu.contracts_client import localnet
+from dgpu.contracts_client.chain import RpcChain, SvmLedger, TransactionFailed
+from dgpu.contracts_client.rpc_server import MAX_BATCH, METHODS, handle_body
+from dgpu.contracts_client.rpc_server.accounts import ui_amount_string
 from dgpu.protocol.keyfile import load_identity
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -30,7 +30,7 @@ from solders.rpc.responses import GetTransactionResp
 from solders.system_program import TransferParams, transfer
 from solders.transaction import Transaction
 
-from tests.chain.support import SOL, Node
+from tests.contracts_client.support import SOL, Node
 
 PARSE, INVALID_REQUEST, NOT_FOUND, INVALID_PARAMS, INTERNAL = -32700, -32600, -32601, -32602, -32603
 

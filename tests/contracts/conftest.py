@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.escrow.support import World, make_world
+from tests.contracts.support import World, make_world
 
 
 @pytest.fixture

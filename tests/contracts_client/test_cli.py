@@ -9,13 +9,13 @@ import subprocess
 import sys
 from pathlib import Path
 
-import dgpu.escrow
+import dgpu.contracts
 import pytest
 from dgpu.cli.cmd_chain import escrow_info
-from dgpu.contracts.chain import ChainError
-from dgpu.contracts.rpc_server import INFO_FILE, MINT_AUTHORITY_FILE, MINT_FILE
+from dgpu.contracts_client.chain import ChainError
+from dgpu.contracts_client.rpc_server import INFO_FILE, MINT_AUTHORITY_FILE, MINT_FILE
 
-from tests.chain.support import serve_node
+from tests.contracts_client.support import serve_node
 
 
 def test_info_json_names_the_shipped_program() -> None:
@@ -28,21 +28,21 @@ def test_info_json_names_the_shipped_program() -> None:
     ).stdout
     info = json.loads(out)
     assert set(info) == {"program_id", "so_path", "so_sha256", "idl_path"}
-    assert info["program_id"] == str(dgpu.escrow.PROGRAM_ID)
+    assert info["program_id"] == str(dgpu.contracts.PROGRAM_ID)
     so = Path(info["so_path"]).read_bytes()
     assert hashlib.sha256(so).hexdigest() == info["so_sha256"]
     assert json.loads(Path(info["idl_path"]).read_text())
 
 
 def test_info_explains_a_missing_escrow(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delattr(dgpu.escrow, "so_sha256")
-    with pytest.raises(ChainError, match=r"dgpu\.escrow"):
+    monkeypatch.delattr(dgpu.contracts, "so_sha256")
+    with pytest.raises(ChainError, match=r"dgpu\.contracts"):
         escrow_info()
 
 
 def test_serve_keeps_the_mint_across_restarts(tmp_path: Path) -> None:
     with serve_node(tmp_path) as first:
-        assert first.program_id == dgpu.escrow.PROGRAM_ID
+        assert first.program_id == dgpu.contracts.PROGRAM_ID
         described = json.loads((tmp_path / INFO_FILE).read_text())
         assert described["rpc_url"] == first.url and described["mint"] == str(first.mint)
     for name in (MINT_FILE, MINT_AUTHORITY_FILE):

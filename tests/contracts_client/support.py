@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import anyio
-from dgpu.contracts.chain import Chain, LiteSVMChain, RpcChain
+from dgpu.contracts_client.chain import Chain, LiteSVMChain, RpcChain
 from solders.keypair import Keypair
 from solders.pubkey import Pubkey
 

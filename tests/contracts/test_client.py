@@ -7,7 +7,8 @@ import hashlib
 import struct
 
 import pytest
-from dgpu.contracts import (
+from dgpu.contracts import PROGRAM_ID
+from dgpu.contracts_client import (
     PACKET_DATA_SIZE,
     EscrowClientError,
     EscrowProgramError,
@@ -17,11 +18,10 @@ from dgpu.contracts import (
     receipts_per_transaction,
     vault_address,
 )
-from dgpu.contracts.chain import TransactionFailed
-from dgpu.contracts.ed25519 import SAME_INSTRUCTION, ed25519_data, parse_offsets
-from dgpu.contracts.instructions import open_channel_ix
-from dgpu.contracts.settlement import batch_size
-from dgpu.escrow import PROGRAM_ID
+from dgpu.contracts_client.chain import TransactionFailed
+from dgpu.contracts_client.ed25519 import SAME_INSTRUCTION, ed25519_data, parse_offsets
+from dgpu.contracts_client.instructions import open_channel_ix
+from dgpu.contracts_client.settlement import batch_size
 from dgpu.protocol.identity import Identity
 from dgpu.protocol.receipt import ReceiptBody
 from hypothesis import given

@@ -1,7 +1,7 @@
 """A small HTTP client of the coordinator for nodes, relays and tools.
 
 Works under trio and asyncio alike (``httpx.AsyncClient`` runs on anyio). Writes are signed
-with the node's identity (see :mod:`dgpu.coordinator.auth`); offers found through the index
+with the node's identity (see :mod:`dgpu.protocol.http_auth`); offers found through the index
 are re-validated locally (signature, expiry) before they are returned::
 
     async with CoordinatorClient.open("http://127.0.0.1:8000", identity) as client:
@@ -22,10 +22,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import httpx
-from dgpu.coordinator.auth import sign_request
-from dgpu.coordinator.errors import CoordinatorClientError
+from dgpu.node.coordinator_client.errors import CoordinatorClientError
 from dgpu.protocol.codec import encode
 from dgpu.protocol.errors import ProtocolError
+from dgpu.protocol.http_auth import sign_request
 from dgpu.protocol.identity import Identity
 from dgpu.protocol.messages import Offer, Receipt
 from dgpu.protocol.offers import parse_offer

@@ -14,14 +14,14 @@ from dataclasses import dataclass, field
 from typing import TypeVar
 
 import trio
-from dgpu.contracts import ChannelState, Settlement
-from dgpu.contracts.chain import TransactionFailed
+from dgpu.contracts_client import ChannelState, Settlement
+from dgpu.contracts_client.chain import TransactionFailed
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 from solders.pubkey import Pubkey
 
-from tests.escrow.support import (
+from tests.contracts.support import (
     DISPUTE_WINDOW,
     FEE_BPS,
     RENTER_TOKENS,

@@ -4,8 +4,9 @@ program loading."""
 from __future__ import annotations
 
 import pytest
-from dgpu.contracts import localnet
-from dgpu.contracts.chain import (
+from dgpu.contracts import PROGRAM_ID, so_path
+from dgpu.contracts_client import localnet
+from dgpu.contracts_client.chain import (
     ChainError,
     LiteSVMChain,
     Simulation,
@@ -13,14 +14,13 @@ from dgpu.contracts.chain import (
     TransactionFailed,
     escrow_program,
 )
-from dgpu.escrow import PROGRAM_ID, so_path
 from solders.hash import Hash
 from solders.keypair import Keypair
 from solders.system_program import TransferParams, transfer
 from solders.transaction import Transaction
 from solders.transaction_status import TransactionErrorFieldless
 
-from tests.chain.support import SOL, funded
+from tests.contracts_client.support import SOL, funded
 
 
 def _transfer(ledger: SvmLedger, payer: Keypair, lamports: int, blockhash: Hash) -> Transaction:

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import anyio
 import pytest
-from dgpu.contracts import (
+from dgpu.contracts import PROGRAM_ID
+from dgpu.contracts_client import (
     BatchTooLarge,
     ChannelNotFound,
     EscrowProgramError,
@@ -13,10 +14,9 @@ from dgpu.contracts import (
     receipts_per_transaction,
     settle_transaction,
 )
-from dgpu.escrow import PROGRAM_ID
 from solders.message import MessageV0
 
-from tests.escrow.support import (
+from tests.contracts.support import (
     DGPU,
     DISPUTE_WINDOW,
     FEE_BPS,

@@ -13,10 +13,17 @@ from io import BytesIO
 from pathlib import Path
 
 import pytest
-from dgpu.escrow import PROGRAM_ID, idl_path, program_keypair_path, so_path, so_sha256, source_dir
-from dgpu.escrow.build import CFLAGS, HEADER, compile_object, render_header
-from dgpu.escrow.errors import LintError, RelinkError
-from dgpu.escrow.relink import lint_text, relink
+from dgpu.contracts import (
+    PROGRAM_ID,
+    idl_path,
+    program_keypair_path,
+    so_path,
+    so_sha256,
+    source_dir,
+)
+from dgpu.contracts.build import CFLAGS, HEADER, compile_object, render_header
+from dgpu.contracts.errors import LintError, RelinkError
+from dgpu.contracts.relink import lint_text, relink
 from elftools.elf.elffile import ELFFile
 from elftools.elf.sections import SymbolTableSection
 from solders.keypair import Keypair
@@ -24,7 +31,7 @@ from solders.keypair import Keypair
 
 def test_rebuild_reproduces_the_committed_program() -> None:
     proc = subprocess.run(
-        [sys.executable, "-m", "dgpu.escrow.build", "--check"],
+        [sys.executable, "-m", "dgpu.contracts.build", "--check"],
         capture_output=True,
         text=True,
         check=False,

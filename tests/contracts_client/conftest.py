@@ -4,7 +4,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.chain.support import Node, serve_node
+from tests.contracts_client.support import Node, serve_node
 
 
 @pytest.fixture(scope="session")

@@ -8,14 +8,14 @@ import time
 
 import anyio
 import pytest
-from dgpu.contracts import localnet
-from dgpu.contracts.chain import (
+from dgpu.contracts_client import localnet
+from dgpu.contracts_client.chain import (
     AccountNotFound,
     Chain,
     TransactionFailed,
     send_instructions,
 )
-from dgpu.contracts.chain.layout import mint_decimals
+from dgpu.contracts_client.chain.layout import mint_decimals
 from solders.address_lookup_table_account import AddressLookupTableAccount
 from solders.hash import Hash
 from solders.instruction import AccountMeta, Instruction
@@ -29,7 +29,7 @@ from solders.transaction import Transaction, VersionedTransaction
 from solders.transaction_status import TransactionErrorFieldless
 from spl.token.constants import ACCOUNT_LEN, TOKEN_PROGRAM_ID
 
-from tests.chain.support import COMBO_IDS, COMBOS, SOL, Scenario, funded, run_scenario
+from tests.contracts_client.support import COMBO_IDS, COMBOS, SOL, Scenario, funded, run_scenario
 
 FEE = 5_000  # lamports per signature on the local chain
 

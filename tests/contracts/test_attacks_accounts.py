@@ -3,8 +3,9 @@ the real program and no token moves."""
 
 from __future__ import annotations
 
-from dgpu.contracts import Settlement, localnet, settle_instructions
-from dgpu.contracts.instructions import (
+from dgpu.contracts import PROGRAM_ID
+from dgpu.contracts_client import Settlement, localnet, settle_instructions
+from dgpu.contracts_client.instructions import (
     cooperative_close_ix,
     initialize_ix,
     open_channel_ix,
@@ -12,14 +13,13 @@ from dgpu.contracts.instructions import (
     top_up_ix,
     update_config_ix,
 )
-from dgpu.contracts.pda import associated_token_address, vault_address
-from dgpu.escrow import PROGRAM_ID
+from dgpu.contracts_client.pda import associated_token_address, vault_address
 from dgpu.protocol.receipt import ReceiptBody
 from solders.account import Account
 from solders.pubkey import Pubkey
 from solders.system_program import ID as SYSTEM_PROGRAM_ID
 
-from tests.escrow.support import DGPU, SOL, World, expect_refused, with_meta
+from tests.contracts.support import DGPU, SOL, World, expect_refused, with_meta
 
 I64_MAX = 2**63 - 1
 U64_MAX = 2**64 - 1

@@ -13,13 +13,12 @@ from pathlib import Path
 import pytest
 import trio
 from dgpu.bootstrap import RelayStats, relay_offers
-from dgpu.coordinator.client import CoordinatorClient
-from dgpu.coordinator.errors import CoordinatorClientError
+from dgpu.node.coordinator_client import CoordinatorClient, CoordinatorClientError
 from dgpu.node.net.libp2p import Libp2pConfig, open_libp2p_network
 from dgpu.protocol import Identity, Offer, save_identity
 from dgpu.protocol.offers import offer_bytes
 
-from tests.net.helpers import forged, offer_of
+from tests.node.net.helpers import forged, offer_of
 
 RELAY, PROVIDER, OTHER = (Identity.from_label(n) for n in ("relay", "provider-x", "other-y"))
 
