@@ -34,8 +34,10 @@ from dgpu.cli.nodeopts import (
     open_store,
     parse_address,
     per_second,
+    print_rows,
     program_id_bytes,
     read_psk,
+    run_on_chain,
 )
 from dgpu.cli.output import emit_json, stderr
 from dgpu.node.config import ProviderConfig
@@ -360,38 +362,27 @@ def _announce(provider: Provider, as_json: bool) -> None:
 def settle(key_path: Path, data_dir: Path, rpc_url: str, as_json: bool) -> None:
     """Submit every unsettled receipt on chain yourself (no coordinator needed)."""
     identity = load_key(key_path)
-
-    async def main() -> list[dict[str, Any]]:
-        with open_store(data_dir) as store:
-            async with open_escrow(rpc_url) as escrow:
-                with stderr.status("settling receipts on chain..."):
-                    results = await settle_on_chain(
-                        store, escrow, identity, now=lambda: int(time.time())
-                    )
-        return [
-            {
-                "channel": address_of(r.channel),
-                "job_id": r.job_id.hex(),
-                "cumulative": r.cumulative,
-                "status": r.status,
-                "signature": r.signature,
-                "error": r.error,
-            }
-            for r in results
-        ]
-
-    rows = trio.run(main)
-    if as_json:
-        emit_json({"settlements": rows})
-        return
-    if not rows:
-        stderr.print("nothing to settle")
-    for row in rows:
-        stderr.print(
-            f"{row['status']:8} channel {row['channel']} cumulative {row['cumulative']}"
-            f" {row['error']}",
-            highlight=False,
-        )
+    rows = run_on_chain(
+        data_dir,
+        rpc_url,
+        "settling receipts on chain...",
+        lambda store, escrow: settle_on_chain(
+            store, escrow, identity, now=lambda: int(time.time())
+        ),
+        cumulative=lambda r: r.cumulative,
+        signature=lambda r: r.signature,
+        error=lambda r: r.error,
+    )
+    print_rows(
+        rows,
+        key="settlements",
+        as_json=as_json,
+        empty="nothing to settle",
+        line=lambda row: (
+            f"{row['status']:8} channel {row['channel']} "
+            f"cumulative {row['cumulative']} {row['error']}"
+        ),
+    )
 
 
 @command.command("status")

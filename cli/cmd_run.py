@@ -38,8 +38,10 @@ from dgpu.cli.nodeopts import (
     open_store,
     parse_address,
     per_second,
+    print_rows,
     program_id_bytes,
     read_psk,
+    run_on_chain,
 )
 from dgpu.cli.output import emit_json, stderr
 from dgpu.node.config import RenterConfig
@@ -396,34 +398,20 @@ def reclaim(
     """Take back what is left in your channels once they expired."""
     identity = load_key(key_path)
     only = parse_address(channel, "--channel") if channel else None
+    rows = run_on_chain(
+        data_dir,
+        rpc_url,
+        "reclaiming…",
+        lambda store, escrow: reclaim_channels(
+            store, escrow, identity, now=lambda: int(time.time()), channel=only
+        ),
+        amount=lambda r: r.amount,
+        signature=lambda r: r.signature,
+        reclaimable_at=lambda r: r.reclaimable_at,
+    )
 
-    async def main() -> list[dict[str, Any]]:
-        with open_store(data_dir) as store:
-            async with open_escrow(rpc_url) as escrow:
-                with stderr.status("reclaiming…"):
-                    found = await reclaim_channels(
-                        store, escrow, identity, now=lambda: int(time.time()), channel=only
-                    )
-        return [
-            {
-                "channel": address_of(r.channel),
-                "job_id": r.job_id.hex(),
-                "status": r.status,
-                "amount": r.amount,
-                "signature": r.signature,
-                "reclaimable_at": r.reclaimable_at,
-            }
-            for r in found
-        ]
-
-    rows = trio.run(main)
-    if as_json:
-        emit_json({"channels": rows})
-        return
-    if not rows:
-        stderr.print("no open channel")
-    for row in rows:
+    def line(row: dict[str, Any]) -> str:
         when = "" if row["status"] != "not_yet" else f" (from {time.ctime(row['reclaimable_at'])})"
-        stderr.print(
-            f"{row['status']:9} {row['channel']} {_dgpu(row['amount'])}{when}", highlight=False
-        )
+        return f"{row['status']:9} {row['channel']} {_dgpu(row['amount'])}{when}"
+
+    print_rows(rows, key="channels", as_json=as_json, empty="no open channel", line=line)

@@ -16,7 +16,7 @@ import logging
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import click
 from dgpu.cli.output import emit_json, stderr
@@ -52,19 +52,42 @@ def _common(fn: Callable[..., None]) -> Callable[..., None]:
     return fn
 
 
+NODE_SECONDS_PER_S: Final = 80_000
+"""Simulated node-seconds the node-level simulation runs per wall second, roughly (calm:
+32 nodes x 6 h in ~9 s on one core of the CI machine): only for the estimate below."""
+ASK_ABOVE_S: Final = 300
+"""A node-level run estimated longer than this wants ``--yes``."""
+
+
+def estimated_wall_s(sc: Scenario) -> int:
+    """A rough wall-time estimate of ``dgpu sim run`` on ``sc`` (it scales with nodes x time)."""
+    return sc.nodes * sc.duration_s // NODE_SECONDS_PER_S
+
+
 @command.command("run")
 @_common
+@click.option("--yes", is_flag=True, help="Run even when the estimate says it takes long.")
 def run(
     scenario: str,
     seed: int | None,
     as_json: bool,
     plot_dir: Path | None,
     overrides: tuple[str, ...],
+    yes: bool,
 ) -> None:
     """Run the real provider and renter logic of SCENARIO on the in-memory network."""
     from dgpu.simulations.nodes import run_nodes
 
     sc = _load(scenario, overrides)
+    estimate = estimated_wall_s(sc)
+    if estimate > ASK_ABOVE_S and not yes:
+        raise click.UsageError(
+            f"scenario {sc.name!r} has {sc.nodes:,} nodes over {sc.duration_s / 86_400:.1f} "
+            f"simulated days: running the real node code would take roughly "
+            f"{_duration(estimate)}. Market-scale scenarios are for `dgpu sim market "
+            f"{scenario}` (pricing and matching, seconds); add --yes to run it node by node "
+            "anyway, or shrink it with --set (e.g. --set providers.count=20)."
+        )
     with _progress(f"simulating {sc.name} ({sc.nodes} nodes)") as tick:
         report = run_nodes(sc, seed=seed, progress=tick)
     _finish(report, as_json, plot_dir)
@@ -86,6 +109,14 @@ def market(
     with _progress(f"market {sc.name} ({sc.nodes} nodes)") as tick:
         report = run_market(sc, seed=seed, progress=tick)
     _finish(report, as_json, plot_dir)
+
+
+def _duration(seconds: int) -> str:
+    if seconds >= 2 * 86_400:
+        return f"{seconds // 86_400} days"
+    if seconds >= 2 * 3600:
+        return f"{seconds // 3600} hours"
+    return f"{max(1, seconds // 60)} minutes"
 
 
 @command.command("list")

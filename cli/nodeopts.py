@@ -9,14 +9,15 @@ from __future__ import annotations
 
 import logging
 import signal
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from decimal import Decimal
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Protocol
 
 import click
 import trio
+from dgpu.cli.output import emit_json, stderr
 from dgpu.node.net.interface import Network
 from dgpu.node.payments.chain import ChainEscrow
 from dgpu.node.store import NodeStore
@@ -48,6 +49,17 @@ data_option = click.option(
 json_option = click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 
 DEFAULT_LISTEN = "/ip4/127.0.0.1/tcp/0"
+
+
+class ChannelResult(Protocol):
+    """What a per-channel chain operation reports (settlement, reclaim)."""
+
+    @property
+    def channel(self) -> bytes: ...
+    @property
+    def job_id(self) -> bytes: ...
+    @property
+    def status(self) -> str: ...
 
 
 class CliSetupError(DgpuError):
@@ -114,6 +126,52 @@ async def open_escrow(rpc_url: str) -> AsyncIterator[ChainEscrow]:
     finally:
         with trio.CancelScope(shield=True):
             await chain.aclose()
+
+
+def run_on_chain(
+    data_dir: Path,
+    rpc_url: str,
+    status: str,
+    work: Callable[[NodeStore, ChainEscrow], Awaitable[Sequence[ChannelResult]]],
+    **fields: Callable[[Any], object],
+) -> list[dict[str, object]]:
+    """Run ``work`` over the node's store and the chain (a spinner saying ``status``) and
+    turn what it returns, one result per channel, into rows: ``channel`` (base58),
+    ``job_id`` (hex), ``status`` and ``fields`` (name -> how to read it from a result)."""
+
+    async def main() -> Sequence[ChannelResult]:
+        with open_store(data_dir) as store:
+            async with open_escrow(rpc_url) as escrow:
+                with stderr.status(status):
+                    return await work(store, escrow)
+
+    return [
+        {
+            "channel": address_of(r.channel),
+            "job_id": r.job_id.hex(),
+            "status": r.status,
+            **{name: read(r) for name, read in fields.items()},
+        }
+        for r in trio.run(main)
+    ]
+
+
+def print_rows(
+    rows: list[dict[str, object]],
+    *,
+    key: str,
+    as_json: bool,
+    empty: str,
+    line: Callable[[dict[str, object]], str],
+) -> None:
+    """``{key: rows}`` as JSON, or one line per row for people (``empty`` when none)."""
+    if as_json:
+        emit_json({key: rows})
+        return
+    if not rows:
+        stderr.print(empty)
+    for row in rows:
+        stderr.print(line(row), highlight=False)
 
 
 async def ensure_token_account(escrow: ChainEscrow, identity: Identity, mint: bytes) -> None:

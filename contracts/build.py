@@ -29,8 +29,9 @@ from pathlib import Path
 from typing import Any, Final
 
 from dgpu.contracts import source_dir
-from dgpu.contracts.errors import BuildError, EscrowError
-from dgpu.contracts.relink import relink
+from dgpu.contracts.errors import BuildError
+from dgpu.protocol.errors import DgpuError
+from dgpu.protocol.extras import import_extra
 
 SOURCE: Final = "escrow.c"
 HEADER: Final = "escrow_idl.h"
@@ -156,6 +157,11 @@ def build(out_dir: Path | None = None, *, src_dir: Path | None = None) -> Built:
     The header is written into ``src_dir`` (it is part of the source); ``out_dir``
     defaults to ``src_dir``.
     """
+    purpose = "rebuilding the escrow program"
+    import_extra("ziglang", extra="build", purpose=purpose)
+    import_extra("elftools", extra="build", purpose=purpose)
+    from dgpu.contracts.relink import relink  # needs pyelftools, of dgpu[build]
+
     src = src_dir or source_dir()
     out = out_dir or src
     idl = json.loads((src / "idl.json").read_text())
@@ -207,7 +213,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         built = check() if args.check else build(args.out_dir)
-    except EscrowError as exc:
+    except DgpuError as exc:  # EscrowError, or MissingExtra without dgpu[build]
         print(f"build: error: {exc}", file=sys.stderr)
         return 1
     verb = "reproduced" if args.check else "wrote"

@@ -26,7 +26,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
-from dgpu.coordinator.errors import forbidden, unprocessable
+from dgpu.coordinator.errors import SettlementError, forbidden, unprocessable
 from dgpu.coordinator.metrics import Metrics
 from dgpu.coordinator.store import ChannelKey, Store, Unsettled
 from dgpu.protocol.identity import address_of
@@ -46,7 +46,7 @@ class OnChainChannel:
     settled: int
 
 
-class DeterministicFailure(Exception):
+class DeterministicFailure(SettlementError):
     """The chain refused a batch as it is (raised by backends; the batcher bisects it).
     ``permanent``: the escrow program itself refused a receipt, so the culprit is set aside."""
 
@@ -55,7 +55,7 @@ class DeterministicFailure(Exception):
         self.permanent = permanent
 
 
-class ChainTrouble(Exception):
+class ChainTrouble(SettlementError):
     """The chain could not be reached or did not confirm in time: the batch may or may not
     have landed (raised by backends; the batcher reconciles from the chain)."""
 

@@ -13,7 +13,7 @@ import enum
 import hashlib
 from dataclasses import dataclass, field
 
-from dgpu.protocol.errors import DecodeError, OfferError, SignatureError, StateError
+from dgpu.protocol.errors import DecodeError, OfferError, ProtocolError, SignatureError, StateError
 from dgpu.protocol.identity import Identity
 from dgpu.protocol.messages import (
     Agreement,
@@ -45,7 +45,9 @@ class Phase(enum.Enum):
     REFUSED = "refused"
 
 
-class Refused(Exception):
+class Refused(ProtocolError):
+    """The state machine refuses a request, quote or agreement; ``code`` goes on the wire."""
+
     def __init__(self, code: str, message: str) -> None:
         super().__init__(message)
         self.code = code

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite, as CI runs it: set up the machine, run every test against real
-# parts (Docker Engine, LiteSVM, libp2p sockets, hypercorn, Chromium), then check style
-# and types. Fails if any of them fails. Extra arguments go to pytest.
+# parts (Docker Engine, LiteSVM, libp2p sockets, hypercorn, Chromium), then check style,
+# the layer contracts and types. Fails if any of them fails. Extra arguments go to pytest.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
@@ -11,6 +11,8 @@ echo "== pytest"
 .venv/bin/python -m pytest "$@" || failed+=(pytest)
 echo "== ruff"
 { .venv/bin/ruff check . && .venv/bin/ruff format --check .; } || failed+=(ruff)
+echo "== import-linter (layers)"
+.venv/bin/lint-imports --config pyproject.toml || failed+=(import-linter)
 echo "== mypy (strict)"
 PYTHON=.venv/bin/python bash scripts/typecheck || failed+=(mypy)
 if ((${#failed[@]})); then

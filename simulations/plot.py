@@ -15,13 +15,13 @@ from pathlib import Path
 from typing import Any
 
 from dgpu.pricing.units import BASE_UNITS_PER_DGPU, SECONDS_PER_HOUR
+from dgpu.protocol.extras import import_extra
 from dgpu.simulations.errors import SimulationError
 
 
 def write_plots(report: Mapping[str, Any], folder: Path) -> list[Path]:
     """Write the charts of ``report`` into ``folder`` (created); return their paths."""
-    import matplotlib
-
+    matplotlib = import_extra("matplotlib", extra="sim", purpose="drawing simulation charts")
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 

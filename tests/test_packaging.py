@@ -43,8 +43,8 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> zipfile.ZipFile:
         "node",
         "bootstrap",
         "coordinator",
-        "escrow",
         "contracts",
+        "contracts_client",
         "simulations",
         "cli",
     ],
@@ -57,10 +57,23 @@ def test_every_package_is_in_the_wheel(wheel: zipfile.ZipFile, package: str) -> 
 
 def test_escrow_program_ships(wheel: zipfile.ZipFile) -> None:
     names = set(wheel.namelist())
-    for artefact in ("dgpu/escrow/escrow.so", "dgpu/escrow/escrow.so.sha256"):
+    for artefact in (
+        "dgpu/contracts/escrow.so",
+        "dgpu/contracts/escrow.so.sha256",
+        "dgpu/contracts/idl.json",
+    ):
         assert artefact in names
 
 
 def test_console_script(wheel: zipfile.ZipFile) -> None:
     (entry_points,) = [n for n in wheel.namelist() if n.endswith("entry_points.txt")]
     assert "dgpu = dgpu.cli.main:main" in wheel.read(entry_points).decode()
+
+
+def test_the_package_table_is_folder_equals_import() -> None:
+    import tomllib
+
+    table = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["dgpu"]["packages"]
+    for name, folder in table.items():
+        assert name == "dgpu." + folder.replace("-", "_")
+        assert (ROOT / folder / "__init__.py").is_file()

@@ -15,6 +15,7 @@ from typing import Any
 from dgpu.contracts_client.chain import SvmLedger
 from dgpu.contracts_client.rpc_server import params as p
 from dgpu.contracts_client.rpc_server.methods import METHODS
+from dgpu.protocol.errors import DgpuError
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
@@ -27,8 +28,8 @@ MAX_BATCH = 100
 _NO_ID = object()
 
 
-class BodyTooLarge(Exception):
-    pass
+class BodyTooLarge(DgpuError):
+    """A request body over MAX_BODY_BYTES (answered with a JSON-RPC error, not read)."""
 
 
 def _error(code: int, message: str, id_: Any = None, data: Any = None) -> dict[str, Any]:

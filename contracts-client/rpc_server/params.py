@@ -13,6 +13,7 @@ from typing import Any
 
 import base58
 from dgpu.contracts_client.chain import SvmLedger, parse_wire_transaction
+from dgpu.protocol.errors import DgpuError
 from solders.hash import Hash
 from solders.pubkey import Pubkey
 from solders.signature import Signature
@@ -36,7 +37,7 @@ U64_MAX = 2**64 - 1
 SOLANA_CORE_VERSION = "2.2.0"
 
 
-class RpcFault(Exception):
+class RpcFault(DgpuError):
     """A JSON-RPC error object to answer with (not a bug of the server)."""
 
     def __init__(self, code: int, message: str, data: Any = None) -> None:

@@ -80,6 +80,36 @@ async def open_task_nursery() -> AsyncIterator[trio.Nursery]:
         raise
 
 
+class Lifecycle(Protocol):
+    """How an executor's job starts and cleans up (what :func:`open_started_job` drives)."""
+
+    async def _start(self, nursery: trio.Nursery) -> None: ...
+
+    async def _cleanup(self) -> None: ...
+
+
+L = TypeVar("L", bound=Lifecycle)
+
+
+@asynccontextmanager
+async def open_started_job(make: Callable[[], L]) -> AsyncIterator[L]:
+    """Make a job on entering (not before: it may take resources), start it with a nursery
+    for its own tasks, yield it, and on the way out, however the body ends (cancelled
+    included), stop those tasks and clean up, shielded: the job's container or process
+    group must not outlive its context."""
+    job = make()
+    try:
+        async with open_task_nursery() as nursery:
+            await job._start(nursery)
+            try:
+                yield job
+            finally:
+                nursery.cancel_scope.cancel()
+    finally:
+        with trio.CancelScope(shield=True):
+            await job._cleanup()
+
+
 # The trio-stubs bundled with trio-typing (a libp2p dependency) predate trio's own
 # annotations and do not know ``abandon_on_cancel``: call through an untyped alias.
 _run_sync: Any = trio.to_thread.run_sync

@@ -27,7 +27,7 @@ import docker
 import docker.errors
 import requests
 import trio
-from dgpu.node.executors.base import open_task_nursery, run_sync_abandoning
+from dgpu.node.executors.base import open_started_job, run_sync_abandoning
 from dgpu.node.executors.docker_options import (
     JOB_LABEL,
     OWNER_LABEL,
@@ -76,21 +76,7 @@ class DockerExecutor:
             raise _unavailable(self.config.base_url, exc) from exc
 
     def open_job(self, spec: JobSpec) -> AbstractAsyncContextManager[DockerJob]:
-        return self._open_job(spec)
-
-    @asynccontextmanager
-    async def _open_job(self, spec: JobSpec) -> AsyncIterator[DockerJob]:
-        job = DockerJob(self, spec)
-        try:
-            async with open_task_nursery() as nursery:
-                await job._start(nursery)
-                try:
-                    yield job
-                finally:
-                    nursery.cancel_scope.cancel()
-        finally:
-            with trio.CancelScope(shield=True):
-                await job._cleanup()
+        return open_started_job(lambda: DockerJob(self, spec))
 
     async def cleanup_orphans(self, owner: str, keep: Collection[str] = frozenset()) -> list[str]:
         """Remove the containers and volumes labelled with ``owner`` whose job is not in

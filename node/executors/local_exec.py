@@ -17,13 +17,13 @@ import signal
 import subprocess
 import tempfile
 from collections.abc import AsyncIterator, Callable
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final, TypeVar
 
 import trio
-from dgpu.node.executors.base import open_task_nursery
+from dgpu.node.executors.base import open_started_job
 from dgpu.node.executors.errors import (
     ExecutorUnavailable,
     JobStartError,
@@ -76,21 +76,7 @@ class LocalProcessExecutor:
         return "local"
 
     def open_job(self, spec: JobSpec) -> AbstractAsyncContextManager[LocalJob]:
-        return self._open_job(spec)
-
-    @asynccontextmanager
-    async def _open_job(self, spec: JobSpec) -> AsyncIterator[LocalJob]:
-        job = LocalJob(self.config, spec)
-        try:
-            async with open_task_nursery() as nursery:
-                await job._start(nursery)
-                try:
-                    yield job
-                finally:
-                    nursery.cancel_scope.cancel()
-        finally:
-            with trio.CancelScope(shield=True):
-                await job._cleanup()
+        return open_started_job(lambda: LocalJob(self.config, spec))
 
 
 class LocalJob:

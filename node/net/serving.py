@@ -1,20 +1,25 @@
-"""Guards shared by the implementations: handler isolation and offer fan-out.
+"""What both networks share: handler isolation, offer fan-out, and the client side of a
+stream (:class:`StreamClient`: ``open_stream``/``request``/``subscribe_offers`` over each
+network's own way to dial).
 
 A handler that raises, or a peer that sends garbage, must never take the node down
 (with py-libp2p an exception escaping a stream handler kills the whole swarm). Every
 inbound stream runs through :func:`run_guarded`.
 """
 
+# Timeouts are explicit per-call parameters here, as in the Network interface they serve.
+# ruff: noqa: ASYNC109
+
 from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator, Callable
-from contextlib import AbstractAsyncContextManager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
 import trio
 from dgpu.node.net.errors import NetError, NetTimeout
 from dgpu.node.net.framing import FramedStream
-from dgpu.node.net.interface import Handler, MessageStream, PeerRef
+from dgpu.node.net.interface import DEFAULT_REQUEST_TIMEOUT_S, Handler, MessageStream, PeerRef
 from dgpu.protocol.errors import ProtocolError
 from dgpu.protocol.messages import AnyMessage, Message, Offer
 
@@ -143,12 +148,51 @@ class Subscription:
 OpenStream = Callable[..., AbstractAsyncContextManager[MessageStream]]
 
 
+class StreamClient:
+    """The outbound half of :class:`~dgpu.node.net.interface.Network`, written once: a
+    network provides ``_fanout``, ``_check_open`` and ``_open_framed`` (dial, negotiate the
+    protocol, frame the stream), and gets ``open_stream``, ``request`` and
+    ``subscribe_offers``."""
+
+    _fanout: OfferFanout
+    _peer_id: str
+
+    def _check_open(self) -> None:
+        raise NotImplementedError
+
+    async def _open_framed(self, ref: PeerRef, protocol: str, timeout: float) -> FramedStream:
+        """A framed stream speaking ``protocol`` to ``ref`` (within ``timeout``)."""
+        raise NotImplementedError
+
+    def subscribe_offers(self) -> Subscription:
+        self._check_open()
+        return self._fanout.subscribe()
+
+    @asynccontextmanager
+    async def open_stream(
+        self, peer: PeerRef | str, protocol: str, *, timeout: float = DEFAULT_REQUEST_TIMEOUT_S
+    ) -> AsyncIterator[MessageStream]:
+        stream = await self._open_framed(PeerRef.of(peer), protocol, timeout)
+        async with stream:
+            yield stream
+
+    async def request(
+        self,
+        peer: PeerRef | str,
+        protocol: str,
+        message: Message,
+        *,
+        timeout: float = DEFAULT_REQUEST_TIMEOUT_S,
+    ) -> AnyMessage:
+        return await exchange(self.open_stream, peer, protocol, message, timeout)
+
+
 async def exchange(
     open_stream: OpenStream,
     peer: PeerRef | str,
     protocol: str,
     message: Message,
-    timeout: float,  # noqa: ASYNC109 - the whole exchange is bounded by it
+    timeout: float,
 ) -> AnyMessage:
     """One request and its answer on a fresh stream (``Network.request`` of both networks)."""
     with trio.move_on_after(timeout):

@@ -25,7 +25,7 @@ from dgpu.protocol.metering import ChannelRef
 from dgpu.protocol.negotiation import ProviderNegotiation, Refused
 
 
-class Refusal(Exception):
+class Refusal(DgpuError):
     """Why the provider says no; becomes an :class:`ErrorMessage` on the wire."""
 
     def __init__(self, code: str, message: str, job_id: bytes | None = None) -> None:

@@ -32,3 +32,21 @@ def test_any_false_invariant_exits_non_zero(capsys: pytest.CaptureFixture[str]) 
     assert info.value.code == 1
     assert json.loads(capsys.readouterr().out)["invariants"]["renters_refunded"] is False
     _finish({**report, "invariants": {"tokens_conserved": True}}, True, None)
+
+
+def test_a_market_scale_scenario_is_pointed_to_sim_market() -> None:
+    result = CliRunner().invoke(command, ["run", "market-shock"])
+    assert result.exit_code == 2
+    assert "dgpu sim market market-shock" in result.output
+    assert "--yes" in result.output
+
+
+def test_the_estimate_grows_with_nodes_and_time() -> None:
+    from dgpu.cli.cmd_sim import ASK_ABOVE_S, estimated_wall_s
+    from dgpu.simulations.scenario_toml import load_scenario
+
+    calm = load_scenario("calm")
+    assert estimated_wall_s(calm) <= ASK_ABOVE_S
+    assert estimated_wall_s(load_scenario("market-shock")) > ASK_ABOVE_S
+    bigger = load_scenario("calm", {"duration_s": calm.duration_s * 100})
+    assert estimated_wall_s(bigger) > estimated_wall_s(calm)

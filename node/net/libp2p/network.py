@@ -48,10 +48,10 @@ from dgpu.node.net.records import (
     offer_key,
     provider_key,
 )
-from dgpu.node.net.serving import OfferFanout, Subscription, exchange, run_guarded
+from dgpu.node.net.serving import OfferFanout, StreamClient, run_guarded
 from dgpu.protocol.errors import ProtocolError
 from dgpu.protocol.identity import Identity
-from dgpu.protocol.messages import AnyMessage, ErrorMessage, Message, Offer
+from dgpu.protocol.messages import ErrorMessage, Offer
 from dgpu.protocol.offers import offer_bytes
 from libp2p.abc import INetStream
 from libp2p.custom_types import TProtocol
@@ -67,7 +67,7 @@ log = logging.getLogger(__name__)
 _ADDR_TTL_S = 600
 
 
-class Libp2pNetwork:
+class Libp2pNetwork(StreamClient):
     """A running libp2p node; open it with :func:`open_libp2p_network`."""
 
     def __init__(self, identity: Identity, config: Libp2pConfig, services: Libp2pServices) -> None:
@@ -134,30 +134,6 @@ class Libp2pNetwork:
             log.info("find_offers(%s) stopped at its %gs timeout", model, timeout)
         return newest_per_provider(found)[:limit]
 
-    def subscribe_offers(self) -> Subscription:
-        self._check_open()
-        return self._fanout.subscribe()
-
-    @asynccontextmanager
-    async def open_stream(
-        self, peer: PeerRef | str, protocol: str, *, timeout: float = DEFAULT_REQUEST_TIMEOUT_S
-    ) -> AsyncIterator[MessageStream]:
-        ref = PeerRef.of(peer)
-        raw = await self._new_stream(ref, protocol, timeout)
-        stream = self._framed(raw, ref.peer_id, protocol)
-        async with stream:
-            yield stream
-
-    async def request(
-        self,
-        peer: PeerRef | str,
-        protocol: str,
-        message: Message,
-        *,
-        timeout: float = DEFAULT_REQUEST_TIMEOUT_S,
-    ) -> AnyMessage:
-        return await exchange(self.open_stream, peer, protocol, message, timeout)
-
     def serve(self, protocol: str, handler: Handler) -> None:
         self._check_open()
 
@@ -190,6 +166,10 @@ class Libp2pNetwork:
     def _check_open(self) -> None:
         if self.closed:
             raise NetworkClosed(f"network of {self._peer_id} is closed")
+
+    async def _open_framed(self, ref: PeerRef, protocol: str, timeout: float) -> FramedStream:
+        raw = await self._new_stream(ref, protocol, timeout)
+        return self._framed(raw, ref.peer_id, protocol)
 
     def _framed(self, raw: ByteStream, peer: str, protocol: str) -> FramedStream:
         cfg = self._config

@@ -27,7 +27,6 @@ from dgpu.node.net.interface import (
     DEFAULT_FIND_TIMEOUT_S,
     DEFAULT_REQUEST_TIMEOUT_S,
     Handler,
-    MessageStream,
     PeerRef,
 )
 from dgpu.node.net.memory.hub import MemoryHub
@@ -37,9 +36,9 @@ from dgpu.node.net.records import (
     offer_key,
     provider_key,
 )
-from dgpu.node.net.serving import OfferFanout, Subscription, exchange, run_guarded
+from dgpu.node.net.serving import OfferFanout, StreamClient, run_guarded
 from dgpu.protocol.identity import Identity
-from dgpu.protocol.messages import MAX_MESSAGE_BYTES, AnyMessage, Message, Offer
+from dgpu.protocol.messages import MAX_MESSAGE_BYTES, Offer
 from dgpu.protocol.offers import offer_bytes
 
 log = logging.getLogger(__name__)
@@ -54,7 +53,7 @@ class MemoryNetworkConfig:
     subscription_buffer: int = 256
 
 
-class MemoryNetwork:
+class MemoryNetwork(StreamClient):
     """One peer on a :class:`MemoryHub`; open with :func:`open_memory_network`."""
 
     def __init__(
@@ -120,28 +119,6 @@ class MemoryNetwork:
                         found.append(offer)
         return newest_per_provider(found)[:limit]
 
-    def subscribe_offers(self) -> Subscription:
-        self._check_open()
-        return self._fanout.subscribe()
-
-    @asynccontextmanager
-    async def open_stream(
-        self, peer: PeerRef | str, protocol: str, *, timeout: float = DEFAULT_REQUEST_TIMEOUT_S
-    ) -> AsyncIterator[MessageStream]:
-        stream = await self._dial(PeerRef.of(peer).peer_id, protocol, timeout)
-        async with stream:
-            yield stream
-
-    async def request(
-        self,
-        peer: PeerRef | str,
-        protocol: str,
-        message: Message,
-        *,
-        timeout: float = DEFAULT_REQUEST_TIMEOUT_S,
-    ) -> AnyMessage:
-        return await exchange(self.open_stream, peer, protocol, message, timeout)
-
     def serve(self, protocol: str, handler: Handler) -> None:
         self._check_open()
         self._handlers[protocol] = handler
@@ -182,7 +159,8 @@ class MemoryNetwork:
     async def _round_trip(self) -> None:
         await trio.sleep(2 * self._hub.faults.latency_s)
 
-    async def _dial(self, peer_id: str, protocol: str, timeout: float) -> FramedStream:
+    async def _open_framed(self, ref: PeerRef, protocol: str, timeout: float) -> FramedStream:
+        peer_id = ref.peer_id
         self._check_open()
         self._hub.stats.dials += 1
         with trio.move_on_after(timeout) as scope:
@@ -220,7 +198,8 @@ class MemoryNetwork:
     async def open_raw_stream(self, peer_id: str, protocol: str) -> ByteStream:
         """The bare byte stream of a new stream to ``peer_id`` (for tests of hostile peers
         that send arbitrary bytes); not part of :class:`Network`."""
-        return (await self._dial(peer_id, protocol, DEFAULT_REQUEST_TIMEOUT_S))._stream
+        framed = await self._open_framed(PeerRef(peer_id), protocol, DEFAULT_REQUEST_TIMEOUT_S)
+        return framed._stream
 
 
 @asynccontextmanager
