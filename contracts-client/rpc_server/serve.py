@@ -24,6 +24,7 @@ from dgpu.contracts_client.chain import ChainError, LiteSVMChain, SvmLedger, esc
 from dgpu.contracts_client.chain.layout import is_mint, mint_decimals
 from dgpu.contracts_client.localnet import DGPU_DECIMALS, TokenMint, create_mint
 from dgpu.contracts_client.rpc_server.app import MAX_BODY_BYTES, create_app
+from dgpu.contracts_client.rpc_server.pubsub import MAX_MESSAGE_BYTES
 from dgpu.protocol.identity import Identity
 from dgpu.protocol.keyfile import load_identity, save_identity
 from hypercorn.asyncio import serve as hypercorn_serve
@@ -38,6 +39,7 @@ MINT_FILE = "mint.json"
 INFO_FILE = "chain.json"
 LEDGER_FILE = "ledger.sqlite"
 AUTHORITY_LAMPORTS = 1_000 * 10**9
+BIND_ATTEMPTS = 50
 
 
 @dataclass(frozen=True)
@@ -149,6 +151,21 @@ def _bind(host: str, port: int) -> socket.socket:
     return sock
 
 
+def _bind_pair(host: str, port: int) -> tuple[socket.socket, socket.socket]:
+    """The RPC socket and the PubSub socket on the next port, where web3.js looks for it
+    (both serve JSON-RPC over HTTP and WebSocket). Port 0 retries until a free pair."""
+    for _ in range(BIND_ATTEMPTS if port == 0 else 1):
+        sock = _bind(host, port)
+        actual = sock.getsockname()[1]
+        try:
+            return sock, _bind(host, actual + 1)
+        except ChainError:
+            sock.close()
+            if port != 0:
+                raise
+    raise ChainError(f"found no two free consecutive ports on {host}")
+
+
 async def serve(
     config: ServeConfig,
     *,
@@ -160,7 +177,7 @@ async def serve(
     ``on_ready`` gets the node's description once the socket is bound and the mint
     exists (port 0 picks a free port; the URL carries the real one).
     """
-    sock = _bind(config.host, config.port)
+    sock, ws_sock = _bind_pair(config.host, config.port)
     try:
         authority, mint_key = load_state_keys(config.state_dir)
         local = await prepare_local_chain(
@@ -168,11 +185,13 @@ async def serve(
         )
     except BaseException:
         sock.close()
+        ws_sock.close()
         raise
     port = sock.getsockname()[1]
     host = f"[{config.host}]" if ":" in config.host else config.host
     info = ServerInfo(
         rpc_url=f"http://{host}:{port}",
+        ws_url=f"ws://{host}:{port + 1}",
         mint=local.mint.address,
         mint_authority=local.mint.authority.pubkey(),
         mint_authority_keyfile=config.state_dir / MINT_AUTHORITY_FILE,
@@ -184,7 +203,8 @@ async def serve(
     )
     _write_info(info)
     hyper = HypercornConfig()
-    hyper.bind = [f"fd://{sock.detach()}"]
+    hyper.bind = [f"fd://{sock.detach()}", f"fd://{ws_sock.detach()}"]
+    hyper.websocket_max_message_size = MAX_MESSAGE_BYTES
     hyper.accesslog = None
     hyper.errorlog = log
     hyper.graceful_timeout = 2.0

@@ -14,8 +14,8 @@ import httpx
 import pytest
 from dgpu.contracts_client import localnet
 from dgpu.contracts_client.chain import RpcChain, SvmLedger, TransactionFailed
+from dgpu.contracts_client.chain.history import ui_amount_string
 from dgpu.contracts_client.rpc_server import MAX_BATCH, METHODS, handle_body
-from dgpu.contracts_client.rpc_server.accounts import ui_amount_string
 from dgpu.protocol.keyfile import load_identity
 from hypothesis import given, settings
 from hypothesis import strategies as st
