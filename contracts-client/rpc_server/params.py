@@ -113,11 +113,14 @@ def config(params: list[Any], index: int) -> dict[str, Any]:
     value = params[index]
     if not isinstance(value, dict):
         raise invalid(f"parameter {index} must be a configuration object")
-    return value
+    # clients (solana-py) send null for every option they leave unset
+    return {k: v for k, v in value.items() if v is not None}
 
 
 def flag(cfg: dict[str, Any], key: str, default: bool) -> bool:
-    value = cfg.get(key, default)
+    value = cfg.get(key)
+    if value is None:  # clients send null for options they leave unset
+        return default
     if not isinstance(value, bool):
         raise invalid(f"{key} must be a boolean")
     return value
