@@ -9,10 +9,12 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import anyio
 import pytest
-from anchorpy import Program, Provider, Wallet
+from anchorpy.program.core import Program
+from anchorpy.provider import Provider, Wallet
 from anchorpy_core.idl import Idl
 from dgpu.contracts import PROGRAM_ID, idl_path
 from dgpu.contracts_client import localnet
@@ -124,6 +126,7 @@ def test_solana_py_sync_history_and_tokens(world: World) -> None:
     assert parsed is not None
 
     block = client.get_block(tx.slot, max_supported_transaction_version=0).value
+    assert block.transactions is not None
     assert block.transactions[0].transaction.signatures[0] == world.open_signature
     assert block.parent_slot == tx.slot - 1
     assert tx.slot in client.get_blocks(tx.slot - 2, tx.slot).value
@@ -137,7 +140,7 @@ def test_solana_py_sync_history_and_tokens(world: World) -> None:
     parsed_owned = client.get_token_accounts_by_owner_json_parsed(
         world.renter, TokenAccountOpts(program_id=TOKEN_PROGRAM_ID)
     ).value
-    info = parsed_owned[0].account.data.parsed["info"]
+    info: Any = parsed_owned[0].account.data.parsed["info"]  # JSON
     assert info["owner"] == str(world.renter) and info["tokenAmount"]["amount"] == "0"
     supply = client.get_token_supply(world.mint).value
     assert int(supply.amount) >= 2 * DEPOSIT and supply.decimals == 9
@@ -168,7 +171,7 @@ def test_solana_py_async_program_accounts(world: World) -> None:
             assert len(vaults) >= 2 + 2  # two vaults, renter and treasury accounts
             info = await client.get_account_info_json_parsed(world.mint)
             assert info.value is not None
-            parsed = info.value.data.parsed  # type: ignore[union-attr]
+            parsed: Any = info.value.data.parsed  # type: ignore[union-attr]  # JSON
             assert parsed["type"] == "mint" and parsed["info"]["decimals"] == 9
             genesis = (await client.get_genesis_hash()).value
             assert str(genesis) == str((await client.get_genesis_hash()).value)
