@@ -267,6 +267,9 @@ class Journal:
         for row in self._db.execute(query, (bytes(owner),)):
             yield row_account(row)
 
+    def total_lamports(self) -> int:
+        return int(self._db.execute("SELECT coalesce(sum(lamports), 0) FROM account").fetchone()[0])
+
     def account_count(self) -> int:
         return int(self._db.execute("SELECT count(*) FROM account").fetchone()[0])
 

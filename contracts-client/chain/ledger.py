@@ -560,6 +560,11 @@ class SvmLedger:
         with self._lock:
             return list(self._journal.accounts_owned_by(owner))
 
+    def total_lamports(self) -> int:
+        """Lamports held by every account the ledger knows (the faucet included)."""
+        with self._lock:
+            return self._journal.total_lamports()
+
     def balance(self, pubkey: Pubkey) -> int:
         with self._lock:
             return int(self._svm.get_balance(pubkey) or 0)

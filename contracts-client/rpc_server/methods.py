@@ -11,7 +11,7 @@ from collections.abc import Callable
 from typing import Any
 
 from dgpu.contracts_client.chain import SvmLedger
-from dgpu.contracts_client.rpc_server import accounts, history, transactions
+from dgpu.contracts_client.rpc_server import accounts, cluster, history, transactions
 from dgpu.contracts_client.rpc_server import params as p
 
 MAX_WARP_SECONDS = 100 * 365 * 24 * 3600
@@ -118,4 +118,5 @@ METHODS: dict[str, Method] = {
     "sendTransaction": transactions.send_transaction,
     "simulateTransaction": transactions.simulate_transaction,
     "dgpu_warp": dgpu_warp,
+    **cluster.METHODS,
 }

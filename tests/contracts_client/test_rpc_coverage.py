@@ -7,11 +7,13 @@ fails here)."""
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import anyio
+import httpx
 import pytest
 from anchorpy.program.core import Program
 from anchorpy.provider import Provider, Wallet
@@ -177,3 +179,33 @@ def test_solana_py_async_program_accounts(world: World) -> None:
             assert str(genesis) == str((await client.get_genesis_hash()).value)
 
     asyncio.run(main())
+
+
+def test_single_node_cluster_methods_parse_in_solana_py(world: World) -> None:
+    """Answered as solana-test-validator answers them; solders parses every shape."""
+    client = Client(world.node.url, commitment=Confirmed)
+    me = client.get_identity().value.identity
+    nodes = [json.loads(n.to_json()) for n in client.get_cluster_nodes().value]
+    assert [n["pubkey"] for n in nodes] == [str(me)]
+    assert client.get_slot_leader().value == me
+    schedule = client.get_leader_schedule().value
+    assert schedule is not None and list(schedule) == [me]
+    assert client.get_epoch_schedule().value.slots_per_epoch == 432_000
+    assert client.get_vote_accounts().value.current == []
+    supply = client.get_supply().value
+    assert supply.total == supply.circulating > 0
+    assert client.get_inflation_rate().value.total == 0.0
+    assert client.get_inflation_governor().value.initial == 0.0
+    assert client.get_recent_performance_samples().value == []
+    assert client.get_block_commitment(1).value.total_stake == 0
+    assert client.get_first_available_block().value <= client.get_slot().value
+    # methods solana-py has no wrapper for, read raw
+    for method, params in (
+        ("getSlotLeaders", [1, 3]),
+        ("getRecentPrioritizationFees", [[str(world.mint)]]),
+        ("getStakeMinimumDelegation", []),
+        ("getMaxRetransmitSlot", []),
+        ("minimumLedgerSlot", []),
+    ):
+        body = {"jsonrpc": "2.0", "id": 1, "method": method, "params": params}
+        assert "result" in httpx.post(world.node.url, json=body, timeout=30).json(), method
