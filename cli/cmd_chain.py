@@ -1,4 +1,5 @@
-"""``dgpu chain``: the local chain (``serve``) and the escrow program's identity (``info``)."""
+"""``dgpu chain``: the local chain (``serve``), deploying the escrow program to a cluster
+(``deploy``) and the escrow program's identity (``info``)."""
 
 from __future__ import annotations
 
@@ -43,6 +44,65 @@ def info(as_json: bool) -> None:
     else:
         for key, value in facts.items():
             click.echo(f"{key:10} {value}")
+
+
+@command.command("deploy")
+@click.option("--url", "rpc_url", required=True, help="JSON-RPC URL of the cluster.")
+@click.option(
+    "--keypair",
+    "keypair_path",
+    required=True,
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    help="Fee payer and upgrade authority (Solana CLI key file).",
+)
+@click.option(
+    "--program-keypair",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    default=None,
+    help="The program's address key (default: the shipped one, public: never on mainnet).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+def deploy_command(
+    rpc_url: str, keypair_path: Path, program_keypair: Path | None, as_json: bool
+) -> None:
+    """Deploy the shipped escrow .so through the upgradeable loader (buffer, chunked
+    writes, deploy with 2x headroom), then verify the deployed bytes against its sha256."""
+    import hashlib
+    import json
+
+    import trio
+    from dgpu.contracts_client.chain import RpcChain
+    from dgpu.contracts_client.deploy import deploy_program
+    from dgpu.protocol.keyfile import load_identity
+    from solders.keypair import Keypair
+
+    facts = escrow_info()
+    elf = Path(facts["so_path"]).read_bytes()
+    if hashlib.sha256(elf).hexdigest() != facts["so_sha256"]:
+        raise ChainError(f"{facts['so_path']} does not match its recorded sha256")
+    payer = load_identity(keypair_path).to_solders()
+    program_file = program_keypair or Path(facts["so_path"]).with_name("program-keypair.json")
+    try:
+        # read directly: the shipped program key is public on purpose (mode 0644), and
+        # it only signs the creation of the program account
+        program = Keypair.from_bytes(bytes(json.loads(program_file.read_text())))
+    except (OSError, ValueError, TypeError) as exc:
+        raise ChainError(f"{program_file}: not a Solana key file ({exc})") from None
+
+    async def run() -> dict[str, Any]:
+        async with RpcChain(rpc_url) as chain:
+            return (await deploy_program(chain, payer, program, elf)).to_json()
+
+    result = trio.run(run)
+    if as_json:
+        emit_json(result)
+        return
+    for key in ("program_id", "programdata", "authority", "loader", "sha256"):
+        click.echo(f"{key:16} {result[key]}")
+    if result["already_deployed"]:
+        click.echo("already deployed with these bytes: nothing sent")
+    else:
+        click.echo(f"{'transactions':16} {len(result['signatures'])}")
 
 
 @command.command("serve")
