@@ -67,31 +67,25 @@ def deploy_command(
 ) -> None:
     """Deploy the shipped escrow .so through the upgradeable loader (buffer, chunked
     writes, deploy with 2x headroom), then verify the deployed bytes against its sha256."""
-    import hashlib
     import json
 
     import trio
     from dgpu.contracts_client.chain import RpcChain
-    from dgpu.contracts_client.deploy import deploy_program
+    from dgpu.contracts_client.deploy import deploy_escrow
     from dgpu.protocol.keyfile import load_identity
     from solders.keypair import Keypair
 
-    facts = escrow_info()
-    elf = Path(facts["so_path"]).read_bytes()
-    if hashlib.sha256(elf).hexdigest() != facts["so_sha256"]:
-        raise ChainError(f"{facts['so_path']} does not match its recorded sha256")
     payer = load_identity(keypair_path).to_solders()
-    program_file = program_keypair or Path(facts["so_path"]).with_name("program-keypair.json")
-    try:
-        # read directly: the shipped program key is public on purpose (mode 0644), and
-        # it only signs the creation of the program account
-        program = Keypair.from_bytes(bytes(json.loads(program_file.read_text())))
-    except (OSError, ValueError, TypeError) as exc:
-        raise ChainError(f"{program_file}: not a Solana key file ({exc})") from None
+    program = None
+    if program_keypair is not None:
+        try:
+            program = Keypair.from_bytes(bytes(json.loads(program_keypair.read_text())))
+        except (OSError, ValueError, TypeError) as exc:
+            raise ChainError(f"{program_keypair}: not a Solana key file ({exc})") from None
 
     async def run() -> dict[str, Any]:
         async with RpcChain(rpc_url) as chain:
-            return (await deploy_program(chain, payer, program, elf)).to_json()
+            return (await deploy_escrow(chain, payer, program=program)).to_json()
 
     result = trio.run(run)
     if as_json:

@@ -14,6 +14,8 @@ Neither solders nor solana-py has loader-v3 instruction helpers, so they are pac
 from __future__ import annotations
 
 import hashlib
+import importlib
+import json
 import struct
 from dataclasses import dataclass, field
 from typing import Any
@@ -190,3 +192,19 @@ async def deploy_program(
     return Deployment(
         program_id, programdata, deployed.authority, sha, signatures=tuple(signatures)
     )
+
+
+async def deploy_escrow(
+    chain: Chain, payer: Keypair, *, program: Keypair | None = None
+) -> Deployment:
+    """Deploy the escrow shipped in :mod:`dgpu.contracts` (its ``.so`` checked against
+    the recorded sha256) at ``program``'s address, by default the shipped program key."""
+    contracts = importlib.import_module("dgpu.contracts")
+    elf = contracts.so_path().read_bytes()
+    if hashlib.sha256(elf).hexdigest() != contracts.so_sha256():
+        raise DeployError(f"{contracts.so_path()} does not match its recorded sha256")
+    if program is None:
+        # the shipped program key is public on purpose (mode 0644): read it directly
+        secret = json.loads(contracts.program_keypair_path().read_text())
+        program = Keypair.from_bytes(bytes(secret))
+    return await deploy_program(chain, payer, program, elf)

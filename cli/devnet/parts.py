@@ -14,6 +14,7 @@ import trio
 from dgpu.cli.devnet.supervisor import Supervisor
 from dgpu.cli.devnet.wallets import Wallets, ensure_escrow_config, fund, key_path
 from dgpu.contracts_client.chain import RpcChain
+from dgpu.contracts_client.deploy import deploy_escrow
 from dgpu.contracts_client.localnet import DGPU_DECIMALS, TokenMint
 from dgpu.protocol.keyfile import load_identity
 from solders.pubkey import Pubkey
@@ -60,6 +61,7 @@ def start_chain(sup: Supervisor, options: Options) -> tuple[str, TokenMint]:
             "0",
             "--state-dir",
             str(options.state_dir / "chain"),
+            "--no-escrow",  # deployed below through the upgradeable loader, as on a cluster
             "--json",
         ],
     ).ready
@@ -71,6 +73,12 @@ def start_chain(sup: Supervisor, options: Options) -> tuple[str, TokenMint]:
 async def prepare_money(rpc_url: str, wallets: Wallets, mint: TokenMint) -> None:
     async with RpcChain(rpc_url) as chain:
         await fund(chain, wallets, mint)
+        deployed = await deploy_escrow(chain, wallets.admin.to_solders())
+        log.info(
+            "escrow %s at %s",
+            "found" if deployed.already_deployed else "deployed",
+            deployed.program_id,
+        )
         await ensure_escrow_config(chain, wallets, mint.address)
 
 

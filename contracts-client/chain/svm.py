@@ -91,6 +91,10 @@ class LiteSVMChain:
         await anyio.lowlevel.checkpoint()
         return self.ledger.latest_blockhash()[0]
 
+    async def genesis_hash(self) -> Hash:
+        await anyio.lowlevel.checkpoint()
+        return self.ledger.genesis_hash
+
     async def get_slot(self) -> int:
         await anyio.lowlevel.checkpoint()
         return self.ledger.slot

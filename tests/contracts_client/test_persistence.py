@@ -265,6 +265,12 @@ def test_each_state_dir_is_its_own_chain(tmp_path: Path) -> None:
         time_a = result(a, "getBlockTime", result(a, "getSlot"))
     with serve_node(tmp_path / "a") as a:
         assert result(a, "getGenesisHash") == genesis_a
+
+        async def genesis() -> str:
+            async with RpcChain(a.url) as chain:
+                return str(await chain.genesis_hash())
+
+        assert anyio.run(genesis) == genesis_a
         info = json.loads((tmp_path / "a" / "chain.json").read_text())
         assert info["genesis_hash"] == genesis_a and info["restored"] is True
 
