@@ -31,6 +31,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import sqlite3
 import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -42,7 +43,7 @@ from dgpu.contracts_client.chain import history as h
 from dgpu.contracts_client.chain.errors import ChainError, error_json
 from dgpu.contracts_client.chain.fpu import reset_x87
 from dgpu.contracts_client.chain.interface import AnyTransaction, Simulation
-from dgpu.contracts_client.chain.journal import BlockRow, Commit, Journal, TxRow
+from dgpu.contracts_client.chain.journal import BlockRow, Commit, Journal, LedgerStateError, TxRow
 from solders.account import Account
 from solders.clock import Clock
 from solders.hash import Hash
@@ -207,7 +208,11 @@ class SvmLedger:
                 self._genesis(start_time)
                 self.restored = False
             else:
-                self._restore()
+                try:
+                    self._restore()
+                except (sqlite3.DatabaseError, ValueError, KeyError, TypeError) as exc:
+                    # a file that opened as a ledger but whose content does not read back
+                    raise LedgerStateError(path, f"the ledger is damaged ({exc})") from None
                 self.restored = True
             for program_id, elf in (programs or {}).items():
                 if self._live(program_id) is None:

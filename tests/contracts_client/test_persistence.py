@@ -17,7 +17,7 @@ from typing import Any
 import anyio
 import httpx
 from dgpu.contracts_client import localnet
-from dgpu.contracts_client.chain import RpcChain
+from dgpu.contracts_client.chain import RpcChain, SvmLedger
 from dgpu.contracts_client.escrow import EscrowClient
 from dgpu.protocol.identity import Identity
 from dgpu.protocol.keyfile import load_identity
@@ -255,6 +255,16 @@ def test_corrupt_or_foreign_state_is_refused_in_words(tmp_path: Path) -> None:
     db.commit()
     db.close()
     assert "belongs to something else" in _serve_fails(foreign)
+
+    # a real ledger whose content was damaged: its head no longer parses
+    damaged = tmp_path / "damaged"
+    damaged.mkdir()
+    SvmLedger(path=damaged / "ledger.sqlite").close()
+    db = sqlite3.connect(damaged / "ledger.sqlite")
+    db.execute("UPDATE meta SET v='{\"slot\": \"x\"}' WHERE k='head'")
+    db.commit()
+    db.close()
+    assert "the ledger is damaged" in _serve_fails(damaged)
 
 
 def test_each_state_dir_is_its_own_chain(tmp_path: Path) -> None:

@@ -373,8 +373,11 @@ def test_no_body_makes_an_internal_error(body: Any) -> None:
                 INVALID_REQUEST,
                 NOT_FOUND,
                 INVALID_PARAMS,
-                -32004,
-                -32015,
+                -32004,  # block not available
+                -32007,  # slot skipped (a future slot)
+                -32008,  # no snapshot
+                -32015,  # transaction version unsupported
+                -32016,  # minimum context slot not reached
             )
 
 
