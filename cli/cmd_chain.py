@@ -112,14 +112,18 @@ def deploy_command(
     "--state-dir",
     type=click.Path(file_okay=False, path_type=Path),
     default=None,
-    help="Where the mint keys and chain.json live (default: a new temporary dir).",
+    help=(
+        "The chain's directory: ledger (kept across restarts), mint keys, chain.json "
+        "(default: a new temporary dir, a new chain)."
+    ),
 )
 @click.option("--no-escrow", is_flag=True, help="Do not load the escrow program.")
 @click.option("--json", "as_json", is_flag=True, help="Print the node description as JSON.")
 def serve_command(
     host: str, port: int, state_dir: Path | None, no_escrow: bool, as_json: bool
 ) -> None:
-    """Run a local Solana JSON-RPC node over LiteSVM with the escrow and a dGPU mint."""
+    """Run a local Solana node over LiteSVM with the escrow and a dGPU mint: JSON-RPC on
+    PORT, WebSocket PubSub on PORT+1; the ledger in --state-dir survives restarts."""
     from dgpu.contracts_client.rpc_server import ServeConfig, ServerInfo, serve
 
     if state_dir is None:
