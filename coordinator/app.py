@@ -33,7 +33,9 @@ log = logging.getLogger(__name__)
 
 OFFER_RETENTION_S = 24 * 3600
 SNAPSHOT_RETENTION_S = 30 * 24 * 3600
-_UNLIMITED_PREFIXES = ("/healthz", "/metrics", "/static/")
+# /metrics is for the operator's scraper, /static/ for cached assets; /healthz is rate-limited
+# like the rest (it is public and unauthenticated).
+_UNLIMITED_PREFIXES = ("/metrics", "/static/")
 
 
 class _Holder:
@@ -41,7 +43,7 @@ class _Holder:
 
 
 class ClientLimitMiddleware:
-    """Per-client-address token bucket on everything but health, metrics and static files."""
+    """Per-client-address token bucket on everything but metrics and static files."""
 
     def __init__(self, app: ASGIApp, holder: _Holder) -> None:
         self.app = app

@@ -26,6 +26,8 @@ class CoordinatorConfig:
     """Signed requests must be dated within this many seconds of the coordinator's clock."""
     max_body_bytes: int = 16 * 1024
     """Request bodies above this are refused with 413 before they are read in full."""
+    body_timeout_s: float = 10.0
+    """A request body must arrive whole within this many seconds (slow bodies get 408)."""
     per_key_limit: RateLimit = RateLimit(per_second=5.0, burst=50)
     """Signed writes per signer address."""
     per_ip_limit: RateLimit = RateLimit(per_second=50.0, burst=200)

@@ -5,15 +5,19 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import re
 from collections.abc import Mapping
 from typing import Any, Final
 
+import anyio
 from dgpu.coordinator.auth import verify_request
 from dgpu.coordinator.errors import ApiError, bad_request
 from dgpu.coordinator.service import Coordinator
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse
 
+_DIGITS: Final = re.compile(r"[0-9]{1,19}")
+_INTEGER: Final = re.compile(r"-?[0-9]{1,19}")  # ASCII digits, one optional sign (not "--5")
 MSGPACK_TYPES: Final = ("application/msgpack", "application/x-msgpack", "application/octet-stream")
 
 
@@ -22,21 +26,34 @@ def coordinator(request: Request) -> Coordinator:
     return state
 
 
-async def read_body(request: Request, cap: int) -> bytes:
-    """The request body, refused with 413 as soon as it is known to exceed ``cap``."""
+async def read_body(request: Request, cap: int, *, deadline_s: float) -> bytes:
+    """The request body, refused with 413 as soon as it is known to exceed ``cap`` and
+    with 408 when it has not arrived whole within ``deadline_s`` (a byte every few seconds
+    must not hold a connection for ever). A client that goes away mid-body is a refusal
+    (400, ``client_disconnected``), not a server failure."""
     declared = request.headers.get("content-length")
     if declared is not None:
-        if not declared.isdigit():
+        if not _DIGITS.fullmatch(declared):
             raise bad_request("Content-Length is not a number")
         if int(declared) > cap:
             raise _too_large(cap)
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > cap:
-            raise _too_large(cap)
-        chunks.append(chunk)
+    try:
+        with anyio.fail_after(deadline_s):
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > cap:
+                    raise _too_large(cap)
+                chunks.append(chunk)
+    except TimeoutError:
+        raise ApiError(
+            408, "body_timeout", f"the request body did not arrive within {deadline_s:g}s"
+        ) from None
+    except ClientDisconnect:
+        raise bad_request(
+            "the client went away before sending its body", "client_disconnected"
+        ) from None
     return b"".join(chunks)
 
 
@@ -50,7 +67,9 @@ async def signed_body(request: Request) -> tuple[str, bytes]:
     The signer's rate limit is charged only once the signature verifies, so nobody can
     spend another key's allowance."""
     coord = coordinator(request)
-    body = await read_body(request, coord.config.max_body_bytes)
+    body = await read_body(
+        request, coord.config.max_body_bytes, deadline_s=coord.config.body_timeout_s
+    )
     raw_path = request.scope.get("raw_path") or request.url.path.encode()
     signer = verify_request(
         request.headers,
@@ -90,6 +109,8 @@ def message_bytes(request: Request, body: bytes, field: str) -> bytes:
 def json_object(body: bytes) -> dict[str, Any]:
     try:
         doc = json.loads(body)
+    except RecursionError:  # deeply nested arrays/objects: the parser's stack, not ours
+        raise bad_request("body is nested too deeply", "invalid_body") from None
     except (UnicodeDecodeError, ValueError) as exc:
         raise bad_request(f"body is not JSON: {exc}", "invalid_body") from exc
     if not isinstance(doc, dict):
@@ -103,7 +124,7 @@ def int_param(
     value = params.get(name)
     if value is None or value == "":
         return default
-    if not value.isascii() or not value.lstrip("-").isdigit() or len(value) > 20:
+    if not _INTEGER.fullmatch(value):
         raise bad_request(f"parameter {name!r} must be an integer", "invalid_parameter")
     number = int(value)
     if not low <= number <= high:

@@ -20,9 +20,9 @@ MAX_LOG_CHUNK: Final = 16 * 1024  # the wire cap of one LogChunk message
 # Labels the executors set themselves; a spec may not set them.
 RESERVED_LABEL_PREFIX: Final = "dgpu."
 
-_JOB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
-_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-_LABEL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_./-]{0,127}$")
+_JOB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}\Z")
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*\Z")
+_LABEL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_./-]{0,127}\Z")
 
 Stream = Literal["stdout", "stderr"]
 ExitReason = Literal["exited", "timeout", "stopped"]
