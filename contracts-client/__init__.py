@@ -2,7 +2,7 @@
 
 - :mod:`~dgpu.contracts_client.chain`: the ``Chain`` interface (LiteSVM, JSON-RPC) and its errors;
 - :mod:`~dgpu.contracts_client.idl`: the Anchor IDL driving instruction encoding and account
-  decoding (anchorpy's coder), ``ChannelState`` and ``ConfigState``;
+  decoding (anchorpy's coder), ``ChannelAccount`` and ``ConfigState``;
 - :mod:`~dgpu.contracts_client.instructions`: pure builders of the escrow's instructions;
 - :mod:`~dgpu.contracts_client.settlement`: batched ``settle`` transactions (Ed25519 precompile,
   v0 messages with an address lookup table) and how many receipts fit one;
@@ -23,7 +23,7 @@ from dgpu.contracts_client.errors import (
     EscrowProgramError,
 )
 from dgpu.contracts_client.escrow import EscrowClient, OpenedChannel
-from dgpu.contracts_client.idl import ChannelState, ConfigState, EscrowIdl, default_idl
+from dgpu.contracts_client.idl import ChannelAccount, ConfigState, EscrowIdl, default_idl
 from dgpu.contracts_client.instructions import DEFAULT_DISPUTE_WINDOW, DEFAULT_FEE_BPS
 from dgpu.contracts_client.pda import (
     associated_token_address,
@@ -47,8 +47,8 @@ __all__ = [
     "PACKET_DATA_SIZE",
     "AccountDecodeError",
     "BatchTooLarge",
+    "ChannelAccount",
     "ChannelNotFound",
-    "ChannelState",
     "ConfigNotFound",
     "ConfigState",
     "EscrowClient",

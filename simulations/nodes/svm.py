@@ -22,8 +22,7 @@ from dgpu.contracts_client.localnet import (
     create_mint,
     mint_to,
 )
-from dgpu.node.payments.chain import ChainEscrow
-from dgpu.node.payments.escrow import Escrow
+from dgpu.contracts_client.money import ChainEscrow, Escrow
 from dgpu.protocol.identity import Identity
 from dgpu.simulations.nodes.chain import DISPUTE_WINDOW_S, FEE_BPS, ChainLog, Observed
 from solders.pubkey import Pubkey
