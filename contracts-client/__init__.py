@@ -7,6 +7,9 @@
 - :mod:`~dgpu.contracts_client.settlement`: batched ``settle`` transactions (Ed25519 precompile,
   v0 messages with an address lookup table) and how many receipts fit one;
 - :mod:`~dgpu.contracts_client.escrow`: ``EscrowClient``, the operations as async calls;
+- :mod:`~dgpu.contracts_client.money`: the money seam the node, the coordinator and the
+  simulations share: one ``Escrow`` interface and ``ChannelState``, the chain-backed and
+  the in-memory (proven equal) escrows, and the one ``Settler`` (its own error tree);
 - :mod:`~dgpu.contracts_client.pda`, :mod:`~dgpu.contracts_client.ed25519`,
   :mod:`~dgpu.contracts_client.lookup_table`: addresses and low-level instruction builders.
 

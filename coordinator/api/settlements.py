@@ -17,9 +17,11 @@ log = logging.getLogger(__name__)
 
 
 async def settlements_page(coord: Coordinator, limit: int, offset: int) -> dict[str, Any]:
+    # Pending first: a round may close a batch between these reads, and a page must not
+    # show no channel pending next to a batch still open (its channels were pending).
+    pending, owed = await coord.store.channels.count_pending()
     total, batches = await coord.store.channels.batches(limit, offset)
     items = await coord.store.channels.batch_items(b["id"] for b in batches)
-    pending, owed = await coord.store.channels.count_pending()
     return {
         "total": total,
         "limit": limit,
