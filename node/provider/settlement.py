@@ -4,6 +4,10 @@ With a coordinator, the provider still watches the chain: a receipt the coordina
 not settled some time after its job ended (it is down, or censors this provider) is
 :func:`overdue` and the provider settles it itself, the way it does without one.
 
+Settling itself goes through the shared :class:`~dgpu.contracts_client.money.Settler`
+(channels read in chunks, checked, packed with a lookup table on chain, a refused batch
+bisected) over :class:`_StoreJournal`, the node store's view of it.
+
 Settlement is idempotent: the program pays only ``cumulative - settled`` and a receipt at
 or below the high-water mark pays nothing, so handing a receipt over twice, or settling
 it both through the coordinator and directly, never pays twice. Every outcome is recorded
