@@ -17,7 +17,7 @@ from dgpu.coordinator.explorer import views as explorer
 from dgpu.coordinator.market import Market
 from dgpu.coordinator.metrics import Metrics, MetricsMiddleware
 from dgpu.coordinator.service import Coordinator
-from dgpu.coordinator.settlement import SettlementBackend, Settler
+from dgpu.coordinator.settlement import CoordinatorSettler, SettlementBackend
 from dgpu.coordinator.store import open_store
 from dgpu.pricing import DEFAULT_RATE_CARD, RateCard
 from starlette.applications import Starlette
@@ -124,7 +124,11 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         async with open_store(config.db_path) as store:
-            settler = Settler(store, backend, metrics, clock=clock) if backend is not None else None
+            settler = (
+                CoordinatorSettler(store, backend, metrics, clock=clock)
+                if backend is not None
+                else None
+            )
             coord = Coordinator(
                 config=config,
                 store=store,

@@ -13,6 +13,7 @@ from dgpu.coordinator.api.common import (
 )
 from dgpu.coordinator.errors import ApiError, bad_request, forbidden, not_found, unprocessable
 from dgpu.coordinator.scores import OUTCOMES
+from dgpu.coordinator.settlement import IntakeRefused
 from dgpu.coordinator.store import ChannelKey
 from dgpu.protocol.codec import decode_as
 from dgpu.protocol.errors import DecodeError, MessageTooLarge, SignatureError
@@ -54,9 +55,15 @@ async def post_receipt(request: Request) -> JSONResponse:
     if receipt.renter == public_key_of_address(signer):
         raise forbidden("receipts are posted by the channel's provider", "not_channel_provider")
     if coord.settler is not None:
-        await coord.settler.check_intake(
-            receipt, signer, read_chain=coord.config.verify_channels_on_intake
-        )
+        try:
+            await coord.settler.check_intake(
+                receipt, signer, read_chain=coord.config.verify_channels_on_intake
+            )
+        except IntakeRefused as exc:
+            # Someone else's channel is a matter of who may post (403); the rest is a
+            # receipt the chain contradicts (422).
+            http = 403 if exc.code == "not_channel_provider" else 422
+            raise ApiError(http, exc.code, exc.message) from exc
     now = coord.now()
     status = await coord.store.channels.ingest(receipt, data, provider=signer, now=now)
     coord.metrics.receipts_ingested.labels(status).inc()

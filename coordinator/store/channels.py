@@ -15,7 +15,7 @@ from typing import Any, Final, Literal
 
 from dgpu.coordinator.db import Database, Row
 from dgpu.coordinator.errors import ApiError
-from dgpu.protocol.identity import address_of
+from dgpu.protocol.identity import address_of, public_key_of_address
 from dgpu.protocol.messages import Receipt
 
 ReceiptStatus = Literal["created", "raised", "duplicate", "stale"]
@@ -40,6 +40,21 @@ class Unsettled:
     settled: int
     renter_sig: bytes
     raw: bytes
+    job_id: bytes
+    seq: int
+
+    def receipt(self) -> Receipt:
+        """The receipt as the renter signed it (what the settler sends)."""
+        return Receipt(
+            job_id=self.job_id,
+            seq=self.seq,
+            renter=public_key_of_address(self.renter),
+            program_id=public_key_of_address(self.program_id),
+            channel=public_key_of_address(self.key.channel),
+            open_nonce=self.key.open_nonce,
+            cumulative=self.cumulative,
+            sig=self.renter_sig,
+        )
 
 
 class ChannelRepo:
@@ -137,6 +152,8 @@ class ChannelRepo:
                 settled=row["settled"],
                 renter_sig=bytes(row["renter_sig"]),
                 raw=bytes(row["raw"]),
+                job_id=bytes(row["job_id"]),
+                seq=row["seq"],
             )
             for row in rows
         ]
@@ -230,17 +247,19 @@ class ChannelRepo:
                 (state, error[:500], now, batch_id),
             )
 
-    async def open_batches(self) -> list[tuple[int, str, list[ChannelKey]]]:
-        """Batches left pending/submitted (by a crash): id, signature, channel keys."""
+    async def open_batches(self) -> list[tuple[int, str, list[tuple[ChannelKey, int]]]]:
+        """Batches left pending/submitted (by a crash): id, signature, and the channel key
+        and cumulative of each item."""
         batches = await self._db.fetchall(
             "SELECT id, signature FROM batches WHERE state IN ('pending', 'submitted') ORDER BY id"
         )
-        result: list[tuple[int, str, list[ChannelKey]]] = []
+        result: list[tuple[int, str, list[tuple[ChannelKey, int]]]] = []
         for batch in batches:
             items = await self._db.fetchall(
-                "SELECT channel, open_nonce FROM batch_items WHERE batch_id = ?", (batch["id"],)
+                "SELECT channel, open_nonce, cumulative FROM batch_items WHERE batch_id = ?",
+                (batch["id"],),
             )
-            keys = [ChannelKey(i["channel"], i["open_nonce"]) for i in items]
+            keys = [(ChannelKey(i["channel"], i["open_nonce"]), i["cumulative"]) for i in items]
             result.append((batch["id"], batch["signature"], keys))
         return result
 

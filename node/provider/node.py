@@ -33,11 +33,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import trio
+from dgpu.contracts_client.money import Escrow
 from dgpu.node.config import ProviderConfig
 from dgpu.node.gpu.types import GpuBackend
 from dgpu.node.net.errors import NetError
 from dgpu.node.net.interface import METERING_PROTOCOL, NEGOTIATE_PROTOCOL, MessageStream, Network
-from dgpu.node.payments.escrow import Escrow
 from dgpu.node.provider.capacity import GpuPool, model_price, offer_terms
 from dgpu.node.provider.funding import PendingJob, Refusal, check_request, verify_channel
 from dgpu.node.provider.outputs import StreamOutputHost

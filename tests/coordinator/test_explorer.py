@@ -13,7 +13,8 @@ import httpx
 import pytest
 import trio
 from dgpu.contracts_client.chain import LiteSVMChain
-from dgpu.coordinator.escrow_backend import EscrowBackend
+from dgpu.contracts_client.money import ChainEscrow
+from dgpu.coordinator.settlement import SettlementBackend
 
 from tests.coordinator.conftest import ADMIN, ManualClock, Server, make_config, running_server
 from tests.coordinator.escrow_world import World, make_world
@@ -47,7 +48,7 @@ def explorer(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server,
         admins=frozenset({ADMIN.address}),
         site_name="dgpu explorer",
     )
-    backend = EscrowBackend(world.escrow, world.settler.to_solders())
+    backend = SettlementBackend(ChainEscrow(world.escrow), world.settler)
     with running_server(config, backend=backend, clock=clock) as server:
         filled = trio.run(fill, server, world, clock)
         yield server, filled

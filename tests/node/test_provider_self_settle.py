@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import trio
 import trio.testing
-from dgpu.node.payments import ChannelState, MemoryEscrow, MemoryLedger
+from dgpu.contracts_client.money import ChannelState, MemoryEscrow, MemoryLedger
 from dgpu.node.provider.node import SETTLE_RETRY_S
 from dgpu.protocol.errors import DgpuError
 from dgpu.protocol.identity import Identity
