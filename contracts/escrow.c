@@ -193,21 +193,53 @@ static uint64_t rent_exempt_minimum(uint64_t size, uint64_t *lamports) {
   return SUCCESS;
 }
 
-/* Creates `target` (a PDA signed for by `signer`) and refreshes its data_len: the C ABI
- * reads the length from the AccountInfo, and a stale one reads as a resize. */
+static uint64_t system_invoke(const uint8_t *data, uint64_t len, const AccountMeta *metas,
+                              const AccountInfo *infos, int count, const SignerSeeds *signer) {
+  Instruction ix = {&SYSTEM_PROGRAM, metas, (uint64_t)count, data, len};
+  return sol_invoke_signed_c(&ix, infos, count, signer, 1);
+}
+
+/* Creates `target` (a PDA signed for by `signer`) with `space` bytes owned by `owner`, paid
+ * by `payer`, and refreshes its data_len: the C ABI reads the length from the AccountInfo,
+ * and a stale one reads as a resize.
+ *
+ * Anyone can send lamports to any address, and the System Program's CreateAccount refuses
+ * an address that holds some: a PDA funded before its creation would be blocked for good.
+ * So, as Anchor's `init` does, an address that already holds lamports is topped up to the
+ * rent-exempt minimum, then allocated and assigned (both signed with the PDA's seeds; the
+ * System Program refuses either if the account already has data or another owner). The
+ * lamports a stranger sent stay in the account: they are the stranger's gift. */
 static uint64_t create_account(const AccountInfo *payer, AccountInfo *target, uint64_t space,
                                const Pubkey *owner, const SignerSeeds *signer) {
   uint64_t lamports = 0;
   uint64_t err = rent_exempt_minimum(space, &lamports);
   if (err) return err;
-  uint8_t data[52] = {0}; /* SystemInstruction::CreateAccount = 0 (u32) */
-  store_u64(data + 4, lamports);
-  store_u64(data + 12, space);
-  sol_memcpy_(data + 20, owner, 32);
   AccountMeta metas[2] = {{payer->key, true, true}, {target->key, true, true}};
-  Instruction ix = {&SYSTEM_PROGRAM, metas, 2, data, sizeof(data)};
   AccountInfo infos[2] = {*payer, *target};
-  err = sol_invoke_signed_c(&ix, infos, 2, signer, 1);
+  uint64_t held = *target->lamports;
+#ifndef MUTANT_CREATE_IGNORES_LAMPORTS
+  if (held == 0) {
+#endif
+    uint8_t data[52] = {0}; /* SystemInstruction::CreateAccount = 0 (u32) */
+    store_u64(data + 4, lamports);
+    store_u64(data + 12, space);
+    sol_memcpy_(data + 20, owner, 32);
+    err = system_invoke(data, sizeof(data), metas, infos, 2, signer);
+#ifndef MUTANT_CREATE_IGNORES_LAMPORTS
+  } else {
+    if (held < lamports) {
+      uint8_t transfer[12] = {2}; /* SystemInstruction::Transfer */
+      store_u64(transfer + 4, lamports - held);
+      err = system_invoke(transfer, sizeof(transfer), metas, infos, 2, signer);
+    }
+    uint8_t allocate[12] = {8}; /* SystemInstruction::Allocate */
+    store_u64(allocate + 4, space);
+    if (!err) err = system_invoke(allocate, sizeof(allocate), &metas[1], &infos[1], 1, signer);
+    uint8_t assign[36] = {1}; /* SystemInstruction::Assign */
+    sol_memcpy_(assign + 4, owner, 32);
+    if (!err) err = system_invoke(assign, sizeof(assign), &metas[1], &infos[1], 1, signer);
+  }
+#endif
   if (err) return err;
   target->data_len = current_data_len(target);
   return target->data_len == space ? SUCCESS : ERROR_INVALID_ARGUMENT;

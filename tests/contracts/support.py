@@ -54,6 +54,15 @@ class World:
     provider: Party
     channels: list[ChannelAccount] = field(default_factory=list)
 
+    async def initialize(self) -> Signature:
+        return await self.client.initialize(
+            self.admin,
+            treasury=self.treasury.pubkey,
+            mints=[self.mint.address],
+            fee_bps=FEE_BPS,
+            dispute_window=DISPUTE_WINDOW,
+        )
+
     async def party(self, label: str, tokens: int = 0) -> Party:
         identity = Identity.from_label(label)
         keypair = identity.to_solders()
@@ -129,7 +138,7 @@ class World:
         return landed.units_consumed
 
 
-async def make_world() -> World:
+async def make_world(*, initialize: bool = True) -> World:
     chain = LiteSVMChain(start_time=START_TIME)
     admin = Keypair.from_seed(bytes([1] * 32))
     await chain.request_airdrop(admin.pubkey(), 100 * SOL)
@@ -140,13 +149,8 @@ async def make_world() -> World:
     world.treasury = await world.party("treasury")
     world.renter = await world.party("renter", RENTER_TOKENS)
     world.provider = await world.party("provider")
-    await client.initialize(
-        admin,
-        treasury=world.treasury.pubkey,
-        mints=[mint.address],
-        fee_bps=FEE_BPS,
-        dispute_window=DISPUTE_WINDOW,
-    )
+    if initialize:
+        await world.initialize()
     return world
 
 
