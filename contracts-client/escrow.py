@@ -104,24 +104,31 @@ class EscrowClient:
 
     async def initialize(
         self,
-        admin: Keypair,
+        authority: Keypair,
         *,
         treasury: Pubkey,
         mints: Sequence[Pubkey],
+        admin: Pubkey | None = None,
+        payer: Keypair | None = None,
         settler: Pubkey | None = None,
         fee_bps: int = DEFAULT_FEE_BPS,
         dispute_window: int = DEFAULT_DISPUTE_WINDOW,
     ) -> Signature:
+        """Create the config, signed by the program's upgrade ``authority``; ``admin``
+        (default: the authority) runs it from then on; ``payer`` (default: the authority)
+        pays the rent and the fee."""
         ix = initialize_ix(
-            admin.pubkey(),
+            authority.pubkey(),
             treasury=treasury,
             mints=mints,
+            admin=admin,
+            payer=None if payer is None else payer.pubkey(),
             settler=settler,
             fee_bps=fee_bps,
             dispute_window=dispute_window,
             idl=self.idl,
         )
-        return await self._send([ix], admin)
+        return await self._send([ix], payer or authority, [authority])
 
     async def update_config(
         self,

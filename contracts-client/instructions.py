@@ -15,6 +15,7 @@ from dgpu.contracts_client.pda import (
     associated_token_address,
     channel_address,
     config_address,
+    program_data_address,
     vault_address,
 )
 from solders.instruction import Instruction
@@ -40,17 +41,24 @@ def _config_args(
 
 
 def initialize_ix(
-    admin: Pubkey,
+    authority: Pubkey,
     *,
     treasury: Pubkey,
     mints: Sequence[Pubkey],
+    admin: Pubkey | None = None,
+    payer: Pubkey | None = None,
     settler: Pubkey | None = None,
     fee_bps: int = DEFAULT_FEE_BPS,
     dispute_window: int = DEFAULT_DISPUTE_WINDOW,
     idl: EscrowIdl | None = None,
 ) -> Instruction:
+    """Create the config; ``authority`` must be the program's upgrade authority and sign.
+    ``admin`` (default: the authority) may later update the config; ``payer`` (default:
+    the authority) signs too and pays the rent; ``settler`` defaults to the admin."""
     idl = idl or default_idl()
-    args = _config_args(
+    admin = admin or authority
+    args: dict[str, object] = {"admin": admin}
+    args |= _config_args(
         settler=settler or admin,
         treasury=treasury,
         fee_bps=fee_bps,
@@ -58,8 +66,10 @@ def initialize_ix(
         mints=mints,
     )
     accounts = {
-        "admin": admin,
+        "payer": payer or authority,
+        "authority": authority,
         "config": config_address(idl.program_id),
+        "program_data": program_data_address(idl.program_id),
         "system_program": SYSTEM_PROGRAM_ID,
     }
     return idl.instruction("initialize", args, accounts)

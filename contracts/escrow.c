@@ -37,6 +37,12 @@
 #define ACCOUNT_STORAGE_OVERHEAD 128
 #define F64_ONE_BITS 0x3ff0000000000000ULL
 #define F64_TWO_BITS 0x4000000000000000ULL
+/* UpgradeableLoaderState::ProgramData (bincode): u32 tag 3 | u64 slot | Option<Pubkey>
+ * (1 tag byte + 32) | ELF. The authority's offsets are unaligned: compare bytewise. */
+#define PROGRAM_DATA_TAG 3
+#define PROGRAM_DATA_AUTHORITY_SET 12
+#define PROGRAM_DATA_AUTHORITY 13
+#define PROGRAM_DATA_META_LEN 45
 
 static const Pubkey SYSTEM_PROGRAM = {{0}};
 static const Pubkey TOKEN_PROGRAM = {{6, 221, 246, 225, 215, 101, 161, 147, 217, 203, 225, 70,
@@ -48,6 +54,9 @@ static const Pubkey ED25519_PROGRAM = {{3, 125, 70, 214, 124, 147, 251, 190, 18,
 static const Pubkey INSTRUCTIONS_SYSVAR = {{6, 167, 213, 23, 24, 123, 209, 102, 53, 218, 212, 4,
                                             85, 253, 194, 192, 193, 36, 198, 143, 33, 86, 117,
                                             165, 219, 186, 203, 95, 8, 0, 0, 0}};
+static const Pubkey LOADER_V3 = {{2, 168, 246, 145, 78, 136, 161, 176, 226, 16, 21, 62, 247, 99,
+                                  174, 43, 0, 194, 185, 61, 22, 193, 36, 210, 192, 83, 122, 16,
+                                  4, 128, 0, 0}}; /* BPFLoaderUpgradeab1e11111111111111111111111 */
 static const uint8_t RECEIPT_TAG[16] = "dgpu/v1/receipt";
 static const uint8_t SEED_CONFIG[] = "config";
 static const uint8_t SEED_CHANNEL[] = "channel";
@@ -325,16 +334,51 @@ static void write_config(Config *config, const ConfigArgs *args) {
   config->dispute_window = args->dispute_window;
 }
 
-/* accounts: admin (signer, writable), config (writable), system program */
+/* `authority` signed and is the upgrade authority recorded in this program's ProgramData.
+ * The ProgramData address is the upgradeable loader's PDA of [program id]: only the loader
+ * can put data there, so no owner check is needed. After `set-upgrade-authority --final`
+ * byte 12 is 0 but bytes 13..45 still hold the old key: the flag is read first. */
+static uint64_t check_upgrade_authority(const Ctx *ctx, const AccountInfo *authority,
+                                        const AccountInfo *program_data) {
+  if (!authority->is_signer) return ERR_MISSING_SIGNATURE;
+#ifndef MUTANT_ANY_PROGRAM_DATA
+  uint8_t bump = 0;
+  Pubkey expected;
+  SignerSeed seeds[1] = {{ctx->program_id.bytes, 32}};
+  if (sol_try_find_program_address(seeds, 1, &LOADER_V3, &expected, &bump) != 0 ||
+      !key_eq(&expected, program_data->key))
+    return ERR_BAD_PROGRAM_DATA;
+#endif
+  const uint8_t *d = program_data->data;
+  if (program_data->data_len < PROGRAM_DATA_META_LEN || load_u16(d) != PROGRAM_DATA_TAG ||
+      load_u16(d + 2) != 0)
+    return ERR_BAD_PROGRAM_DATA;
+#ifndef MUTANT_IGNORE_AUTHORITY_FLAG
+  if (d[PROGRAM_DATA_AUTHORITY_SET] != 1) return ERR_NOT_UPGRADE_AUTHORITY;
+#endif
+#ifndef MUTANT_ANY_AUTHORITY
+  if (!bytes_eq(d + PROGRAM_DATA_AUTHORITY, authority->key, 32)) return ERR_NOT_UPGRADE_AUTHORITY;
+#endif
+  return SUCCESS;
+}
+
+/* accounts: payer (signer, writable), authority (signer), config (writable), program data,
+ * system program;  args: admin, then as update_config. Only the program's upgrade
+ * authority may create the config (whoever deployed it), so nobody can take the admin
+ * seat between the deploy and the initialization; it names the admin. */
 static uint64_t initialize(Ctx *ctx) {
-  if (ctx->accounts_len < 3) return ERROR_NOT_ENOUGH_ACCOUNT_KEYS;
-  AccountInfo *admin = &ctx->accounts[0], *config_account = &ctx->accounts[1];
+  if (ctx->accounts_len < 5) return ERROR_NOT_ENOUGH_ACCOUNT_KEYS;
+  AccountInfo *payer = &ctx->accounts[0], *config_account = &ctx->accounts[2];
   Reader r = {ctx->args, ctx->args_len, true};
+  Pubkey admin;
+  read_key(&r, &admin);
   ConfigArgs args = {0};
   uint64_t err = read_config_args(&r, &args);
   if (err) return err;
-  if (!admin->is_signer) return ERR_MISSING_SIGNATURE;
-  if (!key_eq(ctx->accounts[2].key, &SYSTEM_PROGRAM)) return ERR_BAD_PROGRAM;
+  if (!payer->is_signer) return ERR_MISSING_SIGNATURE;
+  err = check_upgrade_authority(ctx, &ctx->accounts[1], &ctx->accounts[3]);
+  if (err) return err;
+  if (!key_eq(ctx->accounts[4].key, &SYSTEM_PROGRAM)) return ERR_BAD_PROGRAM;
   if (!key_eq(config_account->owner, &SYSTEM_PROGRAM) || config_account->data_len != 0)
     return ERR_ALREADY_INITIALIZED;
   uint8_t bump = 0;
@@ -344,11 +388,11 @@ static uint64_t initialize(Ctx *ctx) {
       !key_eq(&expected, config_account->key))
     return ERR_BAD_PDA;
   SignerSeeds signer = {seeds, 2};
-  err = create_account(admin, config_account, sizeof(Config), &ctx->program_id, &signer);
+  err = create_account(payer, config_account, sizeof(Config), &ctx->program_id, &signer);
   if (err) return err;
   Config *config = (Config *)config_account->data;
   config->discriminator = ACCOUNT_CONFIG;
-  config->admin = *admin->key;
+  config->admin = admin;
   config->bump = bump;
   write_config(config, &args);
   LOG("escrow: config initialized");

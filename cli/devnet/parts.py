@@ -71,7 +71,7 @@ def start_chain(sup: Supervisor, options: Options) -> tuple[str, TokenMint]:
 async def prepare_money(rpc_url: str, wallets: Wallets, mint: TokenMint) -> None:
     async with RpcChain(rpc_url) as chain:
         await fund(chain, wallets, mint)
-        await ensure_escrow_config(chain, wallets, mint.address)
+        await ensure_escrow_config(chain, wallets, mint)
 
 
 def start_network(sup: Supervisor, options: Options, wallets: Wallets) -> Running:

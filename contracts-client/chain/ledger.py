@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from dgpu.contracts_client.chain.errors import ChainError, error_json
 from dgpu.contracts_client.chain.fpu import reset_x87
 from dgpu.contracts_client.chain.interface import AnyTransaction, Simulation
+from dgpu.contracts_client.chain.upgradeable import install_upgradeable_program
 from solders.account import Account
 from solders.clock import Clock
 from solders.hash import Hash
@@ -80,12 +81,15 @@ def _signatures_required(tx: AnyTransaction) -> int:
     return int(tx.message.header.num_required_signatures)
 
 
-def _load_program(svm: LiteSVM, program_id: Pubkey, elf: bytes) -> None:
+def _load_program(
+    svm: LiteSVM, program_id: Pubkey, elf: bytes, authority: Pubkey | None, revoked: bool = False
+) -> None:
     try:
-        svm.add_program(program_id, elf)
+        install_upgradeable_program(svm, program_id, elf, authority, revoked=revoked)
     except BaseException as exc:
-        # LiteSVM panics (pyo3 PanicException, a BaseException) on an ELF it cannot load.
-        if type(exc).__name__ != "PanicException":
+        # Writing a Program account whose ELF does not load raises LiteSVMError; some
+        # failures panic instead (pyo3 PanicException, a BaseException).
+        if type(exc).__name__ not in ("LiteSVMError", "PanicException"):
             raise
         raise ChainError(f"program {program_id} could not be loaded: {exc}") from None
 
@@ -114,11 +118,14 @@ class SvmLedger:
         self,
         *,
         programs: Mapping[Pubkey, bytes] | None = None,
+        upgrade_authority: Pubkey | None = None,
         time_source: Callable[[], int] | None = None,
         start_time: int | None = None,
         blockhash_window: int = DEFAULT_BLOCKHASH_WINDOW,
         history: int = DEFAULT_HISTORY,
     ) -> None:
+        """``programs`` are installed as upgradeable (loader v3) programs whose upgrade
+        authority is ``upgrade_authority`` (None: revoked, as after ``--final``)."""
         if blockhash_window < 1 or history < blockhash_window:
             raise ValueError("need 1 <= blockhash_window <= history")
         self._lock = _SvmLock()
@@ -140,7 +147,7 @@ class SvmLedger:
                 self._write_unix_time(start_time)
             self._block_times[self._slot] = self._svm.get_clock().unix_timestamp
             for program_id, elf in (programs or {}).items():
-                _load_program(self._svm, program_id, elf)
+                _load_program(self._svm, program_id, elf, upgrade_authority)
 
     # -- clock ------------------------------------------------------------------------
 
@@ -369,9 +376,18 @@ class SvmLedger:
         with self._lock:
             self._svm.set_account(pubkey, account)
 
-    def add_program(self, program_id: Pubkey, elf: bytes) -> None:
+    def install_program(
+        self,
+        program_id: Pubkey,
+        elf: bytes,
+        *,
+        upgrade_authority: Pubkey | None,
+        revoked: bool = False,
+    ) -> None:
+        """Install ``elf`` at ``program_id`` as a loader-v3 program (ProgramData and Program
+        accounts written directly; see :mod:`~dgpu.contracts_client.chain.upgradeable`)."""
         with self._lock:
-            _load_program(self._svm, program_id, elf)
+            _load_program(self._svm, program_id, elf, upgrade_authority, revoked)
 
 
 def parse_wire_transaction(raw: bytes) -> VersionedTransaction:

@@ -101,13 +101,18 @@ async def prepare_local_chain(
     time_source: Callable[[], int] | None = _wall_clock,
 ) -> LocalChain:
     """A fresh ledger (clock following ``time_source``) with the escrow program loaded
-    and the dGPU mint ``mint_key`` created; ``authority`` mints it and holds SOL."""
+    and the dGPU mint ``mint_key`` created; ``authority`` mints it, holds SOL and is the
+    escrow's upgrade authority (the only key that may initialize it)."""
     programs: dict[Pubkey, bytes] = {}
     program_id: Pubkey | None = None
     if escrow:
         program_id, elf = escrow_program()
         programs[program_id] = elf
-    ledger = SvmLedger(programs=programs, time_source=time_source)
+    # The local chain deploys the escrow with its own key as upgrade authority: it alone
+    # may initialize the escrow's config (and name its admin).
+    ledger = SvmLedger(
+        programs=programs, upgrade_authority=authority.pubkey(), time_source=time_source
+    )
     chain = LiteSVMChain(ledger=ledger)
     await chain.request_airdrop(authority.pubkey(), AUTHORITY_LAMPORTS)
     mint = await create_mint(chain, authority, mint=mint_key, decimals=DGPU_DECIMALS)

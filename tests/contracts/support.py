@@ -139,8 +139,8 @@ class World:
 
 
 async def make_world(*, initialize: bool = True) -> World:
-    chain = LiteSVMChain(start_time=START_TIME)
     admin = Keypair.from_seed(bytes([1] * 32))
+    chain = LiteSVMChain(start_time=START_TIME, upgrade_authority=admin)
     await chain.request_airdrop(admin.pubkey(), 100 * SOL)
     mint = await localnet.create_mint(chain, admin, mint=Keypair.from_seed(bytes([2] * 32)))
     client = EscrowClient(chain)

@@ -72,9 +72,9 @@ class Side:
 
 
 async def program_side(clock: Clock, people: People) -> Side:
-    chain = LiteSVMChain(time_source=clock)
-    client = EscrowClient(chain)
     admin = Identity.from_label("eq/admin").to_solders()
+    chain = LiteSVMChain(time_source=clock, upgrade_authority=admin)
+    client = EscrowClient(chain)
     await chain.request_airdrop(admin.pubkey(), 100 * SOL)
     mint = await localnet.create_mint(chain, admin)
     other = await localnet.create_mint(chain, admin)

@@ -72,7 +72,9 @@ async def local_chain(node: Node) -> LocalChain:
     await chain.request_airdrop(admin.pubkey(), 10 * SOL)
     await world.fund(world.treasury)
     await client.initialize(
-        admin,
+        authority,  # the local chain deploys the escrow with its own authority
+        admin=admin.pubkey(),
+        payer=admin,
         treasury=world.treasury.to_solders().pubkey(),
         mints=[world.mint.address],
         fee_bps=500,
