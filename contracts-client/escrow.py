@@ -24,8 +24,10 @@ from dgpu.contracts_client.errors import (
 )
 from dgpu.contracts_client.idl import ChannelAccount, ConfigState, EscrowIdl, default_idl
 from dgpu.contracts_client.instructions import (
+    DEFAULT_BOUNDS,
     DEFAULT_DISPUTE_WINDOW,
     DEFAULT_FEE_BPS,
+    ChannelBounds,
     cooperative_close_ix,
     initialize_ix,
     open_channel_ix,
@@ -165,6 +167,7 @@ class EscrowClient:
         mint: Pubkey,
         deposit: int,
         expiry: int,
+        bounds: ChannelBounds = DEFAULT_BOUNDS,
         channel_id: int | None = None,
         renter_token: Pubkey | None = None,
         payer: Keypair | None = None,
@@ -180,6 +183,7 @@ class EscrowClient:
             channel_id=channel_id,
             deposit=deposit,
             expiry=expiry,
+            bounds=bounds,
             renter_token=renter_token,
             idl=self.idl,
         )

@@ -423,7 +423,12 @@ static uint64_t update_config(Ctx *ctx) {
 
 /* accounts: renter (signer, writable), provider, mint, config (writable), channel (writable),
  * vault (writable), renter token (writable), token program, system program
- * args: channel_id u64, deposit u64, expiry i64 */
+ * args: channel_id u64, deposit u64, expiry i64, max_fee_bps u16, max_dispute_window i64
+ *
+ * The renter's bounds: the config (which its admin may change at any time, and so just
+ * before this transaction lands) must not take a larger fee nor hold the deposit for a
+ * longer dispute window than the renter agreed to. The channel keeps the config's fee and
+ * window as they are now: later config changes do not touch it. */
 static uint64_t open_channel(Ctx *ctx) {
   if (ctx->accounts_len < 9) return ERROR_NOT_ENOUGH_ACCOUNT_KEYS;
   AccountInfo *a = ctx->accounts;
@@ -434,10 +439,18 @@ static uint64_t open_channel(Ctx *ctx) {
   read_u64(&r);
   uint64_t deposit = read_u64(&r);
   int64_t expiry = (int64_t)read_u64(&r);
+  uint16_t max_fee_bps = read_u16(&r);
+  int64_t max_dispute_window = (int64_t)read_u64(&r);
   if (!r.ok || r.left != 0) return ERR_BAD_INSTRUCTION_DATA;
   if (!renter->is_signer) return ERR_MISSING_SIGNATURE;
   Config *config = load_config(ctx, config_account);
   if (config == NULL || !config_account->is_writable) return ERR_BAD_CONFIG;
+#ifndef MUTANT_NO_FEE_BOUND
+  if (config->fee_bps > max_fee_bps) return ERR_FEE_ABOVE_BOUND;
+#endif
+#ifndef MUTANT_NO_WINDOW_BOUND
+  if (config->dispute_window > max_dispute_window) return ERR_DISPUTE_WINDOW_ABOVE_BOUND;
+#endif
   if (!key_eq(a[7].key, &TOKEN_PROGRAM) || !key_eq(a[8].key, &SYSTEM_PROGRAM))
     return ERR_BAD_PROGRAM;
   if (!mint_allowed(config, mint->key)) return ERR_MINT_NOT_ALLOWED;
