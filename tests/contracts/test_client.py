@@ -101,7 +101,8 @@ def test_channel_account_round_trip(deposit: int, settled: int, expiry: int, fee
         "fee_bps": fee_bps,
         "bump": 254,
         "vault_bump": 253,
-        "reserved": [0] * 4,
+        "version": 1,
+        "reserved": [0] * 3,
     }
     data = idl.encode_account("Channel", fields)
     assert len(data) == 208
