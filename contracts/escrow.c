@@ -260,6 +260,8 @@ static uint64_t create_account(const AccountInfo *payer, AccountInfo *target, ui
     sol_memcpy_(assign + 4, owner, 32);
     if (!err) err = system_invoke(assign, sizeof(assign), &metas[1], &infos[1], 1, signer);
   }
+#else
+  (void)held;
 #endif
   if (err) return err;
   target->data_len = current_data_len(target);
@@ -360,6 +362,9 @@ static uint64_t check_upgrade_authority(const Ctx *ctx, const AccountInfo *autho
   if (sol_try_find_program_address(seeds, 1, &LOADER_V3, &expected, &bump) != 0 ||
       !key_eq(&expected, program_data->key))
     return ERR_BAD_PROGRAM_DATA;
+#else
+  (void)ctx;
+  (void)LOADER_V3;
 #endif
   const uint8_t *d = program_data->data;
   if (program_data->data_len < PROGRAM_DATA_META_LEN || load_u16(d) != PROGRAM_DATA_TAG ||
@@ -460,9 +465,13 @@ static uint64_t open_channel(Ctx *ctx) {
   if (config == NULL || !config_account->is_writable) return ERR_BAD_CONFIG;
 #ifndef MUTANT_NO_FEE_BOUND
   if (config->fee_bps > max_fee_bps) return ERR_FEE_ABOVE_BOUND;
+#else
+  (void)max_fee_bps;
 #endif
 #ifndef MUTANT_NO_WINDOW_BOUND
   if (config->dispute_window > max_dispute_window) return ERR_DISPUTE_WINDOW_ABOVE_BOUND;
+#else
+  (void)max_dispute_window;
 #endif
   if (!key_eq(a[7].key, &TOKEN_PROGRAM) || !key_eq(a[8].key, &SYSTEM_PROGRAM))
     return ERR_BAD_PROGRAM;

@@ -11,6 +11,7 @@ from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass, field
 
 import pytest
+from dgpu.contracts import PROGRAM_ID
 from dgpu.contracts_client import localnet
 from dgpu.contracts_client.chain import LiteSVMChain, TransactionFailed, send_instructions
 from dgpu.contracts_client.escrow import EscrowClient
@@ -138,9 +139,16 @@ class World:
         return landed.units_consumed
 
 
-async def make_world(*, initialize: bool = True) -> World:
+async def make_world(*, initialize: bool = True, program: bytes | None = None) -> World:
+    """``program``: another build of the escrow (a mutant) in place of the shipped one."""
     admin = Keypair.from_seed(bytes([1] * 32))
-    chain = LiteSVMChain(start_time=START_TIME, upgrade_authority=admin)
+    programs = {} if program is None else {PROGRAM_ID: program}
+    chain = LiteSVMChain(
+        start_time=START_TIME,
+        upgrade_authority=admin,
+        escrow=program is None,
+        programs=programs,
+    )
     await chain.request_airdrop(admin.pubkey(), 100 * SOL)
     mint = await localnet.create_mint(chain, admin, mint=Keypair.from_seed(bytes([2] * 32)))
     client = EscrowClient(chain)
