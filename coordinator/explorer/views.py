@@ -6,6 +6,7 @@ import datetime as dt
 from decimal import Decimal
 from typing import Any, Final
 
+from dgpu.coordinator.api.common import without_blanks
 from dgpu.coordinator.api.offers import parse_offer_query
 from dgpu.coordinator.api.providers import provider_profile
 from dgpu.coordinator.api.settlements import settlements_page
@@ -126,7 +127,7 @@ async def overview(request: Request) -> Response:
 async def offers_page(request: Request) -> Response:
     coord = _coord(request)
     now = coord.now()
-    params = request.query_params
+    params = without_blanks(request.query_params)
     query = parse_offer_query(params, coord.market, coord.config.max_page)
     total, rows = await coord.store.offers.search(query, now)
     return _render(
@@ -135,7 +136,7 @@ async def offers_page(request: Request) -> Response:
         offers=[offer_json(r) for r in rows],
         total=total,
         query=query,
-        params=dict(params),
+        params=params,
         models=await coord.store.offers.distinct("model_key", now),
         regions=await coord.store.offers.distinct("region", now),
         sorts=list(SORTS),
@@ -147,7 +148,7 @@ async def offers_page(request: Request) -> Response:
 async def why_page(request: Request) -> Response:
     coord = _coord(request)
     now = coord.now()
-    params = request.query_params
+    params = without_blanks(request.query_params)
     query = parse_offer_query(params, coord.market, coord.config.max_page)
     rows = await live_candidates(coord.store.db, now)
     candidates = [
@@ -167,7 +168,7 @@ async def why_page(request: Request) -> Response:
         request,
         "why.html",
         explanation=explain(candidates, query) if asked else None,
-        params=dict(params),
+        params=params,
         models=await coord.store.offers.distinct("model_key", now),
         regions=await coord.store.offers.distinct("region", now),
     )
