@@ -260,6 +260,12 @@ def openapi_document(max_page: int = 200) -> dict[str, Any]:
                 security=_SIGNED,
             )
         },
+        "/api/v1/overview": {
+            "get": _op(
+                "The explorer overview's live figures (counters, recent settlement batches)",
+                {"200": _json(obj, "figures; *_text fields are the explorer's display form")},
+            )
+        },
         "/healthz": {"get": _op("Liveness and database check", {"200": _json(obj, "ok")})},
     }
     return {

@@ -8,6 +8,7 @@ from typing import Any
 
 from dgpu.coordinator.db import Database, Row
 from dgpu.coordinator.scores import JobEvidence, ScoreParts
+from dgpu.coordinator.store.offers import CURRENT
 
 
 @dataclass(frozen=True)
@@ -104,14 +105,14 @@ class ProviderRepo:
         """Providers by score; score parts as fractions of 1.0."""
         total = await self._db.scalar("SELECT count(*) FROM providers")
         rows = await self._db.fetchall(
-            "SELECT p.*, (SELECT count(*) FROM offers o WHERE o.provider = p.address"
-            "   AND o.expires_at > ?) AS live_offers,"
+            "SELECT p.*, (SELECT count(*) FROM offers o WHERE o.provider = p.address"  # noqa: S608 (constant CURRENT)
+            f"   AND o.expires_at > ? AND {CURRENT}) AS live_offers,"
             " (SELECT coalesce(sum(gpu_count), 0) FROM offers o WHERE o.provider = p.address"
-            "   AND o.expires_at > ?) AS live_gpus,"
+            f"   AND o.expires_at > ? AND {CURRENT}) AS live_gpus,"
             " (SELECT coalesce(sum(settled), 0) FROM channels c WHERE c.provider = p.address)"
             "   AS settled"
             " FROM providers p ORDER BY p.score DESC, p.address LIMIT ? OFFSET ?",
-            (now, now, limit, offset),
+            (now, now, now, now, limit, offset),
         )
         listed = []
         for row in rows:
