@@ -172,9 +172,11 @@ class CoordinatorSettler:
         self.settler = Settler(backend.escrow, backend.payer, self.journal)
 
     async def check_intake(self, receipt: Receipt, provider: str, *, read_chain: bool) -> None:
-        """Refuse (:class:`IntakeRefused`) a receipt of another program or
-        (``read_chain``) whose channel on chain belongs to someone else. A chain that
-        cannot be read does not block intake (the round checks again)."""
+        """Refuse (:class:`IntakeRefused`) a receipt of another program or (``read_chain``)
+        whose channel on chain belongs to someone else or that claims more than the
+        channel's deposit. A chain that cannot be read refuses the receipt for now
+        (``chain_unavailable``: the provider posts it again later) rather than admitting
+        what nobody checked."""
         channel = address_of(receipt.channel)
         program_id = self.backend.program_id
         if address_of(receipt.program_id) != program_id:
@@ -187,7 +189,10 @@ class CoordinatorSettler:
             (found,) = await self.backend.escrow.read_channels([receipt.channel])
         except ChainUnavailable as exc:
             log.warning("cannot check channel %s on chain at intake: %s", channel, exc)
-            return
+            raise IntakeRefused(
+                f"cannot read channel {channel} on chain now; post the receipt again later",
+                "chain_unavailable",
+            ) from exc
         if found is None:
             raise IntakeRefused(f"no open channel {channel} on chain", "unknown_channel")
         if address_of(found.provider) != provider:
@@ -200,6 +205,12 @@ class CoordinatorSettler:
             raise IntakeRefused(
                 f"the channel's opening on chain is {found.open_nonce}, not {receipt.open_nonce}",
                 "wrong_opening",
+            )
+        if receipt.cumulative > found.deposit:
+            raise IntakeRefused(
+                f"the receipt claims {receipt.cumulative}, above the channel's deposit "
+                f"{found.deposit}",
+                "above_deposit",
             )
 
     async def reconcile(self) -> int:

@@ -60,10 +60,11 @@ async def post_receipt(request: Request) -> JSONResponse:
                 receipt, signer, read_chain=coord.config.verify_channels_on_intake
             )
         except IntakeRefused as exc:
-            # Someone else's channel is a matter of who may post (403); the rest is a
-            # receipt the chain contradicts (422).
-            http = 403 if exc.code == "not_channel_provider" else 422
-            raise ApiError(http, exc.code, exc.message) from exc
+            # Someone else's channel is a matter of who may post (403); a chain that cannot
+            # be read is ours (503, retry); the rest is a receipt the chain contradicts (422).
+            http = {"not_channel_provider": 403, "chain_unavailable": 503}.get(exc.code, 422)
+            headers = {"Retry-After": "30"} if http == 503 else None
+            raise ApiError(http, exc.code, exc.message, headers=headers) from exc
     now = coord.now()
     status = await coord.store.channels.ingest(receipt, data, provider=signer, now=now)
     coord.metrics.receipts_ingested.labels(status).inc()

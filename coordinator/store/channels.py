@@ -13,7 +13,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final, Literal
 
-from dgpu.coordinator.db import Database, Row
+from dgpu.coordinator.db import Database, Row, u64_sum, u64_total
 from dgpu.coordinator.errors import ApiError
 from dgpu.protocol.identity import address_of, public_key_of_address
 from dgpu.protocol.messages import Receipt
@@ -126,11 +126,12 @@ class ChannelRepo:
     async def count_pending(self) -> tuple[int, int]:
         """(channels owed more than settled, total amount owed) among open channels."""
         row = await self._db.fetchone(
-            "SELECT count(*), coalesce(sum(cumulative - settled), 0) FROM channels"
-            " WHERE state = 'open' AND cumulative > settled"
+            "SELECT count(*) AS n, "  # noqa: S608 (u64_sum builds SQL from constants)
+            + u64_sum("cumulative - settled", "owed")
+            + " FROM channels WHERE state = 'open' AND cumulative > settled"
         )
         assert row is not None
-        return int(row[0]), int(row[1])
+        return int(row["n"]), u64_total(row, "owed")
 
     async def unsettled(self, limit: int) -> list[Unsettled]:
         rows = await self._db.fetchall(
@@ -182,18 +183,27 @@ class ChannelRepo:
         )
         return list(rows)
 
-    async def provider_totals(self, provider: str) -> Row:
+    async def provider_totals(self, provider: str) -> dict[str, int]:
         row = await self._db.fetchone(
-            "SELECT count(*) AS channels, count(DISTINCT job_id) AS jobs,"
-            " coalesce(sum(settled), 0) AS settled, coalesce(sum(cumulative), 0) AS owed"
-            " FROM channels WHERE provider = ?",
+            "SELECT count(*) AS channels, count(DISTINCT job_id) AS jobs, "  # noqa: S608
+            + u64_sum("settled", "settled")
+            + ", "
+            + u64_sum("cumulative", "owed")
+            + " FROM channels WHERE provider = ?",
             (provider,),
         )
         assert row is not None
-        return row
+        return {
+            "channels": int(row["channels"]),
+            "jobs": int(row["jobs"]),
+            "settled": u64_total(row, "settled"),
+            "owed": u64_total(row, "owed"),
+        }
 
     async def total_settled(self) -> int:
-        return int(await self._db.scalar("SELECT coalesce(sum(settled), 0) FROM channels"))
+        sql = "SELECT " + u64_sum("settled", "settled") + " FROM channels"  # noqa: S608
+        row = await self._db.fetchone(sql)
+        return u64_total(row, "settled")
 
     # --- batches -------------------------------------------------------------------
 
@@ -263,18 +273,24 @@ class ChannelRepo:
             result.append((batch["id"], batch["signature"], keys))
         return result
 
-    async def batches(self, limit: int, offset: int) -> tuple[int, list[Row]]:
+    async def batches(self, limit: int, offset: int) -> tuple[int, list[dict[str, Any]]]:
         total = await self._db.scalar("SELECT count(*) FROM batches")
+        paid = "max(coalesce(i.settled_after, i.settled_before) - i.settled_before, 0)"
         rows = await self._db.fetchall(
-            "SELECT b.id, b.created_at, b.state, b.signature, b.error, b.finished_at,"
-            " count(i.channel) AS items,"
-            " coalesce(sum(max(coalesce(i.settled_after, i.settled_before)"
-            "   - i.settled_before, 0)), 0) AS amount"
-            " FROM batches b LEFT JOIN batch_items i ON i.batch_id = b.id"
+            "SELECT b.id, b.created_at, b.state, b.signature, b.error, b.finished_at,"  # noqa: S608
+            " count(i.channel) AS items, "
+            + u64_sum(paid, "amount")
+            + " FROM batches b LEFT JOIN batch_items i ON i.batch_id = b.id"
             " GROUP BY b.id ORDER BY b.id DESC LIMIT ? OFFSET ?",
             (limit, offset),
         )
-        return int(total), list(rows)
+        listed = []
+        for row in rows:
+            doc = dict(row)
+            doc["amount"] = u64_total(row, "amount")
+            del doc["amount_hi"], doc["amount_lo"]
+            listed.append(doc)
+        return int(total), listed
 
     async def batch_items(self, batch_ids: Iterable[int]) -> dict[int, list[Row]]:
         ids = list(batch_ids)

@@ -273,3 +273,44 @@ async def test_health_metrics_and_openapi(server: Server) -> None:
     assert "/api/v1/offers" in spec.json()["paths"]
     assert missing.status_code == 404
     assert missing.json() == {"error": {"code": "not_found", "message": "Not Found"}}
+
+
+async def test_amounts_near_the_u64_range_never_break_a_page(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    # D1: two receipts at 2**63-1 from self-made keys overflowed sqlite's sum(): /metrics,
+    # settlements and the explorer answered 500 from then on, also after a restart.
+    from dgpu.protocol.messages import U64_MAX as MAX_STORED_AMOUNT
+
+    from tests.coordinator.conftest import make_config, running_server
+
+    config = make_config(tmp_path_factory.mktemp("u64"))
+    renter = Identity.from_label("u64-renter")
+    providers = [Identity.from_label(f"u64-provider-{k}") for k in range(2)]
+    pages = ["/metrics", "/api/v1/settlements", "/", "/settlements", "/providers"]
+    pages += [f"/providers/{p.address}" for p in providers]
+    for restart in range(2):
+        with running_server(config) as server:
+            if restart == 0:
+                for provider in providers:
+                    async with client_for(server, provider) as client:
+                        await client.post_receipt(
+                            receipt_for(
+                                renter, channel=os.urandom(32), cumulative=MAX_STORED_AMOUNT
+                            )
+                        )
+                async with client_for(server, providers[0]) as client:
+                    with pytest.raises(CoordinatorClientError) as too_large:
+                        await client.post_receipt(
+                            receipt_for(
+                                renter, channel=os.urandom(32), cumulative=MAX_STORED_AMOUNT + 1
+                            )
+                        )
+                assert (too_large.value.status, too_large.value.code) == (400, "invalid_message")
+            async with httpx.AsyncClient(base_url=server.url, timeout=30) as http:
+                for page in pages:
+                    r = await http.get(page)
+                    assert r.status_code == 200, (restart, page, r.text[:300])
+                settlements = (await http.get("/api/v1/settlements")).json()
+            assert settlements["pending_channels"] == 2
+            assert settlements["pending_amount"] == 2 * MAX_STORED_AMOUNT
