@@ -9,12 +9,13 @@ closed as ``confirmed``, ``reconciled`` (closed from chain state after a restart
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, Literal
 
+import aiosqlite
 from dgpu.coordinator.db import Database, Row, u64_sum, u64_total
-from dgpu.coordinator.errors import ApiError
+from dgpu.coordinator.errors import ChannelConflict
 from dgpu.protocol.identity import address_of, public_key_of_address
 from dgpu.protocol.messages import Receipt
 
@@ -64,58 +65,24 @@ class ChannelRepo:
     async def ingest(
         self, receipt: Receipt, raw: bytes, *, provider: str, now: int
     ) -> ReceiptStatus:
-        """Keep ``receipt`` (signature already verified) if it beats the stored one.
+        """Keep ``receipt`` (signature already verified) if it beats the stored one;
+        :class:`ChannelConflict` when the channel belongs to another provider, renter,
+        program or job."""
+        (status,) = await self.ingest_many([(receipt, raw)], provider=provider, now=now)
+        if isinstance(status, ChannelConflict):
+            raise status
+        return status
 
-        One statement in the common cases (a new channel, a higher receipt); the stored
-        row is read only to tell a stale or duplicate receipt from a conflicting one."""
-        channel = address_of(receipt.channel)
-        renter = address_of(receipt.renter)
-        program = address_of(receipt.program_id)
-        returned = await self._db.write_returning(
-            "INSERT INTO channels (channel, open_nonce, program_id, provider, renter, job_id,"
-            " seq, cumulative, renter_sig, raw, first_seen, updated_at)"
-            " VALUES (?,?,?,?,?,?,?,?,?,?,?,?)"
-            " ON CONFLICT (channel, open_nonce) DO UPDATE SET seq = excluded.seq,"
-            "   cumulative = excluded.cumulative, renter_sig = excluded.renter_sig,"
-            "   raw = excluded.raw, updated_at = excluded.updated_at, receipts = receipts + 1,"
-            "   state = 'open', note = ''"  # a higher receipt gets a fresh chance
-            " WHERE excluded.cumulative > channels.cumulative"
-            "   AND channels.provider = excluded.provider AND channels.renter = excluded.renter"
-            "   AND channels.program_id = excluded.program_id"
-            "   AND channels.job_id = excluded.job_id"
-            " RETURNING receipts",
-            (
-                channel,
-                receipt.open_nonce,
-                program,
-                provider,
-                renter,
-                receipt.job_id,
-                receipt.seq,
-                receipt.cumulative,
-                receipt.sig,
-                raw,
-                now,
-                now,
-            ),
-        )
-        if returned:
-            return "created" if returned[0][0] == 1 else "raised"
-        known = await self._db.fetchone(
-            "SELECT provider, renter, program_id, job_id, cumulative, state FROM channels"
-            " WHERE channel = ? AND open_nonce = ?",
-            (channel, receipt.open_nonce),
-        )
-        assert known is not None
-        if known["state"] == "rejected" and known["provider"] != provider:
-            # Whoever posted first was refused by the chain: the channel is open to others.
-            await self._db.execute(
-                "DELETE FROM channels WHERE channel = ? AND open_nonce = ? AND state = 'rejected'",
-                (channel, receipt.open_nonce),
-            )
-            return await self.ingest(receipt, raw, provider=provider, now=now)
-        _check_same_channel(known, provider, renter, program, receipt.job_id)
-        return "duplicate" if receipt.cumulative == known["cumulative"] else "stale"
+    async def ingest_many(
+        self, items: Sequence[tuple[Receipt, bytes]], *, provider: str, now: int
+    ) -> list[ReceiptStatus | ChannelConflict]:
+        """:meth:`ingest` for many receipts of one provider in one transaction (one fsync
+        for the lot); a conflict refuses that receipt only, and is returned in its place."""
+        async with self._db.transaction() as conn:
+            return [
+                await _ingest_on(conn, receipt, raw, provider=provider, now=now)
+                for receipt, raw in items
+            ]
 
     async def get(self, key: ChannelKey) -> Row | None:
         return await self._db.fetchone(
@@ -322,12 +289,69 @@ class ChannelRepo:
         return {row[0]: int(row[1]) for row in rows}
 
 
-def _check_same_channel(known: Row, provider: str, renter: str, program: str, job_id: Any) -> None:
-    if known["provider"] != provider:
-        raise ApiError(
-            409, "channel_conflict", "this channel's receipts come from another provider"
+_UPSERT: Final = (
+    "INSERT INTO channels (channel, open_nonce, program_id, provider, renter, job_id,"
+    " seq, cumulative, renter_sig, raw, first_seen, updated_at)"
+    " VALUES (?,?,?,?,?,?,?,?,?,?,?,?)"
+    " ON CONFLICT (channel, open_nonce) DO UPDATE SET seq = excluded.seq,"
+    "   cumulative = excluded.cumulative, renter_sig = excluded.renter_sig,"
+    "   raw = excluded.raw, updated_at = excluded.updated_at, receipts = receipts + 1,"
+    "   state = 'open', note = ''"  # a higher receipt gets a fresh chance
+    " WHERE excluded.cumulative > channels.cumulative"
+    "   AND channels.provider = excluded.provider AND channels.renter = excluded.renter"
+    "   AND channels.program_id = excluded.program_id"
+    "   AND channels.job_id = excluded.job_id"
+    " RETURNING receipts"
+)
+
+
+async def _ingest_on(
+    conn: aiosqlite.Connection, receipt: Receipt, raw: bytes, *, provider: str, now: int
+) -> ReceiptStatus | ChannelConflict:
+    """One receipt inside the caller's transaction: one statement in the common cases (a
+    new channel, a higher receipt); the stored row is read only to tell a stale or
+    duplicate receipt from a conflicting one."""
+    channel = address_of(receipt.channel)
+    renter = address_of(receipt.renter)
+    program = address_of(receipt.program_id)
+    params = (
+        channel,
+        receipt.open_nonce,
+        program,
+        provider,
+        renter,
+        receipt.job_id,
+        receipt.seq,
+        receipt.cumulative,
+        receipt.sig,
+        raw,
+        now,
+        now,
+    )
+    async with conn.execute(_UPSERT, params) as cursor:
+        returned = list(await cursor.fetchall())
+    if returned:
+        return "created" if returned[0][0] == 1 else "raised"
+    async with conn.execute(
+        "SELECT provider, renter, program_id, job_id, cumulative, state FROM channels"
+        " WHERE channel = ? AND open_nonce = ?",
+        (channel, receipt.open_nonce),
+    ) as cursor:
+        known = await cursor.fetchone()
+    assert known is not None
+    if known["state"] == "rejected" and known["provider"] != provider:
+        # Whoever posted first was refused by the chain: the channel is open to others.
+        await conn.execute(
+            "DELETE FROM channels WHERE channel = ? AND open_nonce = ? AND state = 'rejected'",
+            (channel, receipt.open_nonce),
         )
+        async with conn.execute(_UPSERT, params) as cursor:
+            await cursor.fetchall()
+        return "created"
+    if known["provider"] != provider:
+        return ChannelConflict("this channel's receipts come from another provider")
     if known["renter"] != renter or known["program_id"] != program:
-        raise ApiError(409, "channel_conflict", "receipt names another renter or program")
-    if bytes(known["job_id"]) != job_id:
-        raise ApiError(409, "channel_conflict", "receipt names another job for this channel")
+        return ChannelConflict("receipt names another renter or program")
+    if bytes(known["job_id"]) != receipt.job_id:
+        return ChannelConflict("receipt names another job for this channel")
+    return "duplicate" if receipt.cumulative == known["cumulative"] else "stale"

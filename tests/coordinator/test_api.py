@@ -5,10 +5,11 @@ from __future__ import annotations
 import os
 
 import httpx
+import msgspec
 import pytest
 from dgpu.node.coordinator_client import CoordinatorClientError
 from dgpu.pricing import DEFAULT_RATE_CARD, estimate_cost
-from dgpu.protocol.identity import Identity
+from dgpu.protocol.identity import Identity, address_of
 from dgpu.protocol.offers import offer_bytes
 
 from tests.coordinator.conftest import (
@@ -193,6 +194,71 @@ async def test_receipts_are_bound_to_their_first_provider(server: Server) -> Non
             await client.post_receipt(receipt_for(renter, channel=os.urandom(32), cumulative=20))
     assert (conflict.value.status, conflict.value.code) == (409, "channel_conflict")
     assert (own.value.status, own.value.code) == (403, "not_channel_provider")
+
+
+async def test_a_batch_of_receipts_is_answered_receipt_by_receipt(server: Server) -> None:
+    provider, renter = Identity.from_label("api-batch-provider"), Identity.from_label("api-b-r")
+    other = Identity.from_label("api-batch-other")
+    taken = os.urandom(32)
+    async with client_for(server, other) as client:
+        await client.post_receipt(receipt_for(renter, channel=taken, cumulative=5))
+    fresh = [os.urandom(32) for _ in range(3)]
+    good = [receipt_for(renter, channel=c, cumulative=100 + k) for k, c in enumerate(fresh)]
+    forged = msgspec.structs.replace(good[0], cumulative=10**9)  # signature no longer covers it
+    batch = [
+        good[0],
+        forged,
+        good[1],
+        receipt_for(renter, channel=taken, cumulative=50),  # stored for another provider
+        good[2],
+        good[2],  # the same again: accepted, a duplicate in the store
+    ]
+    async with client_for(server, provider) as client:
+        results = await client.post_receipts(batch)
+        again = await client.post_receipts([good[1]])
+    assert [r["status"] for r in results] == [
+        "accepted",
+        "refused",
+        "accepted",
+        "refused",
+        "accepted",
+        "accepted",
+    ]
+    assert results[1]["code"] == "bad_receipt_signature"
+    assert results[3]["code"] == "channel_conflict"
+    assert [r.get("stored") for r in results if r["status"] == "accepted"] == [
+        "created",
+        "created",
+        "created",
+        "duplicate",
+    ]
+    assert again[0]["stored"] == "duplicate"
+    for channel, receipt in zip(fresh, good, strict=True):
+        stored = server.count(
+            "channels",
+            "channel = ? AND cumulative = ? AND provider = ?",
+            (address_of(channel), receipt.cumulative, provider.address),
+        )
+        assert stored == 1
+    assert server.count("channels", "channel = ?", (address_of(taken),)) == 1
+
+
+@pytest.mark.parametrize(
+    "body",
+    [b"", b"\x90", b"garbage", msgspec.msgpack.encode([b"x"] * 257), msgspec.msgpack.encode(7)],
+)
+async def test_a_bad_batch_is_refused_whole(server: Server, body: bytes) -> None:
+    from dgpu.protocol.http_auth import sign_request
+
+    provider = Identity.from_label("api-batch-bad")
+    headers = sign_request(
+        provider, "POST", "/api/v1/receipts/batch", body, timestamp=int(server.clock())
+    )
+    headers["Content-Type"] = "application/msgpack"
+    async with httpx.AsyncClient(base_url=server.url, timeout=30) as http:
+        r = await http.post("/api/v1/receipts/batch", content=body, headers=headers)
+    assert r.status_code == 400, r.text
+    assert r.json()["error"]["code"] == "invalid_body"
 
 
 async def test_job_reports_move_reliability(server: Server) -> None:

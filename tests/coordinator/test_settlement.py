@@ -204,6 +204,21 @@ async def test_intake_refuses_a_receipt_above_the_deposit(server: Server, world:
     assert server.count("channels", "channel = ?", (str(channel.address),)) == 1
 
 
+async def test_a_batch_is_checked_on_chain_receipt_by_receipt(
+    server: Server, world: World
+) -> None:
+    renter, provider = world.renters[1], world.providers[2]
+    good, greedy = [await world.open(renter, provider, deposit=DGPU) for _ in range(2)]
+    async with client_for(server, provider) as client:
+        results = await client.post_receipts(
+            [world.receipt(renter, good, 2000), world.receipt(renter, greedy, DGPU + 1)]
+        )
+    assert [r["status"] for r in results] == ["accepted", "refused"]
+    assert results[1]["code"] == "above_deposit"
+    assert server.count("channels", "channel = ?", (str(good.address),)) == 1
+    assert server.count("channels", "channel = ?", (str(greedy.address),)) == 0
+
+
 class Unreadable(ChainEscrow):
     """A chain that cannot be read (down, or partitioned from the coordinator)."""
 
