@@ -78,11 +78,27 @@ class ChannelRepo:
     ) -> list[ReceiptStatus | ChannelConflict]:
         """:meth:`ingest` for many receipts of one provider in one transaction (one fsync
         for the lot); a conflict refuses that receipt only, and is returned in its place."""
+        results: list[ReceiptStatus | ChannelConflict | None] = [None] * len(items)
+        pending = list(enumerate(items))
         async with self._db.transaction() as conn:
-            return [
-                await _ingest_on(conn, receipt, raw, provider=provider, now=now)
-                for receipt, raw in items
-            ]
+            while pending:
+                # One multi-row statement per round (aiosqlite costs a thread hop per call);
+                # a channel opening twice in the batch waits for the next round, so each
+                # round's rows are distinct and its RETURNING rows map back without doubt.
+                seen: set[tuple[bytes, int]] = set()
+                now_round: list[tuple[int, Receipt, bytes]] = []
+                pending_next: list[tuple[int, tuple[Receipt, bytes]]] = []
+                for index, (receipt, raw) in pending:
+                    key = (receipt.channel, receipt.open_nonce)
+                    if key in seen:
+                        pending_next.append((index, (receipt, raw)))
+                    else:
+                        now_round.append((index, receipt, raw))
+                    seen.add(key)
+                await _ingest_round(conn, now_round, results, provider=provider, now=now)
+                pending = pending_next
+        assert all(r is not None for r in results)
+        return [r for r in results if r is not None]
 
     async def get(self, key: ChannelKey) -> Row | None:
         return await self._db.fetchone(
@@ -289,10 +305,11 @@ class ChannelRepo:
         return {row[0]: int(row[1]) for row in rows}
 
 
-_UPSERT: Final = (
+_UPSERT_HEAD: Final = (
     "INSERT INTO channels (channel, open_nonce, program_id, provider, renter, job_id,"
-    " seq, cumulative, renter_sig, raw, first_seen, updated_at)"
-    " VALUES (?,?,?,?,?,?,?,?,?,?,?,?)"
+    " seq, cumulative, renter_sig, raw, first_seen, updated_at) VALUES "
+)
+_UPSERT_TAIL: Final = (
     " ON CONFLICT (channel, open_nonce) DO UPDATE SET seq = excluded.seq,"
     "   cumulative = excluded.cumulative, renter_sig = excluded.renter_sig,"
     "   raw = excluded.raw, updated_at = excluded.updated_at, receipts = receipts + 1,"
@@ -301,57 +318,83 @@ _UPSERT: Final = (
     "   AND channels.provider = excluded.provider AND channels.renter = excluded.renter"
     "   AND channels.program_id = excluded.program_id"
     "   AND channels.job_id = excluded.job_id"
-    " RETURNING receipts"
+    " RETURNING channel, open_nonce, receipts"
 )
 
 
-async def _ingest_on(
-    conn: aiosqlite.Connection, receipt: Receipt, raw: bytes, *, provider: str, now: int
-) -> ReceiptStatus | ChannelConflict:
-    """One receipt inside the caller's transaction: one statement in the common cases (a
-    new channel, a higher receipt); the stored row is read only to tell a stale or
-    duplicate receipt from a conflicting one."""
-    channel = address_of(receipt.channel)
-    renter = address_of(receipt.renter)
-    program = address_of(receipt.program_id)
-    params = (
-        channel,
-        receipt.open_nonce,
-        program,
-        provider,
-        renter,
-        receipt.job_id,
-        receipt.seq,
-        receipt.cumulative,
-        receipt.sig,
-        raw,
-        now,
-        now,
-    )
-    async with conn.execute(_UPSERT, params) as cursor:
-        returned = list(await cursor.fetchall())
-    if returned:
-        return "created" if returned[0][0] == 1 else "raised"
-    async with conn.execute(
-        "SELECT provider, renter, program_id, job_id, cumulative, state FROM channels"
-        " WHERE channel = ? AND open_nonce = ?",
-        (channel, receipt.open_nonce),
-    ) as cursor:
-        known = await cursor.fetchone()
-    assert known is not None
-    if known["state"] == "rejected" and known["provider"] != provider:
-        # Whoever posted first was refused by the chain: the channel is open to others.
-        await conn.execute(
-            "DELETE FROM channels WHERE channel = ? AND open_nonce = ? AND state = 'rejected'",
-            (channel, receipt.open_nonce),
+_KEY_CHUNK: Final = 400  # (channel, open_nonce) pairs per look-up: far below sqlite's limit
+
+
+async def _ingest_round(
+    conn: aiosqlite.Connection,
+    items: Sequence[tuple[int, Receipt, bytes]],
+    results: list[ReceiptStatus | ChannelConflict | None],
+    *,
+    provider: str,
+    now: int,
+) -> None:
+    """Upsert distinct channel openings in one statement (chunks of 64 rows), then read
+    the rows that did not change in one query and tell stale, duplicate and conflicting
+    receipts apart; results go into ``results`` at each item's index."""
+    rows = {
+        index: (
+            address_of(receipt.channel),
+            receipt.open_nonce,
+            address_of(receipt.program_id),
+            provider,
+            address_of(receipt.renter),
+            receipt.job_id,
+            receipt.seq,
+            receipt.cumulative,
+            receipt.sig,
+            raw,
+            now,
+            now,
         )
-        async with conn.execute(_UPSERT, params) as cursor:
-            await cursor.fetchall()
-        return "created"
-    if known["provider"] != provider:
-        return ChannelConflict("this channel's receipts come from another provider")
-    if known["renter"] != renter or known["program_id"] != program:
-        return ChannelConflict("receipt names another renter or program")
-    if bytes(known["job_id"]) != receipt.job_id:
-        return ChannelConflict("receipt names another job for this channel")
-    return "duplicate" if receipt.cumulative == known["cumulative"] else "stale"
+        for index, receipt, raw in items
+    }
+    changed: dict[tuple[str, int], int] = {}
+    indices = list(rows)
+    for start in range(0, len(indices), 64):
+        chunk = indices[start : start + 64]
+        sql = _UPSERT_HEAD + ",".join(["(?,?,?,?,?,?,?,?,?,?,?,?)"] * len(chunk)) + _UPSERT_TAIL
+        params = [value for index in chunk for value in rows[index]]
+        async with conn.execute(sql, params) as cursor:
+            changed.update(((r[0], r[1]), r[2]) for r in await cursor.fetchall())
+    unchanged = [i for i in indices if (rows[i][0], rows[i][1]) not in changed]
+    known: dict[tuple[str, int], Row] = {}
+    for start in range(0, len(unchanged), _KEY_CHUNK):
+        chunk = unchanged[start : start + _KEY_CHUNK]
+        wanted = ",".join(["(?,?)"] * len(chunk))
+        params = [value for index in chunk for value in rows[index][:2]]
+        async with conn.execute(
+            "SELECT channel, open_nonce, provider, renter, program_id, job_id, cumulative,"  # noqa: S608
+            f" state FROM channels WHERE (channel, open_nonce) IN (VALUES {wanted})",
+            params,
+        ) as cursor:
+            known.update(((r["channel"], r["open_nonce"]), r) for r in await cursor.fetchall())
+    for index, receipt, _ in items:
+        row = rows[index]
+        key = (row[0], row[1])
+        if key in changed:
+            results[index] = "created" if changed[key] == 1 else "raised"
+            continue
+        stored = known[key]
+        if stored["state"] == "rejected" and stored["provider"] != provider:
+            # Whoever posted first was refused by the chain: the channel is open to others.
+            await conn.execute(
+                "DELETE FROM channels WHERE channel = ? AND open_nonce = ? AND state = 'rejected'",
+                key,
+            )
+            sql = _UPSERT_HEAD + "(?,?,?,?,?,?,?,?,?,?,?,?)" + _UPSERT_TAIL
+            async with conn.execute(sql, row) as cursor:
+                await cursor.fetchall()
+            results[index] = "created"
+        elif stored["provider"] != provider:
+            results[index] = ChannelConflict("this channel's receipts come from another provider")
+        elif stored["renter"] != row[4] or stored["program_id"] != row[2]:
+            results[index] = ChannelConflict("receipt names another renter or program")
+        elif bytes(stored["job_id"]) != receipt.job_id:
+            results[index] = ChannelConflict("receipt names another job for this channel")
+        else:
+            results[index] = "duplicate" if receipt.cumulative == stored["cumulative"] else "stale"
