@@ -58,16 +58,16 @@ def parse_receipt_body(data: bytes) -> Receipt:
     return receipt
 
 
-def _check_poster(coord: Coordinator, receipt: Receipt, signer: str) -> None:
+def _check_poster(coord: Coordinator, receipt: Receipt, signer: bytes) -> None:
     """What intake checks of every receipt before the chain: our program, and the renter is
-    not the one posting (receipts are the provider's to hand in)."""
-    program = address_of(receipt.program_id)
-    if coord.config.program_id is not None and program != coord.config.program_id:
+    not the one posting (receipts are the provider's to hand in). ``signer``: its key."""
+    wanted = coord.config.program_id
+    if wanted is not None and address_of(receipt.program_id) != wanted:
         raise unprocessable(
             f"this coordinator settles channels of program {coord.config.program_id}",
             "wrong_program",
         )
-    if receipt.renter == public_key_of_address(signer):
+    if receipt.renter == signer:
         raise forbidden("receipts are posted by the channel's provider", "not_channel_provider")
 
 
@@ -93,7 +93,7 @@ async def post_receipt(request: Request) -> JSONResponse:
     signer, body = await signed_body(request)
     data = message_bytes(request, body, "receipt")
     receipt = parse_receipt_body(data)
-    _check_poster(coord, receipt, signer)
+    _check_poster(coord, receipt, public_key_of_address(signer))
     if coord.settler is not None:
         try:
             await coord.settler.check_intake(
@@ -126,12 +126,13 @@ async def post_receipt_batch(request: Request) -> JSONResponse:
         raise bad_request(
             f"batch is not a MessagePack array of receipts: {exc}", "invalid_body"
         ) from exc
+    signer_key = public_key_of_address(signer)
     results: list[dict[str, Any]] = [{} for _ in items]
     parsed: list[tuple[int, Receipt, bytes]] = []
     for index, data in enumerate(items):
         try:
             receipt = parse_receipt_body(data)
-            _check_poster(coord, receipt, signer)
+            _check_poster(coord, receipt, signer_key)
         except ApiError as exc:
             results[index] = {"status": "refused", **exc.body()["error"]}
             continue
