@@ -132,6 +132,9 @@ class Provider:
         self._outcomes: dict[bytes, SessionOutcome] = {}
         self._capacity_changed = trio.Event()
         self._nursery: trio.Nursery | None = None
+        self._protected: dict[bytes, str] = {}
+        """Jobs agreed or running, and the peer their renter speaks from: its streams are
+        served from the room the network keeps for funded work."""
         self.holds = HoldBook(
             max_unfunded_per_renter=config.max_unfunded_per_renter,
             cooldown_s=config.unfunded_cooldown_s,
@@ -319,6 +322,7 @@ class Provider:
         now = trio.current_time()
         for job_id in self.pool.expire(now):
             pending = self._pending.pop(job_id, None)
+            self._unprotect(job_id)
             if pending is not None:
                 self.holds.expired(pending.request.renter, job_id, now)
                 self.store.update_job(
@@ -393,6 +397,10 @@ class Provider:
             )
         )
         self._pending[request.job_id] = PendingJob(negotiation, request, quote, gpus)
+        # agreed with a renter whose balance covers the deposit: its metering stream must
+        # not be starved by other peers' floods
+        self._protected[request.job_id] = peer
+        self.network.protect(peer)
         self.pool.extend(request.job_id, trio.current_time() + self.config.funding_timeout_s)
         self._capacity_change()
         await stream.send(countersigned)
@@ -514,7 +522,13 @@ class Provider:
         nursery.start_soon(self._run_session, session, finished)
         await finished.wait()
 
+    def _unprotect(self, job_id: bytes) -> None:
+        peer = self._protected.pop(job_id, None)
+        if peer is not None:
+            self.network.unprotect(peer)
+
     def _abandon(self, pending: PendingJob, detail: str) -> None:
+        self._unprotect(pending.quote.job_id)
         self.pool.release(pending.quote.job_id)
         self._capacity_change()
         self.store.update_job(
@@ -528,6 +542,7 @@ class Provider:
             outcome = await session.run()
         finally:
             del self._sessions[job_id]
+            self._unprotect(job_id)
             self.pool.release(job_id)
             self._capacity_change()
             finished.set()
