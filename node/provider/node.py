@@ -482,8 +482,12 @@ class Provider:
                 pending, opened, self.escrow, self.identity, self.config, self.store, self.clock()
             )
         except Refusal as refusal:
-            # an unfunded channel counts as an unfunded hold: the key cools down
-            self.holds.expired(pending.request.renter, opened.job_id, trio.current_time())
+            if refusal.__cause__ is None:
+                # a channel read and found wanting counts as an unfunded hold: the key
+                # cools down (not when the chain could not be read: maybe our fault)
+                self.holds.expired(pending.request.renter, opened.job_id, trio.current_time())
+            else:
+                self.holds.released(pending.request.renter, opened.job_id)
             self._abandon(pending, refusal.message)
             await self._refuse(stream, refusal.for_job(opened.job_id))
             return
