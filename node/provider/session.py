@@ -261,12 +261,21 @@ class ProviderSession:
         assert self.meter is not None
         interval = self.quote.interval_s
         deadline = trio.current_time()
+        seconds = 0
         while True:
-            deadline += interval
+            # every second: the non-payment stop must come when the unpaid work reaches
+            # interval + grace, not up to one interval later (the README's bound)
+            deadline += 1
+            seconds += 1
             await trio.sleep_until(deadline)
             if self._ended:
                 return
             now = self.clock()
+            if seconds % interval:
+                if self.meter.unpaid_too_long(now=now):
+                    self.request_stop(StopReason.NON_PAYMENT.value)
+                    return
+                continue
             reason = self.meter.should_stop(now=now)
             if reason is not None:
                 self.request_stop(reason.value)
