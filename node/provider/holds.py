@@ -35,7 +35,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from dgpu.node.payments.escrow import Escrow
+from dgpu.contracts_client.money import Escrow
 from dgpu.node.provider.funding import Refusal
 from dgpu.protocol.errors import DgpuError
 

@@ -204,9 +204,7 @@ async def test_intake_refuses_a_receipt_above_the_deposit(server: Server, world:
     assert server.count("channels", "channel = ?", (str(channel.address),)) == 1
 
 
-async def test_a_batch_is_checked_on_chain_receipt_by_receipt(
-    server: Server, world: World
-) -> None:
+async def test_a_batch_is_checked_on_chain_receipt_by_receipt(server: Server, world: World) -> None:
     renter, provider = world.renters[1], world.providers[2]
     good, greedy = [await world.open(renter, provider, deposit=DGPU) for _ in range(2)]
     async with client_for(server, provider) as client:
