@@ -5,6 +5,9 @@ funds a wallet for every node, starts the coordinator and its explorer, a bootst
 and N providers (real NVML if present, otherwise simulated GPUs, clearly labelled; the
 Docker executor when a Docker engine answers, otherwise the local-process executor).
 ``--demo`` also runs a renter's job end to end and prints a summary read from the chain.
+
+While it runs, a part that dies is restarted on the same ports with the same state
+(:mod:`dgpu.cli.devnet.supervisor`); only Ctrl-C or SIGTERM stops the devnet.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from types import FrameType
 import click
 from dgpu.cli.devnet.demo import run_demo
 from dgpu.cli.devnet.parts import Options, Running, run_args, start_network
+from dgpu.cli.devnet.ports import choose_ports, read_state, write_state
 from dgpu.cli.devnet.status import render
 from dgpu.cli.devnet.supervisor import DevnetError, Supervisor, supervised
 from dgpu.cli.devnet.wallets import load_wallets
@@ -104,7 +108,12 @@ def command(
             stderr.print(
                 "notice: no Docker engine answers; providers use the local-process executor"
             )
-    options = Options(state_dir=state_dir, providers=providers, executor=executor)
+    options = Options(
+        state_dir=state_dir,
+        providers=providers,
+        executor=executor,
+        ports=choose_ports(state_dir, providers),
+    )
     wallets = load_wallets(state_dir, providers)
     _stop_on_sigterm()
     running: Running | None = None
@@ -126,12 +135,13 @@ def command(
                 "bootstrap": running.bootstrap,
                 "providers": list(running.provider_addresses),
                 "run_command": ["dgpu", *run_args(options, running)],
-                "pids": [child.process.pid for child in sup.children],
+                "ports": options.ports.as_json(),
+                "pids": sup.pids(),
             }
-            (state_dir / "devnet.json").write_text(json.dumps(ready, indent=2) + "\n")
+            write_state(state_dir, ready)
             if as_json:
                 emit_json(ready)
-            _watch(sup, running, run_args(options, running))
+            _watch(sup, running, run_args(options, running), state_dir)
         except KeyboardInterrupt:
             stderr.print("stopping…")
         except DevnetError as exc:
@@ -143,11 +153,17 @@ def command(
                 stderr.print(f"removed {removed} leftover container(s)")
 
 
-def _watch(sup: Supervisor, running: Running, args: list[str]) -> None:
+def _watch(sup: Supervisor, running: Running, args: list[str], state_dir: Path) -> None:
+    """Show the panel and restart dead parts until Ctrl-C/SIGTERM (KeyboardInterrupt)."""
     with Live(render(sup, running, ["dgpu", *args]), console=stderr, refresh_per_second=1) as live:
         while True:
-            time.sleep(2)
-            sup.check()
+            time.sleep(1)
+            events = sup.revive()
+            for line in events:
+                # above the panel, and kept in the scrollback: what happened when
+                live.console.print(f"[yellow]{time.strftime('%H:%M:%S')} {line}[/]")
+            if events:
+                write_state(state_dir, {**read_state(state_dir), "pids": sup.pids()})
             live.update(render(sup, running, ["dgpu", *args]))
 
 
