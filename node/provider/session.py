@@ -15,6 +15,11 @@ acknowledged (a ``ReceiptAck``); the job is stopped when no receipt covered the 
 within interval + grace, when the escrow would be exceeded, or at the agreed maximum
 duration. Whatever ends the job, the container is stopped and removed (the executor's
 context guarantees it) and the GPUs are released.
+
+The same bound holds when this process is gone: the job runs under the executor's
+watchdog (``watchdog_s`` = interval + grace), whose deadline is pushed on only after a
+receipt is durable. A container the watchdog stopped while we live is recorded as
+stopped for non-payment.
 """
 
 from __future__ import annotations
@@ -94,6 +99,7 @@ def exec_spec(
         timeout_s=float(quote.max_duration_s),
         output_dir=request.output_dir or "/out",
         max_output_bytes=quote.max_output_bytes,
+        watchdog_s=float(quote.interval_s + quote.grace_s),
     )
 
 
@@ -139,6 +145,8 @@ class ProviderSession:
         self._renter_gone = False
         self._ended = False
         self._log_seq = 0
+        self._job: Job | None = None
+        self._watchdog_at = math.inf  # when the executor's watchdog stops the job
 
     # -- helpers ----------------------------------------------------------------------
 
@@ -194,6 +202,8 @@ class ProviderSession:
         hosted: list[HostedFile] = []
         try:
             async with self.executor.open_job(spec) as job:
+                self._job = job
+                self._watchdog_at = self.clock() + (spec.watchdog_s or math.inf)
                 started_at = self.clock()
                 self.meter = ProviderMeter(self.identity, self.quote, self.channel, started_at)
                 self._update(state="running", started_at=started_at, container=spec.job_id)
@@ -212,6 +222,9 @@ class ProviderSession:
                         return await self._finish(None, [])
                     ended_at = self.clock()
                     self._ended = True  # no periodic report after this
+                    if not self._stop_reason and ended_at >= self._watchdog_at:
+                        self._stop_reason = StopReason.NON_PAYMENT.value
+                        self._stop_detail = "stopped by the watchdog: no receipt in time"
                     with trio.move_on_after(LOG_DRAIN_TIMEOUT_S):
                         await logs_done.wait()
                     await self._final_report(ended_at)
@@ -317,13 +330,20 @@ class ProviderSession:
             log.info("job %s: receipt refused: %s", self.job_id.hex(), exc)
             return
         if raised:
-            # Durable before anything else: the next report acknowledges it.
+            # Durable before anything else: the ack (and the watchdog's new deadline)
+            # follow only a stored receipt.
             self.store.save_receipt("provider", receipt, now=self.clock())
+            self._extend_watchdog()
             await self._send(
                 ReceiptAck(job_id=receipt.job_id, seq=receipt.seq, cumulative=receipt.cumulative)
             )
             self._paid_changed.set()
             self._paid_changed = trio.Event()
+
+    def _extend_watchdog(self) -> None:
+        if self._job is not None and self._job.extend_deadline():
+            watchdog_s = self.quote.interval_s + self.quote.grace_s
+            self._watchdog_at = self.clock() + watchdog_s
 
     async def _final_report(self, ended_at: int) -> None:
         assert self.meter is not None
