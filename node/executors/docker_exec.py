@@ -392,11 +392,14 @@ class DockerJob:
         spec = self._spec
         if spec.max_output_bytes == 0:
             return []
-        self._workdir = Path(
-            tempfile.mkdtemp(prefix=f"dgpu-{spec.job_id}-", dir=self._config.workdir)
-        )
-        dest = self._workdir / "outputs"
-        dest.mkdir()
+        try:
+            self._workdir = Path(
+                tempfile.mkdtemp(prefix=f"dgpu-{spec.job_id}-", dir=self._config.workdir)
+            )
+            dest = self._workdir / "outputs"
+            dest.mkdir()
+        except OSError as exc:  # e.g. the provider's disk is full
+            raise OutputError(f"cannot make a folder for the outputs: {exc}") from exc
         try:
             chunks, _stat = self._container.get_archive(spec.output_dir)
             extract_output_tar(chunks, dest, spec.max_output_bytes)

@@ -40,6 +40,7 @@ from dgpu.node.net.interface import METERING_PROTOCOL, NEGOTIATE_PROTOCOL, Messa
 from dgpu.node.payments.escrow import Escrow
 from dgpu.node.provider.capacity import GpuPool, model_price, offer_terms
 from dgpu.node.provider.funding import PendingJob, Refusal, check_request, verify_channel
+from dgpu.node.provider.health import StoreHealth
 from dgpu.node.provider.outputs import StreamOutputHost
 from dgpu.node.provider.ports import OfferDesk, OutputHost, ProviderExecutor
 from dgpu.node.provider.session import ProviderSession, SessionOutcome, remove_outputs
@@ -50,7 +51,7 @@ from dgpu.node.provider.settlement import (
     reconcile,
     settle_on_chain,
 )
-from dgpu.node.store import LIVE_JOB_STATES, JobRecord, NodeStore
+from dgpu.node.store import LIVE_JOB_STATES, JobRecord, NodeStore, StoreError
 from dgpu.protocol.codec import encode
 from dgpu.protocol.errors import DecodeError, DgpuError
 from dgpu.protocol.identity import Identity, public_key_of_peer_id
@@ -60,6 +61,7 @@ from dgpu.protocol.messages import (
     ErrorMessage,
     JobRequest,
     Offer,
+    Quote,
     Receipt,
 )
 from dgpu.protocol.negotiation import QUOTE_TTL_S, ProviderNegotiation, ProviderPolicy, Refused
@@ -114,6 +116,7 @@ class Provider:
         self.executor = executor
         self.gpu_backend = gpu_backend
         self.store = store
+        self.health = StoreHealth(store)  # no new jobs while the store takes no writes
         self.clock = clock or network.now
         self.desk = desk
         if outputs is None and outputs_dir is not None:
@@ -254,6 +257,8 @@ class Provider:
     # -- advertising ------------------------------------------------------------------
 
     def _current_offer(self, now: int) -> Offer | None:
+        if not self.health.ok:
+            return None  # no offer while we could not store its receipts
         best = None
         for model in self.pool.models():
             terms = offer_terms(self.config, self.pool, model)
@@ -304,6 +309,8 @@ class Provider:
         """Release GPUs of agreed jobs whose channel never came."""
         while True:
             await trio.sleep(SWEEP_INTERVAL_S)
+            if not self.health.ok and self.health.probe():
+                self._capacity_change()  # advertise again
             for job_id in self.pool.expire(trio.current_time()):
                 if self._pending.pop(job_id, None) is not None:
                     self.store.update_job(
@@ -339,6 +346,9 @@ class Provider:
         except DecodeError as exc:
             await self._refuse(stream, Refusal("bad_request", f"malformed job request: {exc}"))
             return
+        if not self.health.ok:
+            await self._refuse(stream, Refusal("internal", self.health.reason(), request.job_id))
+            return
         self.pool.expire(trio.current_time())
         negotiation = ProviderNegotiation(self.identity)
         try:
@@ -369,6 +379,25 @@ class Provider:
             self.pool.release(request.job_id)
             raise
         now = self.clock()
+        try:
+            self._insert_agreed(request, quote, countersigned, gpus, now)
+        except StoreError as exc:
+            self.pool.release(request.job_id)
+            self.health.failed(exc, "recording an agreed job")
+            await self._refuse(stream, Refusal("internal", self.health.reason(), request.job_id))
+            return
+        self._pending[request.job_id] = PendingJob(negotiation, request, quote, gpus)
+        self._capacity_change()
+        await stream.send(countersigned)
+
+    def _insert_agreed(
+        self,
+        request: JobRequest,
+        quote: Quote,
+        countersigned: Agreement,
+        gpus: tuple[int, ...],
+        now: int,
+    ) -> None:
         self.store.insert_job(
             JobRecord(
                 job_id=request.job_id,
@@ -383,9 +412,6 @@ class Provider:
                 gpus=",".join(str(i) for i in gpus),
             )
         )
-        self._pending[request.job_id] = PendingJob(negotiation, request, quote, gpus)
-        self._capacity_change()
-        await stream.send(countersigned)
 
     # -- funding and the job ----------------------------------------------------------
 
@@ -442,6 +468,7 @@ class Provider:
             stream=stream,
             outputs=self.outputs,
             outputs_dir=self.outputs_dir,
+            health=self.health,
         )
         finished = trio.Event()
         nursery.start_soon(self._run_session, session, finished)

@@ -41,8 +41,9 @@ from dgpu.node.gpu.errors import GpuError
 from dgpu.node.gpu.types import GpuBackend, GpuInfo
 from dgpu.node.net.errors import NetError
 from dgpu.node.net.interface import MessageStream
+from dgpu.node.provider.health import StoreHealth
 from dgpu.node.provider.ports import HostedFile, OutputHost, ProviderExecutor
-from dgpu.node.store import NodeStore
+from dgpu.node.store import NodeStore, StoreError
 from dgpu.protocol.errors import ProtocolError, SignatureError
 from dgpu.protocol.identity import Identity
 from dgpu.protocol.messages import (
@@ -122,6 +123,7 @@ class ProviderSession:
         stream: MessageStream,
         outputs: OutputHost | None,
         outputs_dir: Path | None,
+        health: StoreHealth | None = None,
     ) -> None:
         self.identity = identity
         self.config = config
@@ -136,6 +138,7 @@ class ProviderSession:
         self.stream = stream
         self.outputs = outputs
         self.outputs_dir = outputs_dir
+        self.health = health or StoreHealth(store)
         self.job_id = quote.job_id
         self.meter: ProviderMeter | None = None
         self._stop_reason = ""
@@ -147,6 +150,7 @@ class ProviderSession:
         self._log_seq = 0
         self._job: Job | None = None
         self._watchdog_at = math.inf  # when the executor's watchdog stops the job
+        self._store_failed: StoreError | None = None  # the last receipt was not stored
 
     # -- helpers ----------------------------------------------------------------------
 
@@ -190,7 +194,12 @@ class ProviderSession:
         return samples
 
     def _update(self, **changes: object) -> None:
-        self.store.update_job(self.job_id, "provider", now=self.clock(), **changes)
+        # Bookkeeping, not money: a record that cannot be written must not end the job
+        # (nor, through the provider's nursery, every other job).
+        try:
+            self.store.update_job(self.job_id, "provider", now=self.clock(), **changes)
+        except StoreError as exc:
+            self.health.failed(exc, f"recording job {self.job_id.hex()}")
 
     # -- the job ----------------------------------------------------------------------
 
@@ -223,8 +232,12 @@ class ProviderSession:
                     ended_at = self.clock()
                     self._ended = True  # no periodic report after this
                     if not self._stop_reason and ended_at >= self._watchdog_at:
-                        self._stop_reason = StopReason.NON_PAYMENT.value
-                        self._stop_detail = "stopped by the watchdog: no receipt in time"
+                        if self._store_failed is not None:
+                            self._stop_reason = "store_failed"
+                            self._stop_detail = f"receipts not stored: {self._store_failed}"
+                        else:
+                            self._stop_reason = StopReason.NON_PAYMENT.value
+                            self._stop_detail = "stopped by the watchdog: no receipt in time"
                     with trio.move_on_after(LOG_DRAIN_TIMEOUT_S):
                         await logs_done.wait()
                     await self._final_report(ended_at)
@@ -331,8 +344,15 @@ class ProviderSession:
             return
         if raised:
             # Durable before anything else: the ack (and the watchdog's new deadline)
-            # follow only a stored receipt.
-            self.store.save_receipt("provider", receipt, now=self.clock())
+            # follow only a stored receipt. One we could not store is held in memory
+            # (the meter counts it; the job's end hands it over) but never acknowledged.
+            try:
+                self.store.save_receipt("provider", receipt, now=self.clock())
+            except StoreError as exc:
+                self.health.failed(exc, f"storing a receipt of job {self.job_id.hex()}")
+                self._store_failed = exc
+                return
+            self._store_failed = None
             self._extend_watchdog()
             await self._send(
                 ReceiptAck(job_id=receipt.job_id, seq=receipt.seq, cumulative=receipt.cumulative)
@@ -375,15 +395,19 @@ class ProviderSession:
         hosted: list[HostedFile] = []
         for f in files:
             local = target / f.path
-            local.parent.mkdir(parents=True, exist_ok=True)
-            with local.open("wb") as out:
-                offset = 0
-                while offset < f.size:
-                    block = await job.read_output(f.path, offset, _COPY_CHUNK)
-                    if not block:
-                        break
-                    out.write(block)
-                    offset += len(block)
+            try:
+                local.parent.mkdir(parents=True, exist_ok=True)
+                with local.open("wb") as out:
+                    offset = 0
+                    while offset < f.size:
+                        block = await job.read_output(f.path, offset, _COPY_CHUNK)
+                        if not block:
+                            break
+                        out.write(block)
+                        offset += len(block)
+            except (OSError, ExecutorError) as exc:  # a full disk must not end the provider
+                log.warning("job %s: output %s not kept: %s", self.job_id.hex(), f.path, exc)
+                continue
             hosted.append(HostedFile(f.path, bytes.fromhex(f.sha256), f.size, local))
         return hosted
 
