@@ -73,6 +73,9 @@ def cleanup_containers(running: Running | None) -> int:
 @click.option("--providers", default=3, show_default=True, help="Provider nodes to start.")
 @click.option("--demo", is_flag=True, help="Run a sample job end to end, print a summary, exit.")
 @click.option(
+    "--keep", is_flag=True, help="With --demo: keep the devnet (and its explorer) up afterwards."
+)
+@click.option(
     "--json",
     "as_json",
     is_flag=True,
@@ -94,11 +97,19 @@ def cleanup_containers(running: Running | None) -> int:
     help="Docker when an engine answers (auto), else local processes.",
 )
 def command(
-    providers: int, demo: bool, as_json: bool, state_dir: Path, fresh: bool, executor: str
+    providers: int,
+    demo: bool,
+    keep: bool,
+    as_json: bool,
+    state_dir: Path,
+    fresh: bool,
+    executor: str,
 ) -> None:
     """Start a local dgpu network: chain, coordinator + explorer, bootstrap, providers."""
     if providers < 1:
         raise click.BadParameter("at least one provider", param_hint="--providers")
+    if keep and not demo:
+        raise click.BadParameter("only with --demo", param_hint="--keep")
     if fresh and state_dir.exists():
         shutil.rmtree(state_dir)
     state_dir.mkdir(parents=True, exist_ok=True)
@@ -125,8 +136,9 @@ def command(
                 with stderr.status("running the demo job (find, negotiate, fund, run, pay)…"):
                     summary = run_demo(options, running, wallets)
                 (state_dir / "demo.json").write_text(json.dumps(summary, indent=2) + "\n")
-                _print_summary(summary, as_json)
-                return
+                _print_summary(summary, as_json, explorer_alive=keep)
+                if not keep:
+                    return
             ready = {
                 "rpc_url": running.rpc_url,
                 "mint": str(running.mint),
@@ -139,7 +151,7 @@ def command(
                 "pids": sup.pids(),
             }
             write_state(state_dir, ready)
-            if as_json:
+            if as_json and not demo:  # --demo --json printed its summary already
                 emit_json(ready)
             _watch(sup, running, run_args(options, running), state_dir)
         except KeyboardInterrupt:
@@ -174,7 +186,10 @@ def _stop_on_sigterm() -> None:
     signal.signal(signal.SIGTERM, handler)
 
 
-def _print_summary(summary: dict[str, object], as_json: bool) -> None:
+def _print_summary(summary: dict[str, object], as_json: bool, *, explorer_alive: bool) -> None:
+    if not explorer_alive:
+        # the devnet stops when the demo ends: do not hand out a URL nobody answers
+        summary = {**summary, "explorer_url": None}
     if as_json:
         emit_json(summary)
         return
@@ -195,7 +210,10 @@ def _print_summary(summary: dict[str, object], as_json: bool) -> None:
         ("platform fee", dgpu("platform_fee")),
         ("refunded to renter", dgpu("refunded_to_renter")),
         ("settlement tx", ", ".join(map(str, summary["settlement_signatures"]))),  # type: ignore[call-overload]
-        ("explorer", summary["explorer_url"]),
+        (
+            "explorer",
+            summary["explorer_url"] or "stopped with the devnet (--demo --keep keeps it up)",
+        ),
     ]
     for label, value in lines:
         click.echo(f"{label:20} {value}")

@@ -349,12 +349,20 @@ def _summary(result: JobResult) -> None:
         f"[{colour}]job {result.state}[/] (exit {result.exit_code}) {result.detail}",
         highlight=False,
     )
+    # What we signed is what the provider *may* settle; what it acknowledged it holds
+    # durably. Neither is "paid" until the chain says so (dgpu run reclaim shows the rest).
     stderr.print(
         f"billed {result.seconds_billed}s x {result.gpu_count} GPU at"
-        f" {result.price_per_gpu_second} per GPU-second: paid {_dgpu(result.amount_paid)}"
+        f" {result.price_per_gpu_second} per GPU-second: signed {_dgpu(result.amount_paid)}"
         f" of {_dgpu(result.deposit)} deposited",
         highlight=False,
     )
+    if result.acknowledged != result.amount_paid:
+        stderr.print(
+            f"the provider acknowledged {_dgpu(result.acknowledged)} of it (it may settle up"
+            " to what was signed; the chain has the final word)",
+            highlight=False,
+        )
     stderr.print(
         f"the rest can be reclaimed after {time.ctime(result.reclaimable_at)}"
         " with: dgpu run reclaim",

@@ -52,7 +52,7 @@ from dgpu.node.provider.settlement import (
     settle_on_chain,
 )
 from dgpu.node.store import LIVE_JOB_STATES, JobRecord, NodeStore, StoreError
-from dgpu.protocol.codec import encode
+from dgpu.protocol.codec import decode_as, encode
 from dgpu.protocol.errors import DecodeError, DgpuError
 from dgpu.protocol.identity import Identity, public_key_of_peer_id
 from dgpu.protocol.messages import (
@@ -168,6 +168,7 @@ class Provider:
                 ended_at=now,
                 stop_reason="provider_restart",
                 detail="the provider restarted while the job was live",
+                seconds_billed=_seconds_paid(self.store, job),  # what the receipts cover
             )
             log.warning("job %s was %s when the provider stopped", job.job_id.hex(), job.state)
         removed = await self.executor.cleanup_orphans(self.identity.address, keep=frozenset())
@@ -528,6 +529,18 @@ class Provider:
                 )
             except DgpuError as exc:
                 log.warning("settling job %s failed: %s", outcome.latest.job_id.hex(), exc)
+
+
+def _seconds_paid(store: NodeStore, job: JobRecord) -> int:
+    latest = store.latest_receipt("provider", job.job_id)
+    if latest is None or job.quote is None:
+        return job.seconds_billed
+    try:
+        quote = decode_as(Quote, job.quote)
+    except DecodeError:
+        return job.seconds_billed
+    per_second = quote.price_per_gpu_second * quote.gpu_count
+    return latest.cumulative // per_second if per_second else 0
 
 
 def _peer_key(peer: str) -> bytes:
