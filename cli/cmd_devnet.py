@@ -135,8 +135,11 @@ def command(
             if demo:
                 with stderr.status("running the demo job (find, negotiate, fund, run, pay)…"):
                     summary = run_demo(options, running, wallets)
+                if not keep:
+                    # the devnet stops when the demo ends: hand out no URL nobody answers
+                    summary = {**summary, "explorer_url": None}
                 (state_dir / "demo.json").write_text(json.dumps(summary, indent=2) + "\n")
-                _print_summary(summary, as_json, explorer_alive=keep)
+                _print_summary(summary, as_json)
                 if not keep:
                     return
             ready = {
@@ -186,10 +189,7 @@ def _stop_on_sigterm() -> None:
     signal.signal(signal.SIGTERM, handler)
 
 
-def _print_summary(summary: dict[str, object], as_json: bool, *, explorer_alive: bool) -> None:
-    if not explorer_alive:
-        # the devnet stops when the demo ends: do not hand out a URL nobody answers
-        summary = {**summary, "explorer_url": None}
+def _print_summary(summary: dict[str, object], as_json: bool) -> None:
     if as_json:
         emit_json(summary)
         return
