@@ -40,6 +40,7 @@ from dgpu.node.net.errors import NetError
 from dgpu.node.net.interface import METERING_PROTOCOL, NEGOTIATE_PROTOCOL, MessageStream, Network
 from dgpu.node.provider.capacity import GpuPool, model_price, offer_terms
 from dgpu.node.provider.funding import PendingJob, Refusal, check_request, verify_channel
+from dgpu.node.provider.health import StoreHealth
 from dgpu.node.provider.holds import HoldBook, check_funds
 from dgpu.node.provider.outputs import StreamOutputHost
 from dgpu.node.provider.ports import OfferDesk, OutputHost, ProviderExecutor
@@ -51,8 +52,8 @@ from dgpu.node.provider.settlement import (
     reconcile,
     settle_on_chain,
 )
-from dgpu.node.store import LIVE_JOB_STATES, JobRecord, NodeStore
-from dgpu.protocol.codec import encode
+from dgpu.node.store import LIVE_JOB_STATES, JobRecord, NodeStore, StoreError
+from dgpu.protocol.codec import decode_as, encode
 from dgpu.protocol.errors import DecodeError, DgpuError
 from dgpu.protocol.identity import Identity, public_key_of_peer_id
 from dgpu.protocol.messages import (
@@ -116,6 +117,7 @@ class Provider:
         self.executor = executor
         self.gpu_backend = gpu_backend
         self.store = store
+        self.health = StoreHealth(store)  # no new jobs while the store takes no writes
         self.clock = clock or network.now
         self.desk = desk
         if outputs is None and outputs_dir is not None:
@@ -174,6 +176,7 @@ class Provider:
                 ended_at=now,
                 stop_reason="provider_restart",
                 detail="the provider restarted while the job was live",
+                seconds_billed=_seconds_paid(self.store, job),  # what the receipts cover
             )
             log.warning("job %s was %s when the provider stopped", job.job_id.hex(), job.state)
         removed = await self.executor.cleanup_orphans(self.identity.address, keep=frozenset())
@@ -263,6 +266,8 @@ class Provider:
     # -- advertising ------------------------------------------------------------------
 
     def _current_offer(self, now: int) -> Offer | None:
+        if not self.health.ok:
+            return None  # no offer while we could not store its receipts
         best = None
         for model in self.pool.models():
             terms = offer_terms(self.config, self.pool, model)
@@ -312,6 +317,8 @@ class Provider:
     async def _sweep_loop(self) -> None:
         while True:
             await trio.sleep(SWEEP_INTERVAL_S)
+            if not self.health.ok and self.health.probe():
+                self._capacity_change()  # advertise again
             self._expire_holds()
 
     def _expire_holds(self) -> None:
@@ -358,6 +365,9 @@ class Provider:
         except DecodeError as exc:
             await self._refuse(stream, Refusal("bad_request", f"malformed job request: {exc}"))
             return
+        if not self.health.ok:
+            await self._refuse(stream, Refusal("internal", self.health.reason(), request.job_id))
+            return
         self._expire_holds()
         negotiation = ProviderNegotiation(self.identity)
         try:
@@ -382,6 +392,31 @@ class Provider:
             return
         gpus = self.pool.indices(request.job_id)
         now = self.clock()
+        try:
+            self._insert_agreed(request, quote, countersigned, gpus, now)
+        except StoreError as exc:
+            self.pool.release(request.job_id)
+            self.holds.released(request.renter, request.job_id)
+            self.health.failed(exc, "recording an agreed job")
+            await self._refuse(stream, Refusal("internal", self.health.reason(), request.job_id))
+            return
+        self._pending[request.job_id] = PendingJob(negotiation, request, quote, gpus)
+        # agreed with a renter whose balance covers the deposit: its metering stream must
+        # not be starved by other peers' floods
+        self._protected[request.job_id] = peer
+        self.network.protect(peer)
+        self.pool.extend(request.job_id, trio.current_time() + self.config.funding_timeout_s)
+        self._capacity_change()
+        await stream.send(countersigned)
+
+    def _insert_agreed(
+        self,
+        request: JobRequest,
+        quote: Quote,
+        countersigned: Agreement,
+        gpus: tuple[int, ...],
+        now: int,
+    ) -> None:
         self.store.insert_job(
             JobRecord(
                 job_id=request.job_id,
@@ -396,14 +431,6 @@ class Provider:
                 gpus=",".join(str(i) for i in gpus),
             )
         )
-        self._pending[request.job_id] = PendingJob(negotiation, request, quote, gpus)
-        # agreed with a renter whose balance covers the deposit: its metering stream must
-        # not be starved by other peers' floods
-        self._protected[request.job_id] = peer
-        self.network.protect(peer)
-        self.pool.extend(request.job_id, trio.current_time() + self.config.funding_timeout_s)
-        self._capacity_change()
-        await stream.send(countersigned)
 
     async def _hold_and_agree(
         self,
@@ -521,6 +548,7 @@ class Provider:
             stream=stream,
             outputs=self.outputs,
             outputs_dir=self.outputs_dir,
+            health=self.health,
         )
         finished = trio.Event()
         nursery.start_soon(self._run_session, session, finished)
@@ -587,6 +615,18 @@ class Provider:
                 )
             except DgpuError as exc:
                 log.warning("settling job %s failed: %s", outcome.latest.job_id.hex(), exc)
+
+
+def _seconds_paid(store: NodeStore, job: JobRecord) -> int:
+    latest = store.latest_receipt("provider", job.job_id)
+    if latest is None or job.quote is None:
+        return job.seconds_billed
+    try:
+        quote = decode_as(Quote, job.quote)
+    except DecodeError:
+        return job.seconds_billed
+    per_second = quote.price_per_gpu_second * quote.gpu_count
+    return latest.cumulative // per_second if per_second else 0
 
 
 def _peer_key(peer: str) -> bytes:
