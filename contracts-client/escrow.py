@@ -22,7 +22,7 @@ from dgpu.contracts_client.errors import (
     ConfigNotFound,
     EscrowProgramError,
 )
-from dgpu.contracts_client.idl import ChannelState, ConfigState, EscrowIdl, default_idl
+from dgpu.contracts_client.idl import ChannelAccount, ConfigState, EscrowIdl, default_idl
 from dgpu.contracts_client.instructions import (
     DEFAULT_DISPUTE_WINDOW,
     DEFAULT_FEE_BPS,
@@ -55,7 +55,7 @@ log = logging.getLogger(__name__)
 class OpenedChannel:
     """A channel just opened: its state as read back from the chain, and the signature."""
 
-    state: ChannelState
+    state: ChannelAccount
     signature: Signature
 
     @property
@@ -81,17 +81,17 @@ class EscrowClient:
         self._check_owner(self.config_address, account, "Config")
         return self.idl.decode_config(self.config_address, bytes(account.data))
 
-    async def read_channel(self, channel: Pubkey) -> ChannelState:
+    async def read_channel(self, channel: Pubkey) -> ChannelAccount:
         """The channel's state; :class:`ChannelNotFound` once closed or never opened."""
         (state,) = await self.read_channels([channel])
         if state is None:
             raise ChannelNotFound(channel)
         return state
 
-    async def read_channels(self, channels: Sequence[Pubkey]) -> list[ChannelState | None]:
+    async def read_channels(self, channels: Sequence[Pubkey]) -> list[ChannelAccount | None]:
         """States of several channels in one call (``None`` where there is none)."""
         accounts = await self.chain.get_multiple_accounts(list(channels))
-        states: list[ChannelState | None] = []
+        states: list[ChannelAccount | None] = []
         for address, account in zip(channels, accounts, strict=True):
             if account is None or len(account.data) == 0:
                 states.append(None)

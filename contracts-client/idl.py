@@ -43,7 +43,7 @@ class ConfigState:
 
 
 @dataclass(frozen=True)
-class ChannelState:
+class ChannelAccount:
     """The decoded ``Channel`` account (amounts in token base units, times in unix s)."""
 
     address: Pubkey
@@ -156,7 +156,7 @@ class EscrowIdl:
             bump=int(c.bump),
         )
 
-    def decode_channel(self, address: Pubkey, data: bytes) -> ChannelState:
+    def decode_channel(self, address: Pubkey, data: bytes) -> ChannelAccount:
         c = self._decode("Channel", address, data)
         fields = (
             "channel_id",
@@ -172,7 +172,7 @@ class EscrowIdl:
             "vault_bump",
         )
         numbers = {f: int(getattr(c, f)) for f in fields}
-        return ChannelState(
+        return ChannelAccount(
             address=address,
             renter=c.renter,
             provider=c.provider,

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Final
 
-from dgpu.contracts_client.idl import ChannelState, EscrowIdl, default_idl
+from dgpu.contracts_client.idl import ChannelAccount, EscrowIdl, default_idl
 from dgpu.contracts_client.pda import (
     associated_token_address,
     channel_address,
@@ -119,7 +119,7 @@ def open_channel_ix(
 
 
 def top_up_ix(
-    channel: ChannelState,
+    channel: ChannelAccount,
     amount: int,
     *,
     expiry: int | None = None,
@@ -140,7 +140,7 @@ def top_up_ix(
 
 
 def refund_ix(
-    channel: ChannelState,
+    channel: ChannelAccount,
     treasury: Pubkey,
     *,
     renter_token: Pubkey | None = None,
@@ -162,7 +162,7 @@ def refund_ix(
 
 
 def cooperative_close_ix(
-    channel: ChannelState,
+    channel: ChannelAccount,
     cumulative: int,
     treasury: Pubkey,
     *,

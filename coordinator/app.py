@@ -12,12 +12,12 @@ from typing import Any
 
 from dgpu.coordinator.api import market, offers, providers, receipts, settlements, system
 from dgpu.coordinator.config import CoordinatorConfig
-from dgpu.coordinator.errors import ApiError
+from dgpu.coordinator.errors import ApiError, ChannelConflict
 from dgpu.coordinator.explorer import views as explorer
 from dgpu.coordinator.market import Market
 from dgpu.coordinator.metrics import Metrics, MetricsMiddleware
 from dgpu.coordinator.service import Coordinator
-from dgpu.coordinator.settlement import SettlementBackend, Settler
+from dgpu.coordinator.settlement import CoordinatorSettler, SettlementBackend
 from dgpu.coordinator.store import open_store
 from dgpu.pricing import DEFAULT_RATE_CARD, RateCard
 from starlette.applications import Starlette
@@ -82,6 +82,12 @@ async def _api_error(request: Request, exc: Exception) -> Response:
     return _error_response(exc)
 
 
+async def _domain_error(request: Request, exc: Exception) -> Response:
+    """The one place domain refusals become HTTP answers."""
+    assert isinstance(exc, ChannelConflict)
+    return await _api_error(request, ApiError(409, exc.code, str(exc)))
+
+
 async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
@@ -124,7 +130,11 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         async with open_store(config.db_path) as store:
-            settler = Settler(store, backend, metrics, clock=clock) if backend is not None else None
+            settler = (
+                CoordinatorSettler(store, backend, metrics, clock=clock)
+                if backend is not None
+                else None
+            )
             coord = Coordinator(
                 config=config,
                 store=store,
@@ -180,6 +190,7 @@ def create_app(
         ],
         exception_handlers={
             ApiError: _api_error,
+            ChannelConflict: _domain_error,
             HTTPException: _http_error,
             Exception: _internal_error,
         },

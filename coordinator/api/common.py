@@ -71,15 +71,15 @@ def _too_large(cap: int) -> ApiError:
     return ApiError(413, "body_too_large", f"request body exceeds {cap} bytes")
 
 
-async def signed_body(request: Request) -> tuple[str, bytes]:
-    """Read a capped body and check its signature headers; return (signer, body).
+async def signed_body(request: Request, *, max_bytes: int | None = None) -> tuple[str, bytes]:
+    """Read a capped body (``max_bytes``, default the configured cap) and check its
+    signature headers; return (signer, body).
 
     The signer's rate limit is charged only once the signature verifies, so nobody can
     spend another key's allowance."""
     coord = coordinator(request)
-    body = await read_body(
-        request, coord.config.max_body_bytes, deadline_s=coord.config.body_timeout_s
-    )
+    cap = coord.config.max_body_bytes if max_bytes is None else max_bytes
+    body = await read_body(request, cap, deadline_s=coord.config.body_timeout_s)
     raw_path = request.scope.get("raw_path") or request.url.path.encode()
     signer = verify_request(
         request.headers,

@@ -190,6 +190,22 @@ def openapi_document(max_page: int = 200) -> dict[str, Any]:
                 security=_SIGNED,
             )
         },
+        "/api/v1/receipts/batch": {
+            "post": _op(
+                "Hand in up to 256 receipts in one signed request; answered receipt by receipt",
+                {"200": _json(obj, "per receipt: accepted (with the stored status) or refused")},
+                requestBody={
+                    "required": True,
+                    "description": "a MessagePack array of the receipts' canonical bytes",
+                    "content": {
+                        "application/octet-stream": {
+                            "schema": {"type": "string", "format": "binary"},
+                        }
+                    },
+                },
+                security=_SIGNED,
+            )
+        },
         "/api/v1/channels/{channel}": {
             "get": _op(
                 "Best receipt and settled mark of a channel",

@@ -14,7 +14,7 @@ import pytest
 from dgpu.contracts_client import localnet
 from dgpu.contracts_client.chain import LiteSVMChain, TransactionFailed, send_instructions
 from dgpu.contracts_client.escrow import EscrowClient
-from dgpu.contracts_client.idl import ChannelState
+from dgpu.contracts_client.idl import ChannelAccount
 from dgpu.contracts_client.settlement import Settlement
 from dgpu.protocol.identity import Identity
 from solders.instruction import AccountMeta, Instruction
@@ -52,7 +52,7 @@ class World:
     treasury: Party
     renter: Party
     provider: Party
-    channels: list[ChannelState] = field(default_factory=list)
+    channels: list[ChannelAccount] = field(default_factory=list)
 
     async def party(self, label: str, tokens: int = 0) -> Party:
         identity = Identity.from_label(label)
@@ -71,7 +71,7 @@ class World:
         channel_id: int | None = None,
         renter: Party | None = None,
         provider: Party | None = None,
-    ) -> ChannelState:
+    ) -> ChannelAccount:
         renter = renter or self.renter
         provider = provider or self.provider
         now = await self.chain.unix_time()
@@ -87,7 +87,7 @@ class World:
         return opened.state
 
     def receipt(
-        self, channel: ChannelState, cumulative: int, signer: Party | None = None
+        self, channel: ChannelAccount, cumulative: int, signer: Party | None = None
     ) -> Settlement:
         """A settlement of ``cumulative`` on ``channel``, signed by the renter (or ``signer``)."""
         signer = signer or self.renter

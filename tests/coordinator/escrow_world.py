@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from dgpu.contracts_client import localnet
 from dgpu.contracts_client.chain import Chain
 from dgpu.contracts_client.escrow import EscrowClient
-from dgpu.contracts_client.idl import ChannelState
+from dgpu.contracts_client.idl import ChannelAccount
 from dgpu.protocol.identity import Identity
 from dgpu.protocol.messages import Receipt
 from dgpu.protocol.signing import sign_receipt
@@ -29,9 +29,9 @@ class World:
     settler: Identity
     providers: list[Identity]
     renters: list[Identity]
-    opened: list[ChannelState] = field(default_factory=list)
+    opened: list[ChannelAccount] = field(default_factory=list)
 
-    async def open(self, renter: Identity, provider: Identity, deposit: int) -> ChannelState:
+    async def open(self, renter: Identity, provider: Identity, deposit: int) -> ChannelAccount:
         expiry = await self.chain.unix_time() + 3600
         opened = await self.escrow.open_channel(
             renter.to_solders(),
@@ -44,7 +44,7 @@ class World:
         return opened.state
 
     def receipt(
-        self, renter: Identity, channel: ChannelState, cumulative: int, seq: int = 1
+        self, renter: Identity, channel: ChannelAccount, cumulative: int, seq: int = 1
     ) -> Receipt:
         job_id = bytes(channel.address)[:16]
         receipt = Receipt(

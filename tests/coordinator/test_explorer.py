@@ -13,7 +13,8 @@ import httpx
 import pytest
 import trio
 from dgpu.contracts_client.chain import LiteSVMChain
-from dgpu.coordinator.escrow_backend import EscrowBackend
+from dgpu.contracts_client.money import ChainEscrow
+from dgpu.coordinator.settlement import SettlementBackend
 from dgpu.protocol.identity import Identity
 
 from tests.coordinator.conftest import (
@@ -59,7 +60,7 @@ def explorer(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server,
         site_name="dgpu explorer",
         explorer_refresh_s=0.5,
     )
-    backend = EscrowBackend(world.escrow, world.settler.to_solders())
+    backend = SettlementBackend(ChainEscrow(world.escrow), world.settler)
     with running_server(config, backend=backend, clock=clock) as server:
         filled = trio.run(fill, server, world, clock)
         yield server, filled

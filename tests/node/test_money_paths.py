@@ -8,12 +8,17 @@ from pathlib import Path
 
 import trio
 import trio.testing
+from dgpu.contracts_client.money import (
+    ChannelState,
+    MemoryEscrow,
+    MemoryLedger,
+    OpenedChannel,
+    PaymentError,
+)
 from dgpu.node.net import METERING_PROTOCOL, NEGOTIATE_PROTOCOL, open_memory_network
 from dgpu.node.net.framing import FramedStream, encode_frame
 from dgpu.node.net.interface import MessageStream
 from dgpu.node.net.memory.network import MemoryNetwork
-from dgpu.node.payments import MemoryEscrow, MemoryLedger
-from dgpu.node.payments.escrow import ChannelState, OpenedChannel, PaymentError
 from dgpu.node.renter import Renter
 from dgpu.protocol.identity import Identity
 from dgpu.protocol.messages import (

@@ -1,8 +1,9 @@
 """The in-memory escrow is the program: the same random sequences of operations (valid and
 invalid opens, settlement batches, refunds, clock warps) are driven through
-:class:`~dgpu.node.payments.MemoryEscrow` over a :class:`~dgpu.node.payments.MemoryLedger`
-and through :class:`~dgpu.node.payments.chain.ChainEscrow` over the real escrow ``.so`` in
-LiteSVM; every outcome, channel and token balance must agree after every step."""
+:class:`~dgpu.contracts_client.money.MemoryEscrow` over a
+:class:`~dgpu.contracts_client.money.MemoryLedger` and through
+:class:`~dgpu.contracts_client.money.ChainEscrow` over the real escrow ``.so`` in LiteSVM;
+every outcome, channel and token balance must agree after every step."""
 
 from __future__ import annotations
 
@@ -15,9 +16,14 @@ import pytest
 from dgpu.contracts_client import localnet
 from dgpu.contracts_client.chain import LiteSVMChain
 from dgpu.contracts_client.escrow import EscrowClient
-from dgpu.node.payments import ChannelState, Escrow, MemoryEscrow, MemoryLedger
-from dgpu.node.payments.chain import ChainEscrow
-from dgpu.node.payments.memory import fee_of
+from dgpu.contracts_client.money import (
+    ChainEscrow,
+    ChannelState,
+    Escrow,
+    MemoryEscrow,
+    MemoryLedger,
+    fee_of,
+)
 from dgpu.protocol.errors import DgpuError
 from dgpu.protocol.identity import Identity
 from dgpu.protocol.messages import Receipt

@@ -1,51 +1,29 @@
-"""What the node's roles need from the escrow program: one small interface.
+"""The escrow program as its users see it: one interface, one channel-state type.
 
-The provider reads a channel to check it is funded for it before starting a job, and
-submits receipts; the renter opens (funds) a channel and reclaims the remainder after
-expiry. :class:`Escrow` is implemented over the real program by
-:class:`~dgpu.node.payments.chain.ChainEscrow` (``dgpu.contracts_client``' ``EscrowClient`` over a
-LiteSVM or JSON-RPC ``Chain``) and in memory by
-:class:`~dgpu.node.payments.memory.MemoryEscrow` (tests and simulations: the same rules,
-proven equal operation by operation, no SBPF).
+Providers read a channel to check it is funded for them before starting a job and settle
+receipts; renters open (fund) channels and reclaim the remainder after expiry; the
+coordinator and the simulations' stand-in settle receipts in batches through
+:class:`~dgpu.contracts_client.money.settler.Settler`. :class:`Escrow` is implemented over
+the real program by :class:`~dgpu.contracts_client.money.chain_escrow.ChainEscrow`
+(``EscrowClient`` over a LiteSVM or JSON-RPC ``Chain``) and in memory by
+:class:`~dgpu.contracts_client.money.memory.MemoryEscrow` (tests and simulations: the same
+rules, proven equal operation by operation, no SBPF).
 
-Addresses and keys are raw 32-byte public keys; amounts are base units.
-
-Errors::
-
-    DgpuError
-    └── PaymentError             root of dgpu.node.payments
-        ├── ChannelNotFound      no channel account at that address
-        ├── ChannelRefused       the escrow refused an operation (with its reason)
-        └── SettlementFailed     a settlement transaction failed
+Addresses and keys are raw 32-byte public keys; amounts are base units. The errors are
+drawn in :mod:`dgpu.contracts_client.money.errors`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Final, Protocol
 
-from dgpu.protocol.errors import DgpuError
 from dgpu.protocol.identity import Identity
 from dgpu.protocol.messages import Receipt
 
-
-class PaymentError(DgpuError):
-    """Root of the errors of :mod:`dgpu.node.payments`."""
-
-
-class ChannelNotFound(PaymentError):
-    def __init__(self, channel: bytes) -> None:
-        super().__init__(f"no escrow channel at {channel.hex()}")
-        self.channel = channel
-
-
-class ChannelRefused(PaymentError):
-    """The escrow program (or its in-memory model) refused the operation."""
-
-
-class SettlementFailed(PaymentError):
-    """A settlement could not be submitted or failed on chain."""
+READ_CHUNK: Final = 100
+"""Channels read at once: ``getMultipleAccounts`` takes at most 100 keys."""
 
 
 @dataclass(frozen=True)
@@ -114,6 +92,17 @@ class Escrow(Protocol):
         """The channel account at ``channel``, or None when there is none."""
         ...
 
+    async def read_channels(self, channels: Sequence[bytes]) -> list[ChannelState | None]:
+        """The channel accounts at ``channels`` (at most :data:`READ_CHUNK`), in order; None
+        where there is none or the account is not a channel. Raises ChainUnavailable."""
+        ...
+
+    async def pack(self, payer: Identity, receipts: Sequence[Receipt]) -> list[list[Receipt]]:
+        """Split ``receipts`` (of channels just read) into batches that each fit one settle
+        transaction of ``payer``; the chain-backed escrow puts their accounts in address
+        lookup tables ``payer`` owns first, so that more fit."""
+        ...
+
     async def open_channel(
         self, renter: Identity, *, provider: bytes, mint: bytes, deposit: int, expiry: int
     ) -> OpenedChannel:
@@ -121,9 +110,10 @@ class Escrow(Protocol):
         ...
 
     async def settle(self, payer: Identity, receipts: Sequence[Receipt]) -> Settled:
-        """Submit receipts (any holder may); pays ``cumulative - settled`` of each to its
-        channel's provider, minus the platform fee. Receipts that add nothing are skipped
-        by the caller, not here."""
+        """Submit one batch (any holder may), all or nothing; pays ``cumulative - settled`` of
+        each receipt to its channel's provider, minus the platform fee. Raises
+        SettlementRefused (the batch as it is will never land) or ChainUnavailable (it may
+        have landed)."""
         ...
 
     async def refund(self, payer: Identity, channel: bytes) -> Refunded:
