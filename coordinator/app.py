@@ -12,7 +12,7 @@ from typing import Any
 
 from dgpu.coordinator.api import market, offers, providers, receipts, settlements, system
 from dgpu.coordinator.config import CoordinatorConfig
-from dgpu.coordinator.errors import ApiError
+from dgpu.coordinator.errors import ApiError, ChannelConflict
 from dgpu.coordinator.explorer import views as explorer
 from dgpu.coordinator.market import Market
 from dgpu.coordinator.metrics import Metrics, MetricsMiddleware
@@ -80,6 +80,12 @@ async def _api_error(request: Request, exc: Exception) -> Response:
     if _wants_html(request):
         return await explorer.error_page(request, exc)
     return _error_response(exc)
+
+
+async def _domain_error(request: Request, exc: Exception) -> Response:
+    """The one place domain refusals become HTTP answers."""
+    assert isinstance(exc, ChannelConflict)
+    return await _api_error(request, ApiError(409, exc.code, str(exc)))
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:
@@ -184,6 +190,7 @@ def create_app(
         ],
         exception_handlers={
             ApiError: _api_error,
+            ChannelConflict: _domain_error,
             HTTPException: _http_error,
             Exception: _internal_error,
         },

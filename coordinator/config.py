@@ -51,3 +51,5 @@ class CoordinatorConfig:
     verify_channels_on_intake: bool = True
     """With a chain, check a receipt's channel on chain when it first arrives."""
     site_name: str = "dgpu explorer"
+    explorer_refresh_s: float = 5.0
+    """The overview page polls its live figures this often (0: never)."""

@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from dgpu.contracts_client.money import (
     BatchItem,
     ChainUnavailable,
+    ChannelState,
     Claim,
     Escrow,
     OpenBatch,
@@ -172,35 +173,72 @@ class CoordinatorSettler:
         self.settler = Settler(backend.escrow, backend.payer, self.journal)
 
     async def check_intake(self, receipt: Receipt, provider: str, *, read_chain: bool) -> None:
-        """Refuse (:class:`IntakeRefused`) a receipt of another program or
-        (``read_chain``) whose channel on chain belongs to someone else. A chain that
-        cannot be read does not block intake (the round checks again)."""
+        """Refuse (:class:`IntakeRefused`) a receipt of another program or (``read_chain``)
+        whose channel on chain belongs to someone else or that claims more than the
+        channel's deposit. A chain that cannot be read refuses the receipt for now
+        (``chain_unavailable``: the provider posts it again later) rather than admitting
+        what nobody checked."""
+        (refusal,) = await self.check_intake_many([receipt], provider, read_chain=read_chain)
+        if refusal is not None:
+            raise refusal
+
+    async def check_intake_many(
+        self, receipts: Sequence[Receipt], provider: str, *, read_chain: bool
+    ) -> list[IntakeRefused | None]:
+        """:meth:`check_intake` for many receipts, reading their channels together (100
+        per request); the refusal of each receipt in its place. A chain that cannot be
+        read raises ``chain_unavailable`` for the lot."""
+        program_id = self.backend.program_id
+        found: dict[bytes, ChannelState | None] = {}
+        if read_chain:
+            wanted = sorted({r.channel for r in receipts if address_of(r.program_id) == program_id})
+            try:
+                found = await self.settler.read(wanted)
+            except ChainUnavailable as exc:
+                log.warning("cannot check %d channels on chain at intake: %s", len(wanted), exc)
+                raise IntakeRefused(
+                    "cannot read the channels on chain now; post the receipts again later",
+                    "chain_unavailable",
+                ) from exc
+        return [self._refusal(r, provider, found, read_chain=read_chain) for r in receipts]
+
+    def _refusal(
+        self,
+        receipt: Receipt,
+        provider: str,
+        found: Mapping[bytes, ChannelState | None],
+        *,
+        read_chain: bool,
+    ) -> IntakeRefused | None:
         channel = address_of(receipt.channel)
         program_id = self.backend.program_id
         if address_of(receipt.program_id) != program_id:
-            raise IntakeRefused(
+            return IntakeRefused(
                 f"this coordinator settles channels of program {program_id}", "wrong_program"
             )
         if not read_chain:
-            return
-        try:
-            (found,) = await self.backend.escrow.read_channels([receipt.channel])
-        except ChainUnavailable as exc:
-            log.warning("cannot check channel %s on chain at intake: %s", channel, exc)
-            return
-        if found is None:
-            raise IntakeRefused(f"no open channel {channel} on chain", "unknown_channel")
-        if address_of(found.provider) != provider:
-            raise IntakeRefused(
+            return None
+        state = found.get(receipt.channel)
+        if state is None:
+            return IntakeRefused(f"no open channel {channel} on chain", "unknown_channel")
+        if address_of(state.provider) != provider:
+            return IntakeRefused(
                 "the channel on chain names another provider", "not_channel_provider"
             )
-        if found.renter != receipt.renter:
-            raise IntakeRefused("the channel on chain names another renter", "wrong_renter")
-        if found.open_nonce != receipt.open_nonce:
-            raise IntakeRefused(
-                f"the channel's opening on chain is {found.open_nonce}, not {receipt.open_nonce}",
+        if state.renter != receipt.renter:
+            return IntakeRefused("the channel on chain names another renter", "wrong_renter")
+        if state.open_nonce != receipt.open_nonce:
+            return IntakeRefused(
+                f"the channel's opening on chain is {state.open_nonce}, not {receipt.open_nonce}",
                 "wrong_opening",
             )
+        if receipt.cumulative > state.deposit:
+            return IntakeRefused(
+                f"the receipt claims {receipt.cumulative}, above the channel's deposit "
+                f"{state.deposit}",
+                "above_deposit",
+            )
+        return None
 
     async def reconcile(self) -> int:
         """Close batches a crash left open, from the chain's settled marks."""

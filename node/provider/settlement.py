@@ -217,26 +217,36 @@ async def hand_to_desk(
     now: Callable[[], int],
     receipts: Sequence[Receipt] | None = None,
 ) -> list[SettleResult]:
-    """Post receipts (default: every unsettled one) to the coordinator's batcher."""
+    """Post receipts (default: every unsettled one) to the coordinator's batcher, all in
+    one signed batch request (per receipt: handed off, or failed with the reason)."""
     results: list[SettleResult] = []
+    due: list[Receipt] = []
     for receipt in store.unsettled_receipts() if receipts is None else receipts:
         done = store.settlement(receipt.channel, receipt.open_nonce)
         if (
             done is not None
             and done.status == "handed_off"
-            and done.cumulative >= (receipt.cumulative)
+            and done.cumulative >= receipt.cumulative
         ):
             results.append(
                 SettleResult(receipt.channel, receipt.job_id, receipt.cumulative, "handed_off")
             )
             continue
-        try:
-            await desk.post_receipt(receipt)
-        except DgpuError as exc:
-            log.warning("coordinator refused or missed a receipt: %s", exc)
+        due.append(receipt)
+    if not due:
+        return results
+    try:
+        answers = await desk.post_receipts(due)
+    except DgpuError as exc:
+        log.warning("coordinator refused or missed %d receipts: %s", len(due), exc)
+        answers = [{"status": "refused", "message": str(exc)} for _ in due]
+    for receipt, answer in zip(due, answers, strict=True):
+        if answer.get("status") != "accepted":
+            error = str(answer.get("message") or answer.get("code") or "refused")
+            log.warning("coordinator refused a receipt: %s", error)
             results.append(
                 SettleResult(
-                    receipt.channel, receipt.job_id, receipt.cumulative, "failed", error=str(exc)
+                    receipt.channel, receipt.job_id, receipt.cumulative, "failed", error=error
                 )
             )
             continue

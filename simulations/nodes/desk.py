@@ -20,6 +20,7 @@ import logging
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import trio
 from dgpu.contracts_client.money import (
@@ -194,6 +195,13 @@ class SimCoordinator:
                 self.dropped += 1
                 return
         self.journal.take(receipt)
+
+    async def post_receipts(self, receipts: Sequence[Receipt]) -> list[dict[str, Any]]:
+        results: list[dict[str, Any]] = []
+        for receipt in receipts:
+            await self.post_receipt(receipt)
+            results.append({"status": "accepted"})
+        return results
 
     # -- what renters and operators ask ------------------------------------------------
 

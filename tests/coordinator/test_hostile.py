@@ -17,6 +17,7 @@ from dgpu.coordinator.config import RateLimit
 from dgpu.protocol.codec import encode
 from dgpu.protocol.http_auth import HEADER_SIGNATURE, sign_request
 from dgpu.protocol.identity import Identity
+from dgpu.protocol.messages import U64_MAX
 from dgpu.protocol.offers import offer_bytes
 
 from tests.coordinator.conftest import (
@@ -308,12 +309,51 @@ class TestReceipts:
         ("/api/v1/estimate", {"model": "H100", "duration": "--5"}, "invalid_parameter"),
         ("/api/v1/settlements", {"limit": "--5"}, "invalid_parameter"),
         ("/api/v1/providers", {"limit": "--5"}, "invalid_parameter"),
+        # values the OpenAPI document does not allow, which the server used to take
+        ("/api/v1/offers", {"limit": ""}, "invalid_parameter"),
+        ("/api/v1/settlements", {"offset": ""}, "invalid_parameter"),
+        ("/api/v1/offers", {"simulated": "0"}, "invalid_parameter"),
+        ("/api/v1/offers", {"sort": ""}, "invalid_parameter"),
+        ("/api/v1/offers", {"min_score": "0_1"}, "invalid_parameter"),
+        ("/api/v1/offers", {"min_score": " 1"}, "invalid_parameter"),
+        ("/api/v1/offers", {"region": "EU West"}, "invalid_parameter"),
+        ("/api/v1/offers/" + "00 " * 15 + "00", {}, "invalid_parameter"),
+        ("/api/v1/estimate", {"model": "", "duration": "1"}, "invalid_parameter"),
     ],
 )
 async def test_bad_query_parameters(
     http: httpx.AsyncClient, path: str, params: dict[str, str], code: str
 ) -> None:
     assert_error(await http.get(path, params=params), 400, code)
+
+
+@pytest.mark.parametrize(
+    ("path", "params"),
+    [
+        # values the OpenAPI document allows, which the server used to refuse with 400
+        ("/api/v1/offers", {"max_price": str(U64_MAX)}),
+        ("/api/v1/offers", {"min_score": "1.1754943508222875e-38", "simulated": "any"}),
+        ("/api/v1/offers", {"gpu_model": "", "region": "", "provider": ""}),
+        ("/api/v1/offers/" + "AB" * 16, {}),
+        ("/api/v1/prices/history", {"model": "RTX 4090 (24 GB) ~x"}),
+    ],
+)
+async def test_parameters_the_document_allows_are_accepted(
+    http: httpx.AsyncClient, path: str, params: dict[str, str]
+) -> None:
+    response = await http.get(path, params=params)
+    assert response.status_code in (200, 404), response.text
+
+
+async def test_a_wrong_method_names_every_allowed_one(http: httpx.AsyncClient) -> None:
+    # GET and POST of /api/v1/offers were two routes: the 405 said `Allow: POST`
+    for method in ("OPTIONS", "PUT", "DELETE"):
+        response = await http.request(method, "/api/v1/offers")
+        assert response.status_code == 405
+        allowed = {m.strip() for m in response.headers["allow"].split(",")}
+        assert {"GET", "POST"} <= allowed, allowed
+    response = await http.request("PUT", "/api/v1/settlements")
+    assert response.status_code == 405 and "GET" in response.headers["allow"]
 
 
 async def test_rate_limits_answer_429_with_retry_after(

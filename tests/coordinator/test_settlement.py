@@ -192,6 +192,51 @@ async def test_intake_checks_the_channel_on_chain(server: Server, world: World) 
     assert server.count("channels", "channel = ?", (str(channel.address),)) == 0
 
 
+async def test_intake_refuses_a_receipt_above_the_deposit(server: Server, world: World) -> None:
+    # D1: intake never compared cumulative with the channel's deposit
+    renter, provider = world.renters[0], world.providers[2]
+    channel = await world.open(renter, provider, deposit=DGPU)
+    async with client_for(server, provider) as client:
+        with pytest.raises(CoordinatorClientError) as above:
+            await client.post_receipt(world.receipt(renter, channel, DGPU + 1))
+        await client.post_receipt(world.receipt(renter, channel, DGPU))
+    assert (above.value.status, above.value.code) == (422, "above_deposit")
+    assert server.count("channels", "channel = ?", (str(channel.address),)) == 1
+
+
+async def test_a_batch_is_checked_on_chain_receipt_by_receipt(server: Server, world: World) -> None:
+    renter, provider = world.renters[1], world.providers[2]
+    good, greedy = [await world.open(renter, provider, deposit=DGPU) for _ in range(2)]
+    async with client_for(server, provider) as client:
+        results = await client.post_receipts(
+            [world.receipt(renter, good, 2000), world.receipt(renter, greedy, DGPU + 1)]
+        )
+    assert [r["status"] for r in results] == ["accepted", "refused"]
+    assert results[1]["code"] == "above_deposit"
+    assert server.count("channels", "channel = ?", (str(good.address),)) == 1
+    assert server.count("channels", "channel = ?", (str(greedy.address),)) == 0
+
+
+class Unreadable(ChainEscrow):
+    """A chain that cannot be read (down, or partitioned from the coordinator)."""
+
+    async def read_channels(self, channels: Sequence[bytes]) -> list[ChannelState | None]:
+        raise ChainUnavailable("connection refused")
+
+
+async def test_intake_refuses_what_it_cannot_check_on_chain(tmp_path: Path, world: World) -> None:
+    # D1: a receipt whose channel could not be read was admitted unchecked
+    renter, provider = world.renters[1], world.providers[0]
+    channel = await world.open(renter, provider, deposit=DGPU)
+    config = make_config(tmp_path)
+    with running_server(config, backend=backend(world, Unreadable), clock=ManualClock()) as srv:
+        async with client_for(srv, provider) as client:
+            with pytest.raises(CoordinatorClientError) as refused:
+                await client.post_receipt(world.receipt(renter, channel, 1000))
+        assert (refused.value.status, refused.value.code) == (503, "chain_unavailable")
+        assert srv.count("channels") == 0
+
+
 def test_crash_between_submit_and_record_is_reconciled_without_double_payment(
     tmp_path: Path,
 ) -> None:
