@@ -13,10 +13,11 @@ from dgpu.cli.output import emit_json, stderr
 from dgpu.contracts_client.chain import ChainError, RpcChain
 from dgpu.contracts_client.errors import EscrowClientError
 from dgpu.contracts_client.escrow import EscrowClient
+from dgpu.contracts_client.money import ChainEscrow
 from dgpu.coordinator.app import create_app
 from dgpu.coordinator.config import CoordinatorConfig, RateLimit
-from dgpu.coordinator.escrow_backend import EscrowBackend
 from dgpu.coordinator.server import Listen, bind, serve_app
+from dgpu.coordinator.settlement import SettlementBackend
 from dgpu.pricing import DEFAULT_RATE_CARD, RateCard, load_rate_card
 from dgpu.protocol.keyfile import load_identity
 
@@ -143,13 +144,13 @@ async def _serve(
         await serve_app(create_app(config, card=card), sock)
         return
     assert key_path is not None
-    settler = load_identity(key_path).to_solders()
+    settler = load_identity(key_path)
     async with RpcChain(rpc_url, poll_interval=poll_interval) as chain:
         escrow = EscrowClient(chain)
         try:
             await escrow.read_config()
         except (ChainError, EscrowClientError) as exc:
             log.warning("escrow config not readable at %s: %s", rpc_url, exc)
-        backend = EscrowBackend(escrow, settler)
+        backend = SettlementBackend(ChainEscrow(escrow), settler)
         config = replace(config, program_id=backend.program_id)
         await serve_app(create_app(config, backend=backend, card=card), sock)

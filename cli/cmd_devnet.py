@@ -5,6 +5,9 @@ funds a wallet for every node, starts the coordinator and its explorer, a bootst
 and N providers (real NVML if present, otherwise simulated GPUs, clearly labelled; the
 Docker executor when a Docker engine answers, otherwise the local-process executor).
 ``--demo`` also runs a renter's job end to end and prints a summary read from the chain.
+
+While it runs, a part that dies is restarted on the same ports with the same state
+(:mod:`dgpu.cli.devnet.supervisor`); only Ctrl-C or SIGTERM stops the devnet.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from types import FrameType
 import click
 from dgpu.cli.devnet.demo import run_demo
 from dgpu.cli.devnet.parts import Options, Running, run_args, start_network
+from dgpu.cli.devnet.ports import choose_ports, read_state, write_state
 from dgpu.cli.devnet.status import render
 from dgpu.cli.devnet.supervisor import DevnetError, Supervisor, supervised
 from dgpu.cli.devnet.wallets import load_wallets
@@ -69,6 +73,9 @@ def cleanup_containers(running: Running | None) -> int:
 @click.option("--providers", default=3, show_default=True, help="Provider nodes to start.")
 @click.option("--demo", is_flag=True, help="Run a sample job end to end, print a summary, exit.")
 @click.option(
+    "--keep", is_flag=True, help="With --demo: keep the devnet (and its explorer) up afterwards."
+)
+@click.option(
     "--json",
     "as_json",
     is_flag=True,
@@ -90,11 +97,19 @@ def cleanup_containers(running: Running | None) -> int:
     help="Docker when an engine answers (auto), else local processes.",
 )
 def command(
-    providers: int, demo: bool, as_json: bool, state_dir: Path, fresh: bool, executor: str
+    providers: int,
+    demo: bool,
+    keep: bool,
+    as_json: bool,
+    state_dir: Path,
+    fresh: bool,
+    executor: str,
 ) -> None:
     """Start a local dgpu network: chain, coordinator + explorer, bootstrap, providers."""
     if providers < 1:
         raise click.BadParameter("at least one provider", param_hint="--providers")
+    if keep and not demo:
+        raise click.BadParameter("only with --demo", param_hint="--keep")
     if fresh and state_dir.exists():
         shutil.rmtree(state_dir)
     state_dir.mkdir(parents=True, exist_ok=True)
@@ -104,7 +119,12 @@ def command(
             stderr.print(
                 "notice: no Docker engine answers; providers use the local-process executor"
             )
-    options = Options(state_dir=state_dir, providers=providers, executor=executor)
+    options = Options(
+        state_dir=state_dir,
+        providers=providers,
+        executor=executor,
+        ports=choose_ports(state_dir, providers),
+    )
     wallets = load_wallets(state_dir, providers)
     _stop_on_sigterm()
     running: Running | None = None
@@ -115,9 +135,13 @@ def command(
             if demo:
                 with stderr.status("running the demo job (find, negotiate, fund, run, pay)…"):
                     summary = run_demo(options, running, wallets)
+                if not keep:
+                    # the devnet stops when the demo ends: hand out no URL nobody answers
+                    summary = {**summary, "explorer_url": None}
                 (state_dir / "demo.json").write_text(json.dumps(summary, indent=2) + "\n")
                 _print_summary(summary, as_json)
-                return
+                if not keep:
+                    return
             ready = {
                 "rpc_url": running.rpc_url,
                 "mint": str(running.mint),
@@ -126,12 +150,13 @@ def command(
                 "bootstrap": running.bootstrap,
                 "providers": list(running.provider_addresses),
                 "run_command": ["dgpu", *run_args(options, running)],
-                "pids": [child.process.pid for child in sup.children],
+                "ports": options.ports.as_json(),
+                "pids": sup.pids(),
             }
-            (state_dir / "devnet.json").write_text(json.dumps(ready, indent=2) + "\n")
-            if as_json:
+            write_state(state_dir, ready)
+            if as_json and not demo:  # --demo --json printed its summary already
                 emit_json(ready)
-            _watch(sup, running, run_args(options, running))
+            _watch(sup, running, run_args(options, running), state_dir)
         except KeyboardInterrupt:
             stderr.print("stopping…")
         except DevnetError as exc:
@@ -143,11 +168,17 @@ def command(
                 stderr.print(f"removed {removed} leftover container(s)")
 
 
-def _watch(sup: Supervisor, running: Running, args: list[str]) -> None:
+def _watch(sup: Supervisor, running: Running, args: list[str], state_dir: Path) -> None:
+    """Show the panel and restart dead parts until Ctrl-C/SIGTERM (KeyboardInterrupt)."""
     with Live(render(sup, running, ["dgpu", *args]), console=stderr, refresh_per_second=1) as live:
         while True:
-            time.sleep(2)
-            sup.check()
+            time.sleep(1)
+            events = sup.revive()
+            for line in events:
+                # above the panel, and kept in the scrollback: what happened when
+                live.console.print(f"[yellow]{time.strftime('%H:%M:%S')} {line}[/]")
+            if events:
+                write_state(state_dir, {**read_state(state_dir), "pids": sup.pids()})
             live.update(render(sup, running, ["dgpu", *args]))
 
 
@@ -179,7 +210,10 @@ def _print_summary(summary: dict[str, object], as_json: bool) -> None:
         ("platform fee", dgpu("platform_fee")),
         ("refunded to renter", dgpu("refunded_to_renter")),
         ("settlement tx", ", ".join(map(str, summary["settlement_signatures"]))),  # type: ignore[call-overload]
-        ("explorer", summary["explorer_url"]),
+        (
+            "explorer",
+            summary["explorer_url"] or "stopped with the devnet (--demo --keep keeps it up)",
+        ),
     ]
     for label, value in lines:
         click.echo(f"{label:20} {value}")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import shutil
 import time
 from collections.abc import AsyncIterator, Collection
 from contextlib import asynccontextmanager
@@ -235,10 +236,32 @@ async def _open_executor(
             LocalProcessExecutor(LocalProcessConfig(enabled=True, workdir=workdir))
         )
         return
-    async with open_docker_executor(
-        DockerConfig(owner=owner, base_url=docker_url, workdir=workdir)
-    ) as docker:
+    config = DockerConfig(
+        owner=owner,
+        base_url=docker_url,
+        workdir=workdir,
+        watchdog_dir=data_dir / "watchdog",
+        watchdog_busybox=_static_busybox(),
+    )
+    async with open_docker_executor(config) as docker:
         yield docker
+
+
+def _static_busybox() -> Path | None:
+    """The host's busybox if statically linked (it then runs in any image: the container
+    watchdog needs no shell of the image's own); None otherwise."""
+    found = shutil.which("busybox")
+    if found is None:
+        return None
+    try:
+        with open(found, "rb") as f:
+            head = f.read(4096)
+    except OSError:
+        return None
+    # an ELF file with a program interpreter names it near its start
+    if not head.startswith(b"\x7fELF") or b"/ld-linux" in head or b"/ld-musl" in head:
+        return None
+    return Path(found).resolve()
 
 
 class _LocalExecutor:

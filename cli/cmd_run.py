@@ -24,6 +24,7 @@ from typing import Any
 
 import click
 import trio
+from dgpu.cli import pidfile as pidfiles
 from dgpu.cli.nodeopts import (
     CliSetupError,
     cancel_on_signals,
@@ -273,6 +274,7 @@ async def _run(
     running = data_dir / "running"
     running.mkdir(parents=True, exist_ok=True)
     pidfile = running / f"{job_id.hex()}.pid"
+    close_stale_jobs(data_dir)
     with open_store(data_dir) as store:
         store.record_key(
             address=identity.address,
@@ -281,7 +283,7 @@ async def _run(
             path=str(identity_path),
             now=int(time.time()),
         )
-        pidfile.write_text(str(os.getpid()))
+        pidfiles.write(pidfile)
         try:
             async with (
                 open_escrow(rpc_url) as escrow,
@@ -347,12 +349,20 @@ def _summary(result: JobResult) -> None:
         f"[{colour}]job {result.state}[/] (exit {result.exit_code}) {result.detail}",
         highlight=False,
     )
+    # What we signed is what the provider *may* settle; what it acknowledged it holds
+    # durably. Neither is "paid" until the chain says so (dgpu run reclaim shows the rest).
     stderr.print(
         f"billed {result.seconds_billed}s x {result.gpu_count} GPU at"
-        f" {result.price_per_gpu_second} per GPU-second: paid {_dgpu(result.amount_paid)}"
+        f" {result.price_per_gpu_second} per GPU-second: signed {_dgpu(result.amount_paid)}"
         f" of {_dgpu(result.deposit)} deposited",
         highlight=False,
     )
+    if result.acknowledged != result.amount_paid:
+        stderr.print(
+            f"the provider acknowledged {_dgpu(result.acknowledged)} of it (it may settle up"
+            " to what was signed; the chain has the final word)",
+            highlight=False,
+        )
     stderr.print(
         f"the rest can be reclaimed after {time.ctime(result.reclaimable_at)}"
         " with: dgpu run reclaim",
@@ -370,20 +380,52 @@ def _summary(result: JobResult) -> None:
 @click.argument("job_id", required=False)
 def cancel(data_dir: Path, job_id: str | None) -> None:
     """Cancel a running ``dgpu run`` of this data dir (all of them without JOB_ID)."""
-    pidfiles = sorted((data_dir / "running").glob("*.pid"))
+    found = sorted((data_dir / "running").glob("*.pid"))
     if job_id is not None:
-        pidfiles = [p for p in pidfiles if p.stem == job_id]
-    if not pidfiles:
+        found = [p for p in found if p.stem == job_id]
+    if not found:
         raise CliSetupError("no running job to cancel")
-    for pidfile in pidfiles:
-        pid = int(pidfile.read_text())
-        try:
-            os.kill(pid, signal.SIGINT)
-        except ProcessLookupError:
-            pidfile.unlink(missing_ok=True)
-            stderr.print(f"job {pidfile.stem}: not running any more")
-            continue
-        stderr.print(f"job {pidfile.stem}: cancel requested")
+    for path in found:
+        # only the very process that wrote the file: its PID may belong to another now
+        if pidfiles.send(path, signal.SIGINT):
+            stderr.print(f"job {path.stem}: cancel requested")
+        else:
+            stderr.print(f"job {path.stem}: not running any more")
+    close_stale_jobs(data_dir)
+
+
+def close_stale_jobs(data_dir: Path) -> list[str]:
+    """Close the jobs of ``dgpu run`` processes that ended without closing them (killed):
+    their PID file is stale; their job is marked abandoned (the channel stays, and
+    ``dgpu run reclaim`` takes back what it holds). Returns the job ids closed."""
+    running = data_dir / "running"
+    stale = [
+        p
+        for p in sorted(running.glob("*.pid"))
+        if (record := pidfiles.read(p)) is None or not pidfiles.is_ours(record)
+    ]
+    if not stale:
+        return []
+    closed: list[str] = []
+    with open_store(data_dir) as store:
+        for path in stale:
+            try:
+                job = store.get_job(bytes.fromhex(path.stem), "renter")
+            except ValueError:
+                job = None  # not a job id: not ours to read
+            if job is not None and job.live:
+                store.update_job(
+                    job.job_id,
+                    "renter",
+                    now=int(time.time()),
+                    state="abandoned",
+                    ended_at=int(time.time()),
+                    detail="the dgpu run process ended without closing the job (killed?)",
+                )
+                closed.append(path.stem)
+                stderr.print(f"job {path.stem}: its dgpu run ended without closing it; abandoned")
+            path.unlink(missing_ok=True)
+    return closed
 
 
 @command.command("reclaim")

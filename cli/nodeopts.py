@@ -18,8 +18,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 import click
 import trio
 from dgpu.cli.output import emit_json, stderr
+from dgpu.contracts_client.money import ChainEscrow
 from dgpu.node.net.interface import Network
-from dgpu.node.payments.chain import ChainEscrow
 from dgpu.node.store import NodeStore
 from dgpu.pricing import SECONDS_PER_HOUR, dgpu_to_base_units
 from dgpu.pricing.units import ceil_div

@@ -2,11 +2,14 @@
 
 - :mod:`~dgpu.contracts_client.chain`: the ``Chain`` interface (LiteSVM, JSON-RPC) and its errors;
 - :mod:`~dgpu.contracts_client.idl`: the Anchor IDL driving instruction encoding and account
-  decoding (anchorpy's coder), ``ChannelState`` and ``ConfigState``;
+  decoding (anchorpy's coder), ``ChannelAccount`` and ``ConfigState``;
 - :mod:`~dgpu.contracts_client.instructions`: pure builders of the escrow's instructions;
 - :mod:`~dgpu.contracts_client.settlement`: batched ``settle`` transactions (Ed25519 precompile,
   v0 messages with an address lookup table) and how many receipts fit one;
 - :mod:`~dgpu.contracts_client.escrow`: ``EscrowClient``, the operations as async calls;
+- :mod:`~dgpu.contracts_client.money`: the money seam the node, the coordinator and the
+  simulations share: one ``Escrow`` interface and ``ChannelState``, the chain-backed and
+  the in-memory (proven equal) escrows, and the one ``Settler`` (its own error tree);
 - :mod:`~dgpu.contracts_client.pda`, :mod:`~dgpu.contracts_client.ed25519`,
   :mod:`~dgpu.contracts_client.lookup_table`: addresses and low-level instruction builders.
 
@@ -23,8 +26,13 @@ from dgpu.contracts_client.errors import (
     EscrowProgramError,
 )
 from dgpu.contracts_client.escrow import EscrowClient, OpenedChannel
-from dgpu.contracts_client.idl import ChannelState, ConfigState, EscrowIdl, default_idl
-from dgpu.contracts_client.instructions import DEFAULT_DISPUTE_WINDOW, DEFAULT_FEE_BPS
+from dgpu.contracts_client.idl import ChannelAccount, ConfigState, EscrowIdl, default_idl
+from dgpu.contracts_client.instructions import (
+    DEFAULT_BOUNDS,
+    DEFAULT_DISPUTE_WINDOW,
+    DEFAULT_FEE_BPS,
+    ChannelBounds,
+)
 from dgpu.contracts_client.pda import (
     associated_token_address,
     channel_address,
@@ -41,14 +49,16 @@ from dgpu.contracts_client.settlement import (
 )
 
 __all__ = [
+    "DEFAULT_BOUNDS",
     "DEFAULT_DISPUTE_WINDOW",
     "DEFAULT_FEE_BPS",
     "ED25519_PROGRAM_ID",
     "PACKET_DATA_SIZE",
     "AccountDecodeError",
     "BatchTooLarge",
+    "ChannelAccount",
+    "ChannelBounds",
     "ChannelNotFound",
-    "ChannelState",
     "ConfigNotFound",
     "ConfigState",
     "EscrowClient",

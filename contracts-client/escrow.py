@@ -22,10 +22,12 @@ from dgpu.contracts_client.errors import (
     ConfigNotFound,
     EscrowProgramError,
 )
-from dgpu.contracts_client.idl import ChannelState, ConfigState, EscrowIdl, default_idl
+from dgpu.contracts_client.idl import ChannelAccount, ConfigState, EscrowIdl, default_idl
 from dgpu.contracts_client.instructions import (
+    DEFAULT_BOUNDS,
     DEFAULT_DISPUTE_WINDOW,
     DEFAULT_FEE_BPS,
+    ChannelBounds,
     cooperative_close_ix,
     initialize_ix,
     open_channel_ix,
@@ -55,7 +57,7 @@ log = logging.getLogger(__name__)
 class OpenedChannel:
     """A channel just opened: its state as read back from the chain, and the signature."""
 
-    state: ChannelState
+    state: ChannelAccount
     signature: Signature
 
     @property
@@ -81,17 +83,17 @@ class EscrowClient:
         self._check_owner(self.config_address, account, "Config")
         return self.idl.decode_config(self.config_address, bytes(account.data))
 
-    async def read_channel(self, channel: Pubkey) -> ChannelState:
+    async def read_channel(self, channel: Pubkey) -> ChannelAccount:
         """The channel's state; :class:`ChannelNotFound` once closed or never opened."""
         (state,) = await self.read_channels([channel])
         if state is None:
             raise ChannelNotFound(channel)
         return state
 
-    async def read_channels(self, channels: Sequence[Pubkey]) -> list[ChannelState | None]:
+    async def read_channels(self, channels: Sequence[Pubkey]) -> list[ChannelAccount | None]:
         """States of several channels in one call (``None`` where there is none)."""
         accounts = await self.chain.get_multiple_accounts(list(channels))
-        states: list[ChannelState | None] = []
+        states: list[ChannelAccount | None] = []
         for address, account in zip(channels, accounts, strict=True):
             if account is None or len(account.data) == 0:
                 states.append(None)
@@ -104,24 +106,31 @@ class EscrowClient:
 
     async def initialize(
         self,
-        admin: Keypair,
+        authority: Keypair,
         *,
         treasury: Pubkey,
         mints: Sequence[Pubkey],
+        admin: Pubkey | None = None,
+        payer: Keypair | None = None,
         settler: Pubkey | None = None,
         fee_bps: int = DEFAULT_FEE_BPS,
         dispute_window: int = DEFAULT_DISPUTE_WINDOW,
     ) -> Signature:
+        """Create the config, signed by the program's upgrade ``authority``; ``admin``
+        (default: the authority) runs it from then on; ``payer`` (default: the authority)
+        pays the rent and the fee."""
         ix = initialize_ix(
-            admin.pubkey(),
+            authority.pubkey(),
             treasury=treasury,
             mints=mints,
+            admin=admin,
+            payer=None if payer is None else payer.pubkey(),
             settler=settler,
             fee_bps=fee_bps,
             dispute_window=dispute_window,
             idl=self.idl,
         )
-        return await self._send([ix], admin)
+        return await self._send([ix], payer or authority, [authority])
 
     async def update_config(
         self,
@@ -158,6 +167,7 @@ class EscrowClient:
         mint: Pubkey,
         deposit: int,
         expiry: int,
+        bounds: ChannelBounds = DEFAULT_BOUNDS,
         channel_id: int | None = None,
         renter_token: Pubkey | None = None,
         payer: Keypair | None = None,
@@ -173,6 +183,7 @@ class EscrowClient:
             channel_id=channel_id,
             deposit=deposit,
             expiry=expiry,
+            bounds=bounds,
             renter_token=renter_token,
             idl=self.idl,
         )

@@ -40,10 +40,12 @@ class ConfigState:
     dispute_window: int
     fee_bps: int
     bump: int
+    version: int = 1
+    """Layout version (0: written before the field existed, same layout)."""
 
 
 @dataclass(frozen=True)
-class ChannelState:
+class ChannelAccount:
     """The decoded ``Channel`` account (amounts in token base units, times in unix s)."""
 
     address: Pubkey
@@ -62,6 +64,8 @@ class ChannelState:
     fee_bps: int
     bump: int
     vault_bump: int
+    version: int = 1
+    """Layout version (0: written before the field existed, same layout)."""
 
     @property
     def refund_after(self) -> int:
@@ -154,9 +158,10 @@ class EscrowIdl:
             dispute_window=int(c.dispute_window),
             fee_bps=int(c.fee_bps),
             bump=int(c.bump),
+            version=int(c.version),
         )
 
-    def decode_channel(self, address: Pubkey, data: bytes) -> ChannelState:
+    def decode_channel(self, address: Pubkey, data: bytes) -> ChannelAccount:
         c = self._decode("Channel", address, data)
         fields = (
             "channel_id",
@@ -170,9 +175,10 @@ class EscrowIdl:
             "fee_bps",
             "bump",
             "vault_bump",
+            "version",
         )
         numbers = {f: int(getattr(c, f)) for f in fields}
-        return ChannelState(
+        return ChannelAccount(
             address=address,
             renter=c.renter,
             provider=c.provider,

@@ -18,7 +18,7 @@ from typing import Final
 from dgpu.contracts import PROGRAM_ID
 from dgpu.contracts_client.ed25519 import SignedMessage, ed25519_instruction
 from dgpu.contracts_client.errors import BatchTooLarge
-from dgpu.contracts_client.idl import ChannelState, EscrowIdl, default_idl
+from dgpu.contracts_client.idl import ChannelAccount, EscrowIdl, default_idl
 from dgpu.contracts_client.pda import associated_token_address
 from dgpu.protocol.identity import SIGNATURE_LEN
 from dgpu.protocol.receipt import ReceiptBody
@@ -56,7 +56,7 @@ class Settlement:
     @classmethod
     def for_channel(
         cls,
-        channel: ChannelState,
+        channel: ChannelAccount,
         cumulative: int,
         signature: bytes,
         *,

@@ -12,12 +12,12 @@ from typing import Any
 
 from dgpu.coordinator.api import market, offers, providers, receipts, settlements, system
 from dgpu.coordinator.config import CoordinatorConfig
-from dgpu.coordinator.errors import ApiError
+from dgpu.coordinator.errors import ApiError, ChannelConflict
 from dgpu.coordinator.explorer import views as explorer
 from dgpu.coordinator.market import Market
 from dgpu.coordinator.metrics import Metrics, MetricsMiddleware
 from dgpu.coordinator.service import Coordinator
-from dgpu.coordinator.settlement import SettlementBackend, Settler
+from dgpu.coordinator.settlement import CoordinatorSettler, SettlementBackend
 from dgpu.coordinator.store import open_store
 from dgpu.pricing import DEFAULT_RATE_CARD, RateCard
 from starlette.applications import Starlette
@@ -33,7 +33,9 @@ log = logging.getLogger(__name__)
 
 OFFER_RETENTION_S = 24 * 3600
 SNAPSHOT_RETENTION_S = 30 * 24 * 3600
-_UNLIMITED_PREFIXES = ("/healthz", "/metrics", "/static/")
+# /metrics is for the operator's scraper, /static/ for cached assets; /healthz is rate-limited
+# like the rest (it is public and unauthenticated).
+_UNLIMITED_PREFIXES = ("/metrics", "/static/")
 
 
 class _Holder:
@@ -41,7 +43,7 @@ class _Holder:
 
 
 class ClientLimitMiddleware:
-    """Per-client-address token bucket on everything but health, metrics and static files."""
+    """Per-client-address token bucket on everything but metrics and static files."""
 
     def __init__(self, app: ASGIApp, holder: _Holder) -> None:
         self.app = app
@@ -78,6 +80,12 @@ async def _api_error(request: Request, exc: Exception) -> Response:
     if _wants_html(request):
         return await explorer.error_page(request, exc)
     return _error_response(exc)
+
+
+async def _domain_error(request: Request, exc: Exception) -> Response:
+    """The one place domain refusals become HTTP answers."""
+    assert isinstance(exc, ChannelConflict)
+    return await _api_error(request, ApiError(409, exc.code, str(exc)))
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:
@@ -122,7 +130,11 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         async with open_store(config.db_path) as store:
-            settler = Settler(store, backend, metrics, clock=clock) if backend is not None else None
+            settler = (
+                CoordinatorSettler(store, backend, metrics, clock=clock)
+                if backend is not None
+                else None
+            )
             coord = Coordinator(
                 config=config,
                 store=store,
@@ -178,6 +190,7 @@ def create_app(
         ],
         exception_handlers={
             ApiError: _api_error,
+            ChannelConflict: _domain_error,
             HTTPException: _http_error,
             Exception: _internal_error,
         },

@@ -26,6 +26,8 @@ class CoordinatorConfig:
     """Signed requests must be dated within this many seconds of the coordinator's clock."""
     max_body_bytes: int = 16 * 1024
     """Request bodies above this are refused with 413 before they are read in full."""
+    body_timeout_s: float = 10.0
+    """A request body must arrive whole within this many seconds (slow bodies get 408)."""
     per_key_limit: RateLimit = RateLimit(per_second=5.0, burst=50)
     """Signed writes per signer address."""
     per_ip_limit: RateLimit = RateLimit(per_second=50.0, burst=200)
@@ -49,3 +51,5 @@ class CoordinatorConfig:
     verify_channels_on_intake: bool = True
     """With a chain, check a receipt's channel on chain when it first arrives."""
     site_name: str = "dgpu explorer"
+    explorer_refresh_s: float = 5.0
+    """The overview page polls its live figures this often (0: never)."""

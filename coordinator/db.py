@@ -83,6 +83,28 @@ class Database:
         return None if row is None else row[0]
 
 
+def u64_sum(expr: str, alias: str) -> str:
+    """SQL columns ``<alias>_hi`` and ``<alias>_lo`` that :func:`u64_total` adds up exactly.
+
+    sqlite's ``sum()`` of 64-bit integers raises "integer overflow" once the total passes
+    2**63 - 1 (two receipts near the maximum were enough to make every page that sums them
+    answer 500). Summing the high and low 32 bits apart cannot overflow below 2**31 rows,
+    and Python adds the halves with unbounded integers. ``expr`` must be non-negative and
+    each value at most 2**63 - 1, which the wire format guarantees for every amount
+    (:data:`dgpu.protocol.messages.U64_MAX`)."""
+    return (
+        f"coalesce(sum(({expr}) >> 32), 0) AS {alias}_hi,"
+        f" coalesce(sum(({expr}) & 4294967295), 0) AS {alias}_lo"
+    )
+
+
+def u64_total(row: Row | None, alias: str) -> int:
+    """The exact sum of :func:`u64_sum`'s two columns (0 without a row)."""
+    if row is None:
+        return 0
+    return (int(row[f"{alias}_hi"]) << 32) + int(row[f"{alias}_lo"])
+
+
 def _statements(sql: str) -> list[str]:
     """Split a migration into complete statements (triggers included)."""
     statements: list[str] = []

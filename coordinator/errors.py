@@ -7,7 +7,8 @@ a message in words; the app renders it as ``{"error": {"code": ..., "message": .
     └── CoordinatorError
         ├── ApiError              a request refused with an HTTP status (4xx/5xx)
         ├── StoreError            the database is unusable (bad schema version, ...)
-        └── SettlementError       a settlement round could not run (no chain, ...)
+        ├── SettlementError       a settlement round could not run (no chain, ...)
+        └── ChannelConflict       a receipt for a channel stored for another party (409)
 
 (The client's error, ``CoordinatorClientError``, lives with the client in
 :mod:`dgpu.node.coordinator_client`.)
@@ -71,3 +72,10 @@ class StoreError(CoordinatorError):
 
 class SettlementError(CoordinatorError):
     """A settlement round cannot run or a batch failed on chain."""
+
+
+class ChannelConflict(CoordinatorError):
+    """A receipt for a channel opening the store holds for another provider, renter,
+    program or job (the API answers 409 ``channel_conflict``)."""
+
+    code = "channel_conflict"

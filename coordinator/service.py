@@ -15,7 +15,7 @@ from dgpu.coordinator.ratelimit import RateLimiter
 from dgpu.coordinator.store import Store
 
 if TYPE_CHECKING:
-    from dgpu.coordinator.settlement import Settler
+    from dgpu.coordinator.settlement import CoordinatorSettler
 
 
 @dataclass
@@ -24,7 +24,7 @@ class Coordinator:
     store: Store
     market: Market
     metrics: Metrics
-    settler: Settler | None = None
+    settler: CoordinatorSettler | None = None
     clock: Callable[[], float] = time.time
     guard: ReplayGuard = field(init=False)
     key_limiter: RateLimiter = field(init=False)

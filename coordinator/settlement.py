@@ -1,115 +1,162 @@
-"""The settlement batcher: highest unsettled receipt per channel, packed into few
-transactions, submitted through the escrow client, recorded, reconciled after a crash.
+"""The coordinator's settlement: the one settler (:mod:`dgpu.contracts_client.money`) over
+the coordinator's store, with its intake check and metrics.
 
-A round::
+What this module adds to :class:`~dgpu.contracts_client.money.Settler`:
 
-    unsettled channels ──read on chain──▶ checked (provider, renter, opening, deposit)
-        ──prepare──▶ groups that fit one transaction (address lookup tables)
-        ──for each group: write batch (pending) ─▶ settle (send + confirm) ─▶ read the
-          channels' settled marks ─▶ close the batch (confirmed) and raise ``settled``
+- :class:`StoreJournal`, the settler's journal over the sqlite/PostgreSQL store: claims are
+  the highest unsettled receipt per channel opening (``channels``), batches are the
+  ``batches`` / ``batch_items`` rows, written ``pending`` before a transaction is sent so
+  that a crash leaves them to :meth:`CoordinatorSettler.reconcile`;
+- :meth:`CoordinatorSettler.check_intake`, the check of a posted receipt against the chain;
+- the metrics (batches by outcome, amount settled, chain failures).
 
-Safety rests on the program, not on this bookkeeping: a receipt at or below a channel's
-on-chain ``settled`` mark pays nothing, so resubmitting after a crash or a timeout can never
-pay twice. A batch refused as a whole (one bad receipt fails the transaction) is split in
-halves until the culprit stands alone; that channel is then set aside (``rejected``) when
-the program refused it, or noted and retried next round when the failure was not its own.
-A batch left ``pending``/``submitted`` by a crash is closed at start by :meth:`reconcile`
-from the chain's marks (``reconciled`` when every item is settled, else ``failed``, and its
-channels are simply eligible again).
+Errors::
+
+    DgpuError
+    └── CoordinatorError (dgpu.coordinator.errors)
+        └── SettlementError
+            └── IntakeRefused     a posted receipt the chain contradicts (``code`` says how;
+                                  the API maps it to 403/422)
+
+The chain's own errors are the money seam's (``ChainUnavailable`` when a round cannot read
+the chain: the API answers 503).
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from typing import Literal, Protocol
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 
-from dgpu.coordinator.errors import SettlementError, forbidden, unprocessable
+from dgpu.contracts_client.money import (
+    BatchItem,
+    ChainUnavailable,
+    ChannelState,
+    Claim,
+    Escrow,
+    OpenBatch,
+    Opening,
+    Outcome,
+    RoundReport,
+    SetAside,
+    Settler,
+)
+from dgpu.coordinator.errors import SettlementError
 from dgpu.coordinator.metrics import Metrics
 from dgpu.coordinator.store import ChannelKey, Store, Unsettled
-from dgpu.protocol.identity import address_of
+from dgpu.protocol.identity import Identity, address_of, public_key_of_address
 from dgpu.protocol.messages import Receipt
 
 log = logging.getLogger(__name__)
 
+_MARKS: dict[SetAside, str] = {
+    "missing": "missing",
+    "rejected": "rejected",
+    "above_deposit": "open",  # a top-up may make it settle
+    "failed": "open",  # not the receipt's fault: retried next round
+}
+"""The ``channels.state`` a claim set aside is left in."""
+
+
+class IntakeRefused(SettlementError):
+    """A posted receipt the chain contradicts. ``code``: ``wrong_program``,
+    ``unknown_channel``, ``not_channel_provider``, ``wrong_renter``, ``wrong_opening``."""
+
+    def __init__(self, message: str, code: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
 
 @dataclass(frozen=True)
-class OnChainChannel:
-    """What the settler needs of a channel account."""
+class SettlementBackend:
+    """The escrow the coordinator settles through, and the key that pays every settlement
+    (and owns the lookup tables)."""
 
-    provider: str
-    renter: str
-    open_nonce: int
-    deposit: int
-    settled: int
+    escrow: Escrow
+    payer: Identity
 
-
-class DeterministicFailure(SettlementError):
-    """The chain refused a batch as it is (raised by backends; the batcher bisects it).
-    ``permanent``: the escrow program itself refused a receipt, so the culprit is set aside."""
-
-    def __init__(self, message: str, *, permanent: bool) -> None:
-        super().__init__(message)
-        self.permanent = permanent
+    @property
+    def program_id(self) -> str:
+        """Base58 id of the escrow program whose channels this coordinator settles."""
+        return address_of(self.escrow.program_id)
 
 
-class ChainTrouble(SettlementError):
-    """The chain could not be reached or did not confirm in time: the batch may or may not
-    have landed (raised by backends; the batcher reconciles from the chain)."""
+def _key(opening: Opening) -> ChannelKey:
+    return ChannelKey(address_of(opening[0]), opening[1])
 
 
-class SettlementBackend(Protocol):
-    """The escrow as the batcher sees it (adapted from ``dgpu.contracts_client``)."""
+class StoreJournal:
+    """The settler's journal over the coordinator's store (see the module docstring)."""
 
-    program_id: str
-    """Base58 id of the escrow program whose channels this backend settles."""
+    def __init__(
+        self, store: Store, metrics: Metrics, *, clock: Callable[[], float], limit: int
+    ) -> None:
+        self.store = store
+        self.metrics = metrics
+        self.clock = clock
+        self.limit = limit
+        self._rows: dict[Opening, Unsettled] = {}
 
-    async def read_channels(self, channels: Sequence[str]) -> dict[str, OnChainChannel | None]:
-        """The channel accounts at these addresses (None where there is none)."""
-        ...
+    def _now(self) -> int:
+        return int(self.clock())
 
-    async def prepare(self, items: Sequence[Unsettled]) -> list[list[Unsettled]]:
-        """Split ``items`` into groups that each fit one settle transaction (setting up
-        lookup tables as needed)."""
-        ...
+    async def claims(self) -> Sequence[Claim]:
+        rows = await self.store.channels.unsettled(self.limit)
+        claims = [
+            Claim(u.receipt(), provider=public_key_of_address(u.provider), settled=u.settled)
+            for u in rows
+        ]
+        self._rows = {c.opening: u for c, u in zip(claims, rows, strict=True)}
+        return claims
 
-    async def settle(self, items: Sequence[Unsettled]) -> str:
-        """Send one settle transaction for ``items``, wait for confirmation, return its
-        signature; raise DeterministicFailure or ChainTrouble."""
-        ...
+    async def chain_mark(self, claim: Claim, settled: int) -> None:
+        await self.store.channels.set_settled(_key(claim.opening), settled, self._now())
+
+    async def eligible(self, claim: Claim) -> None:
+        await self.store.channels.mark(_key(claim.opening), state="open", note="")
+
+    async def set_aside(self, claim: Claim, reason: SetAside, note: str) -> None:
+        await self.store.channels.mark(_key(claim.opening), state=_MARKS[reason], note=note)
+
+    async def open_batch(self, claims: Sequence[Claim]) -> int:
+        return await self.store.channels.create_batch(
+            [self._rows[c.opening] for c in claims], self._now()
+        )
+
+    async def batch_sent(self, batch_id: int, signature: str) -> None:
+        await self.store.channels.set_submitted(batch_id, signature)
+
+    async def close_batch(
+        self, batch_id: int, outcome: Outcome, marks: Mapping[Opening, int], error: str
+    ) -> None:
+        await self.store.channels.finish_batch(
+            batch_id,
+            state=outcome,
+            settled_after={_key(opening): mark for opening, mark in marks.items()},
+            now=self._now(),
+            error=error,
+        )
+        self.metrics.batches.labels(outcome).inc()
+
+    async def open_batches(self) -> Sequence[OpenBatch]:
+        return [
+            OpenBatch(
+                batch_id,
+                signature,
+                [
+                    BatchItem(public_key_of_address(key.channel), key.open_nonce, cumulative)
+                    for key, cumulative in items
+                ],
+            )
+            for batch_id, signature, items in await self.store.channels.open_batches()
+        ]
 
 
-@dataclass
-class RoundReport:
-    batches: int = 0
-    confirmed: int = 0
-    reconciled: int = 0
-    """Batches whose confirmation was lost but whose receipts the chain shows settled."""
-    failed: int = 0
-    channels_settled: int = 0
-    amount: int = 0
-    signatures: list[str] = field(default_factory=list)
-    skipped: dict[str, int] = field(default_factory=dict)
+class CoordinatorSettler:
+    """Settlement rounds over the store (:class:`StoreJournal`), metered, and the intake
+    check."""
 
-    def skip(self, reason: str) -> None:
-        self.skipped[reason] = self.skipped.get(reason, 0) + 1
-
-    def as_json(self) -> dict[str, object]:
-        return {
-            "batches": self.batches,
-            "confirmed": self.confirmed,
-            "reconciled": self.reconciled,
-            "failed": self.failed,
-            "channels_settled": self.channels_settled,
-            "amount": self.amount,
-            "signatures": list(self.signatures),
-            "skipped": dict(self.skipped),
-        }
-
-
-class Settler:
     def __init__(
         self,
         store: Store,
@@ -122,193 +169,94 @@ class Settler:
         self.store = store
         self.backend = backend
         self.metrics = metrics
-        self.clock = clock
-        self.max_channels_per_round = max_channels_per_round
-        self._lock = asyncio.Lock()
-
-    def _now(self) -> int:
-        return int(self.clock())
+        self.journal = StoreJournal(store, metrics, clock=clock, limit=max_channels_per_round)
+        self.settler = Settler(backend.escrow, backend.payer, self.journal)
 
     async def check_intake(self, receipt: Receipt, provider: str, *, read_chain: bool) -> None:
-        """Refuse a receipt of another program or (``read_chain``) whose channel on chain
-        belongs to someone else. A chain that cannot be read does not block intake (the
-        round checks again)."""
+        """Refuse (:class:`IntakeRefused`) a receipt of another program or (``read_chain``)
+        whose channel on chain belongs to someone else or that claims more than the
+        channel's deposit. A chain that cannot be read refuses the receipt for now
+        (``chain_unavailable``: the provider posts it again later) rather than admitting
+        what nobody checked."""
+        (refusal,) = await self.check_intake_many([receipt], provider, read_chain=read_chain)
+        if refusal is not None:
+            raise refusal
+
+    async def check_intake_many(
+        self, receipts: Sequence[Receipt], provider: str, *, read_chain: bool
+    ) -> list[IntakeRefused | None]:
+        """:meth:`check_intake` for many receipts, reading their channels together (100
+        per request); the refusal of each receipt in its place. A chain that cannot be
+        read raises ``chain_unavailable`` for the lot."""
+        program_id = self.backend.program_id
+        found: dict[bytes, ChannelState | None] = {}
+        if read_chain:
+            wanted = sorted({r.channel for r in receipts if address_of(r.program_id) == program_id})
+            try:
+                found = await self.settler.read(wanted)
+            except ChainUnavailable as exc:
+                log.warning("cannot check %d channels on chain at intake: %s", len(wanted), exc)
+                raise IntakeRefused(
+                    "cannot read the channels on chain now; post the receipts again later",
+                    "chain_unavailable",
+                ) from exc
+        return [self._refusal(r, provider, found, read_chain=read_chain) for r in receipts]
+
+    def _refusal(
+        self,
+        receipt: Receipt,
+        provider: str,
+        found: Mapping[bytes, ChannelState | None],
+        *,
+        read_chain: bool,
+    ) -> IntakeRefused | None:
         channel = address_of(receipt.channel)
-        if address_of(receipt.program_id) != self.backend.program_id:
-            raise unprocessable(
-                f"this coordinator settles channels of program {self.backend.program_id}",
-                "wrong_program",
+        program_id = self.backend.program_id
+        if address_of(receipt.program_id) != program_id:
+            return IntakeRefused(
+                f"this coordinator settles channels of program {program_id}", "wrong_program"
             )
         if not read_chain:
-            return
-        try:
-            found = (await self.backend.read_channels([channel])).get(channel)
-        except ChainTrouble as exc:
-            log.warning("cannot check channel %s on chain at intake: %s", channel, exc)
-            return
-        if found is None:
-            raise unprocessable(f"no open channel {channel} on chain", "unknown_channel")
-        if found.provider != provider:
-            raise forbidden("the channel on chain names another provider", "not_channel_provider")
-        if found.renter != address_of(receipt.renter):
-            raise unprocessable("the channel on chain names another renter", "wrong_renter")
-        if found.open_nonce != receipt.open_nonce:
-            raise unprocessable(
-                f"the channel's opening on chain is {found.open_nonce}, not {receipt.open_nonce}",
+            return None
+        state = found.get(receipt.channel)
+        if state is None:
+            return IntakeRefused(f"no open channel {channel} on chain", "unknown_channel")
+        if address_of(state.provider) != provider:
+            return IntakeRefused(
+                "the channel on chain names another provider", "not_channel_provider"
+            )
+        if state.renter != receipt.renter:
+            return IntakeRefused("the channel on chain names another renter", "wrong_renter")
+        if state.open_nonce != receipt.open_nonce:
+            return IntakeRefused(
+                f"the channel's opening on chain is {state.open_nonce}, not {receipt.open_nonce}",
                 "wrong_opening",
             )
+        if receipt.cumulative > state.deposit:
+            return IntakeRefused(
+                f"the receipt claims {receipt.cumulative}, above the channel's deposit "
+                f"{state.deposit}",
+                "above_deposit",
+            )
+        return None
 
     async def reconcile(self) -> int:
         """Close batches a crash left open, from the chain's settled marks."""
-        async with self._lock:
-            return await self._reconcile(reason="after restart")
-
-    async def _reconcile(self, *, reason: str) -> int:
-        open_batches = await self.store.channels.open_batches()
-        for batch_id, signature, keys in open_batches:
-            chain = await self.backend.read_channels(sorted({k.channel for k in keys}))
-            await self._close_from_chain(batch_id, keys, chain, reason=reason)
-            log.info("reconciled batch %d (signature %r) from chain", batch_id, signature)
-        return len(open_batches)
+        return await self.settler.reconcile()
 
     async def run_once(self) -> RoundReport:
-        """One round: close batches an earlier round left open (chain trouble), then settle."""
-        async with self._lock:
-            await self._reconcile(reason="left open by an earlier round")
-            report = RoundReport()
-            candidates = await self.store.channels.unsettled(self.max_channels_per_round)
-            if not candidates:
-                return report
-            chain = await self.backend.read_channels(sorted({u.key.channel for u in candidates}))
-            ready = [u for u in candidates if await self._eligible(u, chain, report)]
-            for group in await self.backend.prepare(ready) if ready else []:
-                if not await self._settle_group(group, report):
-                    break
-            return report
+        """One round (see :class:`~dgpu.contracts_client.money.Settler`), metered."""
+        report = await self.settler.run_once()
+        if report.unavailable:
+            self.metrics.failures.labels("settlement").inc(report.unavailable)
+        if report.amount:
+            self.metrics.settled_amount.inc(report.amount)
+        return report
 
-    async def _eligible(
-        self, item: Unsettled, chain: dict[str, OnChainChannel | None], report: RoundReport
-    ) -> bool:
-        found = chain.get(item.key.channel)
-        now = self._now()
-        if found is None:
-            await self.store.channels.mark(item.key, state="missing", note="no channel on chain")
-            report.skip("missing")
-            return False
-        problem = None
-        if found.provider != item.provider:
-            problem = "the channel on chain names another provider"
-        elif found.renter != item.renter:
-            problem = "the channel on chain names another renter"
-        elif found.open_nonce != item.key.open_nonce:
-            problem = f"the channel was reopened (opening {found.open_nonce})"
-        elif item.program_id != self.backend.program_id:
-            problem = "the receipt is for another escrow program"
-        if problem is not None:
-            await self.store.channels.mark(item.key, state="rejected", note=problem)
-            report.skip("rejected")
-            return False
-        if found.settled > item.settled:
-            await self.store.channels.set_settled(item.key, found.settled, now)
-        await self.store.channels.mark(item.key, state="open", note="")
-        if found.settled >= item.cumulative:
-            report.skip("already_settled")
-            return False
-        if item.cumulative > found.deposit:
-            await self.store.channels.mark(
-                item.key, state="open", note=f"receipt exceeds the deposit {found.deposit}"
-            )
-            report.skip("above_deposit")
-            return False
-        return True
 
-    async def _settle_group(self, group: list[Unsettled], report: RoundReport) -> bool:
-        """Settle one group, bisecting on a deterministic refusal; False on chain trouble."""
-        batch_id = await self.store.channels.create_batch(group, self._now())
-        report.batches += 1
-        keys = [u.key for u in group]
-        try:
-            signature = await self.backend.settle(group)
-        except DeterministicFailure as exc:
-            await self.store.channels.finish_batch(
-                batch_id, state="failed", settled_after={}, now=self._now(), error=str(exc)
-            )
-            report.failed += 1
-            self.metrics.batches.labels("failed").inc()
-            if len(group) == 1:
-                state = "rejected" if exc.permanent else "open"
-                await self.store.channels.mark(group[0].key, state=state, note=str(exc))
-                report.skip(state if exc.permanent else "failed")
-                return True
-            half = len(group) // 2
-            return await self._settle_group(group[:half], report) and await self._settle_group(
-                group[half:], report
-            )
-        except ChainTrouble as exc:
-            log.warning("settlement batch %d: chain trouble: %s", batch_id, exc)
-            self.metrics.failures.labels("settlement").inc()
-            try:
-                chain = await self.backend.read_channels(sorted({k.channel for k in keys}))
-            except ChainTrouble:
-                return False  # stays pending; reconciled at the next start or round
-            state = await self._close_from_chain(batch_id, keys, chain, reason=str(exc))
-            if state == "reconciled":
-                report.reconciled += 1
-            else:
-                report.failed += 1
-            return False
-        await self.store.channels.set_submitted(batch_id, signature)
-        chain = await self.backend.read_channels(sorted({k.channel for k in keys}))
-        settled_after = {
-            u.key: found.settled for u in group if (found := chain.get(u.key.channel)) is not None
-        }
-        await self.store.channels.finish_batch(
-            batch_id, state="confirmed", settled_after=settled_after, now=self._now()
-        )
-        amount = sum(max(0, settled_after.get(u.key, u.settled) - u.settled) for u in group)
-        report.confirmed += 1
-        report.channels_settled += len(group)
-        report.amount += amount
-        report.signatures.append(signature)
-        self.metrics.batches.labels("confirmed").inc()
-        self.metrics.settled_amount.inc(amount)
-        log.info(
-            "settled batch %d: %d channels, %d base units, %s",
-            batch_id,
-            len(group),
-            amount,
-            signature,
-        )
-        return True
-
-    async def _close_from_chain(
-        self,
-        batch_id: int,
-        keys: Sequence[ChannelKey],
-        chain: dict[str, OnChainChannel | None],
-        *,
-        reason: str,
-    ) -> Literal["reconciled", "failed"]:
-        items = await self.store.db.fetchall(
-            "SELECT channel, open_nonce, cumulative FROM batch_items WHERE batch_id = ?",
-            (batch_id,),
-        )
-        settled_after: dict[ChannelKey, int] = {}
-        done = True
-        for row in items:
-            key = ChannelKey(row["channel"], row["open_nonce"])
-            found = chain.get(key.channel)
-            if found is not None and found.open_nonce == key.open_nonce:
-                settled_after[key] = found.settled
-            if found is None or found.settled < row["cumulative"]:
-                done = False
-        state: Literal["reconciled", "failed"] = "reconciled" if done else "failed"
-        await self.store.channels.finish_batch(
-            batch_id,
-            state=state,
-            settled_after=settled_after,
-            now=self._now(),
-            error="" if done else f"not settled on chain ({reason}); channels retried",
-        )
-        self.metrics.batches.labels(state).inc()
-        return state
+__all__ = [
+    "CoordinatorSettler",
+    "IntakeRefused",
+    "SettlementBackend",
+    "StoreJournal",
+]

@@ -72,8 +72,18 @@ class ProviderConfig:
     offer_ttl_s: int = 300
     allow_network: bool = False
     max_output_bytes: int = DEFAULT_MAX_OUTPUT_BYTES
-    funding_timeout_s: int = 180
-    """How long GPUs stay reserved for an agreed job whose channel has not been shown."""
+    agreement_timeout_s: int = 10
+    """How long a quote holds GPUs while the provider waits for the renter's Agreement."""
+    funding_timeout_s: int = 30
+    """How long GPUs stay reserved for an agreed job whose channel has not been shown
+    (short on purpose: see :mod:`dgpu.node.provider.holds`)."""
+    max_unfunded_per_renter: int = 1
+    """Holds one renter key may have at once before funding one of them."""
+    unfunded_cooldown_s: int = 60
+    """A key whose hold expired unfunded gets no new hold this long (doubling per repeat)."""
+    proof_of_funds: bool = True
+    """Read the renter's token balance on chain and refuse when it does not cover the
+    deposit, before an agreement holds GPUs."""
     channel_margin_s: int = 60
     """The channel must not expire before the job's latest end plus this margin."""
     settle_on_finish: bool = True
@@ -92,7 +102,14 @@ class ProviderConfig:
         for name in ("mint", "program_id"):
             if len(getattr(self, name)) != 32:
                 raise ConfigError(f"{name} must be a 32-byte public key")
-        for name in ("interval_s", "grace_s", "offer_ttl_s", "funding_timeout_s"):
+        for name in (
+            "interval_s",
+            "grace_s",
+            "offer_ttl_s",
+            "agreement_timeout_s",
+            "funding_timeout_s",
+            "max_unfunded_per_renter",
+        ):
             _positive(name, getattr(self, name))
         if not 1 <= self.max_duration_s <= MAX_DURATION_CAP_S:
             raise ConfigError(f"max_duration_s must be 1..{MAX_DURATION_CAP_S} seconds")
@@ -113,6 +130,11 @@ class RenterConfig:
     program_id: bytes
     fee_bps: int = DEFAULT_RATE_CARD.platform_fee_bps
     """Only to show the platform's share in estimates; the chain applies its own."""
+    max_fee_bps: int = 1_000
+    """The largest platform fee this renter accepts: channels are opened with this bound,
+    and the escrow refuses to open one while its config takes more."""
+    max_dispute_window_s: int = 7 * 24 * 3600
+    """The longest dispute window (the wait for a refund after expiry) it accepts, ditto."""
     tolerance_s: int = 2
     """Clock slack granted to a provider's reports (see RenterMeter)."""
     channel_margin_s: int = 120
@@ -133,3 +155,7 @@ class RenterConfig:
         _positive("max_attempts", self.max_attempts)
         if not 0 <= self.fee_bps <= 10_000:
             raise ConfigError("fee_bps must be 0..10000")
+        if not 0 <= self.max_fee_bps <= 10_000:
+            raise ConfigError("max_fee_bps must be 0..10000")
+        if not 0 <= self.max_dispute_window_s < 2**63:
+            raise ConfigError("max_dispute_window_s must be a non-negative i64")

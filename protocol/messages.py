@@ -44,10 +44,12 @@ PublicKey = Annotated[bytes, Meta(min_length=32, max_length=32)]
 Hash32 = Annotated[bytes, Meta(min_length=32, max_length=32)]
 Id16 = Annotated[bytes, Meta(min_length=16, max_length=16)]
 Sig = Annotated[bytes, Meta(max_length=64)]
-ModelName = Annotated[str, Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9 ._-]+$")]
-Region = Annotated[str, Meta(min_length=1, max_length=32, pattern=r"^[a-z0-9-]+$")]
+ModelName = Annotated[str, Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9 ._-]+\Z")]
+Region = Annotated[str, Meta(min_length=1, max_length=32, pattern=r"^[a-z0-9-]+\Z")]
 ShortText = Annotated[str, Meta(max_length=256)]
-Multiaddr = Annotated[str, Meta(min_length=1, max_length=256, pattern=r"^/")]
+# Patterns are searched (msgspec uses re.search): anchor the end with \Z, since "$" also
+# matches before a trailing newline ("H100\n" would pass).
+Multiaddr = Annotated[str, Meta(min_length=1, max_length=256, pattern=r"^/[A-Za-z0-9._~:%+/-]*\Z")]
 GpuCount = Annotated[int, Meta(ge=1, le=64)]
 Seconds = Annotated[int, Meta(ge=1, le=30 * 24 * 3600)]
 
@@ -81,7 +83,7 @@ class Offer(Message, tag="offer", kw_only=True, frozen=True):
 
 
 class EnvVar(msgspec.Struct, frozen=True, array_like=True, forbid_unknown_fields=True):
-    name: Annotated[str, Meta(min_length=1, max_length=128, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]
+    name: Annotated[str, Meta(min_length=1, max_length=128, pattern=r"^[A-Za-z_][A-Za-z0-9_]*\Z")]
     value: Annotated[str, Meta(max_length=4096)]
 
 
@@ -94,7 +96,7 @@ class JobRequest(Message, tag="job_request", kw_only=True, frozen=True):
     offer_id: Id16
     gpu_model: ModelName
     gpu_count: GpuCount
-    image: Annotated[str, Meta(min_length=1, max_length=256, pattern=r"^[A-Za-z0-9./:@_-]+$")]
+    image: Annotated[str, Meta(min_length=1, max_length=256, pattern=r"^[A-Za-z0-9./:@_-]+\Z")]
     command: Annotated[list[Annotated[str, Meta(max_length=4096)]], Meta(max_length=64)]
     env: Annotated[list[EnvVar], Meta(max_length=64)] = []
     max_duration_s: Seconds
@@ -216,7 +218,7 @@ class LogChunk(Message, tag="log_chunk", kw_only=True, frozen=True):
 
 
 class OutputFile(msgspec.Struct, frozen=True, array_like=True, forbid_unknown_fields=True):
-    path: Annotated[str, Meta(min_length=1, max_length=256, pattern=r"^[^/\x00][^\x00]*$")]
+    path: Annotated[str, Meta(min_length=1, max_length=256, pattern=r"^[^/\x00][^\x00]*\Z")]
     sha256: Hash32
     size: U64
 

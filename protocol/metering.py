@@ -95,11 +95,19 @@ class ProviderMeter:
         self.latest = receipt
         return True
 
+    def unpaid_too_long(self, *, now: int) -> bool:
+        """Whether the work not covered by a receipt reached interval + grace: the most a
+        provider risks. The node checks this every second, not only at each report, so
+        the bound holds to the second (checked only per interval it was about
+        2 x interval + grace)."""
+        unpaid = now - self.started_at - self.paid_through_s
+        return unpaid >= self.quote.interval_s + self.quote.grace_s
+
     def should_stop(self, *, now: int) -> StopReason | None:
         elapsed = now - self.started_at
         if elapsed >= self.quote.max_duration_s:
             return StopReason.MAX_DURATION
-        if elapsed - self.paid_through_s > self.quote.interval_s + self.quote.grace_s:
+        if self.unpaid_too_long(now=now):
             return StopReason.NON_PAYMENT
         next_due = amount_for(self.quote, elapsed + self.quote.interval_s)
         if next_due > self.channel.deposit and elapsed + self.quote.interval_s <= (

@@ -8,9 +8,10 @@
 #   busybox-static   the one binary of the local test image dgpu/busybox:latest
 #   chromium(-driver) headless browser for the explorer tests
 #   libgmp-dev       fastecdsa (a libp2p dependency) compiles against it
+#   prometheus       promtool, which checks the alert rules in ops/ (the server is not started)
 set -euo pipefail
 
-PACKAGES=(docker.io busybox-static chromium chromium-driver libgmp-dev)
+PACKAGES=(docker.io busybox-static chromium chromium-driver libgmp-dev prometheus)
 
 if [[ $(id -u) -ne 0 ]]; then
     echo "system-deps: must run as root" >&2

@@ -2,15 +2,23 @@
 
 chain (LiteSVM over JSON-RPC) -> money (wallets, dGPU, escrow config) -> coordinator
 -> bootstrap peer (relaying gossiped offers to the coordinator) -> N providers.
+
+Every part listens on a port fixed in advance (:mod:`dgpu.cli.devnet.ports`) and keeps its
+state in the devnet's state directory, so the supervisor can restart any of them with the
+same command line. A restarted chain gets its wallets funded and the escrow configured
+again (both idempotent) so that new jobs can run whatever the chain kept.
 """
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
+from typing import Any
 
 import trio
+from dgpu.cli.devnet.ports import HOST, Ports
 from dgpu.cli.devnet.supervisor import Supervisor
 from dgpu.cli.devnet.wallets import Wallets, ensure_escrow_config, fund, key_path
 from dgpu.contracts_client.chain import RpcChain
@@ -36,6 +44,7 @@ class Options:
     state_dir: Path
     providers: int
     executor: str  # "docker" or "local"
+    ports: Ports
     interval_s: int = 2
     grace_s: int = 6
     settle_every_s: float = 5.0
@@ -51,23 +60,30 @@ class Running:
     provider_addresses: tuple[str, ...]
 
 
-def start_chain(sup: Supervisor, options: Options) -> tuple[str, TokenMint]:
+def _mint(ready: dict[str, Any]) -> TokenMint:
+    authority = load_identity(Path(ready["mint_authority_keyfile"])).to_solders()
+    return TokenMint(Pubkey.from_string(ready["mint"]), authority, DGPU_DECIMALS)
+
+
+def _chain_restarted(wallets: Wallets, ready: dict[str, Any]) -> None:
+    # Raises DgpuError (chain, escrow client), which the supervisor shows.
+    trio.run(prepare_money, str(ready["rpc_url"]), wallets, _mint(ready))
+
+
+def start_chain(sup: Supervisor, options: Options, wallets: Wallets) -> tuple[str, TokenMint]:
     ready = sup.start(
         "chain",
         [
-            "chain",
-            "serve",
-            "--port",
-            "0",
-            "--state-dir",
-            str(options.state_dir / "chain"),
+            "chain", "serve",
+            "--host", HOST,
+            "--port", str(options.ports.chain),
+            "--state-dir", str(options.state_dir / "chain"),
             "--no-escrow",  # deployed below through the upgradeable loader, as on a cluster
             "--json",
         ],
-    ).ready
-    authority = load_identity(Path(ready["mint_authority_keyfile"])).to_solders()
-    mint = TokenMint(Pubkey.from_string(ready["mint"]), authority, DGPU_DECIMALS)
-    return str(ready["rpc_url"]), mint
+        on_restart=partial(_chain_restarted, wallets),
+    ).ready  # fmt: skip
+    return str(ready["rpc_url"]), _mint(ready)
 
 
 async def prepare_money(rpc_url: str, wallets: Wallets, mint: TokenMint) -> None:
@@ -79,19 +95,19 @@ async def prepare_money(rpc_url: str, wallets: Wallets, mint: TokenMint) -> None
             "found" if deployed.already_deployed else "deployed",
             deployed.program_id,
         )
-        await ensure_escrow_config(chain, wallets, mint.address)
+        await ensure_escrow_config(chain, wallets, mint)
 
 
 def start_network(sup: Supervisor, options: Options, wallets: Wallets) -> Running:
     state = options.state_dir
-    rpc_url, mint = start_chain(sup, options)
+    rpc_url, mint = start_chain(sup, options, wallets)
     trio.run(prepare_money, rpc_url, wallets, mint)
 
     coordinator = sup.start(
         "coordinator",
         [
             "coordinator", "serve",
-            "--listen", "127.0.0.1:0",
+            "--listen", f"{HOST}:{options.ports.coordinator}",
             "--db", str(state / "coordinator.db"),
             "--rpc", rpc_url,
             "--key", str(key_path(state, "coordinator")),
@@ -109,7 +125,7 @@ def start_network(sup: Supervisor, options: Options, wallets: Wallets) -> Runnin
         "bootstrap",
         [
             "bootstrap", "serve",
-            "--listen", "/ip4/127.0.0.1/tcp/0",
+            "--listen", f"/ip4/{HOST}/tcp/{options.ports.bootstrap}",
             "--key", str(key_path(state, "bootstrap")),
             "--index", coordinator_url,
             "--json",
@@ -124,6 +140,8 @@ def start_network(sup: Supervisor, options: Options, wallets: Wallets) -> Runnin
                 "provider", "start",
                 "--key", str(key_path(state, f"provider-{i}")),
                 "--data-dir", str(state / f"provider-{i}"),
+                "--listen", f"/ip4/{HOST}/tcp/{options.ports.providers[i]}",
+                "--bulk-listen", f"{HOST}:{options.ports.bulk[i]}",
                 "--bootstrap", bootstrap_addr,
                 "--rpc", rpc_url,
                 "--mint", str(mint.address),

@@ -7,7 +7,7 @@ from typing import Any
 
 import httpx
 from dgpu.cli.devnet.parts import Running
-from dgpu.cli.devnet.supervisor import Supervisor
+from dgpu.cli.devnet.supervisor import Child, PartState, Supervisor
 from dgpu.pricing import base_units_to_dgpu
 from rich.console import Group
 from rich.panel import Panel
@@ -27,13 +27,21 @@ def snapshot(running: Running) -> dict[str, Any]:
     return {"offers": offers, "settlements": settlements, "providers": providers}
 
 
+def _state(child: Child) -> str:
+    if child.state is PartState.WAITING:
+        return "[red]down[/], restarting soon"
+    if child.state is PartState.STARTING:
+        return "[yellow]restarting[/]"
+    return "[green]up[/]" if child.alive() else "[red]down[/]"
+
+
 def render(sup: Supervisor, running: Running, run_command: list[str]) -> Panel:
     nodes = Table.grid(padding=(0, 2))
     nodes.add_column()
     nodes.add_column()
+    nodes.add_column()
     for child in sup.children:
-        state = "[green]up[/]" if child.alive() else f"[red]exited {child.process.returncode}[/]"
-        nodes.add_row(child.name, state)
+        nodes.add_row(child.name, _state(child), Text(child.note, style="dim"))
     data = snapshot(running)
     figures = Table.grid(padding=(0, 2))
     figures.add_column()
@@ -59,7 +67,8 @@ def render(sup: Supervisor, running: Running, run_command: list[str]) -> Panel:
             figures,
             Text("\ntry a job from another terminal:"),
             command,
-            Text("\nCtrl-C stops every process and container the devnet started."),
+            Text("\nA part that dies is restarted on the same ports with the same state."),
+            Text("Ctrl-C stops every process and container the devnet started."),
         ),
         title="dgpu devnet",
     )

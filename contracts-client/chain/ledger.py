@@ -44,6 +44,7 @@ from dgpu.contracts_client.chain.errors import ChainError, error_json
 from dgpu.contracts_client.chain.fpu import reset_x87
 from dgpu.contracts_client.chain.interface import AnyTransaction, Simulation
 from dgpu.contracts_client.chain.journal import BlockRow, Commit, Journal, LedgerStateError, TxRow
+from dgpu.contracts_client.chain.upgradeable import install_upgradeable_program
 from solders.account import Account
 from solders.clock import Clock
 from solders.hash import Hash
@@ -136,12 +137,16 @@ def _feature_set() -> FeatureSet:
     return FeatureSet({k: v for k, v in all_on.active.items() if k != off}, {off})
 
 
-def _load_program(svm: LiteSVM, program_id: Pubkey, elf: bytes) -> None:
+def _load_program(
+    svm: LiteSVM, program_id: Pubkey, elf: bytes, authority: Pubkey | None, revoked: bool = False
+) -> Pubkey:
+    """Install ``elf`` as a loader-v3 program; the address of its ProgramData account."""
     try:
-        svm.add_program(program_id, elf)
+        return install_upgradeable_program(svm, program_id, elf, authority, revoked=revoked)
     except BaseException as exc:
-        # LiteSVM panics (pyo3 PanicException, a BaseException) on an ELF it cannot load.
-        if type(exc).__name__ != "PanicException":
+        # Writing a Program account whose ELF does not load raises LiteSVMError; some
+        # failures panic instead (pyo3 PanicException, a BaseException).
+        if type(exc).__name__ not in ("LiteSVMError", "PanicException"):
             raise
         raise ChainError(f"program {program_id} could not be loaded: {exc}") from None
 
@@ -185,12 +190,15 @@ class SvmLedger:
         self,
         *,
         programs: Mapping[Pubkey, bytes] | None = None,
+        upgrade_authority: Pubkey | None = None,
         time_source: Callable[[], int] | None = None,
         start_time: int | None = None,
         blockhash_window: int = DEFAULT_BLOCKHASH_WINDOW,
         history: int = DEFAULT_HISTORY,
         path: Path | None = None,
     ) -> None:
+        """``programs`` are installed as upgradeable (loader v3) programs whose upgrade
+        authority is ``upgrade_authority`` (None: revoked, as after ``--final``)."""
         if blockhash_window < 1 or history < blockhash_window:
             raise ValueError("need 1 <= blockhash_window <= history")
         self._lock = _SvmLock()
@@ -216,8 +224,8 @@ class SvmLedger:
                 self.restored = True
             for program_id, elf in (programs or {}).items():
                 if self._live(program_id) is None:
-                    _load_program(self._svm, program_id, elf)
-                    self._journal_direct([program_id])
+                    data = _load_program(self._svm, program_id, elf, upgrade_authority)
+                    self._journal_direct([data, program_id])
 
     # -- genesis and restore ------------------------------------------------------------
 
@@ -586,10 +594,19 @@ class SvmLedger:
             self._svm.set_account(pubkey, account)
             self._journal_direct([pubkey])
 
-    def add_program(self, program_id: Pubkey, elf: bytes) -> None:
+    def install_program(
+        self,
+        program_id: Pubkey,
+        elf: bytes,
+        *,
+        upgrade_authority: Pubkey | None,
+        revoked: bool = False,
+    ) -> None:
+        """Install ``elf`` at ``program_id`` as a loader-v3 program (ProgramData and Program
+        accounts written directly; see :mod:`~dgpu.contracts_client.chain.upgradeable`)."""
         with self._lock:
-            _load_program(self._svm, program_id, elf)
-            self._journal_direct([program_id])
+            data = _load_program(self._svm, program_id, elf, upgrade_authority, revoked)
+            self._journal_direct([data, program_id])
 
 
 def parse_wire_transaction(raw: bytes) -> VersionedTransaction:

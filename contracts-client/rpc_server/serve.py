@@ -115,14 +115,22 @@ async def prepare_local_chain(
 ) -> LocalChain:
     """The ledger journaled at ``ledger_path`` (a new one, or the one restored from it;
     in memory without a path), its clock following ``time_source``, with the escrow
-    program loaded and the dGPU mint ``mint_key`` created; ``authority`` mints it and
-    holds SOL. A restored chain keeps its own program and mint."""
+    program loaded and the dGPU mint ``mint_key`` created; ``authority`` mints it, holds
+    SOL and is the escrow's upgrade authority (the only key that may initialize it). A
+    restored chain keeps its own program and mint."""
     programs: dict[Pubkey, bytes] = {}
     program_id: Pubkey | None = None
     if escrow:
         program_id, elf = escrow_program()
         programs[program_id] = elf
-    ledger = SvmLedger(programs=programs, time_source=time_source, path=ledger_path)
+    # The local chain installs the escrow with its own key as upgrade authority: it alone
+    # may initialize the escrow's config (and name its admin).
+    ledger = SvmLedger(
+        programs=programs,
+        upgrade_authority=authority.pubkey(),
+        time_source=time_source,
+        path=ledger_path,
+    )
     chain = LiteSVMChain(ledger=ledger)
     existing = ledger.get_account(mint_key.pubkey())
     if existing is not None and is_mint(existing):

@@ -6,6 +6,9 @@ from collections.abc import Mapping
 from typing import Final
 
 from dgpu.coordinator.api.common import (
+    BASE58,
+    HEX32,
+    REGION,
     bool_param,
     coordinator,
     float_param,
@@ -94,7 +97,7 @@ async def post_offer(request: Request) -> JSONResponse:
 def parse_offer_query(params: Mapping[str, str], market: Market, max_page: int) -> OfferQuery:
     """Search filters from query parameters (shared by the API and the explorer's form)."""
     model = str_param(params, "gpu_model")
-    sort = params.get("sort") or "price"
+    sort = params.get("sort", "price")
     if sort not in SORTS:
         raise bad_request(f"sort must be one of {', '.join(SORTS)}", "invalid_parameter")
     return OfferQuery(
@@ -102,10 +105,10 @@ def parse_offer_query(params: Mapping[str, str], market: Market, max_page: int) 
         count=int_param(params, "count", low=1, high=64),
         min_vram_mb=int_param(params, "min_vram_mb", low=0, high=MAX_VRAM_MB),
         max_price=int_param(params, "max_price", low=0, high=U64_MAX),
-        region=str_param(params, "region", max_len=32),
+        region=str_param(params, "region", pattern=REGION, max_len=32),
         min_score_bps=_bps_or_none(float_param(params, "min_score", low=0.0, high=1.0)),
         simulated=bool_param(params, "simulated"),
-        provider=str_param(params, "provider", max_len=44),
+        provider=str_param(params, "provider", pattern=BASE58, max_len=44),
         sort=sort,
         limit=int_param(params, "limit", low=1, high=max_page, default=50) or 50,
         offset=int_param(params, "offset", low=0, high=1_000_000, default=0) or 0,
@@ -133,12 +136,10 @@ async def search_offers(request: Request) -> JSONResponse:
 async def get_offer(request: Request) -> JSONResponse:
     coord = coordinator(request)
     text = request.path_params["offer_id"]
-    try:
-        offer_id = bytes.fromhex(text)
-    except ValueError as exc:
-        raise bad_request("offer_id must be 32 hex digits", "invalid_parameter") from exc
-    if len(offer_id) != 16:
+    # fullmatch first: bytes.fromhex alone also takes spaces between the digits
+    if not HEX32.fullmatch(text):
         raise bad_request("offer_id must be 32 hex digits", "invalid_parameter")
+    offer_id = bytes.fromhex(text)
     row = await coord.store.offers.get(offer_id)
     if row is None:
         raise not_found("no such offer")
@@ -147,8 +148,15 @@ async def get_offer(request: Request) -> JSONResponse:
     return ok(doc)
 
 
+async def offers_endpoint(request: Request) -> JSONResponse:
+    # One route per path: with a route per method, starlette answers a third method with the
+    # first route's 405 and `Allow: POST` alone, although GET works too.
+    if request.method == "POST":
+        return await post_offer(request)
+    return await search_offers(request)
+
+
 routes = [
-    Route("/api/v1/offers", post_offer, methods=["POST"]),
-    Route("/api/v1/offers", search_offers, methods=["GET"]),
+    Route("/api/v1/offers", offers_endpoint, methods=["GET", "POST"]),
     Route("/api/v1/offers/{offer_id}", get_offer, methods=["GET"]),
 ]

@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+import re
+from functools import cache
 from typing import Any, Final
 
+from dgpu.coordinator.api.address_pattern import key_address_pattern
+from dgpu.coordinator.api.common import BASE58, HEX32, PRINTABLE, REGION
+from dgpu.coordinator.api.offers import MAX_VRAM_MB
+from dgpu.coordinator.store.offers import SORTS
 from dgpu.protocol.http_auth import HEADER_ADDRESS, HEADER_NONCE, HEADER_SIGNATURE, HEADER_TIMESTAMP
+from dgpu.protocol.messages import U64_MAX
 
 INT: Final = {"type": "integer", "minimum": 0}
 STR: Final = {"type": "string"}
@@ -26,8 +33,27 @@ def _query(
     }
 
 
-def _path(name: str, description: str) -> dict[str, Any]:
-    return {"name": name, "in": "path", "required": True, "schema": STR, "description": description}
+def _pattern(regex: re.Pattern[str], **limits: int) -> dict[str, Any]:
+    """A string schema whose ``pattern`` is the regex the server fullmatches."""
+    return {"type": "string", "pattern": f"^{regex.pattern}$", **limits}
+
+
+# A base58 ed25519 public key, by its exact pattern (see address_pattern).
+ADDRESS: Final = {
+    "type": "string",
+    "pattern": f"^{key_address_pattern()}$",
+    "description": "base58 of a 32-byte ed25519 public key",
+}
+
+
+def _path(name: str, schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {
+        "name": name,
+        "in": "path",
+        "required": True,
+        "schema": schema,
+        "description": description,
+    }
 
 
 def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
@@ -49,10 +75,13 @@ ERRORS: Final = {
     }.items()
 }
 
-_PAGE = [
-    _query("limit", {"type": "integer", "minimum": 1, "maximum": 200}, "page size"),
-    _query("offset", {"type": "integer", "minimum": 0, "maximum": 1000000}, "rows to skip"),
-]
+
+def _page(max_page: int) -> list[dict[str, Any]]:
+    return [
+        _query("limit", {"type": "integer", "minimum": 1, "maximum": max_page}, "page size"),
+        _query("offset", {"type": "integer", "minimum": 0, "maximum": 1000000}, "rows to skip"),
+    ]
+
 
 _SIGNED: Final[list[dict[str, list[str]]]] = [
     {"dgpuAddress": [], "dgpuTimestamp": [], "dgpuSignature": []}
@@ -63,9 +92,14 @@ def _signed_message_body(field: str, kind: str) -> dict[str, Any]:
     return {
         "required": True,
         "content": {
+            # OpenAPI 3.0 has no `description` on a media type: it goes on the schema.
             "application/octet-stream": {
-                "schema": {"type": "string", "format": "binary"},
-                "description": f"the canonical MessagePack {kind} (application/msgpack works too)",
+                "schema": {
+                    "type": "string",
+                    "format": "binary",
+                    "description": f"the canonical MessagePack {kind} "
+                    "(application/msgpack works too)",
+                },
             },
             "application/json": {
                 "schema": {
@@ -86,32 +120,47 @@ def _op(summary: str, responses: dict[str, Any], **extra: Any) -> dict[str, Any]
     return {"summary": summary, "responses": codes, **extra}
 
 
-OFFER_FILTERS: Final = [
-    _query("gpu_model", {"type": "string", "maxLength": 64}, "model name (matched loosely)"),
-    _query("count", {"type": "integer", "minimum": 1, "maximum": 64}, "at least this many GPUs"),
-    _query("min_vram_mb", {"type": "integer", "minimum": 0}, "at least this much VRAM per GPU"),
-    _query("max_price", {"type": "integer", "minimum": 0}, "base units per GPU-second, at most"),
-    _query("region", {"type": "string", "maxLength": 32}, "region, exactly"),
-    _query("min_score", {"type": "number", "minimum": 0, "maximum": 1}, "provider score, at least"),
-    _query("simulated", {"type": "string", "enum": ["true", "false", "any"]}, "simulated GPUs"),
-    _query("provider", {"type": "string", "maxLength": 44}, "one provider's address"),
-    _query(
-        "sort",
-        {"type": "string", "enum": ["price", "-price", "score", "vram", "count", "newest"]},
-        "ordering",
-    ),
-    *_PAGE,
-]
+MODEL: Final = _pattern(PRINTABLE, maxLength=64)
 
 
-def openapi_document() -> dict[str, Any]:
+def _offer_filters(max_page: int) -> list[dict[str, Any]]:
+    return [
+        _query("gpu_model", MODEL, "model name (matched loosely); empty: any"),
+        _query(
+            "count", {"type": "integer", "minimum": 1, "maximum": 64}, "at least this many GPUs"
+        ),
+        _query(
+            "min_vram_mb",
+            {"type": "integer", "minimum": 0, "maximum": MAX_VRAM_MB},
+            "at least this much VRAM per GPU",
+        ),
+        _query(
+            "max_price",
+            {"type": "integer", "minimum": 0, "maximum": U64_MAX},
+            "base units per GPU-second, at most",
+        ),
+        _query("region", _pattern(REGION, maxLength=32), "region, exactly; empty: any"),
+        _query(
+            "min_score", {"type": "number", "minimum": 0, "maximum": 1}, "provider score, at least"
+        ),
+        _query("simulated", {"type": "string", "enum": ["true", "false", "any"]}, "simulated GPUs"),
+        _query("provider", _pattern(BASE58, maxLength=44), "one provider's address; empty: any"),
+        _query("sort", {"type": "string", "enum": list(SORTS)}, "ordering"),
+        *_page(max_page),
+    ]
+
+
+@cache
+def openapi_document(max_page: int = 200) -> dict[str, Any]:
+    """The document of a coordinator whose pages hold at most ``max_page`` rows (cached:
+    callers must not change it)."""
     obj = {"type": "object"}
     paths: dict[str, Any] = {
         "/api/v1/offers": {
             "get": _op(
                 "Search live offers",
                 {"200": _json(_ref("OfferPage"), "matching live offers")},
-                parameters=OFFER_FILTERS,
+                parameters=_offer_filters(max_page),
             ),
             "post": _op(
                 "Index a signed offer (idempotent by offer_id)",
@@ -127,7 +176,7 @@ def openapi_document() -> dict[str, Any]:
             "get": _op(
                 "One offer (live or recently expired)",
                 {"200": _json(_ref("Offer"), "the offer")},
-                parameters=[_path("offer_id", "32 hex digits")],
+                parameters=[_path("offer_id", _pattern(HEX32), "32 hex digits")],
             )
         },
         "/api/v1/receipts": {
@@ -141,11 +190,27 @@ def openapi_document() -> dict[str, Any]:
                 security=_SIGNED,
             )
         },
+        "/api/v1/receipts/batch": {
+            "post": _op(
+                "Hand in up to 256 receipts in one signed request; answered receipt by receipt",
+                {"200": _json(obj, "per receipt: accepted (with the stored status) or refused")},
+                requestBody={
+                    "required": True,
+                    "description": "a MessagePack array of the receipts' canonical bytes",
+                    "content": {
+                        "application/octet-stream": {
+                            "schema": {"type": "string", "format": "binary"},
+                        }
+                    },
+                },
+                security=_SIGNED,
+            )
+        },
         "/api/v1/channels/{channel}": {
             "get": _op(
                 "Best receipt and settled mark of a channel",
                 {"200": _json(obj, "the channel's openings")},
-                parameters=[_path("channel", "base58 address")],
+                parameters=[_path("channel", ADDRESS, "base58 address")],
             )
         },
         "/api/v1/reports": {
@@ -170,7 +235,7 @@ def openapi_document() -> dict[str, Any]:
                     _query(
                         "since_s", {"type": "integer", "minimum": 1, "maximum": 2592000}, "window"
                     ),
-                    _query("model", {"type": "string", "maxLength": 64}, "one model"),
+                    _query("model", MODEL, "one model; empty: all"),
                 ],
             )
         },
@@ -179,7 +244,7 @@ def openapi_document() -> dict[str, Any]:
                 "Cost estimate of a job (fee shown separately)",
                 {"200": _json(obj, "estimates at the reference and the market median")},
                 parameters=[
-                    _query("model", {"type": "string", "maxLength": 64}, "GPU model", True),
+                    _query("model", {**MODEL, "minLength": 1}, "GPU model (card name)", True),
                     _query("count", {"type": "integer", "minimum": 1, "maximum": 64}, "GPUs"),
                     _query(
                         "duration", {"type": "integer", "minimum": 1, "maximum": 2592000}, "s", True
@@ -188,23 +253,33 @@ def openapi_document() -> dict[str, Any]:
             )
         },
         "/api/v1/providers": {
-            "get": _op("Providers by score", {"200": _json(obj, "providers")}, parameters=_PAGE)
+            "get": _op(
+                "Providers by score", {"200": _json(obj, "providers")}, parameters=_page(max_page)
+            )
         },
         "/api/v1/providers/{address}": {
             "get": _op(
                 "A provider's profile, score and its parts",
                 {"200": _json(obj, "profile")},
-                parameters=[_path("address", "base58 address")],
+                parameters=[_path("address", ADDRESS, "base58 address")],
             )
         },
         "/api/v1/settlements": {
-            "get": _op("Settlement batches", {"200": _json(obj, "batches")}, parameters=_PAGE)
+            "get": _op(
+                "Settlement batches", {"200": _json(obj, "batches")}, parameters=_page(max_page)
+            )
         },
         "/api/v1/settlements/run": {
             "post": _op(
                 "Run a settlement round now (admins only)",
                 {"200": _json(obj, "round report"), "503": _json(_ref("Error"), "no chain")},
                 security=_SIGNED,
+            )
+        },
+        "/api/v1/overview": {
+            "get": _op(
+                "The explorer overview's live figures (counters, recent settlement batches)",
+                {"200": _json(obj, "figures; *_text fields are the explorer's display form")},
             )
         },
         "/healthz": {"get": _op("Liveness and database check", {"200": _json(obj, "ok")})},

@@ -15,15 +15,18 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 
-async def provider_profile(coord: Coordinator, address: str) -> dict[str, Any] | None:
-    """Everything the API and the explorer show about one provider."""
+async def provider_profile(
+    coord: Coordinator, address: str, *, current_only: bool = False
+) -> dict[str, Any] | None:
+    """Everything the API and the explorer show about one provider (the explorer shows its
+    current offer only, the API every live one)."""
     now = coord.now()
     parts = await coord.market.score(address, now)
     row = await coord.store.providers.get(address)
     if parts is None or row is None:
         return None
     _, offers = await coord.store.offers.search(
-        OfferQuery(provider=address, limit=100, sort="newest"), now
+        OfferQuery(provider=address, limit=100, sort="newest", current_only=current_only), now
     )
     totals = await coord.store.channels.provider_totals(address)
     channels = await coord.store.channels.for_provider(address)

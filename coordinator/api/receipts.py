@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Final
+from typing import Annotated, Any, Final
 
+import msgspec
 from dgpu.coordinator.api.common import (
     coordinator,
     json_object,
@@ -11,8 +12,17 @@ from dgpu.coordinator.api.common import (
     ok,
     signed_body,
 )
-from dgpu.coordinator.errors import ApiError, bad_request, forbidden, not_found, unprocessable
+from dgpu.coordinator.errors import (
+    ApiError,
+    ChannelConflict,
+    bad_request,
+    forbidden,
+    not_found,
+    unprocessable,
+)
 from dgpu.coordinator.scores import OUTCOMES
+from dgpu.coordinator.service import Coordinator
+from dgpu.coordinator.settlement import IntakeRefused
 from dgpu.coordinator.store import ChannelKey
 from dgpu.protocol.codec import decode_as
 from dgpu.protocol.errors import DecodeError, MessageTooLarge, SignatureError
@@ -24,6 +34,14 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 MAX_RECEIPT_BYTES: Final = 1024
+MAX_BATCH_RECEIPTS: Final = 256
+"""Receipts in one batch request: a provider with more sends several."""
+_BATCH: Final = msgspec.msgpack.Decoder(
+    Annotated[
+        list[Annotated[bytes, msgspec.Meta(max_length=MAX_RECEIPT_BYTES)]],
+        msgspec.Meta(min_length=1, max_length=MAX_BATCH_RECEIPTS),
+    ]
+)
 
 
 def parse_receipt_body(data: bytes) -> Receipt:
@@ -40,37 +58,113 @@ def parse_receipt_body(data: bytes) -> Receipt:
     return receipt
 
 
+def _check_poster(coord: Coordinator, receipt: Receipt, signer: bytes) -> None:
+    """What intake checks of every receipt before the chain: our program, and the renter is
+    not the one posting (receipts are the provider's to hand in). ``signer``: its key."""
+    wanted = coord.config.program_id
+    if wanted is not None and address_of(receipt.program_id) != wanted:
+        raise unprocessable(
+            f"this coordinator settles channels of program {coord.config.program_id}",
+            "wrong_program",
+        )
+    if receipt.renter == signer:
+        raise forbidden("receipts are posted by the channel's provider", "not_channel_provider")
+
+
+def _intake_error(exc: IntakeRefused) -> ApiError:
+    # Someone else's channel is a matter of who may post (403); a chain that cannot be read
+    # is ours (503, retry); the rest is a receipt the chain contradicts (422).
+    http = {"not_channel_provider": 403, "chain_unavailable": 503}.get(exc.code, 422)
+    headers = {"Retry-After": "30"} if http == 503 else None
+    return ApiError(http, exc.code, exc.message, headers=headers)
+
+
+def _result(receipt: Receipt, status: str) -> dict[str, Any]:
+    return {
+        "status": status,
+        "channel": address_of(receipt.channel),
+        "open_nonce": receipt.open_nonce,
+        "cumulative": receipt.cumulative,
+    }
+
+
 async def post_receipt(request: Request) -> JSONResponse:
     coord = coordinator(request)
     signer, body = await signed_body(request)
     data = message_bytes(request, body, "receipt")
     receipt = parse_receipt_body(data)
-    program = address_of(receipt.program_id)
-    if coord.config.program_id is not None and program != coord.config.program_id:
-        raise unprocessable(
-            f"this coordinator settles channels of program {coord.config.program_id}",
-            "wrong_program",
-        )
-    if receipt.renter == public_key_of_address(signer):
-        raise forbidden("receipts are posted by the channel's provider", "not_channel_provider")
+    _check_poster(coord, receipt, public_key_of_address(signer))
     if coord.settler is not None:
-        await coord.settler.check_intake(
-            receipt, signer, read_chain=coord.config.verify_channels_on_intake
-        )
+        try:
+            await coord.settler.check_intake(
+                receipt, signer, read_chain=coord.config.verify_channels_on_intake
+            )
+        except IntakeRefused as exc:
+            raise _intake_error(exc) from exc
     now = coord.now()
     status = await coord.store.channels.ingest(receipt, data, provider=signer, now=now)
     coord.metrics.receipts_ingested.labels(status).inc()
     if status == "created":
         await coord.market.touch(signer, now)
-    return ok(
-        {
-            "status": status,
-            "channel": address_of(receipt.channel),
-            "open_nonce": receipt.open_nonce,
-            "cumulative": receipt.cumulative,
-        },
-        status=201 if status == "created" else 200,
+    return ok(_result(receipt, status), status=201 if status == "created" else 200)
+
+
+async def post_receipt_batch(request: Request) -> JSONResponse:
+    """Many receipts of one provider in one signed request: a MessagePack array of the
+    receipts' canonical bytes (at most ``MAX_BATCH_RECEIPTS``). Each is checked like a
+    single receipt and answered in its place (``accepted`` with its store status, or
+    ``refused`` with the error); the accepted ones are stored in one transaction. The
+    request as a whole fails only for what concerns all of it (signature, size, shape, a
+    chain that cannot be read)."""
+    coord = coordinator(request)
+    signer, body = await signed_body(request, max_bytes=MAX_BATCH_RECEIPTS * MAX_RECEIPT_BYTES + 16)
+    try:
+        items = _BATCH.decode(body)
+    except msgspec.ValidationError as exc:
+        raise bad_request(f"batch: {exc}", "invalid_body") from exc
+    except msgspec.DecodeError as exc:
+        raise bad_request(
+            f"batch is not a MessagePack array of receipts: {exc}", "invalid_body"
+        ) from exc
+    signer_key = public_key_of_address(signer)
+    results: list[dict[str, Any]] = [{} for _ in items]
+    parsed: list[tuple[int, Receipt, bytes]] = []
+    for index, data in enumerate(items):
+        try:
+            receipt = parse_receipt_body(data)
+            _check_poster(coord, receipt, signer_key)
+        except ApiError as exc:
+            results[index] = {"status": "refused", **exc.body()["error"]}
+            continue
+        parsed.append((index, receipt, data))
+    if coord.settler is not None and parsed:
+        try:
+            refusals = await coord.settler.check_intake_many(
+                [r for _, r, _ in parsed], signer, read_chain=coord.config.verify_channels_on_intake
+            )
+        except IntakeRefused as exc:
+            raise _intake_error(exc) from exc
+        kept = []
+        for (index, receipt, data), refusal in zip(parsed, refusals, strict=True):
+            if refusal is None:
+                kept.append((index, receipt, data))
+            else:
+                results[index] = {"status": "refused", **_intake_error(refusal).body()["error"]}
+        parsed = kept
+    now = coord.now()
+    stored = await coord.store.channels.ingest_many(
+        [(receipt, data) for _, receipt, data in parsed], provider=signer, now=now
     )
+    for (index, receipt, _), status in zip(parsed, stored, strict=True):
+        if isinstance(status, ChannelConflict):
+            results[index] = {"status": "refused", "code": status.code, "message": str(status)}
+            continue
+        coord.metrics.receipts_ingested.labels(status).inc()
+        results[index] = {**_result(receipt, "accepted"), "stored": status}
+    if any(r.get("stored") == "created" for r in results):
+        await coord.market.touch(signer, now)
+    accepted = sum(r["status"] == "accepted" for r in results)
+    return ok({"accepted": accepted, "refused": len(results) - accepted, "results": results})
 
 
 async def get_channel(request: Request) -> JSONResponse:
@@ -129,6 +223,7 @@ def channel_key(channel: bytes, open_nonce: int) -> ChannelKey:
 
 routes = [
     Route("/api/v1/receipts", post_receipt, methods=["POST"]),
+    Route("/api/v1/receipts/batch", post_receipt_batch, methods=["POST"]),
     Route("/api/v1/channels/{channel}", get_channel, methods=["GET"]),
     Route("/api/v1/reports", post_report, methods=["POST"]),
 ]

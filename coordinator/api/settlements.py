@@ -5,10 +5,10 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from dgpu.contracts_client.money import ChainUnavailable
 from dgpu.coordinator.api.common import coordinator, int_param, ok, signed_body
 from dgpu.coordinator.errors import ApiError, forbidden
 from dgpu.coordinator.service import Coordinator
-from dgpu.coordinator.settlement import ChainTrouble
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
@@ -17,9 +17,11 @@ log = logging.getLogger(__name__)
 
 
 async def settlements_page(coord: Coordinator, limit: int, offset: int) -> dict[str, Any]:
+    # Pending first: a round may close a batch between these reads, and a page must not
+    # show no channel pending next to a batch still open (its channels were pending).
+    pending, owed = await coord.store.channels.count_pending()
     total, batches = await coord.store.channels.batches(limit, offset)
     items = await coord.store.channels.batch_items(b["id"] for b in batches)
-    pending, owed = await coord.store.channels.count_pending()
     return {
         "total": total,
         "limit": limit,
@@ -71,7 +73,7 @@ async def run_settlement(request: Request) -> JSONResponse:
         raise ApiError(503, "no_chain", "this coordinator runs without a chain")
     try:
         report = await coord.settler.run_once()
-    except ChainTrouble as exc:
+    except ChainUnavailable as exc:
         coord.metrics.failures.labels("settlement").inc()
         raise ApiError(503, "chain_unavailable", f"settlement round failed: {exc}") from exc
     return ok(report.as_json())

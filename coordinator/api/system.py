@@ -31,11 +31,8 @@ async def metrics(request: Request) -> Response:
     return Response(generate_latest(m.registry), media_type=CONTENT_TYPE_LATEST)
 
 
-_DOCUMENT = openapi_document()
-
-
 async def openapi(request: Request) -> JSONResponse:
-    return ok(_DOCUMENT)
+    return ok(openapi_document(coordinator(request).config.max_page))
 
 
 routes = [

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import replace
 from decimal import Decimal
 from typing import Any, Final
 
+from dgpu.coordinator.api.common import without_blanks
 from dgpu.coordinator.api.offers import parse_offer_query
 from dgpu.coordinator.api.providers import provider_profile
 from dgpu.coordinator.api.settlements import settlements_page
@@ -18,8 +20,9 @@ from dgpu.coordinator.store import offer_json
 from dgpu.coordinator.store.offers import SORTS, live_candidates
 from dgpu.pricing import BASE_UNITS_PER_DGPU, SECONDS_PER_HOUR
 from jinja2 import Environment, PackageLoader, select_autoescape
+from markupsafe import Markup
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.templating import Jinja2Templates
 
@@ -41,10 +44,19 @@ def per_hour(price_per_gpu_second: int | None) -> str:
     return dgpu_amount(price_per_gpu_second * SECONDS_PER_HOUR, 3)
 
 
-def timestamp(value: int | None) -> str:
+def utc_text(value: int | None) -> str:
+    """The one way the explorer writes a moment: UTC, to the second, the zone named."""
     if not value:
         return NO_VALUE
     return dt.datetime.fromtimestamp(value, tz=dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def timestamp(value: int | None) -> Markup | str:
+    """A ``<time>`` element (machine-readable ISO 8601 beside the UTC text)."""
+    if not value:
+        return NO_VALUE
+    iso = dt.datetime.fromtimestamp(value, tz=dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return Markup('<time datetime="{}">{}</time>').format(iso, utc_text(value))
 
 
 def hour_minute(value: int) -> str:
@@ -78,6 +90,7 @@ def _render(request: Request, name: str, status: int = 200, **context: Any) -> R
     coord = _coord(request)
     context.setdefault("site_name", coord.config.site_name)
     context.setdefault("now", coord.now())
+    context.setdefault("refresh_s", coord.config.explorer_refresh_s)
     return templates.TemplateResponse(request, name, context, status_code=status)
 
 
@@ -87,6 +100,47 @@ async def error_page(request: Request, exc: ApiError) -> Response:
     return templates.TemplateResponse(
         request, "error.html", context, status_code=exc.status, headers=exc.headers
     )
+
+
+RECENT_BATCHES: Final = 5
+
+
+async def live_figures(coord: Coordinator) -> dict[str, Any]:
+    """What the overview shows that changes while a person watches: the counters and the
+    recent settlement batches, amounts both as integers and as the page writes them."""
+    now = coord.now()
+    live = await coord.store.offers.live_summary(now)
+    settled = await coord.store.channels.total_settled()
+    pending, owed = await coord.store.channels.count_pending()
+    _, batches = await coord.store.channels.batches(RECENT_BATCHES, 0)
+    return {
+        "at": now,
+        "providers_online": live["providers"],
+        "gpus_on_offer": live["gpus"],
+        "live_offers": live["offers"],
+        "settled_total": settled,
+        "settled_total_text": dgpu_amount(settled),
+        "pending_channels": pending,
+        "pending_amount": owed,
+        "pending_amount_text": dgpu_amount(owed),
+        "recent_batches": [
+            {
+                "id": b["id"],
+                "state": b["state"],
+                "channels": b["items"],
+                "amount": b["amount"],
+                "amount_text": dgpu_amount(b["amount"]),
+                "signature": b["signature"],
+                "signature_text": short(b["signature"], 8) if b["signature"] else NO_VALUE,
+            }
+            for b in batches
+        ],
+    }
+
+
+async def overview_json(request: Request) -> JSONResponse:
+    """The overview's live figures, polled by its script (small: no offers, no charts)."""
+    return JSONResponse(await live_figures(_coord(request)))
 
 
 async def overview(request: Request) -> Response:
@@ -102,7 +156,7 @@ async def overview(request: Request) -> Response:
     for row in history:
         if row["model"] in series:
             series[row["model"]].append((row["at"], row["reference"]))
-    _, batches = await coord.store.channels.batches(5, 0)
+    _, batches = await coord.store.channels.batches(RECENT_BATCHES, 0)
     _, top = await coord.store.providers.listing(now, 5, 0)
     pending, owed = await coord.store.channels.count_pending()
     return _render(
@@ -126,8 +180,10 @@ async def overview(request: Request) -> Response:
 async def offers_page(request: Request) -> Response:
     coord = _coord(request)
     now = coord.now()
-    params = request.query_params
-    query = parse_offer_query(params, coord.market, coord.config.max_page)
+    params = without_blanks(request.query_params)
+    query = replace(
+        parse_offer_query(params, coord.market, coord.config.max_page), current_only=True
+    )
     total, rows = await coord.store.offers.search(query, now)
     return _render(
         request,
@@ -135,7 +191,7 @@ async def offers_page(request: Request) -> Response:
         offers=[offer_json(r) for r in rows],
         total=total,
         query=query,
-        params=dict(params),
+        params=params,
         models=await coord.store.offers.distinct("model_key", now),
         regions=await coord.store.offers.distinct("region", now),
         sorts=list(SORTS),
@@ -147,7 +203,7 @@ async def offers_page(request: Request) -> Response:
 async def why_page(request: Request) -> Response:
     coord = _coord(request)
     now = coord.now()
-    params = request.query_params
+    params = without_blanks(request.query_params)
     query = parse_offer_query(params, coord.market, coord.config.max_page)
     rows = await live_candidates(coord.store.db, now)
     candidates = [
@@ -167,7 +223,7 @@ async def why_page(request: Request) -> Response:
         request,
         "why.html",
         explanation=explain(candidates, query) if asked else None,
-        params=dict(params),
+        params=params,
         models=await coord.store.offers.distinct("model_key", now),
         regions=await coord.store.offers.distinct("region", now),
     )
@@ -176,7 +232,9 @@ async def why_page(request: Request) -> Response:
 async def provider_page(request: Request) -> Response:
     coord = _coord(request)
     address = request.path_params["address"]
-    profile = await provider_profile(coord, address) if len(address) <= 44 else None
+    profile = (
+        await provider_profile(coord, address, current_only=True) if len(address) <= 44 else None
+    )
     if profile is None:
         raise not_found("no such provider")
     return _render(request, "provider.html", p=profile, weights=WEIGHTS)
@@ -196,6 +254,7 @@ async def settlements_view(request: Request) -> Response:
 
 routes = [
     Route("/", overview, methods=["GET"]),
+    Route("/api/v1/overview", overview_json, methods=["GET"]),
     Route("/offers", offers_page, methods=["GET"]),
     Route("/why", why_page, methods=["GET"]),
     Route("/providers", providers_page, methods=["GET"]),

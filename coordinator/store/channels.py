@@ -9,13 +9,14 @@ closed as ``confirmed``, ``reconciled`` (closed from chain state after a restart
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, Literal
 
-from dgpu.coordinator.db import Database, Row
-from dgpu.coordinator.errors import ApiError
-from dgpu.protocol.identity import address_of
+import aiosqlite
+from dgpu.coordinator.db import Database, Row, u64_sum, u64_total
+from dgpu.coordinator.errors import ChannelConflict
+from dgpu.protocol.identity import address_of, public_key_of_address
 from dgpu.protocol.messages import Receipt
 
 ReceiptStatus = Literal["created", "raised", "duplicate", "stale"]
@@ -40,6 +41,21 @@ class Unsettled:
     settled: int
     renter_sig: bytes
     raw: bytes
+    job_id: bytes
+    seq: int
+
+    def receipt(self) -> Receipt:
+        """The receipt as the renter signed it (what the settler sends)."""
+        return Receipt(
+            job_id=self.job_id,
+            seq=self.seq,
+            renter=public_key_of_address(self.renter),
+            program_id=public_key_of_address(self.program_id),
+            channel=public_key_of_address(self.key.channel),
+            open_nonce=self.key.open_nonce,
+            cumulative=self.cumulative,
+            sig=self.renter_sig,
+        )
 
 
 class ChannelRepo:
@@ -49,58 +65,40 @@ class ChannelRepo:
     async def ingest(
         self, receipt: Receipt, raw: bytes, *, provider: str, now: int
     ) -> ReceiptStatus:
-        """Keep ``receipt`` (signature already verified) if it beats the stored one.
+        """Keep ``receipt`` (signature already verified) if it beats the stored one;
+        :class:`ChannelConflict` when the channel belongs to another provider, renter,
+        program or job."""
+        (status,) = await self.ingest_many([(receipt, raw)], provider=provider, now=now)
+        if isinstance(status, ChannelConflict):
+            raise status
+        return status
 
-        One statement in the common cases (a new channel, a higher receipt); the stored
-        row is read only to tell a stale or duplicate receipt from a conflicting one."""
-        channel = address_of(receipt.channel)
-        renter = address_of(receipt.renter)
-        program = address_of(receipt.program_id)
-        returned = await self._db.write_returning(
-            "INSERT INTO channels (channel, open_nonce, program_id, provider, renter, job_id,"
-            " seq, cumulative, renter_sig, raw, first_seen, updated_at)"
-            " VALUES (?,?,?,?,?,?,?,?,?,?,?,?)"
-            " ON CONFLICT (channel, open_nonce) DO UPDATE SET seq = excluded.seq,"
-            "   cumulative = excluded.cumulative, renter_sig = excluded.renter_sig,"
-            "   raw = excluded.raw, updated_at = excluded.updated_at, receipts = receipts + 1,"
-            "   state = 'open', note = ''"  # a higher receipt gets a fresh chance
-            " WHERE excluded.cumulative > channels.cumulative"
-            "   AND channels.provider = excluded.provider AND channels.renter = excluded.renter"
-            "   AND channels.program_id = excluded.program_id"
-            "   AND channels.job_id = excluded.job_id"
-            " RETURNING receipts",
-            (
-                channel,
-                receipt.open_nonce,
-                program,
-                provider,
-                renter,
-                receipt.job_id,
-                receipt.seq,
-                receipt.cumulative,
-                receipt.sig,
-                raw,
-                now,
-                now,
-            ),
-        )
-        if returned:
-            return "created" if returned[0][0] == 1 else "raised"
-        known = await self._db.fetchone(
-            "SELECT provider, renter, program_id, job_id, cumulative, state FROM channels"
-            " WHERE channel = ? AND open_nonce = ?",
-            (channel, receipt.open_nonce),
-        )
-        assert known is not None
-        if known["state"] == "rejected" and known["provider"] != provider:
-            # Whoever posted first was refused by the chain: the channel is open to others.
-            await self._db.execute(
-                "DELETE FROM channels WHERE channel = ? AND open_nonce = ? AND state = 'rejected'",
-                (channel, receipt.open_nonce),
-            )
-            return await self.ingest(receipt, raw, provider=provider, now=now)
-        _check_same_channel(known, provider, renter, program, receipt.job_id)
-        return "duplicate" if receipt.cumulative == known["cumulative"] else "stale"
+    async def ingest_many(
+        self, items: Sequence[tuple[Receipt, bytes]], *, provider: str, now: int
+    ) -> list[ReceiptStatus | ChannelConflict]:
+        """:meth:`ingest` for many receipts of one provider in one transaction (one fsync
+        for the lot); a conflict refuses that receipt only, and is returned in its place."""
+        results: list[ReceiptStatus | ChannelConflict | None] = [None] * len(items)
+        pending = list(enumerate(items))
+        async with self._db.transaction() as conn:
+            while pending:
+                # One multi-row statement per round (aiosqlite costs a thread hop per call);
+                # a channel opening twice in the batch waits for the next round, so each
+                # round's rows are distinct and its RETURNING rows map back without doubt.
+                seen: set[tuple[bytes, int]] = set()
+                now_round: list[tuple[int, Receipt, bytes]] = []
+                pending_next: list[tuple[int, tuple[Receipt, bytes]]] = []
+                for index, (receipt, raw) in pending:
+                    key = (receipt.channel, receipt.open_nonce)
+                    if key in seen:
+                        pending_next.append((index, (receipt, raw)))
+                    else:
+                        now_round.append((index, receipt, raw))
+                    seen.add(key)
+                await _ingest_round(conn, now_round, results, provider=provider, now=now)
+                pending = pending_next
+        assert all(r is not None for r in results)
+        return [r for r in results if r is not None]
 
     async def get(self, key: ChannelKey) -> Row | None:
         return await self._db.fetchone(
@@ -111,11 +109,12 @@ class ChannelRepo:
     async def count_pending(self) -> tuple[int, int]:
         """(channels owed more than settled, total amount owed) among open channels."""
         row = await self._db.fetchone(
-            "SELECT count(*), coalesce(sum(cumulative - settled), 0) FROM channels"
-            " WHERE state = 'open' AND cumulative > settled"
+            "SELECT count(*) AS n, "  # noqa: S608 (u64_sum builds SQL from constants)
+            + u64_sum("cumulative - settled", "owed")
+            + " FROM channels WHERE state = 'open' AND cumulative > settled"
         )
         assert row is not None
-        return int(row[0]), int(row[1])
+        return int(row["n"]), u64_total(row, "owed")
 
     async def unsettled(self, limit: int) -> list[Unsettled]:
         rows = await self._db.fetchall(
@@ -137,6 +136,8 @@ class ChannelRepo:
                 settled=row["settled"],
                 renter_sig=bytes(row["renter_sig"]),
                 raw=bytes(row["raw"]),
+                job_id=bytes(row["job_id"]),
+                seq=row["seq"],
             )
             for row in rows
         ]
@@ -165,18 +166,27 @@ class ChannelRepo:
         )
         return list(rows)
 
-    async def provider_totals(self, provider: str) -> Row:
+    async def provider_totals(self, provider: str) -> dict[str, int]:
         row = await self._db.fetchone(
-            "SELECT count(*) AS channels, count(DISTINCT job_id) AS jobs,"
-            " coalesce(sum(settled), 0) AS settled, coalesce(sum(cumulative), 0) AS owed"
-            " FROM channels WHERE provider = ?",
+            "SELECT count(*) AS channels, count(DISTINCT job_id) AS jobs, "  # noqa: S608
+            + u64_sum("settled", "settled")
+            + ", "
+            + u64_sum("cumulative", "owed")
+            + " FROM channels WHERE provider = ?",
             (provider,),
         )
         assert row is not None
-        return row
+        return {
+            "channels": int(row["channels"]),
+            "jobs": int(row["jobs"]),
+            "settled": u64_total(row, "settled"),
+            "owed": u64_total(row, "owed"),
+        }
 
     async def total_settled(self) -> int:
-        return int(await self._db.scalar("SELECT coalesce(sum(settled), 0) FROM channels"))
+        sql = "SELECT " + u64_sum("settled", "settled") + " FROM channels"  # noqa: S608
+        row = await self._db.fetchone(sql)
+        return u64_total(row, "settled")
 
     # --- batches -------------------------------------------------------------------
 
@@ -230,32 +240,40 @@ class ChannelRepo:
                 (state, error[:500], now, batch_id),
             )
 
-    async def open_batches(self) -> list[tuple[int, str, list[ChannelKey]]]:
-        """Batches left pending/submitted (by a crash): id, signature, channel keys."""
+    async def open_batches(self) -> list[tuple[int, str, list[tuple[ChannelKey, int]]]]:
+        """Batches left pending/submitted (by a crash): id, signature, and the channel key
+        and cumulative of each item."""
         batches = await self._db.fetchall(
             "SELECT id, signature FROM batches WHERE state IN ('pending', 'submitted') ORDER BY id"
         )
-        result: list[tuple[int, str, list[ChannelKey]]] = []
+        result: list[tuple[int, str, list[tuple[ChannelKey, int]]]] = []
         for batch in batches:
             items = await self._db.fetchall(
-                "SELECT channel, open_nonce FROM batch_items WHERE batch_id = ?", (batch["id"],)
+                "SELECT channel, open_nonce, cumulative FROM batch_items WHERE batch_id = ?",
+                (batch["id"],),
             )
-            keys = [ChannelKey(i["channel"], i["open_nonce"]) for i in items]
+            keys = [(ChannelKey(i["channel"], i["open_nonce"]), i["cumulative"]) for i in items]
             result.append((batch["id"], batch["signature"], keys))
         return result
 
-    async def batches(self, limit: int, offset: int) -> tuple[int, list[Row]]:
+    async def batches(self, limit: int, offset: int) -> tuple[int, list[dict[str, Any]]]:
         total = await self._db.scalar("SELECT count(*) FROM batches")
+        paid = "max(coalesce(i.settled_after, i.settled_before) - i.settled_before, 0)"
         rows = await self._db.fetchall(
-            "SELECT b.id, b.created_at, b.state, b.signature, b.error, b.finished_at,"
-            " count(i.channel) AS items,"
-            " coalesce(sum(max(coalesce(i.settled_after, i.settled_before)"
-            "   - i.settled_before, 0)), 0) AS amount"
-            " FROM batches b LEFT JOIN batch_items i ON i.batch_id = b.id"
+            "SELECT b.id, b.created_at, b.state, b.signature, b.error, b.finished_at,"  # noqa: S608
+            " count(i.channel) AS items, "
+            + u64_sum(paid, "amount")
+            + " FROM batches b LEFT JOIN batch_items i ON i.batch_id = b.id"
             " GROUP BY b.id ORDER BY b.id DESC LIMIT ? OFFSET ?",
             (limit, offset),
         )
-        return int(total), list(rows)
+        listed = []
+        for row in rows:
+            doc = dict(row)
+            doc["amount"] = u64_total(row, "amount")
+            del doc["amount_hi"], doc["amount_lo"]
+            listed.append(doc)
+        return int(total), listed
 
     async def batch_items(self, batch_ids: Iterable[int]) -> dict[int, list[Row]]:
         ids = list(batch_ids)
@@ -287,12 +305,96 @@ class ChannelRepo:
         return {row[0]: int(row[1]) for row in rows}
 
 
-def _check_same_channel(known: Row, provider: str, renter: str, program: str, job_id: Any) -> None:
-    if known["provider"] != provider:
-        raise ApiError(
-            409, "channel_conflict", "this channel's receipts come from another provider"
+_UPSERT_HEAD: Final = (
+    "INSERT INTO channels (channel, open_nonce, program_id, provider, renter, job_id,"
+    " seq, cumulative, renter_sig, raw, first_seen, updated_at) VALUES "
+)
+_UPSERT_TAIL: Final = (
+    " ON CONFLICT (channel, open_nonce) DO UPDATE SET seq = excluded.seq,"
+    "   cumulative = excluded.cumulative, renter_sig = excluded.renter_sig,"
+    "   raw = excluded.raw, updated_at = excluded.updated_at, receipts = receipts + 1,"
+    "   state = 'open', note = ''"  # a higher receipt gets a fresh chance
+    " WHERE excluded.cumulative > channels.cumulative"
+    "   AND channels.provider = excluded.provider AND channels.renter = excluded.renter"
+    "   AND channels.program_id = excluded.program_id"
+    "   AND channels.job_id = excluded.job_id"
+    " RETURNING channel, open_nonce, receipts"
+)
+
+
+_KEY_CHUNK: Final = 400  # (channel, open_nonce) pairs per look-up: far below sqlite's limit
+
+
+async def _ingest_round(
+    conn: aiosqlite.Connection,
+    items: Sequence[tuple[int, Receipt, bytes]],
+    results: list[ReceiptStatus | ChannelConflict | None],
+    *,
+    provider: str,
+    now: int,
+) -> None:
+    """Upsert distinct channel openings in one statement (chunks of 64 rows), then read
+    the rows that did not change in one query and tell stale, duplicate and conflicting
+    receipts apart; results go into ``results`` at each item's index."""
+    rows = {
+        index: (
+            address_of(receipt.channel),
+            receipt.open_nonce,
+            address_of(receipt.program_id),
+            provider,
+            address_of(receipt.renter),
+            receipt.job_id,
+            receipt.seq,
+            receipt.cumulative,
+            receipt.sig,
+            raw,
+            now,
+            now,
         )
-    if known["renter"] != renter or known["program_id"] != program:
-        raise ApiError(409, "channel_conflict", "receipt names another renter or program")
-    if bytes(known["job_id"]) != job_id:
-        raise ApiError(409, "channel_conflict", "receipt names another job for this channel")
+        for index, receipt, raw in items
+    }
+    changed: dict[tuple[str, int], int] = {}
+    indices = list(rows)
+    for start in range(0, len(indices), 64):
+        chunk = indices[start : start + 64]
+        sql = _UPSERT_HEAD + ",".join(["(?,?,?,?,?,?,?,?,?,?,?,?)"] * len(chunk)) + _UPSERT_TAIL
+        params = [value for index in chunk for value in rows[index]]
+        async with conn.execute(sql, params) as cursor:
+            changed.update(((r[0], r[1]), r[2]) for r in await cursor.fetchall())
+    unchanged = [i for i in indices if (rows[i][0], rows[i][1]) not in changed]
+    known: dict[tuple[str, int], Row] = {}
+    for start in range(0, len(unchanged), _KEY_CHUNK):
+        chunk = unchanged[start : start + _KEY_CHUNK]
+        wanted = ",".join(["(?,?)"] * len(chunk))
+        params = [value for index in chunk for value in rows[index][:2]]
+        async with conn.execute(
+            "SELECT channel, open_nonce, provider, renter, program_id, job_id, cumulative,"  # noqa: S608
+            f" state FROM channels WHERE (channel, open_nonce) IN (VALUES {wanted})",
+            params,
+        ) as cursor:
+            known.update(((r["channel"], r["open_nonce"]), r) for r in await cursor.fetchall())
+    for index, receipt, _ in items:
+        row = rows[index]
+        key = (row[0], row[1])
+        if key in changed:
+            results[index] = "created" if changed[key] == 1 else "raised"
+            continue
+        stored = known[key]
+        if stored["state"] == "rejected" and stored["provider"] != provider:
+            # Whoever posted first was refused by the chain: the channel is open to others.
+            await conn.execute(
+                "DELETE FROM channels WHERE channel = ? AND open_nonce = ? AND state = 'rejected'",
+                key,
+            )
+            sql = _UPSERT_HEAD + "(?,?,?,?,?,?,?,?,?,?,?,?)" + _UPSERT_TAIL
+            async with conn.execute(sql, row) as cursor:
+                await cursor.fetchall()
+            results[index] = "created"
+        elif stored["provider"] != provider:
+            results[index] = ChannelConflict("this channel's receipts come from another provider")
+        elif stored["renter"] != row[4] or stored["program_id"] != row[2]:
+            results[index] = ChannelConflict("receipt names another renter or program")
+        elif bytes(stored["job_id"]) != receipt.job_id:
+            results[index] = ChannelConflict("receipt names another job for this channel")
+        else:
+            results[index] = "duplicate" if receipt.cumulative == stored["cumulative"] else "stale"

@@ -41,6 +41,8 @@ class OfferQuery:
     sort: str = "price"
     limit: int = 50
     offset: int = 0
+    current_only: bool = False
+    """Only each provider's current offer (see CURRENT): what the explorer shows."""
 
     def where(self, now: int, *, for_count: bool = False) -> tuple[str, list[Any]]:
         """The WHERE clause and its parameters. For a page, the expiry test is written
@@ -63,8 +65,21 @@ class OfferQuery:
         if self.simulated is not None:
             clauses.append("o.simulated = ?")
             params.append(int(self.simulated))
+        if self.current_only:
+            clauses.append(CURRENT)
+            params.append(now)
         return " AND ".join(clauses), params
 
+
+# A provider advertises one offer at a time (the node re-signs it with a new offer_id when its
+# capacity changes), but the offer it replaced stays signed and live until it expires. Its
+# *current* offer is its newest live one (ties: the later stored); older live offers are
+# superseded and must not be counted twice as supply. ``o`` is the offer tested, bound to
+# the same ``now`` as the expiry test (the offers_provider index serves the subquery).
+CURRENT: Final = (
+    "NOT EXISTS (SELECT 1 FROM offers n WHERE n.provider = o.provider AND n.expires_at > ?"
+    " AND (n.created_at > o.created_at OR (n.created_at = o.created_at AND n.rowid > o.rowid)))"
+)
 
 _SELECT = (
     "SELECT o.offer_id, o.provider, o.gpu_model, o.model_key, o.gpu_count, o.vram_mb,"
@@ -179,20 +194,23 @@ class OfferRepo:
         return list(rows)
 
     async def live_summary(self, now: int) -> dict[str, int]:
+        """Current offers, their GPUs and their providers (superseded offers not counted)."""
         row = await self._db.fetchone(
-            "SELECT count(*) AS offers, coalesce(sum(gpu_count), 0) AS gpus,"
-            " count(DISTINCT provider) AS providers FROM offers WHERE expires_at > ?",
-            (now,),
+            "SELECT count(*) AS offers, coalesce(sum(gpu_count), 0) AS gpus,"  # noqa: S608 (constant CURRENT)
+            " count(DISTINCT provider) AS providers FROM offers o"
+            f" WHERE o.expires_at > ? AND {CURRENT}",
+            (now, now),
         )
         assert row is not None
         return {"offers": row["offers"], "gpus": row["gpus"], "providers": row["providers"]}
 
     async def gpus_by_model(self, now: int) -> list[Row]:
         rows = await self._db.fetchall(
-            "SELECT model_key, sum(gpu_count) AS gpus, count(*) AS offers,"
+            "SELECT model_key, sum(gpu_count) AS gpus, count(*) AS offers,"  # noqa: S608 (constant CURRENT)
             " sum(simulated * gpu_count) AS simulated_gpus, min(price_per_gpu_second) AS cheapest"
-            " FROM offers WHERE expires_at > ? GROUP BY model_key ORDER BY gpus DESC, model_key",
-            (now,),
+            f" FROM offers o WHERE o.expires_at > ? AND {CURRENT}"
+            " GROUP BY model_key ORDER BY gpus DESC, model_key",
+            (now, now),
         )
         return list(rows)
 
@@ -237,10 +255,11 @@ async def _extend_presence(conn: Any, provider: str, start: int, end: int) -> No
 
 
 async def live_candidates(db: Database, now: int) -> list[Row]:
-    """Every live offer with its provider's score (input of the "why no match" helper)."""
+    """Every provider's current offer with its score (input of the "why no match" helper)."""
     rows = await db.fetchall(
-        "SELECT o.model_key, o.gpu_count, o.vram_mb, o.price_per_gpu_second, o.region,"
-        " o.simulated, o.provider_score AS score FROM offers o WHERE o.expires_at > ?",
-        (now,),
+        "SELECT o.model_key, o.gpu_count, o.vram_mb, o.price_per_gpu_second, o.region,"  # noqa: S608 (constant CURRENT)
+        " o.simulated, o.provider_score AS score FROM offers o"
+        f" WHERE o.expires_at > ? AND {CURRENT}",
+        (now, now),
     )
     return list(rows)

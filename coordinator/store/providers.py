@@ -6,8 +6,9 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from dgpu.coordinator.db import Database, Row
+from dgpu.coordinator.db import Database, Row, u64_sum, u64_total
 from dgpu.coordinator.scores import JobEvidence, ScoreParts
+from dgpu.coordinator.store.offers import CURRENT
 
 
 @dataclass(frozen=True)
@@ -57,11 +58,13 @@ class ProviderRepo:
         ]
 
     async def settled(self, address: str) -> int:
-        return int(
-            await self._db.scalar(
-                "SELECT coalesce(sum(settled), 0) FROM channels WHERE provider = ?", (address,)
-            )
+        row = await self._db.fetchone(
+            "SELECT "  # noqa: S608 (u64_sum builds SQL from constants)
+            + u64_sum("settled", "settled")
+            + " FROM channels WHERE provider = ?",
+            (address,),
         )
+        return u64_total(row, "settled")
 
     async def live_offer_prices(self, address: str, now: int) -> list[tuple[str, int]]:
         rows = await self._db.fetchall(
@@ -104,18 +107,22 @@ class ProviderRepo:
         """Providers by score; score parts as fractions of 1.0."""
         total = await self._db.scalar("SELECT count(*) FROM providers")
         rows = await self._db.fetchall(
-            "SELECT p.*, (SELECT count(*) FROM offers o WHERE o.provider = p.address"
-            "   AND o.expires_at > ?) AS live_offers,"
+            "SELECT p.*, (SELECT count(*) FROM offers o WHERE o.provider = p.address"  # noqa: S608 (constant CURRENT)
+            f"   AND o.expires_at > ? AND {CURRENT}) AS live_offers,"
             " (SELECT coalesce(sum(gpu_count), 0) FROM offers o WHERE o.provider = p.address"
-            "   AND o.expires_at > ?) AS live_gpus,"
-            " (SELECT coalesce(sum(settled), 0) FROM channels c WHERE c.provider = p.address)"
-            "   AS settled"
+            f"   AND o.expires_at > ? AND {CURRENT}) AS live_gpus,"
+            " (SELECT coalesce(sum(settled >> 32), 0) FROM channels c"
+            "   WHERE c.provider = p.address) AS settled_hi,"
+            " (SELECT coalesce(sum(settled & 4294967295), 0) FROM channels c"
+            "   WHERE c.provider = p.address) AS settled_lo"
             " FROM providers p ORDER BY p.score DESC, p.address LIMIT ? OFFSET ?",
-            (now, now, limit, offset),
+            (now, now, now, now, limit, offset),
         )
         listed = []
         for row in rows:
             doc = dict(row)
+            doc["settled"] = u64_total(row, "settled")
+            del doc["settled_hi"], doc["settled_lo"]
             for name in SCORE_COLUMNS:
                 doc[name] = row[name] / 10_000
             listed.append(doc)

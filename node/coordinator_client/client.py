@@ -16,12 +16,13 @@ import json
 import logging
 import secrets
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
 import httpx
+import msgspec
 from dgpu.node.coordinator_client.errors import CoordinatorClientError
 from dgpu.protocol.codec import encode
 from dgpu.protocol.errors import ProtocolError
@@ -32,6 +33,8 @@ from dgpu.protocol.offers import parse_offer
 
 log = logging.getLogger(__name__)
 MSGPACK = "application/msgpack"
+MAX_BATCH_RECEIPTS = 256
+"""Receipts per batch request (the coordinator's limit)."""
 
 
 @dataclass(frozen=True)
@@ -85,6 +88,21 @@ class CoordinatorClient:
     async def post_receipt(self, receipt: Receipt) -> dict[str, Any]:
         """Hand in a renter-signed receipt for settlement (as the channel's provider)."""
         return await self._signed("POST", "/api/v1/receipts", encode(receipt), MSGPACK)
+
+    async def post_receipts(self, receipts: Sequence[Receipt]) -> list[dict[str, Any]]:
+        """Hand in many receipts in signed requests of at most :data:`MAX_BATCH_RECEIPTS`;
+        one result per receipt, in order: ``{"status": "accepted", ...}`` or ``{"status":
+        "refused", "code": ..., "message": ...}``."""
+        results: list[dict[str, Any]] = []
+        for start in range(0, len(receipts), MAX_BATCH_RECEIPTS):
+            chunk = receipts[start : start + MAX_BATCH_RECEIPTS]
+            body = msgspec.msgpack.encode([encode(r) for r in chunk])
+            doc = await self._signed("POST", "/api/v1/receipts/batch", body, MSGPACK)
+            answered = doc.get("results")
+            if not isinstance(answered, list) or len(answered) != len(chunk):
+                raise CoordinatorClientError("the coordinator's batch answer is malformed")
+            results.extend(r if isinstance(r, dict) else {"status": "refused"} for r in answered)
+        return results
 
     async def report_job(self, job_id: bytes, provider: str, outcome: str) -> dict[str, Any]:
         """Report a job's outcome: completed, provider_fault or renter_cancelled."""

@@ -44,6 +44,12 @@ class Job(Protocol):
         """End the job now (SIGKILL)."""
         ...
 
+    def extend_deadline(self) -> bool:
+        """Let the job run ``spec.watchdog_s`` more seconds from now, even if this process
+        dies (call it once the work so far is paid, durably). False when the deadline
+        could not be written (the job then stops at the old one)."""
+        ...
+
     async def collect_outputs(self) -> list[OutputFile]:
         """List (and for containers, copy out) the output files; only after the job ended."""
         ...

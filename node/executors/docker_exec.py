@@ -5,7 +5,10 @@ root, a small writable ``/tmp`` (tmpfs), a labelled volume at its output directo
 CPU/memory/PID limits, and GPUs by device request when — and only when — they are real.
 Labels ``dgpu.job``/``dgpu.owner``/``dgpu.run`` let a restarted provider find what it
 left behind (:meth:`DockerExecutor.cleanup_orphans`). Logs come from the engine's
-json-file log (size-capped), which never blocks the container when nobody reads.
+json-file log (size-capped), which never blocks the container when nobody reads. A job
+with ``watchdog_s`` stops by itself when the provider stops extending its deadline (see
+:mod:`dgpu.node.executors.docker_options`): a dead provider leaves a stopped container,
+not a running one, and its next life removes it.
 
 The SDK is blocking: every call runs in a worker thread; waits that last as long as the
 job (exit, log follow) are abandoned on cancellation and end when the container is gone.
@@ -15,9 +18,11 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 import secrets
 import shutil
 import tempfile
+import time
 from collections.abc import AsyncIterator, Callable, Collection
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
@@ -29,6 +34,7 @@ import requests
 import trio
 from dgpu.node.executors.base import open_started_job, run_sync_abandoning
 from dgpu.node.executors.docker_options import (
+    DEADLINE_FILE,
     JOB_LABEL,
     OWNER_LABEL,
     RUN_LABEL,
@@ -78,6 +84,12 @@ class DockerExecutor:
     def open_job(self, spec: JobSpec) -> AbstractAsyncContextManager[DockerJob]:
         return open_started_job(lambda: DockerJob(self, spec))
 
+    @property
+    def watchdog_dir(self) -> Path:
+        if self.config.watchdog_dir is not None:
+            return self.config.watchdog_dir
+        return Path(self.config.workdir or tempfile.gettempdir()) / "watchdog"
+
     async def cleanup_orphans(self, owner: str, keep: Collection[str] = frozenset()) -> list[str]:
         """Remove the containers and volumes labelled with ``owner`` whose job is not in
         ``keep``; returns the job ids removed (a restarted provider calls this)."""
@@ -104,6 +116,11 @@ class DockerExecutor:
                 removed.add(job)
         except _ENGINE_ERRORS as exc:
             raise ExecutorError(f"orphan cleanup failed: {exc}") from exc
+        # deadline folders are named <job>-<run>; this folder is this owner's alone
+        if self.watchdog_dir.is_dir():
+            for folder in self.watchdog_dir.iterdir():
+                if folder.name.rpartition("-")[0] not in keep:
+                    shutil.rmtree(folder, ignore_errors=True)
         return sorted(removed)
 
     def close(self) -> None:
@@ -150,6 +167,7 @@ class DockerJob:
         self._stop_requested = False
         self._timed_out = False
         self._workdir: Path | None = None
+        self._watchdog: Path | None = None  # the folder of the deadline file
         self._outputs: dict[str, OutputFile] | None = None
         self.started_at: float | None = None
         self.start_seconds: float | None = None  # create + start, as measured here
@@ -162,7 +180,15 @@ class DockerJob:
 
     async def _start(self, nursery: trio.Nursery) -> None:
         spec = self._spec
-        options = container_options(spec, self._config, self.run_id)
+        if spec.watchdog_s is not None:
+            self._watchdog = self._executor.watchdog_dir / f"{spec.job_id}-{self.run_id}"
+            try:
+                self._watchdog.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise JobStartError(f"cannot make the watchdog's folder: {exc}") from exc
+            if not self.extend_deadline():
+                raise JobStartError("cannot write the watchdog's deadline")
+        options = container_options(spec, self._config, self.run_id, self._watchdog)
         t0 = trio.current_time()
         try:
             if spec.max_output_bytes > 0:
@@ -289,6 +315,8 @@ class DockerJob:
             log.error("job %s: cleanup timed out; cleanup_orphans will retry", self._spec.job_id)
         if self._workdir is not None:
             shutil.rmtree(self._workdir, ignore_errors=True)
+        if self._watchdog is not None:
+            shutil.rmtree(self._watchdog, ignore_errors=True)
         if not self._exited.is_set():  # left before it ended: a later wait() must not hang
             self._exit_error = JobStateError("the job was removed before it ended")
             self._exited.set()
@@ -336,6 +364,22 @@ class DockerJob:
                     raise ExecutorError(f"cannot kill the container: {_explain(exc)}") from exc
         await self._exited.wait()
 
+    def extend_deadline(self) -> bool:
+        """Write ``now + watchdog_s`` as the deadline the container checks (atomically:
+        the check never reads half a number). A few bytes, so done inline."""
+        if self._watchdog is None or self._spec.watchdog_s is None:
+            return True
+        deadline = int(time.time() + self._spec.watchdog_s)  # the container's clock too
+        path = self._watchdog / DEADLINE_FILE
+        tmp = path.with_suffix(".tmp")
+        try:
+            tmp.write_text(f"{deadline}\n")
+            os.replace(tmp, path)
+        except OSError as exc:
+            log.error("job %s: cannot extend the watchdog's deadline: %s", self._spec.job_id, exc)
+            return False
+        return True
+
     async def collect_outputs(self) -> list[OutputFile]:
         if not self._exited.is_set():
             raise JobStateError("outputs can be collected only after the job has ended")
@@ -348,11 +392,14 @@ class DockerJob:
         spec = self._spec
         if spec.max_output_bytes == 0:
             return []
-        self._workdir = Path(
-            tempfile.mkdtemp(prefix=f"dgpu-{spec.job_id}-", dir=self._config.workdir)
-        )
-        dest = self._workdir / "outputs"
-        dest.mkdir()
+        try:
+            self._workdir = Path(
+                tempfile.mkdtemp(prefix=f"dgpu-{spec.job_id}-", dir=self._config.workdir)
+            )
+            dest = self._workdir / "outputs"
+            dest.mkdir()
+        except OSError as exc:  # e.g. the provider's disk is full
+            raise OutputError(f"cannot make a folder for the outputs: {exc}") from exc
         try:
             chunks, _stat = self._container.get_archive(spec.output_dir)
             extract_output_tar(chunks, dest, spec.max_output_bytes)

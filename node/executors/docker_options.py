@@ -1,9 +1,28 @@
 """How a job becomes a container: the provider's :class:`DockerConfig` and the pure
 :func:`container_options` that turns a :class:`JobSpec` into ``containers.create`` arguments.
+
+The watchdog (a job with ``watchdog_s``) bounds the compute nobody pays for when the
+provider process is gone (``kill -9``, a crash, SIGSTOP, a host that lost its disk).
+It is the engine's own health check: every ``watchdog_check_s`` the Docker Engine runs a
+tiny shell script *inside* the container that compares the clock with a deadline file the
+provider rewrites after each durable receipt (a host directory bind-mounted read-only).
+Past the deadline it sends SIGTERM to every process of the job, past the deadline plus
+``stop_grace_s`` SIGKILL; the docker-init at PID 1 then exits and the container stops.
+
+Why this and not the alternatives: a supervising process on the host would have to be
+started, kept alive and found again by the provider, and would die with it on a host
+reboot or an OOM kill of the process group; a wrapper around the job's command would
+change its argv and entrypoint. The health check needs nothing that can die with the
+provider — the engine runs it for as long as the container runs — and leaves the job's
+command untouched. It needs a shell, ``cat`` and ``date`` in the container: the host's
+static busybox is bind-mounted for that when the provider names one
+(``DockerConfig.watchdog_busybox``), else the image's own ``sh`` is used. It needs the
+docker-init (``init=True``): ``kill -1`` from inside reaches every process but PID 1.
 """
 
 from __future__ import annotations
 
+import shlex
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
@@ -15,6 +34,9 @@ from dgpu.node.executors.spec import JobSpec
 JOB_LABEL: Final = "dgpu.job"
 OWNER_LABEL: Final = "dgpu.owner"
 RUN_LABEL: Final = "dgpu.run"  # one start of a job: what its cleanup removes
+WATCHDOG_MOUNT: Final = "/.dgpu-watchdog"
+WATCHDOG_BUSYBOX: Final = "/.dgpu-bin/busybox"  # busybox picks its applet by name
+DEADLINE_FILE: Final = "deadline"  # Unix seconds, written whole by the provider
 
 
 @dataclass(frozen=True)
@@ -38,10 +60,36 @@ class DockerConfig:
     log_max_bytes: int = 16 * 1024 * 1024  # json-file log cap on the engine side
     log_buffer_bytes: int = DEFAULT_LOG_BUFFER_BYTES
     cleanup_timeout_s: float = 60.0
+    # Deadline files of jobs with a watchdog (one folder per start of a job); None: a
+    # folder under the workdir (or the system temp dir).
+    watchdog_dir: Path | None = None
+    watchdog_busybox: Path | None = None  # a static busybox on the host; None: image's sh
+    watchdog_check_s: float = 1.0
 
 
-def container_options(spec: JobSpec, config: DockerConfig, run_id: str) -> dict[str, Any]:
-    """Keyword arguments of ``containers.create`` for one job (pure; tested as such)."""
+def watchdog_script(config: DockerConfig) -> list[str]:
+    """The health check's command: stop the job once the provider's deadline has passed."""
+    bb = f"{WATCHDOG_BUSYBOX} " if config.watchdog_busybox is not None else ""
+    deadline = shlex.quote(f"{WATCHDOG_MOUNT}/{DEADLINE_FILE}")
+    kill_after = max(1, round(config.stop_grace_s))
+    # A missing or garbled deadline reads as 0: the job stops (fail closed). ``kill`` is
+    # the shell's builtin; ``kill -SIG -1`` skips PID 1 (docker-init) and the script.
+    script = (
+        f"d=$({bb}cat {deadline} 2>/dev/null); case $d in ''|*[!0-9]*) d=0;; esac; "
+        f"n=$({bb}date +%s); "
+        f'if [ "$n" -gt $((d + {kill_after})) ]; then kill -KILL -1; exit 1; fi; '
+        f'if [ "$n" -gt "$d" ]; then kill -TERM -1; exit 1; fi; exit 0'
+    )
+    if config.watchdog_busybox is not None:
+        return ["CMD", WATCHDOG_BUSYBOX, "sh", "-c", script]
+    return ["CMD", "sh", "-c", script]
+
+
+def container_options(
+    spec: JobSpec, config: DockerConfig, run_id: str, watchdog_dir: Path | None = None
+) -> dict[str, Any]:
+    """Keyword arguments of ``containers.create`` for one job (pure; tested as such);
+    ``watchdog_dir`` holds the deadline file of a job with a watchdog."""
     labels = {**spec.labels, JOB_LABEL: spec.job_id, OWNER_LABEL: config.owner, RUN_LABEL: run_id}
     env = {**spec.env, "DGPU_JOB_ID": spec.job_id}
     options: dict[str, Any] = {
@@ -81,13 +129,41 @@ def container_options(spec: JobSpec, config: DockerConfig, run_id: str) -> dict[
                 driver=config.gpu_driver, device_ids=list(spec.gpu_ids), capabilities=[["gpu"]]
             )
         ]
+    mounts: list[docker.types.Mount] = []
     if spec.max_output_bytes > 0:
         env["DGPU_OUTPUT_DIR"] = spec.output_dir
-        options["mounts"] = [
+        mounts.append(
             docker.types.Mount(
                 target=spec.output_dir, source=volume_name(spec, run_id), type="volume"
             )
-        ]
+        )
+    if spec.watchdog_s is not None and watchdog_dir is not None:
+        # the folder, not the file: the provider replaces the file (rename), and a bind
+        # mount of a file would keep showing the old one
+        mounts.append(
+            docker.types.Mount(
+                target=WATCHDOG_MOUNT, source=str(watchdog_dir), type="bind", read_only=True
+            )
+        )
+        if config.watchdog_busybox is not None:
+            mounts.append(
+                docker.types.Mount(
+                    target=WATCHDOG_BUSYBOX,
+                    source=str(config.watchdog_busybox),
+                    type="bind",
+                    read_only=True,
+                )
+            )
+        period_ns = round(config.watchdog_check_s * 1e9)
+        options["healthcheck"] = {
+            "test": watchdog_script(config),
+            "interval": period_ns,
+            "timeout": 10 * period_ns,
+            "retries": 1,
+            "start_period": 0,
+        }
+    if mounts:
+        options["mounts"] = mounts
     return options
 
 

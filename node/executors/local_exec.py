@@ -229,6 +229,12 @@ class LocalJob:
             self._signal_group(signal.SIGKILL)
         await self._exited.wait()
 
+    def extend_deadline(self) -> bool:
+        # No watchdog: a development executor. Its process loses its output pipes when
+        # the provider dies (SIGPIPE on its next write), but one that writes nothing runs
+        # on; use the Docker executor where unpaid compute must stay bounded.
+        return True
+
     async def collect_outputs(self) -> list[OutputFile]:
         if not self._exited.is_set():
             raise JobStateError("outputs can be collected only after the job has ended")

@@ -20,9 +20,9 @@ MAX_LOG_CHUNK: Final = 16 * 1024  # the wire cap of one LogChunk message
 # Labels the executors set themselves; a spec may not set them.
 RESERVED_LABEL_PREFIX: Final = "dgpu."
 
-_JOB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
-_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-_LABEL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_./-]{0,127}$")
+_JOB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}\Z")
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*\Z")
+_LABEL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_./-]{0,127}\Z")
 
 Stream = Literal["stdout", "stderr"]
 ExitReason = Literal["exited", "timeout", "stopped"]
@@ -69,6 +69,9 @@ class JobSpec:
     directory inside the container whose files are collected (the local executor uses a
     directory of its own and tells the job through ``$DGPU_OUTPUT_DIR``);
     ``max_output_bytes=0`` collects nothing. ``timeout_s`` counts from the start.
+    ``watchdog_s``: the job stops itself, even when the provider is gone, once it ran this
+    long past the last :meth:`~dgpu.node.executors.base.Job.extend_deadline` (or its start);
+    None: no watchdog.
     """
 
     job_id: str
@@ -84,6 +87,7 @@ class JobSpec:
     output_dir: str = "/out"
     max_output_bytes: int = DEFAULT_MAX_OUTPUT_BYTES
     labels: Mapping[str, str] = field(default_factory=dict)
+    watchdog_s: float | None = None
 
     def __post_init__(self) -> None:
         if not _JOB_ID.match(self.job_id):
@@ -107,6 +111,8 @@ class JobSpec:
             raise JobSpecError("memory_limit_mb", "must be at least 6 MiB")
         if self.timeout_s is not None and not self.timeout_s > 0:
             raise JobSpecError("timeout_s", "must be positive")
+        if self.watchdog_s is not None and not self.watchdog_s > 0:
+            raise JobSpecError("watchdog_s", "must be positive")
         normal = posixpath.normpath(self.output_dir)
         if not self.output_dir.startswith("/") or normal != self.output_dir or normal == "/":
             raise JobSpecError("output_dir", "must be a normalised absolute path other than /")

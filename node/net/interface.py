@@ -167,5 +167,13 @@ class Network(Protocol):
 
     def serve(self, protocol: str, handler: Handler) -> None:
         """Run ``handler`` for every inbound stream on ``protocol`` (replacing any earlier
-        handler); each call is guarded (see :data:`Handler`)."""
+        handler); each call is guarded (see :data:`Handler`) and admitted per peer (see
+        :mod:`dgpu.node.net.admission`)."""
         ...
+
+    def protect(self, peer: str) -> None:
+        """Keep room for ``peer``'s streams (it has a funded job here): it is not held to
+        the per-peer caps and rates. Counted: one :meth:`unprotect` per call."""
+        ...
+
+    def unprotect(self, peer: str) -> None: ...

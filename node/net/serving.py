@@ -17,6 +17,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
 import trio
+from dgpu.node.net.admission import StreamAdmission
 from dgpu.node.net.errors import NetError, NetTimeout
 from dgpu.node.net.framing import FramedStream
 from dgpu.node.net.interface import DEFAULT_REQUEST_TIMEOUT_S, Handler, MessageStream, PeerRef
@@ -29,20 +30,18 @@ log = logging.getLogger(__name__)
 PEER_ERRORS = (NetError, ProtocolError)
 
 
-async def run_guarded(
-    handler: Handler, stream: FramedStream, limiter: trio.CapacityLimiter
-) -> None:
+async def run_guarded(handler: Handler, stream: FramedStream, admission: StreamAdmission) -> None:
     """Run one inbound stream's handler; close the stream after, reset it on any error.
 
-    Over ``limiter``'s capacity the stream is reset at once. Only ``trio.Cancelled`` (the
-    network shutting down) and other ``BaseException``s propagate.
+    A stream ``admission`` refuses (too many at once, from this peer or in all; too many
+    per second from this peer) is reset before any of its bytes is read. Only
+    ``trio.Cancelled`` (the network shutting down) and other ``BaseException``s propagate.
     """
-    try:
-        limiter.acquire_nowait()
-    except trio.WouldBlock:
-        log.warning(
-            "too many inbound streams; resetting %s from %s", stream.protocol, stream.remote_peer
-        )
+    peer = stream.remote_peer
+    refused = admission.try_admit(peer)
+    if refused is not None:
+        # debug, not warning: a flood would otherwise flood the log as well
+        log.debug("resetting %s stream from %s: over the %s limit", stream.protocol, peer, refused)
         await stream.reset()
         return
     try:
@@ -71,7 +70,7 @@ async def run_guarded(
                     exc_info=True,
                 )
     finally:
-        limiter.release()
+        admission.release(peer)
 
 
 class OfferFanout:
@@ -156,6 +155,15 @@ class StreamClient:
 
     _fanout: OfferFanout
     _peer_id: str
+    _admission: StreamAdmission
+
+    def protect(self, peer: str) -> None:
+        """Serve ``peer``'s streams from the reserved room, without per-peer caps (a
+        funded job runs for it); one :meth:`unprotect` per call."""
+        self._admission.protect(peer)
+
+    def unprotect(self, peer: str) -> None:
+        self._admission.unprotect(peer)
 
     def _check_open(self) -> None:
         raise NotImplementedError

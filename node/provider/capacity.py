@@ -85,6 +85,17 @@ class GpuPool:
         hold.until = None
         return hold.indices
 
+    def extend(self, job_id: bytes, until: float) -> None:
+        """Move a reservation's deadline (the agreement turns a quote's hold into one that
+        waits for the channel)."""
+        hold = self._holds[job_id]
+        if hold.until is not None:
+            hold.until = until
+
+    def indices(self, job_id: bytes) -> tuple[int, ...]:
+        hold = self._holds.get(job_id)
+        return hold.indices if hold is not None else ()
+
     def holds(self, job_id: bytes) -> bool:
         return job_id in self._holds
 

@@ -13,10 +13,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import cast
 
+from dgpu.contracts_client.money import Escrow
 from dgpu.node.config import ProviderConfig
 from dgpu.node.executors.errors import JobSpecError
 from dgpu.node.executors.spec import JobSpec as ExecSpec
-from dgpu.node.payments.escrow import Escrow
 from dgpu.node.store import NodeStore
 from dgpu.protocol.errors import DgpuError, StateError
 from dgpu.protocol.identity import Identity, public_key_of_peer_id

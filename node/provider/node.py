@@ -33,13 +33,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import trio
+from dgpu.contracts_client.money import Escrow
 from dgpu.node.config import ProviderConfig
 from dgpu.node.gpu.types import GpuBackend
 from dgpu.node.net.errors import NetError
 from dgpu.node.net.interface import METERING_PROTOCOL, NEGOTIATE_PROTOCOL, MessageStream, Network
-from dgpu.node.payments.escrow import Escrow
 from dgpu.node.provider.capacity import GpuPool, model_price, offer_terms
 from dgpu.node.provider.funding import PendingJob, Refusal, check_request, verify_channel
+from dgpu.node.provider.health import StoreHealth
+from dgpu.node.provider.holds import HoldBook, check_funds
 from dgpu.node.provider.outputs import StreamOutputHost
 from dgpu.node.provider.ports import OfferDesk, OutputHost, ProviderExecutor
 from dgpu.node.provider.session import ProviderSession, SessionOutcome, remove_outputs
@@ -50,8 +52,8 @@ from dgpu.node.provider.settlement import (
     reconcile,
     settle_on_chain,
 )
-from dgpu.node.store import LIVE_JOB_STATES, JobRecord, NodeStore
-from dgpu.protocol.codec import encode
+from dgpu.node.store import LIVE_JOB_STATES, JobRecord, NodeStore, StoreError
+from dgpu.protocol.codec import decode_as, encode
 from dgpu.protocol.errors import DecodeError, DgpuError
 from dgpu.protocol.identity import Identity, public_key_of_peer_id
 from dgpu.protocol.messages import (
@@ -60,9 +62,10 @@ from dgpu.protocol.messages import (
     ErrorMessage,
     JobRequest,
     Offer,
+    Quote,
     Receipt,
 )
-from dgpu.protocol.negotiation import QUOTE_TTL_S, ProviderNegotiation, ProviderPolicy, Refused
+from dgpu.protocol.negotiation import ProviderNegotiation, ProviderPolicy, Refused
 from dgpu.protocol.offers import make_offer
 
 if TYPE_CHECKING:  # trio_typing's stubs shadow trio's own annotations for mypy
@@ -114,6 +117,7 @@ class Provider:
         self.executor = executor
         self.gpu_backend = gpu_backend
         self.store = store
+        self.health = StoreHealth(store)  # no new jobs while the store takes no writes
         self.clock = clock or network.now
         self.desk = desk
         if outputs is None and outputs_dir is not None:
@@ -130,6 +134,13 @@ class Provider:
         self._outcomes: dict[bytes, SessionOutcome] = {}
         self._capacity_changed = trio.Event()
         self._nursery: trio.Nursery | None = None
+        self._protected: dict[bytes, str] = {}
+        """Jobs agreed or running, and the peer their renter speaks from: its streams are
+        served from the room the network keeps for funded work."""
+        self.holds = HoldBook(
+            max_unfunded_per_renter=config.max_unfunded_per_renter,
+            cooldown_s=config.unfunded_cooldown_s,
+        )
 
     # -- public -----------------------------------------------------------------------
 
@@ -165,6 +176,7 @@ class Provider:
                 ended_at=now,
                 stop_reason="provider_restart",
                 detail="the provider restarted while the job was live",
+                seconds_billed=_seconds_paid(self.store, job),  # what the receipts cover
             )
             log.warning("job %s was %s when the provider stopped", job.job_id.hex(), job.state)
         removed = await self.executor.cleanup_orphans(self.identity.address, keep=frozenset())
@@ -254,6 +266,8 @@ class Provider:
     # -- advertising ------------------------------------------------------------------
 
     def _current_offer(self, now: int) -> Offer | None:
+        if not self.health.ok:
+            return None  # no offer while we could not store its receipts
         best = None
         for model in self.pool.models():
             terms = offer_terms(self.config, self.pool, model)
@@ -301,20 +315,32 @@ class Provider:
     # -- housekeeping -----------------------------------------------------------------
 
     async def _sweep_loop(self) -> None:
-        """Release GPUs of agreed jobs whose channel never came."""
         while True:
             await trio.sleep(SWEEP_INTERVAL_S)
-            for job_id in self.pool.expire(trio.current_time()):
-                if self._pending.pop(job_id, None) is not None:
-                    self.store.update_job(
-                        job_id,
-                        "provider",
-                        now=self.clock(),
-                        state="abandoned",
-                        detail="no funded channel was shown in time",
-                    )
-                    log.info("job %s abandoned: no channel in time", job_id.hex())
-                self._capacity_change()
+            if not self.health.ok and self.health.probe():
+                self._capacity_change()  # advertise again
+            self._expire_holds()
+
+    def _expire_holds(self) -> None:
+        """Release GPUs of agreed jobs whose channel never came: the job is abandoned in
+        the store, the key cools down and the offer goes out again. The one way holds
+        expire (a new request expiring them without this left the job "agreed" and the
+        offer unpublished until the next sweep of the advertiser)."""
+        now = trio.current_time()
+        for job_id in self.pool.expire(now):
+            pending = self._pending.pop(job_id, None)
+            self._unprotect(job_id)
+            if pending is not None:
+                self.holds.expired(pending.request.renter, job_id, now)
+                self.store.update_job(
+                    job_id,
+                    "provider",
+                    now=self.clock(),
+                    state="abandoned",
+                    detail="no funded channel was shown in time",
+                )
+                log.info("job %s abandoned: no channel in time", job_id.hex())
+            self._capacity_change()
 
     async def _settle_retry_loop(self) -> None:
         while True:
@@ -339,36 +365,58 @@ class Provider:
         except DecodeError as exc:
             await self._refuse(stream, Refusal("bad_request", f"malformed job request: {exc}"))
             return
-        self.pool.expire(trio.current_time())
+        if not self.health.ok:
+            await self._refuse(stream, Refusal("internal", self.health.reason(), request.job_id))
+            return
+        self._expire_holds()
         negotiation = ProviderNegotiation(self.identity)
         try:
             check_request(request, peer, self.config, self.store)
             quote = negotiation.on_request(
                 request, self.policy(request.gpu_model), now=self.clock()
             )
+            self.holds.admit(request.renter, request.job_id, trio.current_time())
         except Refusal as refusal:
             await self._refuse(stream, refusal.for_job(request.job_id))
             return
         except Refused as exc:
             await self._refuse(stream, Refusal(exc.code, exc.message, request.job_id))
             return
-        hold_until = trio.current_time() + QUOTE_TTL_S + self.config.funding_timeout_s
-        gpus = self.pool.reserve(request.job_id, quote.gpu_model, quote.gpu_count, hold_until)
-        if not gpus:
-            await self._refuse(stream, Refusal("no_capacity", "GPUs taken", request.job_id))
-            return
+        countersigned = None
         try:
-            await stream.send(quote)
-            agreement = await stream.receive_as(Agreement, timeout=QUOTE_TTL_S)
-            countersigned = negotiation.on_agreement(agreement, now=self.clock())
-        except Refused as exc:
-            self.pool.release(request.job_id)
-            await self._refuse(stream, Refusal(exc.code, exc.message, request.job_id))
+            countersigned = await self._hold_and_agree(stream, negotiation, request, quote)
+        finally:
+            if countersigned is None:  # no agreement: the key holds nothing
+                self.holds.released(request.renter, request.job_id)
+        if countersigned is None:
             return
-        except BaseException:
-            self.pool.release(request.job_id)
-            raise
+        gpus = self.pool.indices(request.job_id)
         now = self.clock()
+        try:
+            self._insert_agreed(request, quote, countersigned, gpus, now)
+        except StoreError as exc:
+            self.pool.release(request.job_id)
+            self.holds.released(request.renter, request.job_id)
+            self.health.failed(exc, "recording an agreed job")
+            await self._refuse(stream, Refusal("internal", self.health.reason(), request.job_id))
+            return
+        self._pending[request.job_id] = PendingJob(negotiation, request, quote, gpus)
+        # agreed with a renter whose balance covers the deposit: its metering stream must
+        # not be starved by other peers' floods
+        self._protected[request.job_id] = peer
+        self.network.protect(peer)
+        self.pool.extend(request.job_id, trio.current_time() + self.config.funding_timeout_s)
+        self._capacity_change()
+        await stream.send(countersigned)
+
+    def _insert_agreed(
+        self,
+        request: JobRequest,
+        quote: Quote,
+        countersigned: Agreement,
+        gpus: tuple[int, ...],
+        now: int,
+    ) -> None:
         self.store.insert_job(
             JobRecord(
                 job_id=request.job_id,
@@ -383,9 +431,59 @@ class Provider:
                 gpus=",".join(str(i) for i in gpus),
             )
         )
-        self._pending[request.job_id] = PendingJob(negotiation, request, quote, gpus)
-        self._capacity_change()
-        await stream.send(countersigned)
+
+    async def _hold_and_agree(
+        self,
+        stream: MessageStream,
+        negotiation: ProviderNegotiation,
+        request: JobRequest,
+        quote: Quote,
+    ) -> Agreement | None:
+        """Hold the GPUs for the quote's short life, send it, and return the countersigned
+        Agreement; None (GPUs released, the renter told why) when there is none. The
+        renter's balance is read from the chain while the provider waits for its
+        Agreement (proof of funds, :mod:`dgpu.node.provider.holds`)."""
+        job_id = request.job_id
+        hold_until = trio.current_time() + self.config.agreement_timeout_s
+        if not self.pool.reserve(job_id, quote.gpu_model, quote.gpu_count, hold_until):
+            await self._refuse(stream, Refusal("no_capacity", "GPUs taken", job_id))
+            return None
+        funds: list[Refusal | None] = []
+        try:
+            async with trio.open_nursery() as nursery:
+                if self.config.proof_of_funds:
+                    nursery.start_soon(self._read_funds, quote, funds)
+                await stream.send(quote)
+                agreement = await stream.receive_as(
+                    Agreement, timeout=self.config.agreement_timeout_s
+                )
+            if funds and funds[0] is not None:
+                raise funds[0]
+            countersigned = negotiation.on_agreement(agreement, now=self.clock())
+            if not self.pool.holds(job_id):  # expired at the very deadline
+                raise Refusal("no_capacity", "the quote's hold ran out")
+            return countersigned
+        except Refusal as refusal:
+            self.pool.release(job_id)
+            await self._refuse(stream, refusal.for_job(job_id))
+        except Refused as exc:
+            self.pool.release(job_id)
+            await self._refuse(stream, Refusal(exc.code, exc.message, job_id))
+        except BaseException:
+            self.pool.release(job_id)
+            raise
+        return None
+
+    async def _read_funds(self, quote: Quote, result: list[Refusal | None]) -> None:
+        try:
+            with trio.fail_after(self.config.agreement_timeout_s):
+                await check_funds(self.escrow, quote.renter, quote.mint, quote.deposit)
+        except trio.TooSlowError:
+            result.append(Refusal("not_funded", "the chain did not tell the renter's balance"))
+        except Refusal as refusal:
+            result.append(refusal)
+        else:
+            result.append(None)
 
     # -- funding and the job ----------------------------------------------------------
 
@@ -411,12 +509,20 @@ class Provider:
                 pending, opened, self.escrow, self.identity, self.config, self.store, self.clock()
             )
         except Refusal as refusal:
+            if refusal.__cause__ is None:
+                # a channel read and found wanting counts as an unfunded hold: the key
+                # cools down (not when the chain could not be read: maybe our fault)
+                self.holds.expired(pending.request.renter, opened.job_id, trio.current_time())
+            else:
+                self.holds.released(pending.request.renter, opened.job_id)
             self._abandon(pending, refusal.message)
             await self._refuse(stream, refusal.for_job(opened.job_id))
             return
         except BaseException:
+            self.holds.released(pending.request.renter, opened.job_id)
             self._abandon(pending, "channel check failed")
             raise
+        self.holds.funded(pending.request.renter, opened.job_id)
         self.store.update_job(
             opened.job_id,
             "provider",
@@ -442,12 +548,19 @@ class Provider:
             stream=stream,
             outputs=self.outputs,
             outputs_dir=self.outputs_dir,
+            health=self.health,
         )
         finished = trio.Event()
         nursery.start_soon(self._run_session, session, finished)
         await finished.wait()
 
+    def _unprotect(self, job_id: bytes) -> None:
+        peer = self._protected.pop(job_id, None)
+        if peer is not None:
+            self.network.unprotect(peer)
+
     def _abandon(self, pending: PendingJob, detail: str) -> None:
+        self._unprotect(pending.quote.job_id)
         self.pool.release(pending.quote.job_id)
         self._capacity_change()
         self.store.update_job(
@@ -461,6 +574,7 @@ class Provider:
             outcome = await session.run()
         finally:
             del self._sessions[job_id]
+            self._unprotect(job_id)
             self.pool.release(job_id)
             self._capacity_change()
             finished.set()
@@ -501,6 +615,18 @@ class Provider:
                 )
             except DgpuError as exc:
                 log.warning("settling job %s failed: %s", outcome.latest.job_id.hex(), exc)
+
+
+def _seconds_paid(store: NodeStore, job: JobRecord) -> int:
+    latest = store.latest_receipt("provider", job.job_id)
+    if latest is None or job.quote is None:
+        return job.seconds_billed
+    try:
+        quote = decode_as(Quote, job.quote)
+    except DecodeError:
+        return job.seconds_billed
+    per_second = quote.price_per_gpu_second * quote.gpu_count
+    return latest.cumulative // per_second if per_second else 0
 
 
 def _peer_key(peer: str) -> bytes:

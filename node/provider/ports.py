@@ -14,7 +14,7 @@ from collections.abc import Collection, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from dgpu.node.executors.base import Job
 from dgpu.node.executors.spec import JobSpec as ExecSpec
@@ -39,6 +39,10 @@ class OfferDesk(Protocol):
 
     async def post_receipt(self, receipt: Receipt) -> object:
         """Hand the latest receipt of a channel to the coordinator's settlement batcher."""
+        ...
+
+    async def post_receipts(self, receipts: Sequence[Receipt]) -> list[dict[str, Any]]:
+        """Hand many in one go; per receipt ``{"status": "accepted" | "refused", ...}``."""
         ...
 
 

@@ -15,6 +15,11 @@ acknowledged (a ``ReceiptAck``); the job is stopped when no receipt covered the 
 within interval + grace, when the escrow would be exceeded, or at the agreed maximum
 duration. Whatever ends the job, the container is stopped and removed (the executor's
 context guarantees it) and the GPUs are released.
+
+The same bound holds when this process is gone: the job runs under the executor's
+watchdog (``watchdog_s`` = interval + grace), whose deadline is pushed on only after a
+receipt is durable. A container the watchdog stopped while we live is recorded as
+stopped for non-payment.
 """
 
 from __future__ import annotations
@@ -36,8 +41,9 @@ from dgpu.node.gpu.errors import GpuError
 from dgpu.node.gpu.types import GpuBackend, GpuInfo
 from dgpu.node.net.errors import NetError
 from dgpu.node.net.interface import MessageStream
+from dgpu.node.provider.health import StoreHealth
 from dgpu.node.provider.ports import HostedFile, OutputHost, ProviderExecutor
-from dgpu.node.store import NodeStore
+from dgpu.node.store import NodeStore, StoreError
 from dgpu.protocol.errors import ProtocolError, SignatureError
 from dgpu.protocol.identity import Identity
 from dgpu.protocol.messages import (
@@ -94,6 +100,7 @@ def exec_spec(
         timeout_s=float(quote.max_duration_s),
         output_dir=request.output_dir or "/out",
         max_output_bytes=quote.max_output_bytes,
+        watchdog_s=float(quote.interval_s + quote.grace_s),
     )
 
 
@@ -116,6 +123,7 @@ class ProviderSession:
         stream: MessageStream,
         outputs: OutputHost | None,
         outputs_dir: Path | None,
+        health: StoreHealth | None = None,
     ) -> None:
         self.identity = identity
         self.config = config
@@ -130,6 +138,7 @@ class ProviderSession:
         self.stream = stream
         self.outputs = outputs
         self.outputs_dir = outputs_dir
+        self.health = health or StoreHealth(store)
         self.job_id = quote.job_id
         self.meter: ProviderMeter | None = None
         self._stop_reason = ""
@@ -139,6 +148,9 @@ class ProviderSession:
         self._renter_gone = False
         self._ended = False
         self._log_seq = 0
+        self._job: Job | None = None
+        self._watchdog_at = math.inf  # when the executor's watchdog stops the job
+        self._store_failed: StoreError | None = None  # the last receipt was not stored
 
     # -- helpers ----------------------------------------------------------------------
 
@@ -182,7 +194,12 @@ class ProviderSession:
         return samples
 
     def _update(self, **changes: object) -> None:
-        self.store.update_job(self.job_id, "provider", now=self.clock(), **changes)
+        # Bookkeeping, not money: a record that cannot be written must not end the job
+        # (nor, through the provider's nursery, every other job).
+        try:
+            self.store.update_job(self.job_id, "provider", now=self.clock(), **changes)
+        except StoreError as exc:
+            self.health.failed(exc, f"recording job {self.job_id.hex()}")
 
     # -- the job ----------------------------------------------------------------------
 
@@ -194,6 +211,8 @@ class ProviderSession:
         hosted: list[HostedFile] = []
         try:
             async with self.executor.open_job(spec) as job:
+                self._job = job
+                self._watchdog_at = self.clock() + (spec.watchdog_s or math.inf)
                 started_at = self.clock()
                 self.meter = ProviderMeter(self.identity, self.quote, self.channel, started_at)
                 self._update(state="running", started_at=started_at, container=spec.job_id)
@@ -212,6 +231,13 @@ class ProviderSession:
                         return await self._finish(None, [])
                     ended_at = self.clock()
                     self._ended = True  # no periodic report after this
+                    if not self._stop_reason and ended_at >= self._watchdog_at:
+                        if self._store_failed is not None:
+                            self._stop_reason = "store_failed"
+                            self._stop_detail = f"receipts not stored: {self._store_failed}"
+                        else:
+                            self._stop_reason = StopReason.NON_PAYMENT.value
+                            self._stop_detail = "stopped by the watchdog: no receipt in time"
                     with trio.move_on_after(LOG_DRAIN_TIMEOUT_S):
                         await logs_done.wait()
                     await self._final_report(ended_at)
@@ -261,12 +287,21 @@ class ProviderSession:
         assert self.meter is not None
         interval = self.quote.interval_s
         deadline = trio.current_time()
+        seconds = 0
         while True:
-            deadline += interval
+            # every second: the non-payment stop must come when the unpaid work reaches
+            # interval + grace, not up to one interval later (the README's bound)
+            deadline += 1
+            seconds += 1
             await trio.sleep_until(deadline)
             if self._ended:
                 return
             now = self.clock()
+            if seconds % interval:
+                if self.meter.unpaid_too_long(now=now):
+                    self.request_stop(StopReason.NON_PAYMENT.value)
+                    return
+                continue
             reason = self.meter.should_stop(now=now)
             if reason is not None:
                 self.request_stop(reason.value)
@@ -317,13 +352,27 @@ class ProviderSession:
             log.info("job %s: receipt refused: %s", self.job_id.hex(), exc)
             return
         if raised:
-            # Durable before anything else: the next report acknowledges it.
-            self.store.save_receipt("provider", receipt, now=self.clock())
+            # Durable before anything else: the ack (and the watchdog's new deadline)
+            # follow only a stored receipt. One we could not store is held in memory
+            # (the meter counts it; the job's end hands it over) but never acknowledged.
+            try:
+                self.store.save_receipt("provider", receipt, now=self.clock())
+            except StoreError as exc:
+                self.health.failed(exc, f"storing a receipt of job {self.job_id.hex()}")
+                self._store_failed = exc
+                return
+            self._store_failed = None
+            self._extend_watchdog()
             await self._send(
                 ReceiptAck(job_id=receipt.job_id, seq=receipt.seq, cumulative=receipt.cumulative)
             )
             self._paid_changed.set()
             self._paid_changed = trio.Event()
+
+    def _extend_watchdog(self) -> None:
+        if self._job is not None and self._job.extend_deadline():
+            watchdog_s = self.quote.interval_s + self.quote.grace_s
+            self._watchdog_at = self.clock() + watchdog_s
 
     async def _final_report(self, ended_at: int) -> None:
         assert self.meter is not None
@@ -355,15 +404,19 @@ class ProviderSession:
         hosted: list[HostedFile] = []
         for f in files:
             local = target / f.path
-            local.parent.mkdir(parents=True, exist_ok=True)
-            with local.open("wb") as out:
-                offset = 0
-                while offset < f.size:
-                    block = await job.read_output(f.path, offset, _COPY_CHUNK)
-                    if not block:
-                        break
-                    out.write(block)
-                    offset += len(block)
+            try:
+                local.parent.mkdir(parents=True, exist_ok=True)
+                with local.open("wb") as out:
+                    offset = 0
+                    while offset < f.size:
+                        block = await job.read_output(f.path, offset, _COPY_CHUNK)
+                        if not block:
+                            break
+                        out.write(block)
+                        offset += len(block)
+            except (OSError, ExecutorError) as exc:  # a full disk must not end the provider
+                log.warning("job %s: output %s not kept: %s", self.job_id.hex(), f.path, exc)
+                continue
             hosted.append(HostedFile(f.path, bytes.fromhex(f.sha256), f.size, local))
         return hosted
 

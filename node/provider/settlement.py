@@ -4,6 +4,10 @@ With a coordinator, the provider still watches the chain: a receipt the coordina
 not settled some time after its job ended (it is down, or censors this provider) is
 :func:`overdue` and the provider settles it itself, the way it does without one.
 
+Settling itself goes through the shared :class:`~dgpu.contracts_client.money.Settler`
+(channels read in chunks, checked, packed with a lookup table on chain, a refused batch
+bisected) over :class:`_StoreJournal`, the node store's view of it.
+
 Settlement is idempotent: the program pays only ``cumulative - settled`` and a receipt at
 or below the high-water mark pays nothing, so handing a receipt over twice, or settling
 it both through the coordinator and directly, never pays twice. Every outcome is recorded
@@ -14,10 +18,18 @@ seen to pay it.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
-from dgpu.node.payments.escrow import Escrow
+from dgpu.contracts_client.money import (
+    Claim,
+    Escrow,
+    OpenBatch,
+    Opening,
+    Outcome,
+    SetAside,
+    Settler,
+)
 from dgpu.node.provider.ports import OfferDesk
 from dgpu.node.store import NodeStore
 from dgpu.protocol.errors import DgpuError
@@ -25,8 +37,6 @@ from dgpu.protocol.identity import Identity
 from dgpu.protocol.messages import Receipt
 
 log = logging.getLogger(__name__)
-
-DEFAULT_BATCH = 4
 
 
 @dataclass(frozen=True)
@@ -41,6 +51,95 @@ class SettleResult:
     error: str = ""
 
 
+class _StoreJournal:
+    """The settler's journal over the provider's :class:`NodeStore`: claims are the
+    receipts to settle, outcomes are recorded in ``settlements`` and collected as
+    :class:`SettleResult`. Batches live only as long as the call: a crash leaves nothing
+    open that :func:`reconcile` (the chain's marks) does not settle the next time."""
+
+    def __init__(
+        self,
+        store: NodeStore,
+        receipts: Sequence[Receipt],
+        provider: bytes,
+        now: Callable[[], int],
+    ) -> None:
+        self.store = store
+        self.receipts = list(receipts)
+        self.provider = provider
+        self.now = now
+        self.results: dict[Opening, SettleResult] = {}
+        self._batches: dict[int, Sequence[Claim]] = {}
+        self._signatures: dict[int, str] = {}
+        self._errors: dict[Opening, str] = {}
+
+    async def claims(self) -> Sequence[Claim]:
+        return [Claim(r, provider=self.provider) for r in self.receipts]
+
+    def _settled(self, receipt: Receipt, mark: int, signature: str = "") -> None:
+        via = "self" if signature else ""
+        self.store.record_settlement(
+            receipt,
+            status="settled",
+            via=via,
+            signature=signature,
+            paid_on_chain=mark,
+            now=self.now(),
+        )
+        self.results[receipt.channel, receipt.open_nonce] = SettleResult(
+            receipt.channel, receipt.job_id, receipt.cumulative, "settled", signature=signature
+        )
+
+    def _failed(self, receipt: Receipt, error: str) -> None:
+        self.store.record_settlement(
+            receipt, status="failed", via="self", error=error[:500], now=self.now()
+        )
+        self.results[receipt.channel, receipt.open_nonce] = SettleResult(
+            receipt.channel, receipt.job_id, receipt.cumulative, "failed", error=error
+        )
+
+    async def chain_mark(self, claim: Claim, settled: int) -> None:
+        if settled >= claim.receipt.cumulative:  # paid already (the coordinator, a retry)
+            self._settled(claim.receipt, settled)
+
+    async def eligible(self, claim: Claim) -> None:
+        return None
+
+    async def set_aside(self, claim: Claim, reason: SetAside, note: str) -> None:
+        self._failed(claim.receipt, note)
+
+    async def open_batch(self, claims: Sequence[Claim]) -> int:
+        batch_id = len(self._batches)
+        self._batches[batch_id] = claims
+        return batch_id
+
+    async def batch_sent(self, batch_id: int, signature: str) -> None:
+        self._signatures[batch_id] = signature
+
+    async def close_batch(
+        self, batch_id: int, outcome: Outcome, marks: Mapping[Opening, int], error: str
+    ) -> None:
+        signature = self._signatures.get(batch_id, "")
+        for claim in self._batches[batch_id]:
+            mark = marks.get(claim.opening)
+            if outcome != "failed" and mark is not None:
+                self._settled(claim.receipt, mark, signature)
+            elif error:  # kept for the end of the round: a split batch may still land
+                self._errors[claim.opening] = error
+
+    async def open_batches(self) -> Sequence[OpenBatch]:
+        return []
+
+    def finish(self, error: str) -> list[SettleResult]:
+        """The results in the order of the receipts; one the round never reached (the
+        chain became unavailable) is recorded as failed with the last error seen."""
+        for receipt in self.receipts:
+            opening = receipt.channel, receipt.open_nonce
+            if opening not in self.results:
+                self._failed(receipt, self._errors.get(opening, error))
+        return [self.results[r.channel, r.open_nonce] for r in self.receipts]
+
+
 async def settle_on_chain(
     store: NodeStore,
     escrow: Escrow,
@@ -48,101 +147,20 @@ async def settle_on_chain(
     *,
     now: Callable[[], int],
     receipts: Sequence[Receipt] | None = None,
-    batch: int = DEFAULT_BATCH,
+    batch: int | None = None,
 ) -> list[SettleResult]:
-    """Submit receipts (default: every unsettled one in the store) through ``escrow``,
-    ``batch`` per transaction; channels the chain already paid are only recorded."""
+    """Submit receipts (default: every unsettled one in the store) through ``escrow`` with
+    the shared :class:`~dgpu.contracts_client.money.Settler`: channels read in chunks,
+    checked (they must pay ``payer``), packed (with a lookup table on chain), a refused
+    batch bisected; channels the chain already paid are only recorded. ``batch`` caps the
+    receipts per transaction (None: as many as fit)."""
     pending = list(store.unsettled_receipts() if receipts is None else receipts)
-    results: list[SettleResult] = []
-    due: list[Receipt] = []
-    for receipt in pending:
-        state = await escrow.read_channel(receipt.channel)
-        paid = (
-            state is not None
-            and state.open_nonce == receipt.open_nonce
-            and state.settled >= receipt.cumulative
-        )
-        if paid:
-            assert state is not None
-            store.record_settlement(
-                receipt, status="settled", paid_on_chain=state.settled, now=now()
-            )
-            results.append(
-                SettleResult(receipt.channel, receipt.job_id, receipt.cumulative, "settled")
-            )
-            continue
-        due.append(receipt)
-    for start in range(0, len(due), batch):
-        group = due[start : start + batch]
-        try:
-            landed = await escrow.settle(payer, group)
-        except DgpuError as exc:
-            log.warning("settling %d receipts failed: %s", len(group), exc)
-            results.extend(await _one_by_one(store, escrow, payer, group, now=now))
-            continue
-        marks = dict(landed.channels)
-        for receipt in group:
-            store.record_settlement(
-                receipt,
-                status="settled",
-                via="self",
-                signature=landed.signature,
-                paid_on_chain=marks.get(receipt.channel, receipt.cumulative),
-                now=now(),
-            )
-            results.append(
-                SettleResult(
-                    receipt.channel,
-                    receipt.job_id,
-                    receipt.cumulative,
-                    "settled",
-                    signature=landed.signature,
-                )
-            )
-    return results
-
-
-async def _one_by_one(
-    store: NodeStore,
-    escrow: Escrow,
-    payer: Identity,
-    group: Sequence[Receipt],
-    *,
-    now: Callable[[], int],
-) -> list[SettleResult]:
-    """A batch failed: try each receipt alone so one bad channel does not block others."""
-    results: list[SettleResult] = []
-    for receipt in group:
-        try:
-            landed = await escrow.settle(payer, [receipt])
-        except DgpuError as exc:
-            store.record_settlement(
-                receipt, status="failed", via="self", error=str(exc)[:500], now=now()
-            )
-            results.append(
-                SettleResult(
-                    receipt.channel, receipt.job_id, receipt.cumulative, "failed", error=str(exc)
-                )
-            )
-            continue
-        store.record_settlement(
-            receipt,
-            status="settled",
-            via="self",
-            signature=landed.signature,
-            paid_on_chain=dict(landed.channels).get(receipt.channel, receipt.cumulative),
-            now=now(),
-        )
-        results.append(
-            SettleResult(
-                receipt.channel,
-                receipt.job_id,
-                receipt.cumulative,
-                "settled",
-                signature=landed.signature,
-            )
-        )
-    return results
+    if not pending:
+        return []
+    journal = _StoreJournal(store, pending, payer.public_key, now)
+    settler = Settler(escrow, payer, journal, max_receipts_per_tx=batch)
+    await settler.run_once()
+    return journal.finish("the chain became unavailable before this receipt was sent")
 
 
 async def reconcile(store: NodeStore, escrow: Escrow, *, now: Callable[[], int]) -> list[Receipt]:
@@ -199,26 +217,36 @@ async def hand_to_desk(
     now: Callable[[], int],
     receipts: Sequence[Receipt] | None = None,
 ) -> list[SettleResult]:
-    """Post receipts (default: every unsettled one) to the coordinator's batcher."""
+    """Post receipts (default: every unsettled one) to the coordinator's batcher, all in
+    one signed batch request (per receipt: handed off, or failed with the reason)."""
     results: list[SettleResult] = []
+    due: list[Receipt] = []
     for receipt in store.unsettled_receipts() if receipts is None else receipts:
         done = store.settlement(receipt.channel, receipt.open_nonce)
         if (
             done is not None
             and done.status == "handed_off"
-            and done.cumulative >= (receipt.cumulative)
+            and done.cumulative >= receipt.cumulative
         ):
             results.append(
                 SettleResult(receipt.channel, receipt.job_id, receipt.cumulative, "handed_off")
             )
             continue
-        try:
-            await desk.post_receipt(receipt)
-        except DgpuError as exc:
-            log.warning("coordinator refused or missed a receipt: %s", exc)
+        due.append(receipt)
+    if not due:
+        return results
+    try:
+        answers = await desk.post_receipts(due)
+    except DgpuError as exc:
+        log.warning("coordinator refused or missed %d receipts: %s", len(due), exc)
+        answers = [{"status": "refused", "message": str(exc)} for _ in due]
+    for receipt, answer in zip(due, answers, strict=True):
+        if answer.get("status") != "accepted":
+            error = str(answer.get("message") or answer.get("code") or "refused")
+            log.warning("coordinator refused a receipt: %s", error)
             results.append(
                 SettleResult(
-                    receipt.channel, receipt.job_id, receipt.cumulative, "failed", error=str(exc)
+                    receipt.channel, receipt.job_id, receipt.cumulative, "failed", error=error
                 )
             )
             continue

@@ -184,6 +184,9 @@ class VirtualJob:
     async def kill(self) -> None:
         await self.stop()
 
+    def extend_deadline(self) -> bool:
+        return True  # a virtual job lives in the provider's process: it dies with it
+
     async def collect_outputs(self) -> list[OutputFile]:
         if self._exit is None:
             raise JobStateError("outputs are collected after the job ended")

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from dgpu.node.payments.escrow import OpenedChannel
+from dgpu.contracts_client.money import OpenedChannel
 from dgpu.node.renter.discovery import FoundOffers
 from dgpu.pricing import CostEstimate
 from dgpu.protocol.identity import address_of

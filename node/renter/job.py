@@ -18,6 +18,7 @@ import posixpath
 from pathlib import Path
 
 import trio
+from dgpu.contracts_client.money import ChannelBounds, Escrow, OpenedChannel
 from dgpu.node.config import RenterConfig
 from dgpu.node.net.errors import NetError, NetTimeout
 from dgpu.node.net.interface import (
@@ -27,7 +28,6 @@ from dgpu.node.net.interface import (
     Network,
     PeerRef,
 )
-from dgpu.node.payments.escrow import Escrow, OpenedChannel
 from dgpu.node.renter.errors import (
     FundingFailed,
     JobRefused,
@@ -179,6 +179,7 @@ class RenterJob:
                 mint=quote.mint,
                 deposit=quote.deposit,
                 expiry=expiry,
+                bounds=ChannelBounds(self.config.max_fee_bps, self.config.max_dispute_window_s),
             )
         except DgpuError as exc:
             self.store.update_job(

@@ -26,10 +26,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import trio
+from dgpu.contracts_client.money import Escrow
 from dgpu.node.config import RenterConfig
 from dgpu.node.net.errors import NetError
 from dgpu.node.net.interface import Network
-from dgpu.node.payments.escrow import Escrow
 from dgpu.node.renter.discovery import FoundOffers, OfferIndex, OfferQuery, find_offers
 from dgpu.node.renter.errors import JobRefused, NoMatchingOffer, ProviderMisbehaved
 from dgpu.node.renter.events import (

@@ -18,7 +18,16 @@ from dgpu.node.store.db import (
     SettlementRecord,
     SettlementStatus,
 )
-from dgpu.node.store.errors import RecordNotFound, SchemaTooNew, StoreError
+from dgpu.node.store.errors import (
+    RecordNotFound,
+    SchemaTooNew,
+    StoreCorrupt,
+    StoreError,
+    StoreFull,
+    StoreLocked,
+    StoreReadOnly,
+    StoreUnusable,
+)
 
 __all__ = [
     "FINAL_JOB_STATES",
@@ -32,5 +41,10 @@ __all__ = [
     "SchemaTooNew",
     "SettlementRecord",
     "SettlementStatus",
+    "StoreCorrupt",
     "StoreError",
+    "StoreFull",
+    "StoreLocked",
+    "StoreReadOnly",
+    "StoreUnusable",
 ]

@@ -9,6 +9,12 @@ announcing it.
 
 The methods are synchronous and quick (a commit is one fsync): call them straight from trio
 code. One ``NodeStore`` belongs to one thread (sqlite's default check).
+
+A write that fails leaves nothing behind: sqlite rolls a failed statement or commit back
+itself (SQLITE_FULL, SQLITE_IOERR ...), and we roll back only a transaction still open —
+a second ROLLBACK would fail with "no transaction is active" and hide the first error.
+Failures are raised as typed errors that say what is wrong (``StoreFull``: disk full,
+ENOSPC; ``StoreReadOnly``; ``StoreLocked``; ``StoreCorrupt``).
 """
 
 from __future__ import annotations
@@ -22,7 +28,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal
 
-from dgpu.node.store.errors import RecordNotFound, SchemaTooNew, StoreError
+from dgpu.node.store.errors import RecordNotFound, SchemaTooNew, StoreError, convert
 from dgpu.node.store.schema import MIGRATIONS
 from dgpu.protocol.messages import Receipt
 
@@ -128,14 +134,15 @@ class NodeStore:
     # -- opening ----------------------------------------------------------------------
 
     @classmethod
-    def open(cls, path: str | Path) -> NodeStore:
+    def open(cls, path: str | Path, *, busy_timeout_s: float = 10.0) -> NodeStore:
         """Open (creating it and its folder if needed) and migrate the database at ``path``;
-        ``":memory:"`` gives a private in-memory store (simulations)."""
+        ``":memory:"`` gives a private in-memory store (simulations). A write waits up to
+        ``busy_timeout_s`` for another process's lock, then raises ``StoreLocked``."""
         name = str(path)
         if name != ":memory:":
             Path(name).parent.mkdir(parents=True, exist_ok=True)
         try:
-            db = sqlite3.connect(name, isolation_level=None, timeout=10.0)
+            db = sqlite3.connect(name, isolation_level=None, timeout=busy_timeout_s)
             db.row_factory = sqlite3.Row
             if name != ":memory:":
                 mode = db.execute("PRAGMA journal_mode=WAL").fetchone()[0]
@@ -144,7 +151,7 @@ class NodeStore:
             db.execute("PRAGMA synchronous=FULL")
             db.execute("PRAGMA foreign_keys=ON")
         except sqlite3.Error as exc:
-            raise StoreError(f"{name}: cannot open the node store: {exc}") from exc
+            raise convert(exc, name, "cannot open the node store") from exc
         store = cls(db, name)
         store._migrate()
         return store
@@ -173,10 +180,13 @@ class NodeStore:
             raise SchemaTooNew(self.path, version, len(MIGRATIONS))
         for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
             statements = [s.strip() for s in script.split(";") if s.strip()]
-            with self._transaction() as db:
-                for statement in statements:
-                    db.execute(statement)
-                db.execute(f"PRAGMA user_version = {number}")
+            try:
+                with self._transaction() as db:
+                    for statement in statements:
+                        db.execute(statement)
+                    db.execute(f"PRAGMA user_version = {number}")
+            except sqlite3.Error as exc:
+                raise convert(exc, self.path, f"migration to schema {number} failed") from exc
             log.info("node store %s migrated to schema %d", self.path, number)
 
     @contextmanager
@@ -185,30 +195,49 @@ class NodeStore:
         try:
             self._db.execute("BEGIN IMMEDIATE")
         except sqlite3.Error as exc:
-            raise StoreError(f"{self.path}: cannot begin a transaction: {exc}") from exc
+            raise convert(exc, self.path, "cannot begin a transaction") from exc
         try:
             yield self._db
         except BaseException:
-            self._db.execute("ROLLBACK")
+            self._rollback()
             raise
         try:
             self._db.execute("COMMIT")
         except sqlite3.Error as exc:
+            self._rollback()
+            raise convert(exc, self.path, "commit failed") from exc
+
+    def _rollback(self) -> None:
+        if not self._db.in_transaction:
+            return  # sqlite already rolled it back (a failed commit, a full disk)
+        try:
             self._db.execute("ROLLBACK")
-            raise StoreError(f"{self.path}: commit failed: {exc}") from exc
+        except sqlite3.Error:
+            # the error that got us here is the one to report; sqlite discards the
+            # transaction when the connection is next used or closed
+            log.warning("node store %s: rollback failed", self.path, exc_info=True)
 
     def _write(self, sql: str, params: Sequence[Any] | dict[str, Any]) -> int:
         try:
             with self._transaction() as db:
                 return db.execute(sql, params).rowcount
         except sqlite3.Error as exc:
-            raise StoreError(f"{self.path}: write failed: {exc}") from exc
+            raise convert(exc, self.path, "write failed") from exc
 
     def _read(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> list[sqlite3.Row]:
         try:
             return self._db.execute(sql, params).fetchall()
         except sqlite3.Error as exc:
-            raise StoreError(f"{self.path}: read failed: {exc}") from exc
+            raise convert(exc, self.path, "read failed") from exc
+
+    def check_writable(self) -> None:
+        """Raise a typed error unless a transaction can be committed now (it rewrites the
+        header's user_version, a real page write through the WAL and its fsync)."""
+        try:
+            with self._transaction() as db:
+                db.execute(f"PRAGMA user_version = {self.schema_version}")
+        except sqlite3.Error as exc:
+            raise convert(exc, self.path, "write failed") from exc
 
     # -- keys -------------------------------------------------------------------------
 
@@ -279,7 +308,7 @@ class NodeStore:
                 )
                 return cursor.rowcount == 1
         except sqlite3.Error as exc:
-            raise StoreError(f"{self.path}: cannot store a receipt: {exc}") from exc
+            raise convert(exc, self.path, "cannot store a receipt") from exc
 
     def latest_receipt(self, role: Role, job_id: bytes) -> Receipt | None:
         rows = self._read(

@@ -20,7 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from dgpu.node.payments.memory import fee_of
+from dgpu.contracts_client.money import fee_of
 from dgpu.protocol.codec import decode_as
 from dgpu.protocol.messages import Quote
 from dgpu.simulations.nodes.chain import FEE_BPS
@@ -216,7 +216,7 @@ def engine(sim: NodeSimulation) -> dict[str, str]:
         "gpus": "dgpu.node.gpu.SimulatedBackend",
         "escrow": "escrow program (.so) in LiteSVM"
         if sim.chain.backend == "litesvm"
-        else "dgpu.node.payments.MemoryLedger (proven equal to the program)",
+        else "dgpu.contracts_client.money.MemoryLedger (proven equal to the program)",
     }
 
 

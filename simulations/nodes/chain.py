@@ -2,8 +2,8 @@
 
 ``litesvm``: the real escrow ``.so`` executed by LiteSVM, its clock following the
 simulation's virtual clock, a dGPU mint with every node's token account, each node using
-:class:`~dgpu.node.payments.chain.ChainEscrow` (:mod:`.svm`). ``ledger``:
-:class:`~dgpu.node.payments.memory.MemoryLedger`, the node's in-memory escrow (its tests
+:class:`~dgpu.contracts_client.money.ChainEscrow` (:mod:`.svm`). ``ledger``:
+:class:`~dgpu.contracts_client.money.MemoryLedger`, the node's in-memory escrow (its tests
 prove it agrees with the program operation by operation). ``auto`` picks LiteSVM up to
 ``chain.litesvm_max_nodes`` nodes.
 
@@ -18,8 +18,17 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from dgpu.node.payments.escrow import ChannelState, Escrow, OpenedChannel, Refunded, Settled
-from dgpu.node.payments.memory import MemoryEscrow, MemoryLedger
+from dgpu.contracts_client.money import (
+    DEFAULT_BOUNDS,
+    ChannelBounds,
+    ChannelState,
+    Escrow,
+    MemoryEscrow,
+    MemoryLedger,
+    OpenedChannel,
+    Refunded,
+    Settled,
+)
 from dgpu.protocol.identity import Identity
 from dgpu.protocol.messages import Receipt
 from dgpu.simulations.scenario import Scenario
@@ -65,11 +74,24 @@ class Observed:
     async def read_channel(self, channel: bytes) -> ChannelState | None:
         return await self._inner.read_channel(channel)
 
+    async def read_channels(self, channels: Sequence[bytes]) -> list[ChannelState | None]:
+        return await self._inner.read_channels(channels)
+
+    async def pack(self, payer: Identity, receipts: Sequence[Receipt]) -> list[list[Receipt]]:
+        return await self._inner.pack(payer, receipts)
+
     async def open_channel(
-        self, renter: Identity, *, provider: bytes, mint: bytes, deposit: int, expiry: int
+        self,
+        renter: Identity,
+        *,
+        provider: bytes,
+        mint: bytes,
+        deposit: int,
+        expiry: int,
+        bounds: ChannelBounds = DEFAULT_BOUNDS,
     ) -> OpenedChannel:
         opened = await self._inner.open_channel(
-            renter, provider=provider, mint=mint, deposit=deposit, expiry=expiry
+            renter, provider=provider, mint=mint, deposit=deposit, expiry=expiry, bounds=bounds
         )
         self._log.channels[opened.address] = ChannelRecord(
             opened.address, renter.public_key, provider, opened.deposit, opened.expiry

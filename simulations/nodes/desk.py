@@ -4,8 +4,10 @@ The simulation may not use the coordinator's internals, so this plays its part t
 the interface the provider uses (:class:`~dgpu.node.provider.OfferDesk`): it keeps an
 index of offers (renters search it when the coordinator is up), publishes reference
 prices computed by :func:`dgpu.pricing.reference_prices` from that book and the recent
-agreements, and batches the receipts providers hand it into settlement transactions
-through the escrow, ``max_receipts_per_tx`` per transaction, every ``batch_interval_s``.
+agreements, and every ``batch_interval_s`` settles the receipts providers hand it through
+the same :class:`~dgpu.contracts_client.money.Settler` as the real coordinator (packed by
+the escrow, at most ``max_receipts_per_tx`` per transaction, a refused batch bisected),
+over :class:`DeskJournal`, its book kept in memory.
 
 Modes (``[settlement] coordinator``): ``up``; ``down`` (every call fails, providers and
 renters must do without it); ``censor`` (it takes the receipts of a share of the
@@ -16,12 +18,21 @@ from __future__ import annotations
 
 import logging
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import trio
-from dgpu.contracts_client.settlement import batch_size, receipts_per_transaction
-from dgpu.node.payments.escrow import Escrow, PaymentError
+from dgpu.contracts_client.money import (
+    Claim,
+    Escrow,
+    OpenBatch,
+    Opening,
+    Outcome,
+    SetAside,
+    Settler,
+)
+from dgpu.contracts_client.settlement import batch_size
 from dgpu.node.renter.discovery import Candidate, OfferQuery
 from dgpu.pricing import ReferencePrice, reference_prices
 from dgpu.protocol.identity import Identity
@@ -66,6 +77,72 @@ def tx_bytes(receipts: int) -> int:
     return _SIZES[receipts]
 
 
+class DeskJournal:
+    """The settler's journal of the stand-in: the receipts handed to it and the marks
+    the chain showed, in memory (a simulated coordinator does not crash mid-batch)."""
+
+    def __init__(self, log: SettlementLog) -> None:
+        self.log = log
+        self.pending: dict[bytes, Receipt] = {}
+        """The highest receipt handed over, per channel."""
+        self.marks: dict[bytes, int] = {}
+        """The settled mark the chain showed, per channel."""
+        self.refused: dict[bytes, str] = {}
+        """Channels set aside: the program refused the receipt, or the channel is gone."""
+        self._batches: dict[int, int] = {}
+
+    def take(self, receipt: Receipt) -> None:
+        held = self.pending.get(receipt.channel)
+        if held is None or receipt.cumulative > held.cumulative:
+            self.pending[receipt.channel] = receipt
+            self.refused.pop(receipt.channel, None)  # a higher receipt gets a fresh chance
+
+    async def claims(self) -> Sequence[Claim]:
+        await trio.lowlevel.checkpoint()
+        return [
+            Claim(r, settled=self.marks.get(c, 0))
+            for c, r in sorted(self.pending.items())
+            if r.cumulative > self.marks.get(c, 0) and c not in self.refused
+        ]
+
+    async def chain_mark(self, claim: Claim, settled: int) -> None:
+        self._raise(claim.receipt.channel, settled)
+
+    async def eligible(self, claim: Claim) -> None:
+        return None
+
+    async def set_aside(self, claim: Claim, reason: SetAside, note: str) -> None:
+        # Never settles as it is (the program refused it, the channel is gone); the rest
+        # is retried at the next flush.
+        if reason in ("rejected", "missing"):
+            self.refused[claim.receipt.channel] = note
+
+    async def open_batch(self, claims: Sequence[Claim]) -> int:
+        batch_id = len(self._batches)
+        self._batches[batch_id] = len(claims)
+        return batch_id
+
+    async def batch_sent(self, batch_id: int, signature: str) -> None:
+        return None
+
+    async def close_batch(
+        self, batch_id: int, outcome: Outcome, marks: Mapping[Opening, int], error: str
+    ) -> None:
+        for (channel, _), mark in marks.items():
+            self._raise(channel, mark)
+        if outcome == "failed":
+            self.log.failed += 1
+            log.info("coordinator batch of %d failed: %s", self._batches[batch_id], error)
+        else:
+            self.log.by_coordinator.append(self._batches[batch_id])
+
+    async def open_batches(self) -> Sequence[OpenBatch]:
+        return []
+
+    def _raise(self, channel: bytes, mark: int) -> None:
+        self.marks[channel] = max(mark, self.marks.get(channel, 0))
+
+
 class SimCoordinator:
     """The coordinator stand-in (see the module docstring)."""
 
@@ -86,12 +163,11 @@ class SimCoordinator:
         self.clock = clock
         self.demand_window_s = demand_window_s
         self.offers: dict[bytes, Offer] = {}
-        self.pending: dict[bytes, Receipt] = {}
-        self.marks: dict[bytes, int] = {}
         self.rentals: deque[tuple[int, Rental]] = deque()
         self.log = SettlementLog()
-        self.batch = min(
-            spec.max_receipts_per_tx, receipts_per_transaction(with_lookup_table=False)
+        self.journal = DeskJournal(self.log)
+        self.settler = Settler(
+            escrow, identity, self.journal, max_receipts_per_tx=spec.max_receipts_per_tx
         )
         self.dropped = 0
 
@@ -118,9 +194,14 @@ class SimCoordinator:
             if state is None or state.provider in self.censored:
                 self.dropped += 1
                 return
-        held = self.pending.get(receipt.channel)
-        if held is None or receipt.cumulative > held.cumulative:
-            self.pending[receipt.channel] = receipt
+        self.journal.take(receipt)
+
+    async def post_receipts(self, receipts: Sequence[Receipt]) -> list[dict[str, Any]]:
+        results: list[dict[str, Any]] = []
+        for receipt in receipts:
+            await self.post_receipt(receipt)
+            results.append({"status": "accepted"})
+        return results
 
     # -- what renters and operators ask ------------------------------------------------
 
@@ -147,28 +228,7 @@ class SimCoordinator:
     async def flush(self) -> None:
         if not self.up:
             return
-        due = sorted(
-            (r for c, r in self.pending.items() if r.cumulative > self.marks.get(c, 0)),
-            key=lambda r: r.channel,
-        )
-        for start in range(0, len(due), self.batch):
-            group = due[start : start + self.batch]
-            if await self._settle(group):
-                continue
-            for receipt in group:  # one bad channel must not block the others
-                await self._settle([receipt])
-
-    async def _settle(self, group: list[Receipt]) -> bool:
-        try:
-            settled = await self.escrow.settle(self.identity, group)
-        except PaymentError as exc:
-            self.log.failed += 1
-            log.info("coordinator batch of %d failed: %s", len(group), exc)
-            return False
-        for channel, mark in settled.channels:
-            self.marks[channel] = max(mark, self.marks.get(channel, 0))
-        self.log.by_coordinator.append(len(group))
-        return True
+        await self.settler.run_once()
 
 
 class SimIndex:

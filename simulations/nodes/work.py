@@ -69,6 +69,9 @@ class _TimedJob:
     async def kill(self) -> None:
         await self._job.kill()
 
+    def extend_deadline(self) -> bool:
+        return self._job.extend_deadline()
+
     async def collect_outputs(self) -> list[OutputFile]:
         return await self._job.collect_outputs()
 

@@ -11,10 +11,11 @@ from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass, field
 
 import pytest
+from dgpu.contracts import PROGRAM_ID
 from dgpu.contracts_client import localnet
 from dgpu.contracts_client.chain import LiteSVMChain, TransactionFailed, send_instructions
 from dgpu.contracts_client.escrow import EscrowClient
-from dgpu.contracts_client.idl import ChannelState
+from dgpu.contracts_client.idl import ChannelAccount
 from dgpu.contracts_client.settlement import Settlement
 from dgpu.protocol.identity import Identity
 from solders.instruction import AccountMeta, Instruction
@@ -52,7 +53,16 @@ class World:
     treasury: Party
     renter: Party
     provider: Party
-    channels: list[ChannelState] = field(default_factory=list)
+    channels: list[ChannelAccount] = field(default_factory=list)
+
+    async def initialize(self) -> Signature:
+        return await self.client.initialize(
+            self.admin,
+            treasury=self.treasury.pubkey,
+            mints=[self.mint.address],
+            fee_bps=FEE_BPS,
+            dispute_window=DISPUTE_WINDOW,
+        )
 
     async def party(self, label: str, tokens: int = 0) -> Party:
         identity = Identity.from_label(label)
@@ -71,7 +81,7 @@ class World:
         channel_id: int | None = None,
         renter: Party | None = None,
         provider: Party | None = None,
-    ) -> ChannelState:
+    ) -> ChannelAccount:
         renter = renter or self.renter
         provider = provider or self.provider
         now = await self.chain.unix_time()
@@ -87,7 +97,7 @@ class World:
         return opened.state
 
     def receipt(
-        self, channel: ChannelState, cumulative: int, signer: Party | None = None
+        self, channel: ChannelAccount, cumulative: int, signer: Party | None = None
     ) -> Settlement:
         """A settlement of ``cumulative`` on ``channel``, signed by the renter (or ``signer``)."""
         signer = signer or self.renter
@@ -129,9 +139,16 @@ class World:
         return landed.units_consumed
 
 
-async def make_world() -> World:
-    chain = LiteSVMChain(start_time=START_TIME)
+async def make_world(*, initialize: bool = True, program: bytes | None = None) -> World:
+    """``program``: another build of the escrow (a mutant) in place of the shipped one."""
     admin = Keypair.from_seed(bytes([1] * 32))
+    programs = {} if program is None else {PROGRAM_ID: program}
+    chain = LiteSVMChain(
+        start_time=START_TIME,
+        upgrade_authority=admin,
+        escrow=program is None,
+        programs=programs,
+    )
     await chain.request_airdrop(admin.pubkey(), 100 * SOL)
     mint = await localnet.create_mint(chain, admin, mint=Keypair.from_seed(bytes([2] * 32)))
     client = EscrowClient(chain)
@@ -140,13 +157,8 @@ async def make_world() -> World:
     world.treasury = await world.party("treasury")
     world.renter = await world.party("renter", RENTER_TOKENS)
     world.provider = await world.party("provider")
-    await client.initialize(
-        admin,
-        treasury=world.treasury.pubkey,
-        mints=[mint.address],
-        fee_bps=FEE_BPS,
-        dispute_window=DISPUTE_WINDOW,
-    )
+    if initialize:
+        await world.initialize()
     return world
 
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import TypeVar
 
 import trio
-from dgpu.contracts_client import ChannelState, Settlement
+from dgpu.contracts_client import ChannelAccount, Settlement
 from dgpu.contracts_client.chain import TransactionFailed
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
@@ -44,7 +44,7 @@ def fee_of(amount: int) -> int:
 class Opening:
     """The model of one opening of a channel address."""
 
-    state: ChannelState
+    state: ChannelAccount
     deposit: int
     expiry: int
     signed: list[int] = field(default_factory=list)
@@ -98,7 +98,7 @@ class EscrowMachine(RuleBasedStateMachine):
     @precondition(lambda self: len(self.live()) < MAX_OPEN)
     @rule(channel_id=CHANNEL_IDS, deposit=AMOUNTS, expires_in=st.integers(1, 2 * DISPUTE_WINDOW))
     def open(self, channel_id: int, deposit: int, expires_in: int) -> None:
-        async def go() -> ChannelState:
+        async def go() -> ChannelAccount:
             return await self.world.open(deposit, expires_in=expires_in, channel_id=channel_id)
 
         taken = {o.state.channel_id for o in self.live()}
@@ -208,7 +208,7 @@ class EscrowMachine(RuleBasedStateMachine):
         w = self.world
         live = self.live()
 
-        async def read() -> tuple[list[ChannelState | None], dict[Pubkey, int]]:
+        async def read() -> tuple[list[ChannelAccount | None], dict[Pubkey, int]]:
             states = await w.client.read_channels([o.state.address for o in live])
             vaults = [o.state.vault for o in live]
             return states, await w.token_balances(vaults)

@@ -76,7 +76,9 @@ def test_kill9_between_transactions_keeps_everything(tmp_path: Path) -> None:
                 escrow = EscrowClient(chain)
                 admin, treasury = await funded(chain), Keypair()
                 await localnet.fund_wallet(chain, treasury.pubkey(), mint=mint)
-                await escrow.initialize(admin, treasury=treasury.pubkey(), mints=[node.mint])
+                await escrow.initialize(
+                    authority, admin=admin.pubkey(), treasury=treasury.pubkey(), mints=[node.mint]
+                )
                 renter_id = Identity.generate()
                 renter, provider = renter_id.to_solders(), Keypair()
                 await chain.request_airdrop(renter.pubkey(), SOL)

@@ -61,7 +61,9 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
                 escrow = EscrowClient(chain)
                 admin, treasury = await funded(chain), Keypair()
                 await localnet.fund_wallet(chain, treasury.pubkey(), mint=mint)
-                await escrow.initialize(admin, treasury=treasury.pubkey(), mints=[node.mint])
+                await escrow.initialize(
+                    authority, admin=admin.pubkey(), treasury=treasury.pubkey(), mints=[node.mint]
+                )
                 renter = Identity.generate().to_solders()
                 await chain.request_airdrop(renter.pubkey(), SOL)
                 await localnet.fund_wallet(chain, renter.pubkey(), mint=mint, tokens=2 * DEPOSIT)

@@ -7,9 +7,9 @@ import os
 from dataclasses import dataclass, field
 
 from dgpu.contracts_client import localnet
-from dgpu.contracts_client.chain import Chain
+from dgpu.contracts_client.chain import Chain, LiteSVMChain
 from dgpu.contracts_client.escrow import EscrowClient
-from dgpu.contracts_client.idl import ChannelState
+from dgpu.contracts_client.idl import ChannelAccount
 from dgpu.protocol.identity import Identity
 from dgpu.protocol.messages import Receipt
 from dgpu.protocol.signing import sign_receipt
@@ -29,9 +29,9 @@ class World:
     settler: Identity
     providers: list[Identity]
     renters: list[Identity]
-    opened: list[ChannelState] = field(default_factory=list)
+    opened: list[ChannelAccount] = field(default_factory=list)
 
-    async def open(self, renter: Identity, provider: Identity, deposit: int) -> ChannelState:
+    async def open(self, renter: Identity, provider: Identity, deposit: int) -> ChannelAccount:
         expiry = await self.chain.unix_time() + 3600
         opened = await self.escrow.open_channel(
             renter.to_solders(),
@@ -44,7 +44,7 @@ class World:
         return opened.state
 
     def receipt(
-        self, renter: Identity, channel: ChannelState, cumulative: int, seq: int = 1
+        self, renter: Identity, channel: ChannelAccount, cumulative: int, seq: int = 1
     ) -> Receipt:
         job_id = bytes(channel.address)[:16]
         receipt = Receipt(
@@ -73,7 +73,11 @@ async def make_world(
     label: str = "world",
     mint: localnet.TokenMint | None = None,
     initialize: bool = True,
+    authority: Keypair | None = None,
 ) -> World:
+    """``authority``: the escrow's upgrade authority (default: the LiteSVM chain's own)."""
+    if authority is None and isinstance(chain, LiteSVMChain):
+        authority = chain.upgrade_authority
     admin = Keypair()
     await chain.request_airdrop(admin.pubkey(), 100 * SOL)
     if mint is None:
@@ -82,8 +86,14 @@ async def make_world(
     if initialize:
         treasury = Keypair()
         await localnet.fund_wallet(chain, treasury.pubkey(), mint=mint)
+        assert authority is not None, "initializing the escrow needs its upgrade authority"
         await escrow.initialize(
-            admin, treasury=treasury.pubkey(), mints=[mint.address], fee_bps=FEE_BPS
+            authority,
+            admin=admin.pubkey(),
+            payer=admin,
+            treasury=treasury.pubkey(),
+            mints=[mint.address],
+            fee_bps=FEE_BPS,
         )
     tag = os.urandom(4).hex()
     settler = Identity.from_label(f"{label}-settler-{tag}")

@@ -5,10 +5,11 @@ from __future__ import annotations
 import os
 
 import httpx
+import msgspec
 import pytest
 from dgpu.node.coordinator_client import CoordinatorClientError
 from dgpu.pricing import DEFAULT_RATE_CARD, estimate_cost
-from dgpu.protocol.identity import Identity
+from dgpu.protocol.identity import Identity, address_of
 from dgpu.protocol.offers import offer_bytes
 
 from tests.coordinator.conftest import (
@@ -195,6 +196,71 @@ async def test_receipts_are_bound_to_their_first_provider(server: Server) -> Non
     assert (own.value.status, own.value.code) == (403, "not_channel_provider")
 
 
+async def test_a_batch_of_receipts_is_answered_receipt_by_receipt(server: Server) -> None:
+    provider, renter = Identity.from_label("api-batch-provider"), Identity.from_label("api-b-r")
+    other = Identity.from_label("api-batch-other")
+    taken = os.urandom(32)
+    async with client_for(server, other) as client:
+        await client.post_receipt(receipt_for(renter, channel=taken, cumulative=5))
+    fresh = [os.urandom(32) for _ in range(3)]
+    good = [receipt_for(renter, channel=c, cumulative=100 + k) for k, c in enumerate(fresh)]
+    forged = msgspec.structs.replace(good[0], cumulative=10**9)  # signature no longer covers it
+    batch = [
+        good[0],
+        forged,
+        good[1],
+        receipt_for(renter, channel=taken, cumulative=50),  # stored for another provider
+        good[2],
+        good[2],  # the same again: accepted, a duplicate in the store
+    ]
+    async with client_for(server, provider) as client:
+        results = await client.post_receipts(batch)
+        again = await client.post_receipts([good[1]])
+    assert [r["status"] for r in results] == [
+        "accepted",
+        "refused",
+        "accepted",
+        "refused",
+        "accepted",
+        "accepted",
+    ]
+    assert results[1]["code"] == "bad_receipt_signature"
+    assert results[3]["code"] == "channel_conflict"
+    assert [r.get("stored") for r in results if r["status"] == "accepted"] == [
+        "created",
+        "created",
+        "created",
+        "duplicate",
+    ]
+    assert again[0]["stored"] == "duplicate"
+    for channel, receipt in zip(fresh, good, strict=True):
+        stored = server.count(
+            "channels",
+            "channel = ? AND cumulative = ? AND provider = ?",
+            (address_of(channel), receipt.cumulative, provider.address),
+        )
+        assert stored == 1
+    assert server.count("channels", "channel = ?", (address_of(taken),)) == 1
+
+
+@pytest.mark.parametrize(
+    "body",
+    [b"", b"\x90", b"garbage", msgspec.msgpack.encode([b"x"] * 257), msgspec.msgpack.encode(7)],
+)
+async def test_a_bad_batch_is_refused_whole(server: Server, body: bytes) -> None:
+    from dgpu.protocol.http_auth import sign_request
+
+    provider = Identity.from_label("api-batch-bad")
+    headers = sign_request(
+        provider, "POST", "/api/v1/receipts/batch", body, timestamp=int(server.clock())
+    )
+    headers["Content-Type"] = "application/msgpack"
+    async with httpx.AsyncClient(base_url=server.url, timeout=30) as http:
+        r = await http.post("/api/v1/receipts/batch", content=body, headers=headers)
+    assert r.status_code == 400, r.text
+    assert r.json()["error"]["code"] == "invalid_body"
+
+
 async def test_job_reports_move_reliability(server: Server) -> None:
     provider, renter = (
         Identity.from_label("api-rep-provider"),
@@ -273,3 +339,44 @@ async def test_health_metrics_and_openapi(server: Server) -> None:
     assert "/api/v1/offers" in spec.json()["paths"]
     assert missing.status_code == 404
     assert missing.json() == {"error": {"code": "not_found", "message": "Not Found"}}
+
+
+async def test_amounts_near_the_u64_range_never_break_a_page(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    # D1: two receipts at 2**63-1 from self-made keys overflowed sqlite's sum(): /metrics,
+    # settlements and the explorer answered 500 from then on, also after a restart.
+    from dgpu.protocol.messages import U64_MAX as MAX_STORED_AMOUNT
+
+    from tests.coordinator.conftest import make_config, running_server
+
+    config = make_config(tmp_path_factory.mktemp("u64"))
+    renter = Identity.from_label("u64-renter")
+    providers = [Identity.from_label(f"u64-provider-{k}") for k in range(2)]
+    pages = ["/metrics", "/api/v1/settlements", "/", "/settlements", "/providers"]
+    pages += [f"/providers/{p.address}" for p in providers]
+    for restart in range(2):
+        with running_server(config) as server:
+            if restart == 0:
+                for provider in providers:
+                    async with client_for(server, provider) as client:
+                        await client.post_receipt(
+                            receipt_for(
+                                renter, channel=os.urandom(32), cumulative=MAX_STORED_AMOUNT
+                            )
+                        )
+                async with client_for(server, providers[0]) as client:
+                    with pytest.raises(CoordinatorClientError) as too_large:
+                        await client.post_receipt(
+                            receipt_for(
+                                renter, channel=os.urandom(32), cumulative=MAX_STORED_AMOUNT + 1
+                            )
+                        )
+                assert (too_large.value.status, too_large.value.code) == (400, "invalid_message")
+            async with httpx.AsyncClient(base_url=server.url, timeout=30) as http:
+                for page in pages:
+                    r = await http.get(page)
+                    assert r.status_code == 200, (restart, page, r.text[:300])
+                settlements = (await http.get("/api/v1/settlements")).json()
+            assert settlements["pending_channels"] == 2
+            assert settlements["pending_amount"] == 2 * MAX_STORED_AMOUNT

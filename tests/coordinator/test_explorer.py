@@ -13,11 +13,21 @@ import httpx
 import pytest
 import trio
 from dgpu.contracts_client.chain import LiteSVMChain
-from dgpu.coordinator.escrow_backend import EscrowBackend
+from dgpu.contracts_client.money import ChainEscrow
+from dgpu.coordinator.settlement import SettlementBackend
+from dgpu.protocol.identity import Identity
 
-from tests.coordinator.conftest import ADMIN, ManualClock, Server, make_config, running_server
+from tests.coordinator.conftest import (
+    ADMIN,
+    ManualClock,
+    Server,
+    client_for,
+    make_config,
+    offer_for,
+    running_server,
+)
 from tests.coordinator.escrow_world import World, make_world
-from tests.coordinator.explorer_data import FLEET, Filled, fill
+from tests.coordinator.explorer_data import FLEET, PROVIDERS, SUPERSEDED, Filled, fill
 
 pytestmark = pytest.mark.browser
 CHROMIUM = Path("/usr/bin/chromium")
@@ -40,14 +50,17 @@ sync_api = pytest.importorskip("playwright.sync_api")
 
 @pytest.fixture(scope="module")
 def explorer(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server, Filled]]:
-    world: World = asyncio.run(make_world(LiteSVMChain(), providers=4, renters=1, label="explore"))
+    world: World = asyncio.run(
+        make_world(LiteSVMChain(), providers=PROVIDERS, renters=1, label="explore")
+    )
     clock = ManualClock()
     config = make_config(
         tmp_path_factory.mktemp("explorer"),
         admins=frozenset({ADMIN.address}),
         site_name="dgpu explorer",
+        explorer_refresh_s=0.5,
     )
-    backend = EscrowBackend(world.escrow, world.settler.to_solders())
+    backend = SettlementBackend(ChainEscrow(world.escrow), world.settler)
     with running_server(config, backend=backend, clock=clock) as server:
         filled = trio.run(fill, server, world, clock)
         yield server, filled
@@ -91,9 +104,11 @@ def api(server: Server, path: str, **params: Any) -> Any:
 def test_overview_renders_the_network(explorer: tuple[Server, Filled], page: Any) -> None:
     server, filled = explorer
     page.goto(f"{server.url}/")
-    expected_providers = len({index for index, *_ in FLEET})
-    assert page.locator("#providers-online").inner_text() == str(expected_providers)
+    assert page.locator("#providers-online").inner_text() == str(PROVIDERS)
+    # one offer per provider: the superseded ones (still live, still in the API) do not count
     assert page.locator("#gpus-live").inner_text() == str(sum(f[2] for f in FLEET))
+    assert page.locator("#offers-live").inner_text() == str(len(FLEET))
+    assert api(server, "/api/v1/offers")["total"] == len(FLEET) + len(SUPERSEDED)
     bars = page.locator("#gpus-by-model g.bar")
     assert bars.count() == len({"RTX 4090", "A100", "H100", "RTX 4080", "M3 Ultra"})
     assert page.locator("#price-chart polyline").count() >= 4
@@ -159,7 +174,8 @@ def test_provider_page_shows_score_parts_and_history(
         assert page.locator(f'#score-parts tr[data-part="{part}"]').count() == 1
     history = page.locator("#provider-history tbody tr")
     assert history.count() == len(profile["settlements"]) >= 1
-    assert page.locator("#provider-offers .badge.sim").count() == 2
+    assert page.locator("#provider-offers tbody tr").count() == 1  # not its superseded offer
+    assert page.locator("#provider-offers .badge.sim").count() == 1
     shoot(page, "explorer-provider.png")
 
 
@@ -182,3 +198,93 @@ def test_unknown_pages_render_an_error_page(explorer: tuple[Server, Filled], bro
     assert response is not None and response.status == 404
     assert page.locator("#error-message").inner_text() == "no such provider"
     context.close()
+
+
+UTC_TEXT = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC")
+PAGES = {
+    "overview": "/",
+    "offers": "/offers",
+    "providers": "/providers",
+    "provider": "/providers/{provider}",
+    "settlements": "/settlements",
+    "why": "/why?gpu_model=H100",
+}
+
+
+@pytest.mark.parametrize("width", [390, 1280])
+def test_every_page_fits_the_screen_and_writes_times_in_utc(
+    explorer: tuple[Server, Filled], browser: Any, width: int
+) -> None:
+    """At phone and desktop widths: nothing wider than the window (wide tables scroll in
+    their card), no console error, and every time in one format with its zone."""
+    server, filled = explorer
+    context = browser.new_context(viewport={"width": width, "height": 900})
+    page = context.new_page()
+    problems: list[str] = []
+    page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda e: problems.append(str(e)))
+    try:
+        for name, template in PAGES.items():
+            path = template.format(provider=filled.providers[0].address)
+            page.goto(f"{server.url}{path}")
+            page.wait_for_load_state("load")
+            sizes = page.evaluate(
+                "() => [document.documentElement.scrollWidth, window.innerWidth,"
+                " document.body.scrollWidth]"
+            )
+            assert max(sizes[0], sizes[2]) <= sizes[1], (path, sizes)
+            times = page.locator("time").all_inner_texts()
+            assert all(UTC_TEXT.fullmatch(t) for t in times), (path, times)
+            shoot(page, f"explorer-{width}-{name}.png")
+        page.goto(f"{server.url}/offers")
+        expires = page.locator("#offers-table tbody tr td:last-child")
+        assert expires.count() == len(FLEET)
+        assert all(UTC_TEXT.fullmatch(t) for t in expires.all_inner_texts())
+    finally:
+        context.close()
+    assert problems == []
+
+
+def test_overview_shows_new_offers_and_settlements_without_reload(
+    explorer: tuple[Server, Filled], page: Any
+) -> None:
+    """Last in this module: it adds a provider, an offer and a settlement batch."""
+    server, filled = explorer
+    page.goto(f"{server.url}/")
+    before_offers = int(page.locator("#offers-live").inner_text())
+    before_batches = page.locator("#recent-settlements tbody tr").count()
+    page.evaluate("() => { window.notReloaded = true; }")
+
+    provider = filled.world.providers[0]
+    stranger = Identity.from_label("explorer-live-provider")
+
+    async def add_offer() -> None:
+        async with client_for(server, stranger) as client:
+            await client.post_offer(offer_for(stranger, now=int(server.clock()), ttl_s=3600))
+
+    trio.run(add_offer)
+    page.wait_for_function(
+        "n => document.getElementById('offers-live').textContent === String(n)",
+        arg=before_offers + 1,
+        timeout=30_000,
+    )
+    assert page.locator("#providers-online").inner_text() == str(PROVIDERS + 1)
+
+    async def settle() -> dict[str, Any]:
+        renter = filled.world.renters[0]
+        channel = await filled.world.open(renter, provider, deposit=10**9)
+        async with client_for(server, provider) as client:
+            await client.post_receipt(filled.world.receipt(renter, channel, 123_000_000))
+        async with client_for(server, ADMIN) as admin:
+            return await admin.run_settlement()
+
+    assert trio.run(settle)["confirmed"] == 1
+    page.wait_for_function(
+        "n => document.querySelectorAll('#recent-settlements tbody tr').length > n",
+        arg=before_batches,
+        timeout=30_000,
+    )
+    newest = page.locator("#recent-settlements tbody tr").first.inner_text()
+    assert "0.1230" in newest, newest
+    assert page.evaluate("() => window.notReloaded") is True
+    shoot(page, "explorer-overview-live.png")

@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 import base64
+import dataclasses
 import json
 import os
+import socket
 from collections.abc import AsyncIterator, Iterator
 
 import httpx
 import msgspec
 import pytest
+import trio
 from dgpu.coordinator.config import RateLimit
 from dgpu.protocol.codec import encode
 from dgpu.protocol.http_auth import HEADER_SIGNATURE, sign_request
 from dgpu.protocol.identity import Identity
+from dgpu.protocol.messages import U64_MAX
 from dgpu.protocol.offers import offer_bytes
 
 from tests.coordinator.conftest import (
@@ -274,6 +278,16 @@ class TestReceipts:
             r = await http.post("/api/v1/reports", content=body, headers=headers)
             assert_error(r, 400, "invalid_body")
 
+    @pytest.mark.parametrize("path", ["/api/v1/reports", "/api/v1/offers", "/api/v1/receipts"])
+    async def test_deeply_nested_json(
+        self, server: Server, http: httpx.AsyncClient, path: str
+    ) -> None:
+        # D4: json.loads raised RecursionError, which nothing caught (500)
+        body = b'{"offer": ' + b"[" * 5000 + b"]" * 5000 + b"}"
+        assert len(body) < server.config.max_body_bytes
+        headers = signed(server, path, body, content_type="application/json")
+        assert_error(await http.post(path, content=body, headers=headers), 400, "invalid_body")
+
 
 @pytest.mark.parametrize(
     ("path", "params", "code"),
@@ -288,12 +302,58 @@ class TestReceipts:
         ("/api/v1/providers/not-an-address", {}, "invalid_parameter"),
         ("/api/v1/channels/0OIl", {}, "invalid_parameter"),
         ("/api/v1/estimate", {"model": "H100", "duration": "0"}, "invalid_parameter"),
+        # D3: a doubled sign passed the digit check and crashed int() with a 500
+        ("/api/v1/offers", {"limit": "--5"}, "invalid_parameter"),
+        ("/api/v1/offers", {"max_price": "-+5"}, "invalid_parameter"),
+        ("/api/v1/offers", {"limit": "٣"}, "invalid_parameter"),
+        ("/api/v1/estimate", {"model": "H100", "duration": "--5"}, "invalid_parameter"),
+        ("/api/v1/settlements", {"limit": "--5"}, "invalid_parameter"),
+        ("/api/v1/providers", {"limit": "--5"}, "invalid_parameter"),
+        # values the OpenAPI document does not allow, which the server used to take
+        ("/api/v1/offers", {"limit": ""}, "invalid_parameter"),
+        ("/api/v1/settlements", {"offset": ""}, "invalid_parameter"),
+        ("/api/v1/offers", {"simulated": "0"}, "invalid_parameter"),
+        ("/api/v1/offers", {"sort": ""}, "invalid_parameter"),
+        ("/api/v1/offers", {"min_score": "0_1"}, "invalid_parameter"),
+        ("/api/v1/offers", {"min_score": " 1"}, "invalid_parameter"),
+        ("/api/v1/offers", {"region": "EU West"}, "invalid_parameter"),
+        ("/api/v1/offers/" + "00 " * 15 + "00", {}, "invalid_parameter"),
+        ("/api/v1/estimate", {"model": "", "duration": "1"}, "invalid_parameter"),
     ],
 )
 async def test_bad_query_parameters(
     http: httpx.AsyncClient, path: str, params: dict[str, str], code: str
 ) -> None:
     assert_error(await http.get(path, params=params), 400, code)
+
+
+@pytest.mark.parametrize(
+    ("path", "params"),
+    [
+        # values the OpenAPI document allows, which the server used to refuse with 400
+        ("/api/v1/offers", {"max_price": str(U64_MAX)}),
+        ("/api/v1/offers", {"min_score": "1.1754943508222875e-38", "simulated": "any"}),
+        ("/api/v1/offers", {"gpu_model": "", "region": "", "provider": ""}),
+        ("/api/v1/offers/" + "AB" * 16, {}),
+        ("/api/v1/prices/history", {"model": "RTX 4090 (24 GB) ~x"}),
+    ],
+)
+async def test_parameters_the_document_allows_are_accepted(
+    http: httpx.AsyncClient, path: str, params: dict[str, str]
+) -> None:
+    response = await http.get(path, params=params)
+    assert response.status_code in (200, 404), response.text
+
+
+async def test_a_wrong_method_names_every_allowed_one(http: httpx.AsyncClient) -> None:
+    # GET and POST of /api/v1/offers were two routes: the 405 said `Allow: POST`
+    for method in ("OPTIONS", "PUT", "DELETE"):
+        response = await http.request(method, "/api/v1/offers")
+        assert response.status_code == 405
+        allowed = {m.strip() for m in response.headers["allow"].split(",")}
+        assert {"GET", "POST"} <= allowed, allowed
+    response = await http.request("PUT", "/api/v1/settlements")
+    assert response.status_code == 405 and "GET" in response.headers["allow"]
 
 
 async def test_rate_limits_answer_429_with_retry_after(
@@ -327,5 +387,94 @@ async def test_rate_limits_answer_429_with_retry_after(
             assert ok.status_code == 400
             reads = [(await http.get("/api/v1/prices")).status_code for _ in range(3)]
             assert reads[-1] == 429
-            health = await http.get("/healthz")
-            assert health.status_code == 200
+            # D2: /healthz is public and unauthenticated, so it is limited like the rest;
+            # the operator's scraper still reads /metrics.
+            assert_error(await http.get("/healthz"), 429, "rate_limited")
+            assert (await http.get("/metrics")).status_code == 200
+
+
+async def test_invented_methods_do_not_add_metric_series(
+    server: Server, http: httpx.AsyncClient
+) -> None:
+    def series(text: str) -> set[str]:
+        return {
+            line.split(" ")[0]
+            for line in text.splitlines()
+            if line.startswith("dgpu_coordinator_requests_total")
+        }
+
+    await http.get("/api/v1/prices")
+    await http.get("/metrics")
+    before = series((await http.get("/metrics")).text)
+    for k in range(20):
+        r = await http.request(f"FROB{k}", "/api/v1/prices")
+        assert r.status_code == 405
+    after = series((await http.get("/metrics")).text)
+    new = after - before
+    assert all('method="other"' in s for s in new), new
+    assert not any("FROB" in s for s in after)
+
+
+def _raw_post(url: str, path: str, headers: dict[str, str], declared: int) -> socket.socket:
+    """A raw HTTP/1.1 request whose head promises ``declared`` body bytes."""
+    host, port = url.removeprefix("http://").split(":")
+    sock = socket.create_connection((host, int(port)), timeout=30)
+    head = [f"POST {path} HTTP/1.1", f"Host: {host}", f"Content-Length: {declared}"]
+    head += [f"{k}: {v}" for k, v in headers.items()]
+    sock.sendall(("\r\n".join(head) + "\r\n\r\n").encode())
+    return sock
+
+
+def _failures(metrics_text: str) -> float:
+    total = 0.0
+    for line in metrics_text.splitlines():
+        if line.startswith("dgpu_coordinator_failures_total"):
+            total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
+async def test_a_client_leaving_mid_body_is_not_a_failure(
+    server: Server, http: httpx.AsyncClient
+) -> None:
+    # D5: the disconnect surfaced as a 500, logged as an error and counted as a failure
+    before = _failures((await http.get("/metrics")).text)
+    body = good_offer(server)
+    sock = _raw_post(server.url, "/api/v1/offers", signed(server, "/api/v1/offers", body), 1000)
+    sock.sendall(body[:10])
+    sock.close()
+    # The server notices the disconnect on its own loop; a later request sees the result.
+    for _ in range(50):
+        await trio.sleep(0.05)
+        text = (await http.get("/metrics")).text
+        if 'dgpu_coordinator_rejections_total{code="client_disconnected"}' in text:
+            break
+    assert 'dgpu_coordinator_rejections_total{code="client_disconnected"}' in text
+    assert _failures(text) == before
+
+
+async def test_a_slow_body_is_cut_off(tmp_path_factory: pytest.TempPathFactory) -> None:
+    config = make_config(tmp_path_factory.mktemp("slow"))
+    config = dataclasses.replace(config, body_timeout_s=0.5)
+    with running_server(config) as srv:
+        body = good_offer(srv)
+        sock = _raw_post(srv.url, "/api/v1/offers", signed(srv, "/api/v1/offers", body), len(body))
+        answer = b""
+        with sock:
+            for byte in body[:40]:  # a byte every 0.1 s: never whole within the deadline
+                try:
+                    sock.sendall(bytes([byte]))
+                except OSError:
+                    break
+                await trio.sleep(0.1)
+                sock.setblocking(False)
+                try:
+                    answer += sock.recv(65536)
+                except BlockingIOError:
+                    pass
+                finally:
+                    sock.setblocking(True)
+                if answer:
+                    break
+        assert answer.startswith(b"HTTP/1.1 408"), answer[:200]
+        assert b"body_timeout" in answer
+        assert srv.count("offers") == 0

@@ -13,13 +13,15 @@ import httpx
 import msgspec
 import pytest
 from dgpu.contracts_client.chain import LiteSVMChain
+from dgpu.contracts_client.money import ChainEscrow, ChainUnavailable, ChannelState, Settled
 from dgpu.contracts_client.settlement import Settlement, receipts_per_transaction
-from dgpu.coordinator.escrow_backend import EscrowBackend
 from dgpu.coordinator.metrics import Metrics
-from dgpu.coordinator.settlement import ChainTrouble, OnChainChannel, Settler
-from dgpu.coordinator.store import ChannelKey, Unsettled, open_store
+from dgpu.coordinator.settlement import CoordinatorSettler as Settler
+from dgpu.coordinator.settlement import SettlementBackend
+from dgpu.coordinator.store import ChannelKey, open_store
 from dgpu.node.coordinator_client import CoordinatorClientError
 from dgpu.protocol.identity import Identity
+from dgpu.protocol.messages import Receipt
 from dgpu.protocol.signing import sign_receipt
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -38,43 +40,48 @@ class SimulatedCrash(BaseException):
     """Stands for the process dying: nothing after it runs."""
 
 
-class TimeoutAfterSubmit(EscrowBackend):
+class TimeoutAfterSubmit(ChainEscrow):
     """The batch lands, but its confirmation "times out" (the first time only)."""
 
     tripped = False
 
-    async def settle(self, items: Sequence[Unsettled]) -> str:
-        signature = await super().settle(items)
+    async def settle(self, payer: Identity, receipts: Sequence[Receipt]) -> Settled:
+        settled = await super().settle(payer, receipts)
         if not self.tripped:
             self.tripped = True
-            raise ChainTrouble("confirmation timed out")
-        return signature
+            raise ChainUnavailable("confirmation timed out")
+        return settled
 
 
-class UnreachableOnce(EscrowBackend):
+class UnreachableOnce(ChainEscrow):
     """The first batch never reaches the chain, and the chain cannot be read right after."""
 
     failures = 0
 
-    async def settle(self, items: Sequence[Unsettled]) -> str:
+    async def settle(self, payer: Identity, receipts: Sequence[Receipt]) -> Settled:
         if self.failures == 0:
             self.failures = 1
-            raise ChainTrouble("connection refused")
-        return await super().settle(items)
+            raise ChainUnavailable("connection refused")
+        return await super().settle(payer, receipts)
 
-    async def read_channels(self, channels: Sequence[str]) -> dict[str, OnChainChannel | None]:
+    async def read_channels(self, channels: Sequence[bytes]) -> list[ChannelState | None]:
         if self.failures == 1:
             self.failures = 2
-            raise ChainTrouble("connection refused")
+            raise ChainUnavailable("connection refused")
         return await super().read_channels(channels)
 
 
-class CrashAfterSubmit(EscrowBackend):
+class CrashAfterSubmit(ChainEscrow):
     """Lands the batch on chain, then "dies" before the coordinator records it."""
 
-    async def settle(self, items: Sequence[Unsettled]) -> str:
-        await super().settle(items)
+    async def settle(self, payer: Identity, receipts: Sequence[Receipt]) -> Settled:
+        await super().settle(payer, receipts)
         raise SimulatedCrash
+
+
+def backend(world: World, escrow: type[ChainEscrow] = ChainEscrow) -> SettlementBackend:
+    """The coordinator's escrow over the world's chain, paid by its settler key."""
+    return SettlementBackend(escrow(world.escrow), world.settler)
 
 
 @pytest.fixture(scope="module")
@@ -88,8 +95,7 @@ def world() -> World:
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory, world: World) -> Iterator[Server]:
     config = make_config(tmp_path_factory.mktemp("settle"), admins=frozenset({ADMIN.address}))
-    backend = EscrowBackend(world.escrow, world.settler.to_solders())
-    with running_server(config, backend=backend, clock=ManualClock()) as running:
+    with running_server(config, backend=backend(world), clock=ManualClock()) as running:
         yield running
 
 
@@ -186,6 +192,51 @@ async def test_intake_checks_the_channel_on_chain(server: Server, world: World) 
     assert server.count("channels", "channel = ?", (str(channel.address),)) == 0
 
 
+async def test_intake_refuses_a_receipt_above_the_deposit(server: Server, world: World) -> None:
+    # D1: intake never compared cumulative with the channel's deposit
+    renter, provider = world.renters[0], world.providers[2]
+    channel = await world.open(renter, provider, deposit=DGPU)
+    async with client_for(server, provider) as client:
+        with pytest.raises(CoordinatorClientError) as above:
+            await client.post_receipt(world.receipt(renter, channel, DGPU + 1))
+        await client.post_receipt(world.receipt(renter, channel, DGPU))
+    assert (above.value.status, above.value.code) == (422, "above_deposit")
+    assert server.count("channels", "channel = ?", (str(channel.address),)) == 1
+
+
+async def test_a_batch_is_checked_on_chain_receipt_by_receipt(server: Server, world: World) -> None:
+    renter, provider = world.renters[1], world.providers[2]
+    good, greedy = [await world.open(renter, provider, deposit=DGPU) for _ in range(2)]
+    async with client_for(server, provider) as client:
+        results = await client.post_receipts(
+            [world.receipt(renter, good, 2000), world.receipt(renter, greedy, DGPU + 1)]
+        )
+    assert [r["status"] for r in results] == ["accepted", "refused"]
+    assert results[1]["code"] == "above_deposit"
+    assert server.count("channels", "channel = ?", (str(good.address),)) == 1
+    assert server.count("channels", "channel = ?", (str(greedy.address),)) == 0
+
+
+class Unreadable(ChainEscrow):
+    """A chain that cannot be read (down, or partitioned from the coordinator)."""
+
+    async def read_channels(self, channels: Sequence[bytes]) -> list[ChannelState | None]:
+        raise ChainUnavailable("connection refused")
+
+
+async def test_intake_refuses_what_it_cannot_check_on_chain(tmp_path: Path, world: World) -> None:
+    # D1: a receipt whose channel could not be read was admitted unchecked
+    renter, provider = world.renters[1], world.providers[0]
+    channel = await world.open(renter, provider, deposit=DGPU)
+    config = make_config(tmp_path)
+    with running_server(config, backend=backend(world, Unreadable), clock=ManualClock()) as srv:
+        async with client_for(srv, provider) as client:
+            with pytest.raises(CoordinatorClientError) as refused:
+                await client.post_receipt(world.receipt(renter, channel, 1000))
+        assert (refused.value.status, refused.value.code) == (503, "chain_unavailable")
+        assert srv.count("channels") == 0
+
+
 def test_crash_between_submit_and_record_is_reconciled_without_double_payment(
     tmp_path: Path,
 ) -> None:
@@ -205,7 +256,7 @@ async def _crash_scenario(db_path: Path) -> None:
             provider = next(p for p in world.providers if p.address == str(channel.provider))
             receipt = world.receipt(renter, channel, 100_000_000)
             await store.channels.ingest(receipt, b"", provider=provider.address, now=int(clock()))
-        crashing = Settler(store, CrashAfterSubmit(world.escrow, payer), Metrics(), clock=clock)
+        crashing = Settler(store, backend(world, CrashAfterSubmit), Metrics(), clock=clock)
         with pytest.raises(SimulatedCrash):
             await crashing.run_once()
         assert (await store.channels.batch_counts()) == {"pending": 1}
@@ -213,7 +264,7 @@ async def _crash_scenario(db_path: Path) -> None:
     assert sum(landed.values()) > 0  # the first batch did land on chain
 
     async with open_store(db_path) as store:  # "restart"
-        settler = Settler(store, EscrowBackend(world.escrow, payer), Metrics(), clock=clock)
+        settler = Settler(store, backend(world), Metrics(), clock=clock)
         assert await settler.reconcile() == 1
         counts = await store.channels.batch_counts()
         assert counts == {"reconciled": 1}
@@ -258,9 +309,7 @@ async def _isolation_scenario(db_path: Path) -> None:
         for provider, channel in zip(providers, channels, strict=True):
             receipt = world.receipt(renter, channel, 50_000_000)
             await store.channels.ingest(receipt, b"", provider=provider.address, now=int(clock()))
-        settler = Settler(
-            store, EscrowBackend(world.escrow, world.settler.to_solders()), Metrics(), clock=clock
-        )
+        settler = Settler(store, backend(world), Metrics(), clock=clock)
         report = await settler.run_once()
         assert report.channels_settled == 3
         assert report.skipped == {"rejected": 1}
@@ -280,7 +329,6 @@ def test_chain_trouble_mid_round_is_reconciled_and_retried(tmp_path: Path) -> No
 async def _trouble_scenario(db_path: Path) -> None:
     world = await make_world(LiteSVMChain(), providers=1, renters=1, label="trouble")
     renter, provider = world.renters[0], world.providers[0]
-    payer = world.settler.to_solders()
     clock = ManualClock()
     async with open_store(db_path) as store:
         channel = await world.open(renter, provider, deposit=DGPU)
@@ -288,7 +336,7 @@ async def _trouble_scenario(db_path: Path) -> None:
             world.receipt(renter, channel, 70_000_000), b"", provider=provider.address, now=1
         )
         # Landed, but not confirmed in time: read back from chain, closed as reconciled.
-        landed = Settler(store, TimeoutAfterSubmit(world.escrow, payer), Metrics(), clock=clock)
+        landed = Settler(store, backend(world, TimeoutAfterSubmit), Metrics(), clock=clock)
         first = await landed.run_once()
         assert (first.reconciled, first.failed, first.channels_settled) == (1, 0, 0)
         assert await store.channels.batch_counts() == {"reconciled": 1}
@@ -301,7 +349,7 @@ async def _trouble_scenario(db_path: Path) -> None:
         await store.channels.ingest(
             world.receipt(renter, second, 30_000_000), b"", provider=provider.address, now=2
         )
-        flaky = Settler(store, UnreachableOnce(world.escrow, payer), Metrics(), clock=clock)
+        flaky = Settler(store, backend(world, UnreachableOnce), Metrics(), clock=clock)
         stuck = await flaky.run_once()
         assert stuck.channels_settled == 0
         assert (await store.channels.batch_counts()).get("pending") == 1
@@ -323,15 +371,12 @@ async def _squatter_scenario(db_path: Path) -> None:
     renter, provider, squatter = world.renters[0], world.providers[0], world.providers[1]
     channel = await world.open(renter, provider, deposit=DGPU)
     receipt = world.receipt(renter, channel, 40_000_000)
-    settler_key = world.settler.to_solders()
     async with open_store(db_path) as store:
         # Without an intake check, whoever posts first is recorded as the provider...
         assert await store.channels.ingest(receipt, b"", provider=squatter.address, now=1) == (
             "created"
         )
-        settler = Settler(
-            store, EscrowBackend(world.escrow, settler_key), Metrics(), clock=ManualClock()
-        )
+        settler = Settler(store, backend(world), Metrics(), clock=ManualClock())
         first = await settler.run_once()
         assert first.skipped == {"rejected": 1} and first.batches == 0
         # ...until the chain says otherwise; then the channel's real provider gets it.

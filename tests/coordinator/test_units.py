@@ -4,10 +4,13 @@ migrations."""
 from __future__ import annotations
 
 import math
+import random
+import re
 import sqlite3
 from pathlib import Path
 
 import pytest
+from dgpu.coordinator.api.address_pattern import ALPHABET, key_address_pattern
 from dgpu.coordinator.auth import ReplayGuard, verify_request
 from dgpu.coordinator.config import RateLimit
 from dgpu.coordinator.db import _statements, migrations, open_database
@@ -26,8 +29,9 @@ from dgpu.coordinator.scores import (
     volume,
 )
 from dgpu.coordinator.store import OfferQuery
+from dgpu.protocol.errors import SignatureError
 from dgpu.protocol.http_auth import HEADER_NONCE, HEADER_SIGNATURE, sign_request
-from dgpu.protocol.identity import Identity
+from dgpu.protocol.identity import Identity, address_of, public_key_of_address
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -259,3 +263,21 @@ def test_database_is_migrated_once_and_newer_schemas_are_refused(tmp_path: Path)
     assert versions == list(range(1, len(migrations()) + 1))
     with pytest.raises(StoreError, match="newer than this coordinator"):
         asyncio.run(_open_and_close(path))
+
+
+def test_the_address_pattern_is_exactly_the_32_byte_keys() -> None:
+    """The document's address pattern against the decoder, on keys and on near misses."""
+    pattern = re.compile(key_address_pattern())
+    rng = random.Random(17)
+    for _ in range(3000):
+        key = bytes([rng.randrange(1, 256)]) + rng.randbytes(31)
+        assert pattern.fullmatch(address_of(key)), key.hex()
+    for _ in range(3000):
+        text = "".join(rng.choice(ALPHABET) for _ in range(rng.choice((42, 43, 44, 45))))
+        try:
+            decodes = len(public_key_of_address(text)) == 32 and not text.startswith("1")
+        except SignatureError:
+            decodes = False
+        assert (pattern.fullmatch(text) is not None) == decodes, text
+    for edge in (b"\x01" + b"\x00" * 31, b"\xff" * 32):
+        assert pattern.fullmatch(address_of(edge))

@@ -18,8 +18,8 @@ import trio
 from dgpu.contracts_client import localnet
 from dgpu.contracts_client.chain import RpcChain
 from dgpu.contracts_client.escrow import EscrowClient
+from dgpu.contracts_client.money import ChainEscrow
 from dgpu.node.executors.base import run_sync_abandoning
-from dgpu.node.payments.chain import ChainEscrow
 from dgpu.protocol.identity import Identity
 from dgpu.protocol.keyfile import load_identity, save_identity
 from solders.keypair import Keypair
@@ -72,7 +72,9 @@ async def local_chain(node: Node) -> LocalChain:
     await chain.request_airdrop(admin.pubkey(), 10 * SOL)
     await world.fund(world.treasury)
     await client.initialize(
-        admin,
+        authority,  # the local chain deploys the escrow with its own authority
+        admin=admin.pubkey(),
+        payer=admin,
         treasury=world.treasury.to_solders().pubkey(),
         mints=[world.mint.address],
         fee_bps=500,

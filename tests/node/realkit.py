@@ -14,11 +14,11 @@ import trio
 from dgpu.contracts_client import localnet
 from dgpu.contracts_client.chain import LiteSVMChain
 from dgpu.contracts_client.escrow import EscrowClient
+from dgpu.contracts_client.money import ChainEscrow
 from dgpu.node.config import ProviderConfig, ProviderFaults, RenterConfig, RenterFaults
 from dgpu.node.executors import DockerConfig, DockerExecutor, open_docker_executor
 from dgpu.node.gpu import SimulatedBackend, parse_gpu_spec
 from dgpu.node.net.libp2p import Libp2pConfig, Libp2pNetwork, open_libp2p_network
-from dgpu.node.payments.chain import ChainEscrow
 from dgpu.node.provider import BulkOutputHost, Provider, open_bulk_output_host
 from dgpu.node.renter import BulkOutputFetcher, Renter, StreamOutputFetcher
 from dgpu.node.store import NodeStore
@@ -62,8 +62,8 @@ class Escrowed:
 
 
 async def make_escrow() -> Escrowed:
-    chain = LiteSVMChain(time_source=lambda: int(time.time()))
     admin = Keypair()
+    chain = LiteSVMChain(time_source=lambda: int(time.time()), upgrade_authority=admin)
     await chain.request_airdrop(admin.pubkey(), 100 * SOL)
     mint = await localnet.create_mint(chain, admin)
     client = EscrowClient(chain)

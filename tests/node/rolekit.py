@@ -11,10 +11,10 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 import trio
+from dgpu.contracts_client.money import MemoryEscrow, MemoryLedger
 from dgpu.node.config import ProviderConfig, ProviderFaults, RenterConfig, RenterFaults
 from dgpu.node.gpu import SimulatedBackend, parse_gpu_spec
 from dgpu.node.net import MemoryHub, MemoryHubConfig, open_memory_hub, open_memory_network
-from dgpu.node.payments import MemoryEscrow, MemoryLedger
 from dgpu.node.provider import OfferDesk, Provider, VirtualExecutor
 from dgpu.node.renter import Renter
 from dgpu.node.store import NodeStore

@@ -12,12 +12,12 @@ from pathlib import Path
 
 import pytest
 import trio
-from dgpu.coordinator.escrow_backend import EscrowBackend
+from dgpu.contracts_client.money import ChainEscrow
+from dgpu.coordinator.settlement import SettlementBackend
 from dgpu.node.config import RenterConfig
 from dgpu.node.coordinator_client import CoordinatorClient
 from dgpu.node.gpu import SimulatedBackend, parse_gpu_spec
 from dgpu.node.net import MemoryHubConfig, open_memory_hub, open_memory_network
-from dgpu.node.payments.chain import ChainEscrow
 from dgpu.node.provider import Provider, VirtualExecutor
 from dgpu.node.renter import CoordinatorIndex, Renter
 from dgpu.node.store import NodeStore
@@ -39,7 +39,7 @@ def world() -> Escrowed:
 def coordinator(tmp_path: Path, world: Escrowed) -> Iterator[Server]:
     settler = Identity.generate()
     trio.run(world.party, settler)
-    backend = EscrowBackend(world.client, settler.to_solders())
+    backend = SettlementBackend(ChainEscrow(world.client), settler)
     config = make_config(tmp_path / "coord", admins=frozenset({ADMIN.address}))
     (tmp_path / "coord").mkdir()
     with running_server(config, backend=backend) as server:

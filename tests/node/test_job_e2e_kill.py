@@ -26,6 +26,7 @@ from dgpu.protocol.identity import Identity
 
 from tests.contracts_client.support import Node, serve_node
 from tests.node.clikit import (
+    PRICE,
     ROOT,
     dgpu,
     local_chain,
@@ -114,5 +115,8 @@ async def test_kill_9_mid_job_loses_no_acknowledged_receipt(
     assert job["job_id"] == result.job_id.hex()
     assert job["state"] == "stopped" and job["stop_reason"] == "provider_restart"
     assert job["paid"] >= result.acknowledged
+    # recovery keeps the seconds its receipts cover (it used to write 0)
+    assert job["seconds_billed"] * PRICE <= job["paid"] < (job["seconds_billed"] + 1) * PRICE
+    assert job["seconds_billed"] > 0
     assert report["unsettled"] == []
     await world.chain.aclose()

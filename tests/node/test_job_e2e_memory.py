@@ -177,9 +177,9 @@ async def test_provider_crash_and_restart_loses_no_acknowledged_receipt(
     """The provider's peer crashes mid-job (its whole task tree is cancelled, as a kill
     would); a new Provider on the same store recovers: closes the job, sweeps containers,
     settles every receipt it had acknowledged."""
+    from dgpu.contracts_client.money import MemoryEscrow
     from dgpu.node.gpu import SimulatedBackend, parse_gpu_spec
     from dgpu.node.net import open_memory_network
-    from dgpu.node.payments import MemoryEscrow
     from dgpu.node.provider import Provider, VirtualExecutor
     from dgpu.node.store import NodeStore
 

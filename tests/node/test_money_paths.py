@@ -8,12 +8,19 @@ from pathlib import Path
 
 import trio
 import trio.testing
+from dgpu.contracts_client.money import (
+    DEFAULT_BOUNDS,
+    ChannelBounds,
+    ChannelState,
+    MemoryEscrow,
+    MemoryLedger,
+    OpenedChannel,
+    PaymentError,
+)
 from dgpu.node.net import METERING_PROTOCOL, NEGOTIATE_PROTOCOL, open_memory_network
 from dgpu.node.net.framing import FramedStream, encode_frame
 from dgpu.node.net.interface import MessageStream
 from dgpu.node.net.memory.network import MemoryNetwork
-from dgpu.node.payments import MemoryEscrow, MemoryLedger
-from dgpu.node.payments.escrow import ChannelState, OpenedChannel, PaymentError
 from dgpu.node.renter import Renter
 from dgpu.protocol.identity import Identity
 from dgpu.protocol.messages import (
@@ -134,10 +141,17 @@ class ReadFailsOnceAfterOpen(MemoryEscrow):
         self.fail_next_read = False
 
     async def open_channel(
-        self, renter: Identity, *, provider: bytes, mint: bytes, deposit: int, expiry: int
+        self,
+        renter: Identity,
+        *,
+        provider: bytes,
+        mint: bytes,
+        deposit: int,
+        expiry: int,
+        bounds: ChannelBounds = DEFAULT_BOUNDS,
     ) -> OpenedChannel:
         opened = await super().open_channel(
-            renter, provider=provider, mint=mint, deposit=deposit, expiry=expiry
+            renter, provider=provider, mint=mint, deposit=deposit, expiry=expiry, bounds=bounds
         )
         self.fail_next_read = True
         return opened

@@ -5,13 +5,15 @@ escrow, in virtual time."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 import trio
 import trio.testing
-from dgpu.node.payments import ChannelState, MemoryEscrow, MemoryLedger
+from dgpu.contracts_client.money import ChannelState, MemoryEscrow, MemoryLedger
 from dgpu.node.provider.node import SETTLE_RETRY_S
 from dgpu.protocol.errors import DgpuError
 from dgpu.protocol.identity import Identity
@@ -50,6 +52,11 @@ class StandInCoordinator:
         self.received.append(receipt)
         if self.mode == "up":
             await self.escrow.settle(self.identity, [receipt])
+
+    async def post_receipts(self, receipts: Sequence[Receipt]) -> list[dict[str, Any]]:
+        for receipt in receipts:
+            await self.post_receipt(receipt)
+        return [{"status": "accepted"} for _ in receipts]
 
 
 @dataclass

@@ -9,8 +9,7 @@ import spl.token.instructions as spl
 from dgpu.contracts_client.chain import LiteSVMChain
 from dgpu.contracts_client.chain.interface import send_instructions
 from dgpu.contracts_client.instructions import DEFAULT_DISPUTE_WINDOW
-from dgpu.node.payments.chain import ChainEscrow
-from dgpu.node.payments.escrow import OpenedChannel
+from dgpu.contracts_client.money import ChainEscrow, OpenedChannel
 from dgpu.node.renter import reclaim_channels
 from dgpu.node.store import ChannelRecord, NodeStore
 from spl.token.constants import TOKEN_PROGRAM_ID

@@ -92,6 +92,13 @@ def _offer_dict() -> dict[str, object]:
         ("v", 2),
         ("multiaddrs", ["no-slash"]),
         ("simulated", "yes"),
+        # "$" in a searched pattern also matches before a final newline: anchored with \Z
+        ("gpu_model", "H100\n"),
+        ("region", "eu-west\n"),
+        ("multiaddrs", ["/ip4/127.0.0.1/tcp/1\n"]),
+        ("multiaddrs", ["/ip4/127.0.0.1/tcp/1\x00"]),
+        ("multiaddrs", ["/dns4/<script>alert(1)</script>/tcp/1"]),
+        ("multiaddrs", ["/ip4/1.2.3.4/tcp/1 /ip4/5.6.7.8"]),
     ],
 )
 def test_invalid_field_is_named(field: str, value: object) -> None:
@@ -135,3 +142,17 @@ def test_unknown_kind_is_refused() -> None:
 def test_deep_nesting_is_a_typed_error() -> None:
     with pytest.raises(DecodeError):
         decode(b"\x91" * 10_000 + b"\xc0")
+
+
+def test_real_multiaddrs_pass() -> None:
+    raw = _offer_dict()
+    raw["multiaddrs"] = [
+        "/ip4/198.18.0.7/tcp/4001/p2p/12D3KooWCbpfAzgVBGLPMaKC6KwcsjDqKdctBYZpDx4z9gtjbGb1",
+        "/ip6/::1/tcp/4001",
+        "/dns4/provider.example.org/tcp/4001",
+        "/ip4/203.0.113.5/tcp/4001/p2p/12D3KooWCbpfAzgVBGLPMaKC6KwcsjDqKdctBYZpDx4z9gtjbGb1"
+        "/p2p-circuit/p2p/12D3KooWCbpfAzgVBGLPMaKC6KwcsjDqKdctBYZpDx4z9gtjbGb1",
+    ]
+    offer = decode(msgspec.msgpack.encode(raw))
+    assert isinstance(offer, Offer)
+    assert len(offer.multiaddrs) == 4

@@ -230,9 +230,11 @@ def test_provider_stops_when_renter_stops_paying() -> None:
     pmeter, rmeter, quote = metered()
     receipt = rmeter.on_report(pmeter.report(now=NOW + 10, samples=[]), now=NOW + 10)
     assert receipt is not None and pmeter.on_receipt(receipt)
+    # unpaid work reaching interval + grace stops the job: that is the provider's risk
     limit = 10 + quote.interval_s + quote.grace_s
-    assert pmeter.should_stop(now=NOW + limit) is None
-    assert pmeter.should_stop(now=NOW + limit + 1) is StopReason.NON_PAYMENT
+    assert pmeter.should_stop(now=NOW + limit - 1) is None
+    assert not pmeter.unpaid_too_long(now=NOW + limit - 1)
+    assert pmeter.should_stop(now=NOW + limit) is StopReason.NON_PAYMENT
 
 
 def test_provider_stops_before_escrow_is_exceeded() -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from dgpu.node.net.admission import AdmissionConfig
 from dgpu.node.net.framing import DEFAULT_READ_TIMEOUT_S, DEFAULT_WRITE_TIMEOUT_S
 from dgpu.node.net.interface import OFFERS_TOPIC
 from dgpu.protocol.messages import MAX_MESSAGE_BYTES
@@ -26,6 +27,22 @@ class GossipConfig:
 
 
 @dataclass(frozen=True)
+class ConnectionLimits:
+    """Inbound connection limits (see :mod:`dgpu.node.net.libp2p.connections`)."""
+
+    max_inbound: int = 200
+    """Inbound connections at once (the library's own cap is 250)."""
+    reserved: int = 20
+    """Of ``max_inbound``, kept for protected peers."""
+    max_per_ip: int = 32
+    """Inbound connections from one IP address at once."""
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.reserved < self.max_inbound:
+            raise ValueError("reserved must be below max_inbound")
+
+
+@dataclass(frozen=True)
 class Libp2pConfig:
     listen: tuple[str, ...] = ("/ip4/127.0.0.1/tcp/0",)
     """Multiaddrs to listen on (TCP)."""
@@ -41,7 +58,10 @@ class Libp2pConfig:
     read_timeout_s: float = DEFAULT_READ_TIMEOUT_S
     write_timeout_s: float = DEFAULT_WRITE_TIMEOUT_S
     max_frame: int = MAX_MESSAGE_BYTES
-    max_inbound_streams: int = 256
+    admission: AdmissionConfig = field(default_factory=AdmissionConfig)
+    """Inbound dgpu streams: caps and rates per peer, room kept for funded jobs."""
+    connections: ConnectionLimits = field(default_factory=ConnectionLimits)
+    """Inbound connections: per IP and in all, room kept for funded jobs."""
     subscription_buffer: int = 256
     find_concurrency: int = 8
     """Offers fetched in parallel by ``find_offers``."""

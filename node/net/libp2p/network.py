@@ -76,7 +76,7 @@ class Libp2pNetwork(StreamClient):
         self._services = services
         self._host = services.host
         self._dht = services.dht
-        self._limiter = trio.CapacityLimiter(config.max_inbound_streams)
+        self._admission = services.admission
         self._fanout = OfferFanout(config.subscription_buffer, self.now)
         self._peer_id = identity.peer_id
         self._public_key = identity.public_key
@@ -142,7 +142,7 @@ class Libp2pNetwork(StreamClient):
             try:
                 peer = stream.muxed_conn.peer_id.to_base58()
                 framed = self._framed(Libp2pByteStream(stream), peer, protocol)
-                await run_guarded(handler, framed, self._limiter)
+                await run_guarded(handler, framed, self._admission)
             except Exception:
                 log.exception("inbound %s stream failed before its handler", protocol)
                 await Libp2pByteStream(stream).reset()

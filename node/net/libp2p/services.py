@@ -10,7 +10,10 @@ from contextlib import asynccontextmanager
 import base58
 import multiaddr
 import trio
+from dgpu.node.net.admission import StreamAdmission
 from dgpu.node.net.libp2p.config import Libp2pConfig
+from dgpu.node.net.libp2p.connections import ConnectionPolicy, install_connection_policy
+from dgpu.node.net.libp2p.guard import StrikeBook, guard_stream_handlers
 from dgpu.node.net.libp2p.host import LIBP2P_IO_ERRORS, build_host, listen_multiaddrs
 from dgpu.node.net.libp2p.quiet import quiet_libp2p_logs
 from dgpu.node.net.libp2p.validator import OfferRecordValidator
@@ -34,9 +37,21 @@ log = logging.getLogger(__name__)
 class Libp2pServices:
     """The host, DHT and pubsub of one node, and the offers-topic plumbing."""
 
-    def __init__(self, config: Libp2pConfig, host: IHost, dht: KadDHT, pubsub: Pubsub):
+    def __init__(
+        self,
+        config: Libp2pConfig,
+        host: IHost,
+        dht: KadDHT,
+        pubsub: Pubsub,
+        strikes: StrikeBook | None = None,
+        admission: StreamAdmission | None = None,
+        connections: ConnectionPolicy | None = None,
+    ):
         self.config = config
         self.host = host
+        self.strikes = strikes or StrikeBook()
+        self.admission = admission or StreamAdmission(config.admission)
+        self.connections = connections
         self.dht = dht
         self.pubsub = pubsub
         self.on_gossip_offer: Callable[[Offer], None] = lambda offer: None
@@ -131,6 +146,11 @@ async def start_services(identity: Identity, config: Libp2pConfig) -> AsyncItera
     if config.quiet_libp2p_logs:
         quiet_libp2p_logs()
     host = build_host(identity, config)
+    # before anything registers a handler: every one, the library's included, is guarded
+    strikes = guard_stream_handlers(host)
+    admission = StreamAdmission(config.admission)
+    connections = ConnectionPolicy(config.connections, admission.is_protected)
+    install_connection_policy(host, connections)
     dht = KadDHT(host, DHTMode.SERVER, strict_validation=True)
     dht.register_validator(NAMESPACE, OfferRecordValidator())
     # private attribute: py-libp2p resets inbound DHT streams beyond 12 at once
@@ -146,7 +166,7 @@ async def start_services(identity: Identity, config: Libp2pConfig) -> AsyncItera
         max_messages_per_topic_per_second=g.max_messages_per_topic_per_second,
     )
     pubsub = Pubsub(host, router, seen_ttl=g.seen_ttl_s)
-    services = Libp2pServices(config, host, dht, pubsub)
+    services = Libp2pServices(config, host, dht, pubsub, strikes, admission, connections)
     pubsub.set_topic_validator(config.offers_topic, services.validate_gossip, False)
     async with (
         host.run(listen_addrs=listen_multiaddrs(config)),

@@ -8,9 +8,10 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import trio
+from dgpu.node.net.admission import AdmissionConfig, StreamAdmission
 from dgpu.node.net.errors import (
     NetTimeout,
     NetworkClosed,
@@ -49,7 +50,7 @@ class MemoryNetworkConfig:
     max_frame: int = MAX_MESSAGE_BYTES
     read_timeout_s: float = DEFAULT_READ_TIMEOUT_S
     write_timeout_s: float = DEFAULT_WRITE_TIMEOUT_S
-    max_inbound_streams: int = 256
+    admission: AdmissionConfig = field(default_factory=AdmissionConfig)
     subscription_buffer: int = 256
 
 
@@ -68,7 +69,7 @@ class MemoryNetwork(StreamClient):
         self._config = config
         self._nursery = nursery
         self._handlers: dict[str, Handler] = {}
-        self._limiter = trio.CapacityLimiter(config.max_inbound_streams)
+        self._admission = StreamAdmission(config.admission)
         self._fanout = OfferFanout(config.subscription_buffer, self.now)
         self._peer_id = identity.peer_id
         self._public_key = identity.public_key
@@ -136,7 +137,7 @@ class MemoryNetwork(StreamClient):
         handler = self._handlers.get(protocol)
         if handler is None or self.closed:
             return False
-        self._nursery.start_soon(run_guarded, handler, stream, self._limiter)
+        self._nursery.start_soon(run_guarded, handler, stream, self._admission)
         return True
 
     def crash(self) -> None:

@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import json
 import os
-import subprocess
-import sys
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 
 import pytest
 import trio
 from dgpu.node.net.libp2p.probe import ProbeProcess
+
+from tests.node.net.bootkit import bootstrap_process
 
 pytestmark = pytest.mark.slow
 
@@ -21,38 +20,8 @@ NODES = 10
 @asynccontextmanager
 async def bootstrap_cli(*extra: str) -> AsyncIterator[dict[str, str]]:
     """``dgpu bootstrap serve --json`` in a child process; yields its JSON line."""
-    argv = [
-        sys.executable,
-        "-m",
-        "dgpu.cli.main",
-        "bootstrap",
-        "serve",
-        "--listen",
-        "/ip4/127.0.0.1/tcp/0",
-        "--json",
-        *extra,
-    ]
-    process = await trio.lowlevel.open_process(
-        argv, stdout=subprocess.PIPE, env={**os.environ, "PYTHONUNBUFFERED": "1"}
-    )
-    try:
-        assert process.stdout is not None
-        buffer = b""
-        with trio.fail_after(60):
-            while b"\n" not in buffer:
-                chunk = await process.stdout.receive_some(4096)
-                assert chunk, f"bootstrap exited with {process.poll()}"
-                buffer += chunk
-        info: dict[str, str] = json.loads(buffer.split(b"\n")[0])
-        yield info
-    finally:
-        with trio.CancelScope(shield=True):
-            process.terminate()
-            with trio.move_on_after(10):
-                await process.wait()
-            if process.poll() is None:
-                process.kill()
-                await process.wait()
+    async with bootstrap_process(*extra) as boot:
+        yield boot.info
 
 
 async def spawn_all(

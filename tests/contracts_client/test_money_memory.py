@@ -1,8 +1,9 @@
 """The in-memory escrow is the program: the same random sequences of operations (valid and
 invalid opens, settlement batches, refunds, clock warps) are driven through
-:class:`~dgpu.node.payments.MemoryEscrow` over a :class:`~dgpu.node.payments.MemoryLedger`
-and through :class:`~dgpu.node.payments.chain.ChainEscrow` over the real escrow ``.so`` in
-LiteSVM; every outcome, channel and token balance must agree after every step."""
+:class:`~dgpu.contracts_client.money.MemoryEscrow` over a
+:class:`~dgpu.contracts_client.money.MemoryLedger` and through
+:class:`~dgpu.contracts_client.money.ChainEscrow` over the real escrow ``.so`` in LiteSVM;
+every outcome, channel and token balance must agree after every step."""
 
 from __future__ import annotations
 
@@ -15,9 +16,16 @@ import pytest
 from dgpu.contracts_client import localnet
 from dgpu.contracts_client.chain import LiteSVMChain
 from dgpu.contracts_client.escrow import EscrowClient
-from dgpu.node.payments import ChannelState, Escrow, MemoryEscrow, MemoryLedger
-from dgpu.node.payments.chain import ChainEscrow
-from dgpu.node.payments.memory import fee_of
+from dgpu.contracts_client.money import (
+    DEFAULT_BOUNDS,
+    ChainEscrow,
+    ChannelBounds,
+    ChannelState,
+    Escrow,
+    MemoryEscrow,
+    MemoryLedger,
+    fee_of,
+)
 from dgpu.protocol.errors import DgpuError
 from dgpu.protocol.identity import Identity
 from dgpu.protocol.messages import Receipt
@@ -66,9 +74,9 @@ class Side:
 
 
 async def program_side(clock: Clock, people: People) -> Side:
-    chain = LiteSVMChain(time_source=clock)
-    client = EscrowClient(chain)
     admin = Identity.from_label("eq/admin").to_solders()
+    chain = LiteSVMChain(time_source=clock, upgrade_authority=admin)
+    client = EscrowClient(chain)
     await chain.request_airdrop(admin.pubkey(), 100 * SOL)
     mint = await localnet.create_mint(chain, admin)
     other = await localnet.create_mint(chain, admin)
@@ -124,6 +132,7 @@ class Open:
     deposit: int
     expiry: int
     allowed_mint: bool = True
+    bounds: ChannelBounds = DEFAULT_BOUNDS
 
 
 @dataclass(frozen=True)
@@ -194,6 +203,7 @@ async def apply(side: Side, op: Open | Settle | Refund, people: People) -> tuple
                 mint=side.mint if op.allowed_mint else side.other_mint,
                 deposit=op.deposit,
                 expiry=op.expiry,
+                bounds=op.bounds,
             )
             state = await side.escrow.read_channel(opened.address)
             assert state is not None
@@ -217,7 +227,11 @@ def random_op(rng: random.Random, clock: Clock, book: Book) -> Op:
         deposit = rng.choice([rng.randint(1, 20_000)] * 6 + [0, BALANCE * 2])
         expiry = clock.now + rng.choice([rng.randint(1, 3000)] * 6 + [-10, 0])
         allowed = rng.random() < 0.95
-        return Open(rng.randrange(3), rng.randrange(2), deposit, expiry, allowed)
+        bounds = DEFAULT_BOUNDS
+        if rng.random() < 0.1:  # a renter's bounds right at or just below the config's terms
+            fee = FEE_BPS - rng.randint(0, 1)
+            bounds = ChannelBounds(fee, DISPUTE_WINDOW - rng.randint(0, 1))
+        return Open(rng.randrange(3), rng.randrange(2), deposit, expiry, allowed, bounds)
     if roll < 0.70:
         live = [i for i in range(len(book.opened)) if i not in book.closed]
         items = []

@@ -2,14 +2,16 @@
 
 :class:`MemoryLedger` holds token balances (per owner and mint) and channels and follows
 ``contracts/escrow.c`` operation by operation; :class:`MemoryEscrow` is one node's
-:class:`~dgpu.node.payments.escrow.Escrow` view of it. ``tests/node/test_payments_memory.py``
+:class:`~dgpu.contracts_client.money.escrow.Escrow` view of it.
+``tests/contracts_client/test_money_memory.py``
 drives the same random sequences of open / settle / refund (valid and invalid, with clock
 warps) through this ledger and through the real program in LiteSVM and compares every
 outcome, channel and balance after every step. The rules (``contracts/README.md``):
 
-- **open**: the mint is one of the allowed mints, deposit > 0, expiry in the future, the
-  renter holds the deposit; the deposit moves to the channel's vault; openings are
-  numbered by one counter (the open nonce).
+- **open**: the fee and dispute window are within the renter's bounds, the mint is one of
+  the allowed mints, deposit > 0, expiry in the future, the renter holds the deposit; the
+  deposit moves to the channel's vault; openings are numbered by one counter (the open
+  nonce).
 - **settle** (a batch, anyone may submit, all or nothing): each receipt must be signed by
   the channel's renter over the receipt layout of this channel and this opening; one not
   above the settled mark is skipped; one above the deposit fails the batch. Fees are
@@ -19,7 +21,10 @@ outcome, channel and balance after every step. The rules (``contracts/README.md`
 - **refund** (anyone, after expiry + dispute window): the fees to the treasury, the rest
   of the vault to the renter, and the channel is deleted.
 
-Time comes from an injected ``now()`` (virtual in simulations and MockClock tests).
+Time comes from an injected ``now()`` (virtual in simulations and MockClock tests). Every
+async call passes one ``anyio`` checkpoint, as a call to a chain would: under trio (and a
+MockClock) other tasks run in between, and the ledger stays runtime-neutral for the
+asyncio coordinator.
 """
 
 from __future__ import annotations
@@ -29,16 +34,20 @@ import itertools
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 
-import trio
-from dgpu.node.payments.escrow import (
+import anyio.lowlevel
+from dgpu.contracts_client.instructions import DEFAULT_BOUNDS, ChannelBounds
+from dgpu.contracts_client.money.errors import (
     ChannelNotFound,
     ChannelRefused,
+    SettlementRefused,
+)
+from dgpu.contracts_client.money.escrow import (
     ChannelState,
     OpenedChannel,
     Refunded,
     Settled,
-    SettlementFailed,
 )
+from dgpu.contracts_client.settlement import receipts_per_transaction
 from dgpu.protocol.errors import DgpuError
 from dgpu.protocol.identity import Identity
 from dgpu.protocol.messages import Receipt
@@ -115,8 +124,20 @@ class MemoryLedger:
         self.balances[target, mint] = self.balance(target, mint) + amount
 
     def open(
-        self, renter: bytes, provider: bytes, mint: bytes, deposit: int, expiry: int
+        self,
+        renter: bytes,
+        provider: bytes,
+        mint: bytes,
+        deposit: int,
+        expiry: int,
+        bounds: ChannelBounds = DEFAULT_BOUNDS,
     ) -> ChannelState:
+        if self.fee_bps > bounds.max_fee_bps:
+            raise ChannelRefused(f"the fee {self.fee_bps} bps exceeds the renter's bound")
+        if self.dispute_window > bounds.max_dispute_window:
+            raise ChannelRefused(
+                f"the dispute window {self.dispute_window} s exceeds the renter's bound"
+            )
         if mint not in self.mints:
             raise ChannelRefused("mint not allowed")
         if deposit <= 0:
@@ -149,26 +170,32 @@ class MemoryLedger:
     def settle(self, receipts: Sequence[Receipt]) -> list[tuple[bytes, int]]:
         """Apply a batch, all or nothing; returns each channel's settled mark after it."""
         if not receipts:
-            raise SettlementFailed("a settlement batch needs at least one receipt")
+            raise SettlementRefused(
+                "a settlement batch needs at least one receipt", permanent=False
+            )
         staged: dict[bytes, MemoryChannel] = {}
         for receipt in receipts:
             current = staged.get(receipt.channel) or self.channels.get(receipt.channel)
             if current is None:
-                raise SettlementFailed(f"no channel {receipt.channel.hex()}")
+                raise SettlementRefused(f"no channel {receipt.channel.hex()}", permanent=True)
             state = current.state
             try:
                 verify_receipt(receipt)
             except DgpuError as exc:
-                raise SettlementFailed(f"receipt signature: {exc}") from exc
+                raise SettlementRefused(f"receipt signature: {exc}", permanent=True) from exc
             if receipt.renter != state.renter:
-                raise SettlementFailed("receipt is not signed by the channel's renter")
+                raise SettlementRefused(
+                    "receipt is not signed by the channel's renter", permanent=True
+                )
             if receipt.open_nonce != state.open_nonce:
-                raise SettlementFailed("receipt is for another opening of the channel")
+                raise SettlementRefused(
+                    "receipt is for another opening of the channel", permanent=True
+                )
             if receipt.cumulative <= state.settled:
                 staged[receipt.channel] = current
                 continue
             if receipt.cumulative > state.deposit:
-                raise SettlementFailed("receipt exceeds the deposit")
+                raise SettlementRefused("receipt exceeds the deposit", permanent=True)
             fees = fee_of(receipt.cumulative, self.fee_bps)
             pay = (receipt.cumulative - state.settled) - (fees - current.fees)
             staged[receipt.channel] = replace(
@@ -204,7 +231,8 @@ class MemoryLedger:
 
 
 class MemoryEscrow:
-    """One node's :class:`~dgpu.node.payments.escrow.Escrow` over a :class:`MemoryLedger`."""
+    """One node's :class:`~dgpu.contracts_client.money.escrow.Escrow` over a
+    :class:`MemoryLedger`."""
 
     def __init__(self, ledger: MemoryLedger) -> None:
         self.ledger = ledger
@@ -217,30 +245,48 @@ class MemoryEscrow:
         return f"mem-{self.ledger.transactions}"
 
     async def unix_time(self) -> int:
-        await trio.lowlevel.checkpoint()
+        await anyio.lowlevel.checkpoint()
         return self.ledger.now()
 
     async def read_channel(self, channel: bytes) -> ChannelState | None:
-        await trio.lowlevel.checkpoint()
+        await anyio.lowlevel.checkpoint()
         return self.ledger.state(channel)
 
+    async def read_channels(self, channels: Sequence[bytes]) -> list[ChannelState | None]:
+        await anyio.lowlevel.checkpoint()
+        return [self.ledger.state(channel) for channel in channels]
+
+    async def pack(self, payer: Identity, receipts: Sequence[Receipt]) -> list[list[Receipt]]:
+        # No lookup tables in memory: batches as large as a plain v0 transaction carries,
+        # so that simulations on the ledger see the transaction counts of the real chain.
+        await anyio.lowlevel.checkpoint()
+        size = receipts_per_transaction(with_lookup_table=False)
+        return [list(receipts[k : k + size]) for k in range(0, len(receipts), size)]
+
     async def open_channel(
-        self, renter: Identity, *, provider: bytes, mint: bytes, deposit: int, expiry: int
+        self,
+        renter: Identity,
+        *,
+        provider: bytes,
+        mint: bytes,
+        deposit: int,
+        expiry: int,
+        bounds: ChannelBounds = DEFAULT_BOUNDS,
     ) -> OpenedChannel:
-        await trio.lowlevel.checkpoint()
-        state = self.ledger.open(renter.public_key, provider, mint, deposit, expiry)
+        await anyio.lowlevel.checkpoint()
+        state = self.ledger.open(renter.public_key, provider, mint, deposit, expiry, bounds)
         return OpenedChannel(state.address, state.open_nonce, deposit, expiry, self._signature())
 
     async def settle(self, payer: Identity, receipts: Sequence[Receipt]) -> Settled:
-        await trio.lowlevel.checkpoint()
+        await anyio.lowlevel.checkpoint()
         marks = self.ledger.settle(receipts)
         return Settled(self._signature(), tuple(marks))
 
     async def refund(self, payer: Identity, channel: bytes) -> Refunded:
-        await trio.lowlevel.checkpoint()
+        await anyio.lowlevel.checkpoint()
         amount = self.ledger.refund(channel)
         return Refunded(self._signature(), channel, amount)
 
     async def token_balance(self, owner: bytes, mint: bytes) -> int:
-        await trio.lowlevel.checkpoint()
+        await anyio.lowlevel.checkpoint()
         return self.ledger.balance(owner, mint)
