@@ -45,6 +45,7 @@ from dgpu.cli.nodeopts import (
     run_on_chain,
 )
 from dgpu.cli.output import emit_json, stderr
+from dgpu.cli.profile import ProfileCommand
 from dgpu.node.config import RenterConfig
 from dgpu.node.renter import (
     Agreed,
@@ -151,7 +152,7 @@ def _env(values: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
     return tuple(pairs)
 
 
-@command.command("job", context_settings={"ignore_unknown_options": False})
+@command.command("job", cls=ProfileCommand, context_settings={"ignore_unknown_options": False})
 @key_option
 @data_option
 @common_network_options
@@ -165,7 +166,7 @@ def _env(values: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
 @click.option("--region", help="Only providers in this region.")
 @click.option("--max-price", required=True, help="Most you pay, dGPU per GPU-hour.")
 @click.option("--image", required=True, help="Container image to run.")
-@click.option("--duration", required=True, type=int, help="Most seconds the job may run.")
+@click.option("--duration", default=600, show_default=True, help="Most seconds the job may run.")
 @click.option("--env", "env_items", multiple=True, help="NAME=VALUE for the job (repeatable).")
 @click.option("--network", "with_network", is_flag=True, help="Ask for network access.")
 @click.option(
@@ -375,7 +376,7 @@ def _summary(result: JobResult) -> None:
         stderr.print(f"[bold red]dispute:[/] {dispute}", highlight=False)
 
 
-@command.command("cancel")
+@command.command("cancel", cls=ProfileCommand)
 @data_option
 @click.argument("job_id", required=False)
 def cancel(data_dir: Path, job_id: str | None) -> None:
@@ -428,7 +429,7 @@ def close_stale_jobs(data_dir: Path) -> list[str]:
     return closed
 
 
-@command.command("reclaim")
+@command.command("reclaim", cls=ProfileCommand)
 @key_option
 @data_option
 @click.option("--rpc", "rpc_url", required=True, help="JSON-RPC URL of the chain.")

@@ -21,6 +21,7 @@ from dgpu.protocol.errors import DgpuError
 COMMANDS: Final[dict[str, str]] = {
     "bootstrap": "Bootstrap peers: the DHT servers new nodes join through.",
     "chain": "The Solana side: a local JSON-RPC chain and the escrow program.",
+    "config": "Profiles: named networks and your defaults, so commands need few flags.",
     "coordinator": "The coordinator: offer index, prices, settlement, explorer.",
     "devnet": "A whole local network: chain, coordinator, peers, providers.",
     "keys": "Node keys: one key is the Solana wallet and the libp2p ID.",
