@@ -28,6 +28,7 @@ COMMANDS: Final[dict[str, str]] = {
     "provider": "Offer GPUs for rent, run the jobs, get paid per second.",
     "run": "Run a container on a rented GPU, or manage jobs.",
     "sim": "Simulate many nodes in virtual time, or a whole market.",
+    "wallet": "Your key's money: balance, history, transfer, devnet airdrop.",
 }
 """Command name -> its one-line help; the command is ``dgpu.cli.cmd_<name>.command``."""
 
