@@ -24,6 +24,7 @@ COMMANDS: Final[dict[str, str]] = {
     "config": "Profiles: named networks and your defaults, so commands need few flags.",
     "coordinator": "The coordinator: offer index, prices, settlement, explorer.",
     "devnet": "A whole local network: chain, coordinator, peers, providers.",
+    "jobs": "Your jobs: ls, logs [-f], attach, stop, outputs, resume.",
     "keys": "Node keys: one key is the Solana wallet and the libp2p ID.",
     "provider": "Offer GPUs for rent, run the jobs, get paid per second.",
     "run": "Run a container on a rented GPU, or manage jobs.",
