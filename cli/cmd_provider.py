@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 import shutil
 import time
 from collections.abc import AsyncIterator, Collection
@@ -20,6 +21,7 @@ from typing import Any
 
 import click
 import trio
+from dgpu.cli import profile as profiles
 from dgpu.cli.nodeopts import (
     CliSetupError,
     cancel_on_signals,
@@ -41,6 +43,7 @@ from dgpu.cli.nodeopts import (
     run_on_chain,
 )
 from dgpu.cli.output import emit_json, stderr
+from dgpu.cli.profile import PROFILE_ENV, ProviderProfileCommand
 from dgpu.node.config import ProviderConfig
 from dgpu.node.gpu import detect_backend, parse_gpu_spec
 from dgpu.node.net.bulk import BulkServerConfig
@@ -53,6 +56,7 @@ from dgpu.node.provider import (
 from dgpu.node.store import NodeStore
 from dgpu.pricing import DEFAULT_RATE_CARD, ProviderPricing, base_units_to_dgpu, load_rate_card
 from dgpu.protocol.identity import Identity, address_of
+from dgpu.protocol.keyfile import save_identity
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +66,105 @@ def command() -> None:
     """Offer GPUs for rent, run the jobs in containers, get paid per second."""
 
 
-@command.command("start")
+@command.command("init")
+@click.option("--profile", "profile_name", envvar=PROFILE_ENV, help="Profile to write.")
+@click.option(
+    "--key", "key_path", type=click.Path(dir_okay=False, path_type=Path), help="Key file."
+)
+@click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--rpc", help="JSON-RPC URL of the chain (the profile's network).")
+@click.option("--mint", help="The dGPU mint (the profile's network).")
+@click.option("--coordinator", help="Coordinator URL (the profile's network).")
+@click.option("--bootstrap", multiple=True, help="Bootstrap multiaddr (repeatable).")
+@click.option("--gpus", help='Simulated GPUs when no driver answers, e.g. "1xRTX 4090".')
+@click.option("--allow-image", "images", multiple=True, help="Image jobs may use (repeatable).")
+@click.option("--price", help="Fixed price, dGPU per GPU-hour.")
+@click.option("--executor", type=click.Choice(["docker", "local"]))
+@json_option
+def init(
+    profile_name: str | None,
+    key_path: Path | None,
+    data_dir: Path | None,
+    rpc: str | None,
+    mint: str | None,
+    coordinator: str | None,
+    bootstrap: tuple[str, ...],
+    gpus: str | None,
+    images: tuple[str, ...],
+    price: str | None,
+    executor: str | None,
+    as_json: bool,
+) -> None:
+    """Write a provider profile (and a key if there is none) so that ``dgpu provider
+    start`` needs no flags."""
+    path = profiles.config_path()
+    config = profiles.load(path)
+    name = profile_name or config.current or "default"
+    data_dir = (data_dir or _data_home() / "dgpu" / "provider").absolute()
+    key_path = (key_path or data_dir / "key.json").absolute()
+    if not key_path.exists():
+        key_path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        save_identity(Identity.generate(), key_path)
+    identity = load_key(key_path)
+    if mint is not None:
+        parse_address(mint, "--mint")
+    if price is not None:
+        per_second(price, "--price")
+    network: dict[str, profiles.Value | None] = {"rpc": rpc, "mint": mint}
+    network["coordinator"] = coordinator
+    if bootstrap:
+        network["bootstrap"] = list(bootstrap)
+    provider: dict[str, profiles.Value | None] = {
+        "key": str(key_path),
+        "data_dir": str(data_dir),
+        "gpus": gpus,
+        "price": price,
+        "executor": executor,
+    }
+    if images:
+        provider["allow_image"] = list(images)
+    config = profiles.with_values(config, name, {k: v for k, v in network.items() if v is not None})
+    config = profiles.with_values(
+        config, name, {k: v for k, v in provider.items() if v is not None}, provider=True
+    )
+    if config.current is None:
+        config = profiles.with_current(config, name)
+    profile = config.profiles[name]
+    missing = [k for k in ("rpc", "mint") if k not in profile.values and k not in profile.provider]
+    if not profile.provider.get("allow_image") and not profile.provider.get("allow_any_image"):
+        missing.append("allow_image")
+    profiles.save(config)
+    info = {
+        "path": str(path),
+        "profile": name,
+        "address": identity.address,
+        "key": str(key_path),
+        "data_dir": str(data_dir),
+        "missing": missing,
+    }
+    if as_json:
+        emit_json(info)
+        return
+    stderr.print(f"provider profile {name!r} written to {path}; address {identity.address}")
+    if missing:
+        stderr.print(
+            "still needed before `dgpu provider start`: "
+            + ", ".join(f"dgpu config set provider.{k} …" for k in missing),
+            highlight=False,
+        )
+    else:
+        stderr.print(
+            "start it with: dgpu provider start"
+            + (f" --profile {name}" if name != config.current else "")
+        )
+
+
+def _data_home() -> Path:
+    base = os.environ.get("XDG_DATA_HOME", "")
+    return Path(base) if base and Path(base).is_absolute() else Path.home() / ".local" / "share"
+
+
+@command.command("start", cls=ProviderProfileCommand)
 @key_option
 @data_option
 @common_network_options
@@ -377,7 +479,7 @@ def _announce(provider: Provider, as_json: bool) -> None:
         )
 
 
-@command.command("settle")
+@command.command("settle", cls=ProviderProfileCommand)
 @key_option
 @data_option
 @click.option("--rpc", "rpc_url", required=True, help="JSON-RPC URL of the chain.")
@@ -408,7 +510,7 @@ def settle(key_path: Path, data_dir: Path, rpc_url: str, as_json: bool) -> None:
     )
 
 
-@command.command("status")
+@command.command("status", cls=ProviderProfileCommand)
 @data_option
 @json_option
 def status(data_dir: Path, as_json: bool) -> None:

@@ -11,13 +11,13 @@ import logging
 import signal
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
-from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 import click
 import trio
 from dgpu.cli.output import emit_json, stderr
+from dgpu.cli.profile import PARAM_OF, describe, from_profile
 from dgpu.contracts_client.money import ChainEscrow
 from dgpu.node.net.interface import Network
 from dgpu.node.store import NodeStore
@@ -70,12 +70,24 @@ def load_key(path: Path) -> Identity:
     try:
         return load_identity(path)
     except KeyFileError as exc:
-        raise CliSetupError(f"{exc} (create one with: dgpu keys new {path})") from exc
+        where = f"{describe('key_path')}: " if from_profile("key_path") else ""
+        raise CliSetupError(f"{where}{exc} (create one with: dgpu keys new {path})") from exc
 
 
 def open_store(data_dir: Path) -> NodeStore:
     data_dir.mkdir(parents=True, exist_ok=True)
     return NodeStore.open(data_dir / "node.sqlite")
+
+
+def bad_value(flag: str, message: str) -> Exception:
+    """The error for a bad value of option ``flag``: click's usage error when it was
+    typed, one line naming the key and the file (or the variable) when it came from a
+    profile (or the environment)."""
+    key = flag.lstrip("-").replace("-", "_")
+    param = PARAM_OF.get(key, key)
+    if from_profile(param):
+        return CliSetupError(f"{describe(param)}: {message}")
+    return click.BadParameter(message, param_hint=flag)
 
 
 def parse_address(value: str, what: str) -> bytes:
@@ -84,15 +96,15 @@ def parse_address(value: str, what: str) -> bytes:
     try:
         return bytes(Pubkey.from_string(value))
     except ValueError as exc:
-        raise click.BadParameter(f"{value!r} is not a base58 address", param_hint=what) from exc
+        raise bad_value(what, f"{value!r} is not a base58 address") from exc
 
 
 def per_second(dgpu_per_hour: str, what: str) -> int:
     """dGPU per GPU-hour (as typed) -> base units per GPU-second, rounded up."""
     try:
-        hourly = dgpu_to_base_units(Decimal(dgpu_per_hour))
+        hourly = dgpu_to_base_units(dgpu_per_hour)
     except (ValueError, ArithmeticError) as exc:
-        raise click.BadParameter(str(exc), param_hint=what) from exc
+        raise bad_value(what, str(exc)) from exc
     return ceil_div(hourly, SECONDS_PER_HOUR)
 
 
