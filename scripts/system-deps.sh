@@ -8,9 +8,10 @@
 #   busybox-static   the one binary of the local test image dgpu/busybox:latest
 #   chromium(-driver) headless browser for the explorer tests
 #   libgmp-dev       fastecdsa (a libp2p dependency) compiles against it
+#   iproute2, iptables  the network lab of hosts and NAT routers (tests/hosts)
 set -euo pipefail
 
-PACKAGES=(docker.io busybox-static chromium chromium-driver libgmp-dev)
+PACKAGES=(docker.io busybox-static chromium chromium-driver libgmp-dev iproute2 iptables)
 
 if [[ $(id -u) -ne 0 ]]; then
     echo "system-deps: must run as root" >&2
