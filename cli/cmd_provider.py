@@ -2,7 +2,7 @@
 
 dgpu provider start --key K --data-dir D --rpc URL --mint MINT [--gpus "1xRTX 4090"]
                     [--allow-image IMG ...] [--bootstrap MULTIADDR] [--coordinator URL]
-                    [--bulk-listen HOST:PORT [--bulk-announce HOST]]
+                    [--bulk-listen HOST:PORT [--bulk-announce HOST]]   (plain TCP outputs)
 dgpu provider settle --key K --data-dir D --rpc URL     # submit receipts yourself
 dgpu provider status --data-dir D                        # jobs, receipts, settlements
 """
@@ -21,6 +21,7 @@ from typing import Any
 import click
 import trio
 from dgpu.cli.nodeopts import (
+    PROVIDER_LISTEN,
     CliSetupError,
     cancel_on_signals,
     common_network_options,
@@ -116,9 +117,9 @@ def command() -> None:
 )
 @click.option(
     "--bulk-listen",
-    default="127.0.0.1:0",
-    show_default=True,
-    help="HOST:PORT of the TCP channel that hands job outputs to renters.",
+    help="Hand job outputs over a plain TCP channel on HOST:PORT instead of libp2p streams "
+    "(unencrypted: trusted LANs and benchmarks only). Default: libp2p streams, encrypted "
+    "and authenticated, over whatever connection the renter has (relayed included).",
 )
 @click.option(
     "--bulk-announce",
@@ -154,7 +155,7 @@ def start(
     cpu_limit: float | None,
     memory_mb: int | None,
     settle_on_finish: bool,
-    bulk_listen: str,
+    bulk_listen: str | None,
     bulk_announce: str | None,
     as_json: bool,
 ) -> None:
@@ -202,7 +203,7 @@ def start(
         coordinator_url=coordinator_url,
         executor_kind=executor,
         docker_url=docker_url,
-        bulk=_bulk_config(bulk_listen, bulk_announce),
+        bulk=_bulk_config(bulk_listen, bulk_announce) if bulk_listen else None,
         bulk_announce=bulk_announce,
         as_json=as_json,
     )
@@ -297,7 +298,7 @@ async def _serve(
     coordinator_url: str | None,
     executor_kind: str,
     docker_url: str,
-    bulk: BulkServerConfig,
+    bulk: BulkServerConfig | None,
     bulk_announce: str | None,
     as_json: bool,
 ) -> None:
@@ -312,10 +313,20 @@ async def _serve(
         async with (
             open_escrow(rpc_url) as escrow,
             _open_executor(executor_kind, identity.address, data_dir, docker_url) as executor,
-            open_network(identity, listen=listen, bootstrap=bootstrap, psk=psk) as network,
+            open_network(
+                identity,
+                listen=listen,
+                bootstrap=bootstrap,
+                psk=psk,
+                default_listen=PROVIDER_LISTEN,
+            ) as network,
             open_coordinator(coordinator_url, identity) as coordinator,
             open_bulk_output_host(
-                identity, data_dir / "bulk", bulk, announce_host=bulk_announce
+                identity,
+                data_dir / "bulk",
+                bulk,
+                announce_host=bulk_announce,
+                network=network if bulk is None else None,
             ) as outputs,
         ):
             await ensure_token_account(escrow, identity, config.mint)

@@ -290,9 +290,13 @@ async def _run(
                 open_network(identity, listen=listen, bootstrap=bootstrap, psk=psk) as network,
                 open_coordinator(coordinator_url, identity) as coordinator,
             ):
-                # outputs over the provider's bulk channel; over libp2p when the quote
-                # names no bulk address
-                fetcher = BulkOutputFetcher(identity, fallback=StreamOutputFetcher(network))
+                # outputs over the provider's bulk channel (libp2p streams, or TCP where
+                # the provider serves it so); the job's stream when it names none
+                fetcher = BulkOutputFetcher(
+                    identity,
+                    fallback=StreamOutputFetcher(network),
+                    open_stream=network.open_raw_stream,
+                )
                 renter = Renter(
                     identity=identity,
                     config=config,

@@ -18,6 +18,7 @@ import multiaddr
 import trio
 from dgpu.node.net.errors import StreamClosed as NetStreamClosed
 from dgpu.node.net.errors import StreamReset as NetStreamReset
+from dgpu.node.net.libp2p.addresses import AddressBook
 from dgpu.node.net.libp2p.config import Libp2pConfig
 from dgpu.protocol.identity import Identity
 from libp2p import new_host
@@ -66,17 +67,25 @@ def shield_secure_writes() -> None:
     SecureSession.write = write  # type: ignore[method-assign]
 
 
-def build_host(identity: Identity, config: Libp2pConfig) -> IHost:
+def build_host(
+    identity: Identity, config: Libp2pConfig, addresses: AddressBook | None = None
+) -> IHost:
+    """The host; ``addresses`` decides what it announces (identify, DHT records): without
+    it py-libp2p announces wildcard listeners as they are (hazard 17)."""
     shield_secure_writes()
     key_pair = cast(KeyPair, identity.to_libp2p())
     noise = NoiseTransport(key_pair, noise_privkey=x25519_key_pair().private_key)
-    return new_host(
+    host = new_host(
         key_pair=key_pair,
         sec_opt={TProtocol(NOISE_PROTOCOL_ID): noise},
         muxer_opt={TProtocol(YAMUX_PROTOCOL_ID): Yamux},
         connection_config=ConnectionConfig(max_connections_per_peer=1),
         psk=config.psk.hex() if config.psk is not None else None,
+        addrs_factory=addresses,
     )
+    if addresses is not None:
+        addresses.transport = host.get_transport_addrs
+    return host
 
 
 def listen_multiaddrs(config: Libp2pConfig) -> list[multiaddr.Multiaddr]:

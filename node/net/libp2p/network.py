@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
 import multiaddr
@@ -150,6 +150,40 @@ class Libp2pNetwork(StreamClient):
         self._host.set_stream_handler(TProtocol(protocol), on_stream)
 
     # -- extras (not part of Network) -----------------------------------------------------
+    def serve_raw(
+        self, protocol: str, handler: Callable[[ByteStream, str], Awaitable[None]]
+    ) -> None:
+        """Hand whole inbound byte streams of ``protocol`` to ``handler(stream, peer)``
+        (bulk bytes: no frames). Admission applies as to framed streams; the handler
+        owns the stream (closes it); anything it raises resets it and is logged."""
+        self._check_open()
+
+        async def on_stream(stream: INetStream) -> None:
+            raw = Libp2pByteStream(stream)
+            try:
+                peer = stream.muxed_conn.peer_id.to_base58()
+            except Exception:
+                log.exception("inbound %s stream without a peer", protocol)
+                await raw.reset()
+                return
+            refused = self._admission.try_admit(peer)
+            if refused is not None:
+                log.debug("resetting %s stream from %s: over the %s limit", protocol, peer, refused)
+                await raw.reset()
+                return
+            try:
+                await handler(raw, peer)
+            except NetError:
+                log.info("%s stream from %s failed", protocol, peer, exc_info=True)
+                await raw.reset()
+            except Exception:  # handler boundary: a bug must not kill the node
+                log.exception("handler for %s from %s failed", protocol, peer)
+                await raw.reset()
+            finally:
+                self._admission.release(peer)
+
+        self._host.set_stream_handler(TProtocol(protocol), on_stream)
+
     async def open_raw_stream(self, peer: PeerRef | str, protocol: str) -> ByteStream:
         """The bare byte stream of a new stream (tests of hostile peers)."""
         return await self._new_stream(PeerRef.of(peer), protocol, DEFAULT_REQUEST_TIMEOUT_S)

@@ -11,6 +11,7 @@ import base58
 import multiaddr
 import trio
 from dgpu.node.net.admission import StreamAdmission
+from dgpu.node.net.libp2p.addresses import AddressBook
 from dgpu.node.net.libp2p.config import Libp2pConfig
 from dgpu.node.net.libp2p.connections import ConnectionPolicy, install_connection_policy
 from dgpu.node.net.libp2p.guard import StrikeBook, guard_stream_handlers
@@ -55,6 +56,7 @@ class Libp2pServices:
         self.dht = dht
         self.pubsub = pubsub
         self.on_gossip_offer: Callable[[Offer], None] = lambda offer: None
+        self.addresses = AddressBook()
         self.gossip_refused = 0
 
     def gossip_offer(self, message: rpc_pb2.Message) -> Offer:
@@ -145,7 +147,8 @@ class Libp2pServices:
 async def start_services(identity: Identity, config: Libp2pConfig) -> AsyncIterator[Libp2pServices]:
     if config.quiet_libp2p_logs:
         quiet_libp2p_logs()
-    host = build_host(identity, config)
+    addresses = AddressBook()
+    host = build_host(identity, config, addresses)
     # before anything registers a handler: every one, the library's included, is guarded
     strikes = guard_stream_handlers(host)
     admission = StreamAdmission(config.admission)
@@ -167,6 +170,7 @@ async def start_services(identity: Identity, config: Libp2pConfig) -> AsyncItera
     )
     pubsub = Pubsub(host, router, seen_ttl=g.seen_ttl_s)
     services = Libp2pServices(config, host, dht, pubsub, strikes, admission, connections)
+    services.addresses = addresses
     pubsub.set_topic_validator(config.offers_topic, services.validate_gossip, False)
     async with (
         host.run(listen_addrs=listen_multiaddrs(config)),
