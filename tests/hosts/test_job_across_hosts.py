@@ -1,0 +1,61 @@
+"""A busybox job end to end across hosts of the lab: discovery (DHT through the bootstrap
+peer on the server host) → negotiation → funding → container → receipts → outputs over
+libp2p streams → settlement, amounts checked on chain. Real ``dgpu`` processes in their
+own namespaces, the escrow in ``dgpu chain serve``, Docker."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import docker
+import pytest
+from dgpu.cli.devnet.netlab import Lab, TopologyName, build_topology
+from dgpu.node.net.bulk import BULK_PROTOCOL
+from dgpu.protocol.identity import Identity
+
+from tests.hosts.swarm import START_TIMEOUT_S, open_swarm, read_json_line
+from tests.node.clikit import PRICE
+
+pytestmark = [pytest.mark.docker, pytest.mark.slow]
+
+JOB = "echo hi from the job; sleep 2; echo 7 > /out/seven.txt"
+
+
+async def _job_end_to_end(lab: Lab, tmp_path: Path, name: TopologyName) -> dict[str, object]:
+    topo = build_topology(lab, name)
+    swarm = await open_swarm(topo, tmp_path)
+    provider_id, renter_id = Identity.generate(), Identity.generate()
+    await swarm.world.fund(provider_id)
+    await swarm.world.fund(renter_id, tokens=10**13)
+    proc = swarm.start_provider(provider_id)
+    ready = read_json_line(proc, tmp_path / "provider.log", START_TIMEOUT_S)
+    assert ready["bulk_addr"] == BULK_PROTOCOL
+    # never a wildcard nor loopback announced: the provider's own interface address
+    assert any(f"/ip4/{topo.provider.ip}/tcp/" in a for a in ready["multiaddrs"]), ready
+    assert not any("/ip4/0.0.0.0/" in a or "/ip4/127." in a for a in ready["multiaddrs"])
+
+    code, result, stderr = await swarm.run_job(renter_id, JOB)
+    assert code == 0, stderr[-3000:]
+    assert result["state"] == "succeeded"
+    assert result["provider"] == provider_id.address
+    assert result["seconds_billed"] >= 2
+    assert result["amount_paid"] == PRICE * result["seconds_billed"]
+    (output,) = result["outputs"]
+    assert output["sha256"] == hashlib.sha256(b"7\n").hexdigest()
+    assert (tmp_path / "outputs" / "seven.txt").read_bytes() == b"7\n"
+    assert "outputs: 1 file, 2 bytes over the bulk channel" in stderr
+    # the provider settles on chain itself when the job ends (no coordinator): wait for it
+    # by stopping it politely, which lets it finish the settlement it started
+    proc.terminate()
+    proc.wait(timeout=60)
+    fee_free = result["amount_paid"] * 95 // 100
+    assert await swarm.world.tokens(provider_id) == fee_free
+    await swarm.world.chain.aclose()
+    return result
+
+
+async def test_public_hosts(
+    lab: Lab, tmp_path: Path, docker_client: docker.DockerClient, busybox_image: str
+) -> None:
+    await _job_end_to_end(lab, tmp_path, "public")
