@@ -319,6 +319,7 @@ async def _serve(
                 bootstrap=bootstrap,
                 psk=psk,
                 default_listen=PROVIDER_LISTEN,
+                reachable=True,
             ) as network,
             open_coordinator(coordinator_url, identity) as coordinator,
             open_bulk_output_host(

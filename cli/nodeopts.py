@@ -210,10 +210,18 @@ async def open_network(
     bootstrap: tuple[str, ...],
     psk: bytes | None = None,
     default_listen: str = DEFAULT_LISTEN,
+    reachable: bool = False,
 ) -> AsyncIterator[Libp2pNetwork]:
+    """``reachable``: the node must be dialable by others (providers): check it by
+    dial-back from the bootstrap peers and take relay slots on them when it is not."""
     from dgpu.node.net.libp2p import Libp2pConfig, open_libp2p_network
 
-    config = Libp2pConfig(listen=listen or (default_listen,), bootstrap=bootstrap, psk=psk)
+    config = Libp2pConfig(
+        listen=listen or (default_listen,),
+        bootstrap=bootstrap,
+        psk=psk,
+        reserve_when_unreachable=reachable,
+    )
     async with open_libp2p_network(identity, config) as network:
         yield network
 

@@ -52,6 +52,9 @@ class BulkFetchStats:
     resumed: int = 0
     via_fallback: int = 0
     seconds: float = 0.0
+    connection: str = ""
+    """How the provider was reached when the outputs moved: ``direct`` or ``relayed``
+    (empty when no output moved over the bulk channel)."""
 
 
 class BulkOutputFetcher:
@@ -66,10 +69,12 @@ class BulkOutputFetcher:
         timeout_s: float = READ_TIMEOUT_S,
         ticket_ttl_s: int = TICKET_TTL_S,
         open_stream: Callable[[str, str], Awaitable[ByteStream]] | None = None,
+        connection_kind: Callable[[str], str] | None = None,
     ) -> None:
         """``open_stream(peer_id, protocol)`` opens a raw libp2p stream (the node's
         network): needed for quotes whose ``bulk_addr`` is the libp2p bulk protocol."""
         self.open_stream = open_stream
+        self.connection_kind = connection_kind
         self.identity = identity
         self.fallback = fallback
         self.clock = clock
@@ -101,7 +106,10 @@ class BulkOutputFetcher:
             open_stream, peer = self.open_stream, peer_id_of(quote.provider)
 
             async def opener() -> ByteStream:
-                return await open_stream(peer, BULK_PROTOCOL)
+                stream = await open_stream(peer, BULK_PROTOCOL)
+                if self.connection_kind is not None:
+                    self.stats.connection = self.connection_kind(peer)
+                return stream
 
         started = trio.current_time()
         try:

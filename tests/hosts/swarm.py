@@ -99,6 +99,7 @@ class Swarm:
         key = self.tmp / "renter.json"
         save_identity(renter, key)
         argv = dgpu(
+            "-v",
             "run",
             *("--key", str(key), "--data-dir", str(self.tmp / "renter-data")),
             *("--rpc", self.chain.url, "--mint", str(self.chain.mint)),

@@ -31,8 +31,11 @@ async def _job_end_to_end(lab: Lab, tmp_path: Path, name: TopologyName) -> dict[
     proc = swarm.start_provider(provider_id)
     ready = read_json_line(proc, tmp_path / "provider.log", START_TIMEOUT_S)
     assert ready["bulk_addr"] == BULK_PROTOCOL
-    # never a wildcard nor loopback announced: the provider's own interface address
+    # never a wildcard nor loopback announced: the provider's own interface address, and
+    # behind a NAT a relay circuit on the bootstrap peer
     assert any(f"/ip4/{topo.provider.ip}/tcp/" in a for a in ready["multiaddrs"]), ready
+    circuits = [a for a in ready["multiaddrs"] if "/p2p-circuit" in a]
+    assert bool(circuits) == (topo.provider.router is not None), ready
     assert not any("/ip4/0.0.0.0/" in a or "/ip4/127." in a for a in ready["multiaddrs"])
 
     code, result, stderr = await swarm.run_job(renter_id, JOB)
@@ -45,6 +48,7 @@ async def _job_end_to_end(lab: Lab, tmp_path: Path, name: TopologyName) -> dict[
     assert output["sha256"] == hashlib.sha256(b"7\n").hexdigest()
     assert (tmp_path / "outputs" / "seven.txt").read_bytes() == b"7\n"
     assert "outputs: 1 file, 2 bytes over the bulk channel" in stderr
+    assert result["connection"] == ("relayed" if topo.provider.router else "direct")
     # the provider settles on chain itself when the job ends (no coordinator): wait for it
     # by stopping it politely, which lets it finish the settlement it started
     proc.terminate()
@@ -59,3 +63,12 @@ async def test_public_hosts(
     lab: Lab, tmp_path: Path, docker_client: docker.DockerClient, busybox_image: str
 ) -> None:
     await _job_end_to_end(lab, tmp_path, "public")
+
+
+async def test_provider_behind_a_home_router_is_reached_through_the_relay(
+    lab: Lab, tmp_path: Path, docker_client: docker.DockerClient, busybox_image: str
+) -> None:
+    await _job_end_to_end(lab, tmp_path, "nat")
+    log = (tmp_path / "provider.log").read_text()
+    assert "NOT reachable" in log and "reserved a relay slot" in log
+    assert "through relay" in (tmp_path / "renter.log").read_text()

@@ -68,6 +68,8 @@ class AddressBook:
         self.reachable: bool | None = None
         """None: not known yet; True: a peer dialled us back on a fresh connection."""
         self.circuits: list[multiaddr.Multiaddr] = []
+        self.observed: list[multiaddr.Multiaddr] = []
+        """Public addresses confirmed by a dial-back."""
 
     def direct(self) -> list[multiaddr.Multiaddr]:
         """The listen addresses, wildcards expanded to the interfaces' addresses."""
@@ -96,7 +98,7 @@ class AddressBook:
         ]
         out = list(direct)
         if self.reachable:
-            out += observed
+            out += self.observed + observed
         return _unique(out + self.circuits)
 
 

@@ -81,11 +81,29 @@ def build_host(
         muxer_opt={TProtocol(YAMUX_PROTOCOL_ID): Yamux},
         connection_config=ConnectionConfig(max_connections_per_peer=1),
         psk=config.psk.hex() if config.psk is not None else None,
-        addrs_factory=addresses,
     )
     if addresses is not None:
-        addresses.transport = host.get_transport_addrs
+        _announce_from(host, addresses)
     return host
+
+
+def _announce_from(host: IHost, addresses: AddressBook) -> None:
+    """Make ``host.get_addrs()`` (identify, DHT records, our offers) announce what
+    ``addresses`` says. Not through py-libp2p's ``addrs_factory``: its ``get_addrs``
+    strips everything from the first ``/p2p/`` of each address and appends our ID, which
+    turns ``<relay>/p2p/<relay id>/p2p-circuit`` into the relay's own address under our
+    peer ID."""
+    addresses.transport = host.get_transport_addrs
+    observed_manager = getattr(host, "_observed_addr_manager", None)
+
+    def get_addrs() -> list[multiaddr.Multiaddr]:
+        candidates = list(host.get_transport_addrs())
+        if observed_manager is not None:
+            candidates += list(observed_manager.addrs())
+        suffix = f"/p2p/{host.get_id().to_base58()}"
+        return [multiaddr.Multiaddr(f"{a}{suffix}") for a in addresses(candidates)]
+
+    host.get_addrs = get_addrs  # type: ignore[method-assign]
 
 
 def listen_multiaddrs(config: Libp2pConfig) -> list[multiaddr.Multiaddr]:
