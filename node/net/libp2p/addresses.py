@@ -10,7 +10,8 @@ nobody can dial. :class:`AddressBook` is the host's ``addrs_factory`` instead:
 * observed addresses (identify) are announced only once the node knows it is reachable
   from outside (:attr:`reachable`, set from a real dial-back, never from AutoNAT);
 * relay circuit addresses (``.../p2p/<relay>/p2p-circuit``) the node holds reservations
-  for are announced after the direct ones.
+  for are announced after the direct ones; a node known to be unreachable announces its
+  circuits only (its private addresses would cost every dialer a timeout).
 """
 
 from __future__ import annotations
@@ -89,6 +90,10 @@ class AddressBook:
     def __call__(self, candidates: list[multiaddr.Multiaddr]) -> list[multiaddr.Multiaddr]:
         """The host's ``addrs_factory``: ``candidates`` are py-libp2p's (listen addresses
         as they are, plus observed ones)."""
+        if self.reachable is False and self.circuits:
+            # a dial-back failed: our own addresses are of no use outside our LAN, and
+            # peers behind other NATs would spend their dial timeouts on them first
+            return list(self.circuits)
         direct = self.direct()
         known = {str(a) for a in self.transport()}
         observed = [

@@ -40,6 +40,8 @@ def test_observed_addresses_only_once_reachable_and_circuits_last() -> None:
     assert book(candidates) == [M("/ip4/10.0.0.5/tcp/4001"), circuit]
     book.reachable = True
     assert book(candidates) == [M("/ip4/10.0.0.5/tcp/4001"), observed, circuit]
+    book.reachable = False  # a dial-back failed: only the circuits are of use
+    assert book(candidates) == [circuit]
 
 
 def test_private_ranges_include_carrier_grade_nat() -> None:
