@@ -37,12 +37,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from dgpu.protocol.errors import DgpuError
+
 log = logging.getLogger(__name__)
 
 NatKind = Literal["eim", "symmetric"]
 
 
-class LabError(RuntimeError):
+class LabError(DgpuError):
     """The lab could not be built here (not root, tools missing, a command failed)."""
 
 
