@@ -2,7 +2,7 @@
 
 dgpu provider start --key K --data-dir D --rpc URL --mint MINT [--gpus "1xRTX 4090"]
                     [--allow-image IMG ...] [--bootstrap MULTIADDR] [--coordinator URL]
-                    [--bulk-listen HOST:PORT [--bulk-announce HOST]]
+                    [--bulk-listen HOST:PORT [--bulk-announce HOST]]   (plain TCP outputs)
 dgpu provider settle --key K --data-dir D --rpc URL     # submit receipts yourself
 dgpu provider status --data-dir D                        # jobs, receipts, settlements
 """
@@ -23,6 +23,7 @@ import click
 import trio
 from dgpu.cli import profile as profiles
 from dgpu.cli.nodeopts import (
+    PROVIDER_LISTEN,
     CliSetupError,
     cancel_on_signals,
     common_network_options,
@@ -218,9 +219,9 @@ def _data_home() -> Path:
 )
 @click.option(
     "--bulk-listen",
-    default="127.0.0.1:0",
-    show_default=True,
-    help="HOST:PORT of the TCP channel that hands job outputs to renters.",
+    help="Hand job outputs over a plain TCP channel on HOST:PORT instead of libp2p streams "
+    "(unencrypted: trusted LANs and benchmarks only). Default: libp2p streams, encrypted "
+    "and authenticated, over whatever connection the renter has (relayed included).",
 )
 @click.option(
     "--bulk-announce",
@@ -256,7 +257,7 @@ def start(
     cpu_limit: float | None,
     memory_mb: int | None,
     settle_on_finish: bool,
-    bulk_listen: str,
+    bulk_listen: str | None,
     bulk_announce: str | None,
     as_json: bool,
 ) -> None:
@@ -304,7 +305,7 @@ def start(
         coordinator_url=coordinator_url,
         executor_kind=executor,
         docker_url=docker_url,
-        bulk=_bulk_config(bulk_listen, bulk_announce),
+        bulk=_bulk_config(bulk_listen, bulk_announce) if bulk_listen else None,
         bulk_announce=bulk_announce,
         as_json=as_json,
     )
@@ -399,7 +400,7 @@ async def _serve(
     coordinator_url: str | None,
     executor_kind: str,
     docker_url: str,
-    bulk: BulkServerConfig,
+    bulk: BulkServerConfig | None,
     bulk_announce: str | None,
     as_json: bool,
 ) -> None:
@@ -414,10 +415,21 @@ async def _serve(
         async with (
             open_escrow(rpc_url) as escrow,
             _open_executor(executor_kind, identity.address, data_dir, docker_url) as executor,
-            open_network(identity, listen=listen, bootstrap=bootstrap, psk=psk) as network,
+            open_network(
+                identity,
+                listen=listen,
+                bootstrap=bootstrap,
+                psk=psk,
+                default_listen=PROVIDER_LISTEN,
+                reachable=True,
+            ) as network,
             open_coordinator(coordinator_url, identity) as coordinator,
             open_bulk_output_host(
-                identity, data_dir / "bulk", bulk, announce_host=bulk_announce
+                identity,
+                data_dir / "bulk",
+                bulk,
+                announce_host=bulk_announce,
+                network=network if bulk is None else None,
             ) as outputs,
         ):
             await ensure_token_account(escrow, identity, config.mint)

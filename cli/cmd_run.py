@@ -283,9 +283,9 @@ def job(
         as_json=as_json,
     )
     del identity
-    result = trio.run(main)
+    result, connection = trio.run(main)
     if as_json:
-        emit_json(result.to_json())
+        emit_json({**result.to_json(), "connection": connection})
     else:
         _summary(result)
     if not result.ok:
@@ -308,7 +308,7 @@ async def _run(
     p2p: bool,
     output_dir: Path | None,
     as_json: bool,
-) -> JobResult:
+) -> tuple[JobResult, str]:
     identity = load_key(identity_path)
     running = data_dir / "running"
     running.mkdir(parents=True, exist_ok=True)
@@ -329,9 +329,14 @@ async def _run(
                 open_network(identity, listen=listen, bootstrap=bootstrap, psk=psk) as network,
                 open_coordinator(coordinator_url, identity) as coordinator,
             ):
-                # outputs over the provider's bulk channel; over libp2p when the quote
-                # names no bulk address
-                fetcher = BulkOutputFetcher(identity, fallback=StreamOutputFetcher(network))
+                # outputs over the provider's bulk channel (libp2p streams, or TCP where
+                # the provider serves it so); the job's stream when it names none
+                fetcher = BulkOutputFetcher(
+                    identity,
+                    fallback=StreamOutputFetcher(network),
+                    open_stream=network.open_raw_stream,
+                    connection_kind=network.connection_kind,
+                )
                 renter = Renter(
                     identity=identity,
                     config=config,
@@ -366,7 +371,7 @@ async def _run(
                 _report_transfer(fetcher)
         finally:
             pidfile.unlink(missing_ok=True)
-    return result
+    return result, fetcher.stats.connection
 
 
 def _report_transfer(fetcher: BulkOutputFetcher) -> None:
@@ -376,7 +381,7 @@ def _report_transfer(fetcher: BulkOutputFetcher) -> None:
         resumed = f", {stats.resumed} resumed" if stats.resumed else ""
         stderr.print(
             f"outputs: {_files(stats.files)}, {stats.bytes} bytes over the bulk channel"
-            f" in {stats.seconds:.2f}s ({rate:.1f} MB/s{resumed})",
+            f" in {stats.seconds:.2f}s ({rate:.1f} MB/s{resumed}; {stats.connection} connection)",
             highlight=False,
         )
     if stats.via_fallback:

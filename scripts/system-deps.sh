@@ -9,9 +9,10 @@
 #   chromium(-driver) headless browser for the explorer tests
 #   libgmp-dev       fastecdsa (a libp2p dependency) compiles against it
 #   prometheus       promtool, which checks the alert rules in ops/ (the server is not started)
+#   iproute2, iptables  the network lab of hosts and NAT routers (tests/hosts)
 set -euo pipefail
 
-PACKAGES=(docker.io busybox-static chromium chromium-driver libgmp-dev prometheus)
+PACKAGES=(docker.io busybox-static chromium chromium-driver libgmp-dev prometheus iproute2 iptables)
 
 if [[ $(id -u) -ne 0 ]]; then
     echo "system-deps: must run as root" >&2

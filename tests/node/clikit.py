@@ -92,6 +92,8 @@ def provider_args(world: LocalChain, identity: Identity, tmp_path: Path) -> list
         *("--gpus", "1xRTX 4090", "--json", "--allow-image", TEST_IMAGE),
         *("--interval", "1", "--grace", "2", "--price", PRICE_PER_HOUR),
         *("--max-duration", "600", "--offer-ttl", "120"),
+        # tests outside a network lab stay on loopback (providers default to every interface)
+        *("--listen", "/ip4/127.0.0.1/tcp/0"),
     ]
 
 
