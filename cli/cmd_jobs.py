@@ -262,7 +262,7 @@ async def _resume(
         pidfiles.write(pidfile)
         try:
             async with (
-                open_escrow(rpc_url) as escrow,
+                open_escrow(rpc_url, store=store) as escrow,
                 open_network(identity, listen=listen, bootstrap=bootstrap, psk=psk) as network,
             ):
                 renter = Renter(

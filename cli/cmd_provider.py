@@ -413,7 +413,7 @@ async def _serve(
             now=int(time.time()),
         )
         async with (
-            open_escrow(rpc_url) as escrow,
+            open_escrow(rpc_url, store=store) as escrow,
             _open_executor(executor_kind, identity.address, data_dir, docker_url) as executor,
             open_network(
                 identity,
@@ -524,29 +524,60 @@ def settle(key_path: Path, data_dir: Path, rpc_url: str, as_json: bool) -> None:
 
 @command.command("status", cls=ProviderProfileCommand)
 @data_option
+@click.option(
+    "--rpc",
+    "rpc_url",
+    help="Read what was settled from this chain (the profile's network); without it the "
+    "store's last record of it is shown, which can lag the chain.",
+)
 @json_option
-def status(data_dir: Path, as_json: bool) -> None:
-    """What this provider's store holds: jobs, receipts, settlements."""
+def status(data_dir: Path, rpc_url: str | None, as_json: bool) -> None:
+    """Jobs, receipts and settlements: what the store holds, and what the chain paid."""
     if not (data_dir / "node.sqlite").exists():
         raise CliSetupError(f"no node store in {data_dir}")
     with NodeStore.open(data_dir / "node.sqlite") as store:
-        info = provider_report(store)
+        settled = trio.run(_settled_on_chain, store, rpc_url) if rpc_url else None
+        info = provider_report(store, settled)
     if as_json:
         emit_json(info)
         return
     for job in info["jobs"]:
         stderr.print(
             f"{job['job_id']} {job['state']:10} billed {job['seconds_billed']:>6}s"
-            f" paid {job['paid']} {job['detail']}",
+            f" receipts {job['paid']} settled {job['settled']} {job['stop_reason']}"
+            f" {job['detail']}",
             highlight=False,
         )
-    stderr.print(f"unsettled receipts: {len(info['unsettled'])}")
+    where = "the chain" if info["settled_from"] == "chain" else "the store (no --rpc)"
+    stderr.print(f"unsettled receipts: {len(info['unsettled'])} (settlement read from {where})")
 
 
-def provider_report(store: NodeStore) -> dict[str, Any]:
+async def _settled_on_chain(store: NodeStore, rpc_url: str) -> dict[tuple[bytes, int], int]:
+    """What the chain paid on each channel opening the store knows (an opening whose
+    account is gone or reopened is left out: the chain no longer says)."""
+    openings = {(s.channel, s.open_nonce) for s in store.settlements()}
+    openings |= {(r.channel, r.open_nonce) for r in store.latest_receipts("provider")}
+    ordered = sorted(openings)
+    async with open_escrow(rpc_url, store=store) as escrow:
+        states = await escrow.read_channels([channel for channel, _ in ordered])
+    return {
+        (channel, nonce): state.settled
+        for (channel, nonce), state in zip(ordered, states, strict=True)
+        if state is not None and state.open_nonce == nonce
+    }
+
+
+def provider_report(
+    store: NodeStore, settled: dict[tuple[bytes, int], int] | None = None
+) -> dict[str, Any]:
+    """The provider's jobs, unsettled receipts and settlements; ``settled`` (what the
+    chain paid per channel opening) replaces the store's record of it where given."""
+    recorded = {(s.channel, s.open_nonce): s.paid_on_chain for s in store.settlements()}
+    paid = {**recorded, **(settled or {})}
     jobs = []
     for job in store.jobs("provider"):
         latest = store.latest_receipt("provider", job.job_id)
+        opening = (job.channel or b"", job.open_nonce or 0)
         jobs.append(
             {
                 "job_id": job.job_id.hex(),
@@ -554,6 +585,7 @@ def provider_report(store: NodeStore) -> dict[str, Any]:
                 "renter": address_of(job.counterparty),
                 "seconds_billed": job.seconds_billed,
                 "paid": latest.cumulative if latest else 0,
+                "settled": paid.get(opening, 0),
                 "stop_reason": job.stop_reason,
                 "detail": job.detail,
                 "channel": address_of(job.channel) if job.channel else None,
@@ -561,18 +593,24 @@ def provider_report(store: NodeStore) -> dict[str, Any]:
         )
     return {
         "jobs": jobs,
+        "settled_from": "store" if settled is None else "chain",
         "unsettled": [
             {"channel": address_of(r.channel), "job_id": r.job_id.hex(), "cumulative": r.cumulative}
-            for r in store.unsettled_receipts()
+            for r in store.latest_receipts("provider")
+            if paid.get((r.channel, r.open_nonce), 0) < r.cumulative
         ],
         "settlements": [
             {
                 "channel": address_of(s.channel),
                 "job_id": s.job_id.hex(),
                 "cumulative": s.cumulative,
-                "status": s.status,
+                "status": (
+                    "settled"
+                    if paid.get((s.channel, s.open_nonce), 0) >= s.cumulative
+                    else s.status
+                ),
                 "via": s.via,
-                "paid_on_chain": s.paid_on_chain,
+                "paid_on_chain": paid.get((s.channel, s.open_nonce), s.paid_on_chain),
                 "signature": s.signature,
             }
             for s in store.settlements()

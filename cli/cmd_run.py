@@ -13,6 +13,7 @@ outputs). Ctrl-C (or ``dgpu run cancel``) cancels the job and pays for the time 
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 import os
@@ -48,6 +49,7 @@ from dgpu.cli.nodeopts import (
 )
 from dgpu.cli.output import emit_json, stderr
 from dgpu.cli.profile import ProfileCommand
+from dgpu.contracts_client.money import Escrow
 from dgpu.node.config import RenterConfig
 from dgpu.node.renter import (
     Agreed,
@@ -71,6 +73,7 @@ from dgpu.node.renter import (
     reclaim_channels,
 )
 from dgpu.pricing import base_units_to_dgpu
+from dgpu.protocol.errors import DgpuError
 from dgpu.protocol.identity import address_of
 from dgpu.protocol.messages import Offer
 from dgpu.protocol.negotiation import JobSpec, new_job_id
@@ -325,7 +328,7 @@ async def _run(
         pidfiles.write(pidfile)
         try:
             async with (
-                open_escrow(rpc_url) as escrow,
+                open_escrow(rpc_url, store=store) as escrow,
                 open_network(identity, listen=listen, bootstrap=bootstrap, psk=psk) as network,
                 open_coordinator(coordinator_url, identity) as coordinator,
             ):
@@ -369,9 +372,35 @@ async def _run(
                         )
                         nursery.cancel_scope.cancel()
                 _report_transfer(fetcher)
+                wait_s = SETTLE_WAIT_S if coordinator_url is None else 0.0
+                result = dataclasses.replace(
+                    result, paid_on_chain=await paid_on_chain(escrow, result, wait_s=wait_s)
+                )
         finally:
             pidfile.unlink(missing_ok=True)
     return result, fetcher.stats.connection
+
+
+SETTLE_WAIT_S = 10.0
+"""Without a coordinator the provider settles what it acknowledged as the job ends: how
+long ``dgpu run`` waits to see it on chain before it reports what the chain paid so far."""
+
+
+async def paid_on_chain(escrow: Escrow, result: JobResult, *, wait_s: float) -> int | None:
+    """What the chain has paid from the job's channel, waiting up to ``wait_s`` for it to
+    reach what the provider acknowledged; None when the chain cannot tell."""
+    deadline = trio.current_time() + wait_s
+    while True:
+        try:
+            state = await escrow.read_channel(result.channel)
+        except DgpuError as exc:
+            log.warning("cannot read the job's channel: %s", exc)
+            return None
+        if state is None or state.open_nonce != result.open_nonce:
+            return None  # closed (or reopened): the chain no longer says what this job got
+        if state.settled >= result.acknowledged or trio.current_time() >= deadline:
+            return state.settled
+        await trio.sleep(0.25)
 
 
 def _report_transfer(fetcher: BulkOutputFetcher) -> None:
@@ -398,18 +427,26 @@ def _summary(result: JobResult) -> None:
         f"[{colour}]job {result.state}[/] (exit {result.exit_code}) {result.detail}",
         highlight=False,
     )
-    # What we signed is what the provider *may* settle; what it acknowledged it holds
-    # durably. Neither is "paid" until the chain says so (dgpu run reclaim shows the rest).
+    # Paid is what the chain says; what the provider acknowledged it holds durably and
+    # settles; what we signed it *may* settle. Say the first, and the others where they
+    # differ (dgpu run reclaim shows the rest).
+    paid = result.paid_on_chain
     stderr.print(
         f"billed {result.seconds_billed}s x {result.gpu_count} GPU at"
-        f" {result.price_per_gpu_second} per GPU-second: signed {_dgpu(result.amount_paid)}"
-        f" of {_dgpu(result.deposit)} deposited",
+        f" {result.price_per_gpu_second} per GPU-second: "
+        + (f"paid {_dgpu(paid)} on chain" if paid is not None else "the chain did not say")
+        + f" of {_dgpu(result.deposit)} deposited",
         highlight=False,
     )
-    if result.acknowledged != result.amount_paid:
+    if paid is None or result.acknowledged != paid:
         stderr.print(
-            f"the provider acknowledged {_dgpu(result.acknowledged)} of it (it may settle up"
-            " to what was signed; the chain has the final word)",
+            f"the provider acknowledged {_dgpu(result.acknowledged)} (it settles that; the"
+            " chain has the final word)",
+            highlight=False,
+        )
+    if result.amount_paid != result.acknowledged:
+        stderr.print(
+            f"signed {_dgpu(result.amount_paid)}: the provider may settle up to that",
             highlight=False,
         )
     stderr.print(
@@ -502,6 +539,8 @@ def reclaim(
     )
 
     def line(row: dict[str, Any]) -> str:
+        if row["status"] == "closed":  # nothing was reclaimed: the account is gone
+            return f"{row['status']:9} {row['channel']} (no longer on chain: closed earlier)"
         when = "" if row["status"] != "not_yet" else f" (from {time.ctime(row['reclaimable_at'])})"
         return f"{row['status']:9} {row['channel']} {_dgpu(row['amount'])}{when}"
 

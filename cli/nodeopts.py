@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import signal
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -130,18 +131,50 @@ def read_psk(path: Path | None) -> bytes | None:
     return key
 
 
+class ChainMismatch(CliSetupError):
+    """The chain at the URL is not the one the node store's records are on."""
+
+    def __init__(self, data_dir: str, recorded: str, rpc_url: str, genesis: str) -> None:
+        super().__init__(
+            f"this data dir's channels are on chain {recorded}, but {rpc_url} is chain"
+            f" {genesis}: its channels, receipts and balances are not there (a chain"
+            " restarted with a new state dir is a new chain). Point --rpc at the chain"
+            f" they came from, or use another --data-dir than {data_dir} for this one"
+        )
+        self.recorded, self.genesis, self.rpc_url = recorded, genesis, rpc_url
+
+
 @asynccontextmanager
-async def open_escrow(rpc_url: str) -> AsyncIterator[ChainEscrow]:
-    """The escrow program through the JSON-RPC chain at ``rpc_url``."""
+async def open_escrow(
+    rpc_url: str, *, store: NodeStore | None = None
+) -> AsyncIterator[ChainEscrow]:
+    """The escrow program through the JSON-RPC chain at ``rpc_url``. With ``store``, the
+    chain must be the one the store's records are on (:func:`check_chain`)."""
     from dgpu.contracts_client.chain import RpcChain
     from dgpu.contracts_client.escrow import EscrowClient
 
     chain = RpcChain(rpc_url, confirm_timeout=60.0, poll_interval=0.2)
     try:
+        if store is not None:
+            await check_chain(store, str(await chain.genesis_hash()), rpc_url)
         yield ChainEscrow(EscrowClient(chain))
     finally:
         with trio.CancelScope(shield=True):
             await chain.aclose()
+
+
+async def check_chain(store: NodeStore, genesis: str, rpc_url: str) -> None:
+    """Raise :class:`ChainMismatch` when the store's records are on another chain than
+    ``genesis``; record ``genesis`` when the store names none yet (or holds nothing that
+    lives on a chain: a data dir that never funded anything may move)."""
+    recorded = store.chain()
+    if recorded is not None and recorded[0] == genesis:
+        return
+    if recorded is not None and store.holds_chain_records():
+        raise ChainMismatch(str(Path(store.path).parent), recorded[0], rpc_url, genesis)
+    if recorded is not None:
+        log.info("this data dir moves from chain %s to %s (it held nothing)", recorded[0], genesis)
+    store.record_chain(genesis, rpc_url=rpc_url, now=int(time.time()))
 
 
 def run_on_chain(
@@ -157,7 +190,7 @@ def run_on_chain(
 
     async def main() -> Sequence[ChannelResult]:
         with open_store(data_dir) as store:
-            async with open_escrow(rpc_url) as escrow:
+            async with open_escrow(rpc_url, store=store) as escrow:
                 with stderr.status(status):
                     return await work(store, escrow)
 

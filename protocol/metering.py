@@ -55,8 +55,14 @@ class ProviderMeter:
     paid_through_s: int = 0  # seconds covered by that receipt
     latest: Receipt | None = None
 
-    def report(self, *, now: int, samples: list[GpuSample]) -> UsageReport:
-        elapsed = max(0, min(now - self.started_at, self.quote.max_duration_s))
+    def report(
+        self, *, now: int, samples: list[GpuSample], until: int | None = None
+    ) -> UsageReport:
+        """The next report, made at ``now`` for the work up to ``until`` (``now``: the
+        job ran all along; earlier: it stopped then, e.g. by the watchdog while this
+        process was frozen, and what came after is not billed)."""
+        end = now if until is None else min(until, now)
+        elapsed = max(0, min(end - self.started_at, self.quote.max_duration_s))
         self.seq += 1
         due = min(amount_for(self.quote, elapsed), self.channel.deposit)
         return sign(

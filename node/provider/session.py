@@ -18,8 +18,15 @@ context guarantees it) and the GPUs are released.
 
 The same bound holds when this process is gone: the job runs under the executor's
 watchdog (``watchdog_s`` = interval + grace), whose deadline is pushed on only after a
-receipt is durable. A container the watchdog stopped while we live is recorded as
-stopped for non-payment.
+receipt is durable.
+
+Who was at fault is recorded from evidence, not guessed. The meter loop ticks every second;
+a tick that comes more than ``STALL_S`` late means this process did not run (SIGSTOP, a
+suspended VM, an event loop blocked): the renter could not pay for reports we never sent,
+so the stall is excused (a report goes out at once and the renter has interval + grace
+from then), and a job the watchdog stopped while we stalled is ``provider_stalled``, billed
+only up to the watchdog's deadline. ``non_payment`` is recorded only when the receipts
+stopped while we ran.
 """
 
 from __future__ import annotations
@@ -69,6 +76,10 @@ Clock = Callable[[], int]
 _COPY_CHUNK = 1024 * 1024
 LOG_DRAIN_TIMEOUT_S = 10.0
 STOP_GRACE_S = 5.0
+STALL_S = 2.0
+"""How late a one-second meter tick may come before we count it as our own stall (a
+loaded machine delays a tick by a fraction of a second; a frozen process by seconds)."""
+PROVIDER_STALLED = "provider_stalled"
 
 
 @dataclass
@@ -153,6 +164,9 @@ class ProviderSession:
         self._job: Job | None = None
         self._watchdog_at = math.inf  # when the executor's watchdog stops the job
         self._store_failed: StoreError | None = None  # the last receipt was not stored
+        self._last_tick = trio.current_time()  # the meter loop's last wake (trio's clock)
+        self._stalled_s = 0.0  # how long we stalled since the last durable receipt
+        self._excused_until = 0  # no non-payment stop before this (clock): our stall
 
     # -- helpers ----------------------------------------------------------------------
 
@@ -257,16 +271,27 @@ class ProviderSession:
                         return await self._finish(None, [])
                     ended_at = self.clock()
                     self._ended = True  # no periodic report after this
+                    billed_until = ended_at
                     if not self._stop_reason and ended_at >= self._watchdog_at:
+                        # the container stopped itself: nothing after its deadline is billed
+                        billed_until = self._billable_until(ended_at)
+                        self._note_stall()  # the meter loop may not have run since
                         if self._store_failed is not None:
                             self._stop_reason = "store_failed"
                             self._stop_detail = f"receipts not stored: {self._store_failed}"
+                        elif self._stalled_s > 0:
+                            self._stop_reason = PROVIDER_STALLED
+                            self._stop_detail = (
+                                f"stopped by the watchdog while this provider stalled"
+                                f" {self._stalled_s:.0f}s (frozen or suspended): not the"
+                                " renter's fault"
+                            )
                         else:
                             self._stop_reason = StopReason.NON_PAYMENT.value
                             self._stop_detail = "stopped by the watchdog: no receipt in time"
                     with trio.move_on_after(LOG_DRAIN_TIMEOUT_S):
                         await logs_done.wait()
-                    await self._final_report(ended_at)
+                    await self._final_report(ended_at, billed_until)
                     if exit_.reason == "exited" and self.quote.max_output_bytes > 0:
                         hosted = await self._collect_outputs(job)
                     nursery.cancel_scope.cancel()
@@ -312,6 +337,7 @@ class ProviderSession:
         assert self.meter is not None
         interval = self.quote.interval_s
         deadline = trio.current_time()
+        self._last_tick = deadline
         seconds = 0
         while True:
             # every second: the non-payment stop must come when the unpaid work reaches
@@ -322,20 +348,29 @@ class ProviderSession:
             if self._ended:
                 return
             now = self.clock()
-            if seconds % interval:
-                if self.meter.unpaid_too_long(now=now):
+            if self._note_stall():
+                # The renter could not pay for reports we never sent: a report now, and
+                # interval + grace from now to pay it (ticks missed are not caught up).
+                deadline = trio.current_time()
+                self._excused_until = now + interval + self.quote.grace_s
+                seconds = 0
+            elif seconds % interval:
+                if self.meter.unpaid_too_long(now=now) and now >= self._excused_until:
                     self._stop_unpaid()
                     return
                 continue
             reason = self.meter.should_stop(now=now)
+            if reason is StopReason.NON_PAYMENT and now < self._excused_until:
+                reason = None
             if reason is StopReason.NON_PAYMENT:
                 self._stop_unpaid()
                 return
             if reason is not None:
                 self.request_stop(reason.value)
                 return
+            over = self.config.faults.over_report_s
             report = self.meter.report(
-                now=now + self.config.faults.over_report_s, samples=self._samples()
+                now=now + over, until=self._billable_until(now) + over, samples=self._samples()
             )
             if self._renter_gone:
                 continue  # the next report after the renter is back covers this one
@@ -344,11 +379,37 @@ class ProviderSession:
             except NetError as exc:
                 self._lost(exc)
 
+    def _billable_until(self, now: int) -> int:
+        """``now``, or the watchdog's deadline once it passed: a container cannot run past
+        it (it stops itself), so after a stall of ours nothing later is billed."""
+        return now if self._watchdog_at == math.inf else min(now, int(self._watchdog_at))
+
+    def _note_stall(self) -> bool:
+        """Whether this process stalled since the meter loop last ran (adds it to the
+        evidence). Called by the meter loop at each tick, and when the job ends (after a
+        stall the job's end may be seen before the meter loop runs again)."""
+        now = trio.current_time()
+        gap = now - self._last_tick - 1.0  # a tick is due every second
+        self._last_tick = now
+        if gap <= STALL_S:
+            return False
+        self._stalled_s += gap
+        log.warning(
+            "job %s: this provider stalled %.1fs (frozen, suspended or blocked); the renter"
+            " is not blamed for it",
+            self.job_id.hex(),
+            gap,
+        )
+        return True
+
     def _stop_unpaid(self) -> None:
         if self._renter_gone:
             self.request_stop("renter_gone", "no receipt: the renter went away")
         else:
-            self.request_stop(StopReason.NON_PAYMENT.value)
+            bound = self.quote.interval_s + self.quote.grace_s
+            self.request_stop(
+                StopReason.NON_PAYMENT.value, f"no receipt within interval + grace ({bound}s)"
+            )
 
     async def _receive_loop(self) -> None:
         while True:
@@ -397,6 +458,7 @@ class ProviderSession:
                 self._store_failed = exc
                 return
             self._store_failed = None
+            self._stalled_s = 0.0  # paid up since: an earlier stall is no excuse any more
             self._extend_watchdog()
             await self._send(
                 ReceiptAck(job_id=receipt.job_id, seq=receipt.seq, cumulative=receipt.cumulative)
@@ -409,12 +471,13 @@ class ProviderSession:
             watchdog_s = self.quote.interval_s + self.quote.grace_s
             self._watchdog_at = self.clock() + watchdog_s
 
-    async def _final_report(self, ended_at: int) -> None:
+    async def _final_report(self, ended_at: int, billed_until: int) -> None:
         assert self.meter is not None
         if self._renter_gone:
             return
+        over = self.config.faults.over_report_s
         report = self.meter.report(
-            now=ended_at + self.config.faults.over_report_s, samples=self._samples()
+            now=ended_at + over, until=billed_until + over, samples=self._samples()
         )
         try:
             await self.stream.send(report)

@@ -132,6 +132,9 @@ class JobResult:
     outputs: list[FetchedOutput] = field(default_factory=list)
     disputes: list[str] = field(default_factory=list)
     """Reports the renter refused to pay (a provider claiming too much)."""
+    paid_on_chain: int | None = None
+    """What the chain had paid from the channel when the result was made (None: not
+    read). Signed is what the provider *may* settle; this is what it did."""
 
     @property
     def ok(self) -> bool:
@@ -163,4 +166,5 @@ class JobResult:
                 for o in self.outputs
             ],
             "disputes": self.disputes,
+            "paid_on_chain": self.paid_on_chain,
         }

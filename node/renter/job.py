@@ -8,6 +8,14 @@ and announces it on a new ``/dgpu/metering/1.0.0`` stream (see
 clock; a receipt is stored before it is sent, and never for more than the agreement
 allows for the time that has passed. A report claiming more is refused, the job cancelled
 and the refusal recorded in the result.
+
+Nothing is signed for a job the provider already stopped. The provider stops a job when
+no receipt covered the work within interval + grace, so a report read more than the grace
+period after it was made (this node was frozen, suspended or cut off) is one the provider
+has given up on: from then on this job signs nothing (the queued final report included),
+and the result says why. A report's age is measured on the provider's own clock (its
+``at``) against the smallest offset seen between the two clocks, so clock skew between
+the machines does not count.
 """
 
 from __future__ import annotations
@@ -120,6 +128,8 @@ class RenterJob:
         self.manifest: OutputManifest | None = None
         self.final: JobStatus | None = None
         self._receipts_signed = 0
+        self._clock_offset: int | None = None  # least (our clock - a report's at) seen
+        self._too_late = ""  # why nothing more is signed (we answered after the deadline)
 
     # -- negotiation ------------------------------------------------------------------
 
@@ -423,6 +433,8 @@ class RenterJob:
             return
         if self.disputes:
             return  # a provider caught over-claiming gets nothing more
+        if self._answered_too_late(report):
+            return
         try:
             receipt = meter.on_report(report, now=self.clock())
         except RenterRefusal as exc:
@@ -439,6 +451,25 @@ class RenterJob:
         self._receipts_signed += 1
         await stream.send(receipt)
         self.emit(ReceiptSigned(receipt.seq, report.elapsed_s, receipt.cumulative))
+
+    def _answered_too_late(self, report: UsageReport) -> bool:
+        """Whether the provider has, by the agreement, stopped the job before we read
+        ``report`` (see the module docstring); once true it stays true."""
+        quote = self.quote
+        assert quote is not None
+        now = self.clock()
+        offset = now - report.at
+        if self._clock_offset is None or offset < self._clock_offset:
+            self._clock_offset = offset
+        age = offset - self._clock_offset
+        if not self._too_late and age > quote.grace_s:
+            self._too_late = (
+                f"this node read a usage report {age}s after it was made (paused, suspended"
+                f" or cut off?), past the {quote.grace_s}s grace: the provider stops such a"
+                " job for non-payment, so nothing was signed after"
+            )
+            log.warning("job %s: %s", self.job_id.hex(), self._too_late)
+        return bool(self._too_late)
 
     async def _send_error(self, stream: MessageStream, reason: str) -> None:
         try:
@@ -503,6 +534,8 @@ class RenterJob:
             detail = self.final.detail or detail
         else:
             state, exit_code = "aborted", None
+        if self._too_late:
+            detail = f"{detail}; {self._too_late}" if detail else self._too_late
         self._record_end(state, exit_code, detail)
         return JobResult(
             job_id=self.job_id,

@@ -252,6 +252,33 @@ class NodeStore:
     def keys(self) -> list[dict[str, Any]]:
         return [dict(row) for row in self._read("SELECT * FROM keys ORDER BY first_seen")]
 
+    # -- the chain --------------------------------------------------------------------
+
+    def chain(self) -> tuple[str, str] | None:
+        """The genesis hash of the chain this store's records are on, and the URL it
+        was recorded from; None before the node first met a chain."""
+        rows = self._read("SELECT genesis_hash, rpc_url FROM chain WHERE one = 1")
+        return (rows[0]["genesis_hash"], rows[0]["rpc_url"]) if rows else None
+
+    def record_chain(self, genesis_hash: str, *, rpc_url: str, now: int) -> None:
+        """Record (or replace) the chain this store's records are on."""
+        self._write(
+            "INSERT INTO chain (one, genesis_hash, rpc_url, recorded_at) VALUES (1, ?, ?, ?)"
+            " ON CONFLICT (one) DO UPDATE SET genesis_hash = excluded.genesis_hash,"
+            " rpc_url = excluded.rpc_url, recorded_at = excluded.recorded_at",
+            (genesis_hash, rpc_url, now),
+        )
+
+    def holds_chain_records(self) -> bool:
+        """Whether anything here refers to accounts on a chain (jobs past agreement,
+        receipts, channels, settlements)."""
+        rows = self._read(
+            "SELECT EXISTS (SELECT 1 FROM receipts) OR EXISTS (SELECT 1 FROM channels)"
+            " OR EXISTS (SELECT 1 FROM settlements)"
+            " OR EXISTS (SELECT 1 FROM jobs WHERE channel IS NOT NULL)"
+        )
+        return bool(rows[0][0])
+
     # -- jobs -------------------------------------------------------------------------
 
     def insert_job(self, job: JobRecord) -> None:

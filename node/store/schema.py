@@ -14,6 +14,8 @@ Tables::
     settlements  provider: per channel opening, the highest cumulative handed to a
                  settlement path and what the chain has paid
     channels     renter: channels it opened, and whether the remainder was reclaimed
+    chain        the chain the records above came from: its genesis hash and the URL
+                 it was first seen at (one row)
 """
 
 from __future__ import annotations
@@ -97,6 +99,15 @@ MIGRATIONS: Final[tuple[str, ...]] = (
         reclaim_signature   TEXT NOT NULL DEFAULT '',
         reclaimed           INTEGER NOT NULL DEFAULT 0,
         updated_at          INTEGER NOT NULL
+    );
+    """,
+    # 2: the chain this store's channels and receipts are on
+    """
+    CREATE TABLE chain (
+        one           INTEGER PRIMARY KEY CHECK (one = 1),
+        genesis_hash  TEXT NOT NULL,
+        rpc_url       TEXT NOT NULL DEFAULT '',
+        recorded_at   INTEGER NOT NULL
     );
     """,
 )
