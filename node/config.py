@@ -18,6 +18,7 @@ from dgpu.pricing import DEFAULT_RATE_CARD, NEUTRAL_BPS, ProviderPricing, RateCa
 from dgpu.protocol.errors import DgpuError
 
 DEFAULT_MAX_OUTPUT_BYTES: Final = 64 * 1024 * 1024
+DEFAULT_MAX_INPUT_BYTES: Final = 1024 * 1024 * 1024
 MAX_DURATION_CAP_S: Final = 30 * 24 * 3600
 
 
@@ -96,6 +97,10 @@ class ProviderConfig:
     """How long finished outputs stay available for the renter to fetch."""
     cpu_limit: float | None = None
     memory_limit_mb: int | None = None
+    max_input_bytes: int = DEFAULT_MAX_INPUT_BYTES
+    """The most input bytes one job may send (offered only with a bulk channel; 0: none)."""
+    allow_ports: bool = False
+    """Tunnel container ports a renter asks for to that renter (``--allow-ports``)."""
     faults: ProviderFaults = field(default_factory=ProviderFaults)
 
     def __post_init__(self) -> None:

@@ -79,7 +79,30 @@ class Offer(Message, tag="offer", kw_only=True, frozen=True):
     multiaddrs: Annotated[list[Multiaddr], Meta(max_length=8)]
     created_at: U64
     expires_at: U64
+    # Inputs this provider takes per job (bytes; 0: none) and whether it tunnels container
+    # ports to the job's renter (``dgpu provider start --allow-ports``).
+    max_input_bytes: U64 = 0
+    ports: bool = False
     sig: Sig = b""
+
+
+# A TCP port inside the container (privileged ports too: the container has its own stack).
+Port = Annotated[int, Meta(ge=1, le=65535)]
+# A relative, ``/``-separated path of an input tree: no leading ``/``, no NUL. The finer
+# rules (no ``..`` or ``.`` component, no empty one, no symlink leaving the tree) are
+# checked with words by :func:`dgpu.protocol.inputs.check_inputs`.
+InputPath = Annotated[str, Meta(min_length=1, max_length=256, pattern=r"^[^/\x00][^\x00]*\Z")]
+
+
+class InputFile(msgspec.Struct, frozen=True, array_like=True, forbid_unknown_fields=True):
+    """One entry of a job's input tree, mounted read-only under ``/in``: a file (its
+    content named by sha256 and size) or, when ``link`` is set, a symlink to ``link``
+    (relative, resolved inside the tree; ``sha256`` empty and ``size`` 0)."""
+
+    path: InputPath
+    sha256: Annotated[bytes, Meta(max_length=32)]
+    size: U64
+    link: Annotated[str, Meta(max_length=256)] = ""
 
 
 class EnvVar(msgspec.Struct, frozen=True, array_like=True, forbid_unknown_fields=True):
@@ -105,6 +128,11 @@ class JobRequest(Message, tag="job_request", kw_only=True, frozen=True):
     output_dir: Annotated[str, Meta(max_length=256)] = ""
     max_output_bytes: U64 = 0
     created_at: U64
+    # The input tree sent before the job starts (mounted read-only at /in), its total size
+    # (the bound agreed in the Quote) and the container ports to tunnel to the renter.
+    inputs: Annotated[list[InputFile], Meta(max_length=1024)] = []
+    max_input_bytes: U64 = 0
+    ports: Annotated[list[Port], Meta(max_length=16)] = []
     sig: Sig = b""
 
 
@@ -127,6 +155,10 @@ class Quote(Message, tag="quote", kw_only=True, frozen=True):
     max_output_bytes: U64 = 0
     bulk_addr: Annotated[str, Meta(max_length=256)] = ""
     expires_at: U64
+    # Agreed: the bytes of input the provider takes (the request's total) and the ports it
+    # tunnels; both must equal the request's.
+    max_input_bytes: U64 = 0
+    ports: Annotated[list[Port], Meta(max_length=16)] = []
     sig: Sig = b""
 
 

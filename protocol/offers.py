@@ -30,6 +30,8 @@ class OfferTerms:
     max_duration_s: int
     simulated: bool
     power_w: int = 0
+    max_input_bytes: int = 0
+    ports: bool = False
 
 
 def make_offer(
@@ -56,6 +58,8 @@ def make_offer(
         multiaddrs=multiaddrs,
         created_at=now,
         expires_at=now + ttl_s,
+        max_input_bytes=terms.max_input_bytes,
+        ports=terms.ports,
     )
     return sign(offer, provider)
 

@@ -38,6 +38,7 @@ from dgpu.node.executors.docker_options import (
     JOB_LABEL,
     OWNER_LABEL,
     RUN_LABEL,
+    WATCHDOG_BUSYBOX,
     DockerConfig,
     container_options,
     volume_name,
@@ -52,6 +53,7 @@ from dgpu.node.executors.errors import (
 )
 from dgpu.node.executors.logs import LogBuffer
 from dgpu.node.executors.outputs import extract_output_tar, read_output_file, scan_output_dir
+from dgpu.node.executors.relay import PortStream, open_container_port
 from dgpu.node.executors.spec import ExitReason, JobExit, JobSpec, LogChunk, OutputFile, Stream
 
 log = logging.getLogger(__name__)
@@ -416,6 +418,18 @@ class DockerJob:
             raise OutputError(f"no output file {path!r}")
         root = self._workdir / "outputs"
         return await trio.to_thread.run_sync(read_output_file, root, path, offset, size)
+
+    async def open_port(self, port: int) -> PortStream:
+        """A connection to ``127.0.0.1:port`` inside the container, through a relay
+        exec'd in it (:mod:`dgpu.node.executors.relay`: the container keeps no network)."""
+        if self.container_id is None or self._exited.is_set():
+            raise JobStateError("the container is not running")
+        busybox = None
+        if self._config.watchdog_busybox is not None and self._spec.watchdog_s is not None:
+            busybox = WATCHDOG_BUSYBOX
+        return await open_container_port(
+            self._config.base_url, self.container_id, port, busybox=busybox
+        )
 
     async def _call(self, fn: Callable[[], T]) -> T:
         """A short engine call in a worker thread; a broken connection is converted."""

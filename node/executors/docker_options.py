@@ -36,6 +36,7 @@ OWNER_LABEL: Final = "dgpu.owner"
 RUN_LABEL: Final = "dgpu.run"  # one start of a job: what its cleanup removes
 WATCHDOG_MOUNT: Final = "/.dgpu-watchdog"
 WATCHDOG_BUSYBOX: Final = "/.dgpu-bin/busybox"  # busybox picks its applet by name
+INPUT_MOUNT: Final = "/in"  # the job's inputs, read-only
 DEADLINE_FILE: Final = "deadline"  # Unix seconds, written whole by the provider
 
 
@@ -135,6 +136,13 @@ def container_options(
         mounts.append(
             docker.types.Mount(
                 target=spec.output_dir, source=volume_name(spec, run_id), type="volume"
+            )
+        )
+    if spec.input_dir is not None:
+        env["DGPU_INPUT_DIR"] = INPUT_MOUNT
+        mounts.append(
+            docker.types.Mount(
+                target=INPUT_MOUNT, source=str(spec.input_dir), type="bind", read_only=True
             )
         )
     if spec.watchdog_s is not None and watchdog_dir is not None:

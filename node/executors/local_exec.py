@@ -32,6 +32,7 @@ from dgpu.node.executors.errors import (
 )
 from dgpu.node.executors.logs import DEFAULT_LOG_BUFFER_BYTES, LogBuffer
 from dgpu.node.executors.outputs import read_output_file, scan_output_dir
+from dgpu.node.executors.relay import PortStream, open_local_port
 from dgpu.node.executors.spec import (
     MAX_LOG_CHUNK,
     ExitReason,
@@ -119,6 +120,8 @@ class LocalJob:
             **self._spec.env,
             "DGPU_JOB_ID": self._spec.job_id,
             "DGPU_OUTPUT_DIR": str(self.output_dir),
+            # the input tree, where the provider built it (read-only files, not a mount)
+            **({"DGPU_INPUT_DIR": str(self._spec.input_dir)} if self._spec.input_dir else {}),
         }
         if self._spec.gpu_ids and not self._spec.gpus_simulated:
             env["CUDA_VISIBLE_DEVICES"] = ",".join(self._spec.gpu_ids)
@@ -245,6 +248,10 @@ class LocalJob:
             )
             self._outputs = {f.path: f for f in manifest}
         return list(self._outputs.values())
+
+    async def open_port(self, port: int) -> PortStream:
+        """A connection to the job's port (a host process: ``127.0.0.1:port``)."""
+        return await open_local_port(port)
 
     async def read_output(self, path: str, offset: int = 0, size: int | None = None) -> bytes:
         if self._outputs is None:

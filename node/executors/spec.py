@@ -10,6 +10,7 @@ import posixpath
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from types import MappingProxyType
 from typing import Final, Literal, NamedTuple
 
@@ -68,7 +69,9 @@ class JobSpec:
     ``network=False`` (the default) gives the job no network at all; ``output_dir`` is the
     directory inside the container whose files are collected (the local executor uses a
     directory of its own and tells the job through ``$DGPU_OUTPUT_DIR``);
-    ``max_output_bytes=0`` collects nothing. ``timeout_s`` counts from the start.
+    ``max_output_bytes=0`` collects nothing. ``input_dir`` is a host folder (the job's
+    inputs) mounted read-only at ``/in`` (the local executor tells the job its path
+    through ``$DGPU_INPUT_DIR``). ``timeout_s`` counts from the start.
     ``watchdog_s``: the job stops itself, even when the provider is gone, once it ran this
     long past the last :meth:`~dgpu.node.executors.base.Job.extend_deadline` (or its start);
     None: no watchdog.
@@ -88,6 +91,7 @@ class JobSpec:
     max_output_bytes: int = DEFAULT_MAX_OUTPUT_BYTES
     labels: Mapping[str, str] = field(default_factory=dict)
     watchdog_s: float | None = None
+    input_dir: Path | None = None
 
     def __post_init__(self) -> None:
         if not _JOB_ID.match(self.job_id):
@@ -116,6 +120,8 @@ class JobSpec:
         normal = posixpath.normpath(self.output_dir)
         if not self.output_dir.startswith("/") or normal != self.output_dir or normal == "/":
             raise JobSpecError("output_dir", "must be a normalised absolute path other than /")
+        if self.input_dir is not None and not self.input_dir.is_absolute():
+            raise JobSpecError("input_dir", "must be an absolute host path")
         if self.max_output_bytes < 0:
             raise JobSpecError("max_output_bytes", "must be >= 0")
         for key, value in self.labels.items():
