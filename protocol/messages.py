@@ -88,10 +88,11 @@ class Offer(Message, tag="offer", kw_only=True, frozen=True):
 
 # A TCP port inside the container (privileged ports too: the container has its own stack).
 Port = Annotated[int, Meta(ge=1, le=65535)]
-# A relative, ``/``-separated path of an input tree: no leading ``/``, no NUL. The finer
-# rules (no ``..`` or ``.`` component, no empty one, no symlink leaving the tree) are
-# checked with words by :func:`dgpu.protocol.inputs.check_inputs`.
-InputPath = Annotated[str, Meta(min_length=1, max_length=256, pattern=r"^[^/\x00][^\x00]*\Z")]
+# A relative, ``/``-separated path of an input tree. Its rules (relative, no empty, ``.`` or
+# ``..`` component, no NUL, no symlink leaving the tree) are checked, with words, by
+# :func:`dgpu.protocol.inputs.check_inputs` rather than by a pattern here: a refusal
+# must tell the renter which path and why.
+InputPath = Annotated[str, Meta(min_length=1, max_length=256)]
 
 
 class InputFile(msgspec.Struct, frozen=True, array_like=True, forbid_unknown_fields=True):
