@@ -205,6 +205,18 @@ def _data_home() -> Path:
 )
 @click.option("--allow-network", is_flag=True, help="Let jobs ask for network access.")
 @click.option(
+    "--allow-ports",
+    is_flag=True,
+    help="Tunnel container ports a renter asks for (dgpu run --port) to that renter only, "
+    "over its libp2p connection; jobs keep no network (the offer says so).",
+)
+@click.option(
+    "--max-input-mb",
+    default=1024,
+    show_default=True,
+    help="Most input a job may send (dgpu run --input), MiB; 0 takes none.",
+)
+@click.option(
     "--executor", type=click.Choice(["docker", "local"]), default="docker", show_default=True
 )
 @click.option("--docker-url", default="unix:///var/run/docker.sock", show_default=True)
@@ -252,6 +264,8 @@ def start(
     offer_ttl: int,
     self_settle_after: int,
     allow_network: bool,
+    allow_ports: bool,
+    max_input_mb: int,
     executor: str,
     docker_url: str,
     cpu_limit: float | None,
@@ -282,6 +296,8 @@ def start(
         offer_ttl_s=offer_ttl,
         self_settle_after_s=self_settle_after,
         allow_network=allow_network,
+        allow_ports=allow_ports,
+        max_input_bytes=max_input_mb * 1024 * 1024,
         settle_on_finish=settle_on_finish,
         cpu_limit=cpu_limit,
         memory_limit_mb=memory_mb,

@@ -56,19 +56,25 @@ from dgpu.node.renter import (
     Declined,
     Ended,
     Estimated,
+    Forward,
     Funded,
+    InputsSent,
+    InputUploader,
     JobResult,
     LogReceived,
     OfferQuery,
     OffersFound,
     OutputFetched,
+    PortsForwarded,
     ReceiptSigned,
     Renter,
     RenterEvent,
     ReportRefused,
     Started,
     StreamOutputFetcher,
+    TunnelError,
     reclaim_channels,
+    scan_inputs,
 )
 from dgpu.pricing import base_units_to_dgpu
 from dgpu.protocol.identity import address_of
@@ -155,6 +161,12 @@ class Progress:
             self.status.update(f"job {event.state}; collecting outputs…")
         elif isinstance(event, OutputFetched):
             stderr.print(f"fetched {event.path} ({event.size} bytes, sha256 verified)")
+        elif isinstance(event, InputsSent):
+            resumed = f", {event.resumed} resumed" if event.resumed else ""
+            stderr.print(f"sent {event.files} inputs ({event.bytes} bytes{resumed}), unbilled")
+        elif isinstance(event, PortsForwarded):
+            for local, remote in event.ports:
+                stderr.print(f"port {remote} of the job: 127.0.0.1:{local}", highlight=False)
 
     def _keep(self, files: JobFiles, event: RenterEvent) -> None:
         """What ``dgpu jobs`` and a restarted node read: the offer once funded, the logs."""
@@ -201,6 +213,21 @@ def _env(values: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
 @click.option("--out-path", default="/out", show_default=True, help="Outputs dir in the job.")
 @click.option("--max-output-mb", default=64, show_default=True, help="Most output, MiB.")
 @click.option(
+    "--input",
+    "input_paths",
+    multiple=True,
+    type=click.Path(exists=True, path_type=Path),
+    help="A file or folder to send, mounted read-only at /in/NAME (repeatable). Sent before "
+    "the channel is funded: transfer time is not billed.",
+)
+@click.option(
+    "--port",
+    "port_items",
+    multiple=True,
+    help="Reach the container's port PORT (or REMOTE, as LOCAL:REMOTE) at 127.0.0.1:PORT "
+    "(LOCAL) while the job runs (repeatable; providers that allow ports only).",
+)
+@click.option(
     "--detach",
     is_flag=True,
     help="Print the job id once funded and leave a node process metering and paying "
@@ -231,6 +258,8 @@ def job(
     output_dir: Path | None,
     out_path: str,
     max_output_mb: int,
+    input_paths: tuple[Path, ...],
+    port_items: tuple[str, ...],
     detach: bool,
     job_id_hex: str | None,
     as_json: bool,
@@ -240,6 +269,10 @@ def job(
     if detach:
         start_detached(data_dir, as_json=as_json)
         return
+    try:
+        forwards = tuple(Forward.parse(item) for item in port_items)
+    except TunnelError as exc:
+        raise click.BadParameter(str(exc), param_hint="--port") from exc
     identity = load_key(key_path)
     config = RenterConfig(mint=parse_address(mint, "--mint"), program_id=program_id_bytes())
     price = per_second(max_price, "--max-price")
@@ -281,6 +314,8 @@ def job(
         p2p=p2p,
         output_dir=output_dir,
         as_json=as_json,
+        input_paths=input_paths,
+        forwards=forwards,
     )
     del identity
     result, connection = trio.run(main)
@@ -308,6 +343,8 @@ async def _run(
     p2p: bool,
     output_dir: Path | None,
     as_json: bool,
+    input_paths: tuple[Path, ...] = (),
+    forwards: tuple[Forward, ...] = (),
 ) -> tuple[JobResult, str]:
     identity = load_key(identity_path)
     running = data_dir / "running"
@@ -337,17 +374,28 @@ async def _run(
                     open_stream=network.open_raw_stream,
                     connection_kind=network.connection_kind,
                 )
-                renter = Renter(
-                    identity=identity,
-                    config=config,
-                    network=network,
-                    escrow=escrow,
-                    store=store,
-                    index=CoordinatorIndex(coordinator) if coordinator else None,
-                    fetcher=fetcher,
-                )
                 cancel = trio.Event()
                 with stderr.status("finding offers…") as status:
+                    inputs = None
+                    if input_paths:
+                        status.update("hashing inputs…")
+                        inputs = await scan_inputs(input_paths)
+
+                    def uploaded(done: int, total: int) -> None:
+                        status.update(f"sending inputs: {done / 1e6:.1f} of {total / 1e6:.1f} MB")
+
+                    renter = Renter(
+                        identity=identity,
+                        config=config,
+                        network=network,
+                        escrow=escrow,
+                        store=store,
+                        index=CoordinatorIndex(coordinator) if coordinator else None,
+                        fetcher=fetcher,
+                        uploader=InputUploader(
+                            identity, open_stream=network.open_raw_stream, progress=uploaded
+                        ),
+                    )
                     async with trio.open_nursery() as nursery:
                         nursery.start_soon(
                             functools.partial(cancel_on_signals, first=cancel),
@@ -366,6 +414,8 @@ async def _run(
                             ),
                             cancel=cancel,
                             job_id=job_id,
+                            inputs=inputs,
+                            ports=forwards,
                         )
                         nursery.cancel_scope.cancel()
                 _report_transfer(fetcher)
