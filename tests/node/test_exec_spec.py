@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import docker.types
@@ -100,3 +101,16 @@ def test_limits_network_and_outputs() -> None:
     assert "DGPU_OUTPUT_DIR" not in options["environment"]
     named = container_options(spec, DockerConfig(owner="o", network_when_allowed="jobs"), "r")
     assert named["network_mode"] == "jobs"
+
+
+def test_inputs_are_bind_mounted_read_only_at_in() -> None:
+    spec = JobSpec(**BASE, input_dir=Path("/var/dgpu/inputs/j1"))
+    options = container_options(spec, CONFIG, "r")
+    assert options["network_mode"] == "none"  # inputs change nothing of the network
+    assert options["environment"]["DGPU_INPUT_DIR"] == "/in"
+    assert (
+        docker.types.Mount(target="/in", source="/var/dgpu/inputs/j1", type="bind", read_only=True)
+        in options["mounts"]
+    )
+    with pytest.raises(JobSpecError, match="input_dir"):
+        JobSpec(**BASE, input_dir=Path("relative"))
