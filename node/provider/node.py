@@ -76,6 +76,8 @@ if TYPE_CHECKING:  # trio_typing's stubs shadow trio's own annotations for mypy
     from trio_typing import TaskStatus
 
 log = logging.getLogger(__name__)
+INPUT_RATE_FLOOR = 2_000_000
+"""Bytes per second an agreed job's inputs are given to arrive before its hold expires."""
 
 READ_TIMEOUT_S = 30.0
 SWEEP_INTERVAL_S = 5.0
@@ -435,9 +437,15 @@ class Provider:
         # not be starved by other peers' floods
         self._protected[request.job_id] = peer
         self.network.protect(peer)
-        self.pool.extend(request.job_id, trio.current_time() + self.config.funding_timeout_s)
+        self.pool.extend(request.job_id, trio.current_time() + self._funding_window(request))
         self._capacity_change()
         await stream.send(countersigned)
+
+    def _funding_window(self, request: JobRequest) -> float:
+        """Seconds an agreed job's GPUs wait for its channel: the funding timeout, plus
+        the time its inputs take to arrive at :data:`INPUT_RATE_FLOOR` (they are sent
+        before funding; a relayed connection moves ~12 MB/s)."""
+        return self.config.funding_timeout_s + request.max_input_bytes / INPUT_RATE_FLOOR
 
     def _insert_agreed(
         self,
