@@ -58,6 +58,21 @@ class Cluster:
     def url(self, database: str = "postgres") -> str:
         return f"postgresql://postgres@127.0.0.1:{self.port}/{database}"
 
+    def query(self, url: str, sql: str) -> list[str]:
+        """Run ``sql`` with psql on the database of ``url``; the rows, ``|``-separated."""
+        database = url.rsplit("/", 1)[-1]
+        out = subprocess.run(
+            [
+                *(str(PG_BIN / "psql"), "-h", "127.0.0.1", "-p", str(self.port)),
+                *("-U", "postgres", "-d", database, "-At", "-v", "ON_ERROR_STOP=1", "-c", sql),
+            ],
+            check=True,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        return [line for line in out.stdout.splitlines() if line]
+
     def new_database(self, prefix: str = "coord") -> str:
         """A fresh empty database; its URL."""
         name = f"{prefix}_{uuid.uuid4().hex[:12]}"
