@@ -152,7 +152,9 @@ async def test_a_killed_settler_is_replaced_and_nothing_is_paid_twice(
     mint = localnet.TokenMint(node.mint, authority)
     db = pg_cluster.new_database("failover")
     async with RpcChain(node.url, poll_interval=0.05) as chain:
-        world = await make_world(chain, providers=3, renters=1, label="failover", mint=mint)
+        world = await make_world(
+            chain, providers=3, renters=1, label="failover", mint=mint, authority=authority
+        )
         key = tmp_path / "settler.json"
         save_identity(world.settler, key)
         renter = world.renters[0]
