@@ -51,8 +51,8 @@ class Row:
 
 
 async def measure(count: int, *, with_table: bool) -> Row:
-    chain = LiteSVMChain(start_time=START_TIME)
     admin = Keypair()
+    chain = LiteSVMChain(start_time=START_TIME, upgrade_authority=admin)
     await chain.request_airdrop(admin.pubkey(), 1_000 * SOL)
     mint = await ln.create_mint(chain, admin)
     client = EscrowClient(chain)

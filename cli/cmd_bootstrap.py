@@ -15,6 +15,7 @@ from dgpu.protocol.keyfile import load_identity
 
 if TYPE_CHECKING:
     from dgpu.node.coordinator_client import CoordinatorClient
+    from dgpu.node.net.libp2p.config import RelayService
     from trio_typing import TaskStatus
 
 
@@ -57,21 +58,63 @@ def _psk(ctx: click.Context, param: click.Parameter, value: str | None) -> bytes
     help="Coordinator URL: relay every valid gossiped offer to its POST /api/v1/offers "
     "(the coordinator must list this peer's address with --relay).",
 )
+@click.option(
+    "--relay/--no-relay",
+    default=True,
+    show_default=True,
+    help="Serve circuit relay v2 (and reachability dial-backs) to nodes behind NATs.",
+)
+@click.option("--relay-reservations", default=128, show_default=True, help="Slots in all.")
+@click.option(
+    "--relay-reservations-per-ip", default=4, show_default=True, help="Slots held from one IP."
+)
+@click.option(
+    "--relay-circuits-per-peer", default=8, show_default=True, help="Open circuits per peer."
+)
+@click.option(
+    "--relay-circuit-bytes",
+    default=256 * 1024 * 1024,
+    show_default=True,
+    help="Bytes one circuit may carry (both ways), then it is closed.",
+)
+@click.option(
+    "--relay-circuit-seconds", default=3600, show_default=True, help="Lifetime of a circuit."
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the address as one JSON line.")
 def serve(
     listen: tuple[str, ...],
     key_path: Path | None,
     psk: bytes | None,
     index_url: str | None,
+    relay: bool,
+    relay_reservations: int,
+    relay_reservations_per_ip: int,
+    relay_circuits_per_peer: int,
+    relay_circuit_bytes: int,
+    relay_circuit_seconds: int,
     as_json: bool,
 ) -> None:
-    """Serve the DHT until SIGINT/SIGTERM; print the full multiaddr (with /p2p/<peer id>)."""
+    """Serve the DHT (and a circuit relay) until SIGINT/SIGTERM; print the full multiaddr
+    (with /p2p/<peer id>)."""
+    from dgpu.node.net.libp2p.config import RelayService
+
+    service = (
+        RelayService(
+            max_reservations=relay_reservations,
+            reservations_per_ip=relay_reservations_per_ip,
+            circuits_per_peer=relay_circuits_per_peer,
+            circuit_bytes=relay_circuit_bytes,
+            circuit_seconds=relay_circuit_seconds,
+        )
+        if relay
+        else None
+    )
     if key_path is not None:
         identity = load_identity(key_path)
     else:
         identity = Identity.generate()
         stderr.print("no --key: using a new key; the peer ID changes at every start")
-    trio.run(partial(_serve, identity, listen, psk, index_url, as_json))
+    trio.run(partial(_serve, identity, listen, psk, index_url, service, as_json))
 
 
 async def _serve(
@@ -79,12 +122,13 @@ async def _serve(
     listen: tuple[str, ...],
     psk: bytes | None,
     index_url: str | None,
+    relay: RelayService | None,
     as_json: bool,
 ) -> None:
     from dgpu.bootstrap import CoordinatorSink, serve_bootstrap
     from dgpu.node.net.libp2p import Libp2pConfig
 
-    config = Libp2pConfig(listen=listen, psk=psk)
+    config = Libp2pConfig(listen=listen, psk=psk, relay_service=relay)
     async with trio.open_nursery() as nursery:
         nursery.start_soon(_stop_on_signal, nursery.cancel_scope)
         if index_url is None:
@@ -101,6 +145,7 @@ async def _serve(
                     "multiaddrs": list(info.multiaddrs),
                     "peer_id": info.peer_id,
                     "address": identity.address,
+                    "relay": relay is not None,
                 }
             )
         else:

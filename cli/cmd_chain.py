@@ -1,4 +1,5 @@
-"""``dgpu chain``: the local chain (``serve``) and the escrow program's identity (``info``)."""
+"""``dgpu chain``: the local chain (``serve``), deploying the escrow program to a cluster
+(``deploy``) and the escrow program's identity (``info``)."""
 
 from __future__ import annotations
 
@@ -45,6 +46,59 @@ def info(as_json: bool) -> None:
             click.echo(f"{key:10} {value}")
 
 
+@command.command("deploy")
+@click.option("--url", "rpc_url", required=True, help="JSON-RPC URL of the cluster.")
+@click.option(
+    "--keypair",
+    "keypair_path",
+    required=True,
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    help="Fee payer and upgrade authority (Solana CLI key file).",
+)
+@click.option(
+    "--program-keypair",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    default=None,
+    help="The program's address key (default: the shipped one, public: never on mainnet).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+def deploy_command(
+    rpc_url: str, keypair_path: Path, program_keypair: Path | None, as_json: bool
+) -> None:
+    """Deploy the shipped escrow .so through the upgradeable loader (buffer, chunked
+    writes, deploy with 2x headroom), then verify the deployed bytes against its sha256."""
+    import json
+
+    import trio
+    from dgpu.contracts_client.chain import RpcChain
+    from dgpu.contracts_client.deploy import deploy_escrow
+    from dgpu.protocol.keyfile import load_identity
+    from solders.keypair import Keypair
+
+    payer = load_identity(keypair_path).to_solders()
+    program = None
+    if program_keypair is not None:
+        try:
+            program = Keypair.from_bytes(bytes(json.loads(program_keypair.read_text())))
+        except (OSError, ValueError, TypeError) as exc:
+            raise ChainError(f"{program_keypair}: not a Solana key file ({exc})") from None
+
+    async def run() -> dict[str, Any]:
+        async with RpcChain(rpc_url) as chain:
+            return (await deploy_escrow(chain, payer, program=program)).to_json()
+
+    result = trio.run(run)
+    if as_json:
+        emit_json(result)
+        return
+    for key in ("program_id", "programdata", "authority", "loader", "sha256"):
+        click.echo(f"{key:16} {result[key]}")
+    if result["already_deployed"]:
+        click.echo("already deployed with these bytes: nothing sent")
+    else:
+        click.echo(f"{'transactions':16} {len(result['signatures'])}")
+
+
 @command.command("serve")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option(
@@ -58,14 +112,18 @@ def info(as_json: bool) -> None:
     "--state-dir",
     type=click.Path(file_okay=False, path_type=Path),
     default=None,
-    help="Where the mint keys and chain.json live (default: a new temporary dir).",
+    help=(
+        "The chain's directory: ledger (kept across restarts), mint keys, chain.json "
+        "(default: a new temporary dir, a new chain)."
+    ),
 )
 @click.option("--no-escrow", is_flag=True, help="Do not load the escrow program.")
 @click.option("--json", "as_json", is_flag=True, help="Print the node description as JSON.")
 def serve_command(
     host: str, port: int, state_dir: Path | None, no_escrow: bool, as_json: bool
 ) -> None:
-    """Run a local Solana JSON-RPC node over LiteSVM with the escrow and a dGPU mint."""
+    """Run a local Solana node over LiteSVM with the escrow and a dGPU mint: JSON-RPC on
+    PORT, WebSocket PubSub on PORT+1; the ledger in --state-dir survives restarts."""
     from dgpu.contracts_client.rpc_server import ServeConfig, ServerInfo, serve
 
     if state_dir is None:

@@ -21,8 +21,16 @@ from pathlib import Path
 from types import FrameType
 
 import click
+from dgpu.cli import profile as profiles
 from dgpu.cli.devnet.demo import run_demo
-from dgpu.cli.devnet.parts import Options, Running, run_args, start_network
+from dgpu.cli.devnet.parts import (
+    Options,
+    Running,
+    profile_values,
+    run_args,
+    short_run_args,
+    start_network,
+)
 from dgpu.cli.devnet.ports import choose_ports, read_state, write_state
 from dgpu.cli.devnet.status import render
 from dgpu.cli.devnet.supervisor import DevnetError, Supervisor, supervised
@@ -142,6 +150,8 @@ def command(
                 _print_summary(summary, as_json)
                 if not keep:
                     return
+            profile = _write_profile(options, running)
+            args = short_run_args(profile) if profile is not None else run_args(options, running)
             ready = {
                 "rpc_url": running.rpc_url,
                 "mint": str(running.mint),
@@ -149,14 +159,15 @@ def command(
                 "explorer_url": running.explorer_url,
                 "bootstrap": running.bootstrap,
                 "providers": list(running.provider_addresses),
-                "run_command": ["dgpu", *run_args(options, running)],
+                "run_command": ["dgpu", *args],
+                "profile": DEVNET_PROFILE if profile is not None else None,
                 "ports": options.ports.as_json(),
                 "pids": sup.pids(),
             }
             write_state(state_dir, ready)
             if as_json and not demo:  # --demo --json printed its summary already
                 emit_json(ready)
-            _watch(sup, running, run_args(options, running), state_dir)
+            _watch(sup, running, args, state_dir)
         except KeyboardInterrupt:
             stderr.print("stopping…")
         except DevnetError as exc:
@@ -166,6 +177,37 @@ def command(
             removed = cleanup_containers(running)
             if removed:
                 stderr.print(f"removed {removed} leftover container(s)")
+
+
+DEVNET_PROFILE = "devnet"
+
+
+def _write_profile(options: Options, running: Running) -> str | None:
+    """Write the ``devnet`` profile (and make it the current one unless another is).
+    Returns what ``dgpu run`` then needs to name (``""``: nothing, it is current), or
+    None when the config file could not be written (the full command still works)."""
+    try:
+        config = profiles.load(profiles.config_path())
+        values: dict[str, profiles.Value | None] = {
+            k: None for k in config.profiles.get(DEVNET_PROFILE, profiles.Profile("")).values
+        }
+        values.update(profile_values(options, running))
+        config = profiles.with_values(config, DEVNET_PROFILE, values)
+        if config.current in (None, DEVNET_PROFILE):
+            config = profiles.with_current(config, DEVNET_PROFILE)
+        profiles.save(config)
+    except (profiles.ProfileError, OSError) as exc:
+        stderr.print(f"[yellow]the devnet profile was not written:[/] {exc}", highlight=False)
+        return None
+    if config.current == DEVNET_PROFILE:
+        stderr.print(f"profile {DEVNET_PROFILE!r} written to {config.path} and in use")
+        return ""
+    stderr.print(
+        f"profile {DEVNET_PROFILE!r} written to {config.path} (in use: {config.current!r};"
+        f" `dgpu config use {DEVNET_PROFILE}` to switch)",
+        highlight=False,
+    )
+    return DEVNET_PROFILE
 
 
 def _watch(sup: Supervisor, running: Running, args: list[str], state_dir: Path) -> None:

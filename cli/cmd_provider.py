@@ -2,7 +2,7 @@
 
 dgpu provider start --key K --data-dir D --rpc URL --mint MINT [--gpus "1xRTX 4090"]
                     [--allow-image IMG ...] [--bootstrap MULTIADDR] [--coordinator URL]
-                    [--bulk-listen HOST:PORT [--bulk-announce HOST]]
+                    [--bulk-listen HOST:PORT [--bulk-announce HOST]]   (plain TCP outputs)
 dgpu provider settle --key K --data-dir D --rpc URL     # submit receipts yourself
 dgpu provider status --data-dir D                        # jobs, receipts, settlements
 """
@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import logging
+import os
 import shutil
 import time
 from collections.abc import AsyncIterator, Collection
@@ -21,7 +22,9 @@ from typing import Any
 
 import click
 import trio
+from dgpu.cli import profile as profiles
 from dgpu.cli.nodeopts import (
+    PROVIDER_LISTEN,
     CliSetupError,
     cancel_on_signals,
     common_network_options,
@@ -42,6 +45,7 @@ from dgpu.cli.nodeopts import (
     run_on_chain,
 )
 from dgpu.cli.output import emit_json, stderr
+from dgpu.cli.profile import PROFILE_ENV, ProviderProfileCommand
 from dgpu.node.config import ProviderConfig
 from dgpu.node.gpu import BACKEND_CHOICES, detect_backend, parse_gpu_spec
 from dgpu.node.net.bulk import BulkServerConfig
@@ -54,6 +58,7 @@ from dgpu.node.provider import (
 from dgpu.node.store import NodeStore
 from dgpu.pricing import DEFAULT_RATE_CARD, ProviderPricing, base_units_to_dgpu, load_rate_card
 from dgpu.protocol.identity import Identity, address_of
+from dgpu.protocol.keyfile import save_identity
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +68,105 @@ def command() -> None:
     """Offer GPUs for rent, run the jobs in containers, get paid per second."""
 
 
-@command.command("start")
+@command.command("init")
+@click.option("--profile", "profile_name", envvar=PROFILE_ENV, help="Profile to write.")
+@click.option(
+    "--key", "key_path", type=click.Path(dir_okay=False, path_type=Path), help="Key file."
+)
+@click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--rpc", help="JSON-RPC URL of the chain (the profile's network).")
+@click.option("--mint", help="The dGPU mint (the profile's network).")
+@click.option("--coordinator", help="Coordinator URL (the profile's network).")
+@click.option("--bootstrap", multiple=True, help="Bootstrap multiaddr (repeatable).")
+@click.option("--gpus", help='Simulated GPUs when no driver answers, e.g. "1xRTX 4090".')
+@click.option("--allow-image", "images", multiple=True, help="Image jobs may use (repeatable).")
+@click.option("--price", help="Fixed price, dGPU per GPU-hour.")
+@click.option("--executor", type=click.Choice(["docker", "local"]))
+@json_option
+def init(
+    profile_name: str | None,
+    key_path: Path | None,
+    data_dir: Path | None,
+    rpc: str | None,
+    mint: str | None,
+    coordinator: str | None,
+    bootstrap: tuple[str, ...],
+    gpus: str | None,
+    images: tuple[str, ...],
+    price: str | None,
+    executor: str | None,
+    as_json: bool,
+) -> None:
+    """Write a provider profile (and a key if there is none) so that ``dgpu provider
+    start`` needs no flags."""
+    path = profiles.config_path()
+    config = profiles.load(path)
+    name = profile_name or config.current or "default"
+    data_dir = (data_dir or _data_home() / "dgpu" / "provider").absolute()
+    key_path = (key_path or data_dir / "key.json").absolute()
+    if not key_path.exists():
+        key_path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        save_identity(Identity.generate(), key_path)
+    identity = load_key(key_path)
+    if mint is not None:
+        parse_address(mint, "--mint")
+    if price is not None:
+        per_second(price, "--price")
+    network: dict[str, profiles.Value | None] = {"rpc": rpc, "mint": mint}
+    network["coordinator"] = coordinator
+    if bootstrap:
+        network["bootstrap"] = list(bootstrap)
+    provider: dict[str, profiles.Value | None] = {
+        "key": str(key_path),
+        "data_dir": str(data_dir),
+        "gpus": gpus,
+        "price": price,
+        "executor": executor,
+    }
+    if images:
+        provider["allow_image"] = list(images)
+    config = profiles.with_values(config, name, {k: v for k, v in network.items() if v is not None})
+    config = profiles.with_values(
+        config, name, {k: v for k, v in provider.items() if v is not None}, provider=True
+    )
+    if config.current is None:
+        config = profiles.with_current(config, name)
+    profile = config.profiles[name]
+    missing = [k for k in ("rpc", "mint") if k not in profile.values and k not in profile.provider]
+    if not profile.provider.get("allow_image") and not profile.provider.get("allow_any_image"):
+        missing.append("allow_image")
+    profiles.save(config)
+    info = {
+        "path": str(path),
+        "profile": name,
+        "address": identity.address,
+        "key": str(key_path),
+        "data_dir": str(data_dir),
+        "missing": missing,
+    }
+    if as_json:
+        emit_json(info)
+        return
+    stderr.print(f"provider profile {name!r} written to {path}; address {identity.address}")
+    if missing:
+        stderr.print(
+            "still needed before `dgpu provider start`: "
+            + ", ".join(f"dgpu config set provider.{k} …" for k in missing),
+            highlight=False,
+        )
+    else:
+        stderr.print(
+            "start it with: dgpu provider start"
+            + (f" --profile {name}" if name != config.current else "")
+        )
+
+
+def _data_home() -> Path:
+    base = os.environ.get("XDG_DATA_HOME", "")
+    return Path(base) if base and Path(base).is_absolute() else Path.home() / ".local" / "share"
+
+
+@command.command("start", cls=ProviderProfileCommand)
 @key_option
 @data_option
 @common_network_options
@@ -122,9 +225,9 @@ def command() -> None:
 )
 @click.option(
     "--bulk-listen",
-    default="127.0.0.1:0",
-    show_default=True,
-    help="HOST:PORT of the TCP channel that hands job outputs to renters.",
+    help="Hand job outputs over a plain TCP channel on HOST:PORT instead of libp2p streams "
+    "(unencrypted: trusted LANs and benchmarks only). Default: libp2p streams, encrypted "
+    "and authenticated, over whatever connection the renter has (relayed included).",
 )
 @click.option(
     "--bulk-announce",
@@ -160,7 +263,7 @@ def start(
     cpu_limit: float | None,
     memory_mb: int | None,
     settle_on_finish: bool,
-    bulk_listen: str,
+    bulk_listen: str | None,
     bulk_announce: str | None,
     as_json: bool,
 ) -> None:
@@ -217,7 +320,7 @@ def start(
         coordinator_url=coordinator_url,
         executor_kind=executor,
         docker_url=docker_url,
-        bulk=_bulk_config(bulk_listen, bulk_announce),
+        bulk=_bulk_config(bulk_listen, bulk_announce) if bulk_listen else None,
         bulk_announce=bulk_announce,
         as_json=as_json,
     )
@@ -312,7 +415,7 @@ async def _serve(
     coordinator_url: str | None,
     executor_kind: str,
     docker_url: str,
-    bulk: BulkServerConfig,
+    bulk: BulkServerConfig | None,
     bulk_announce: str | None,
     as_json: bool,
 ) -> None:
@@ -327,10 +430,21 @@ async def _serve(
         async with (
             open_escrow(rpc_url) as escrow,
             _open_executor(executor_kind, identity.address, data_dir, docker_url) as executor,
-            open_network(identity, listen=listen, bootstrap=bootstrap, psk=psk) as network,
+            open_network(
+                identity,
+                listen=listen,
+                bootstrap=bootstrap,
+                psk=psk,
+                default_listen=PROVIDER_LISTEN,
+                reachable=True,
+            ) as network,
             open_coordinator(coordinator_url, identity) as coordinator,
             open_bulk_output_host(
-                identity, data_dir / "bulk", bulk, announce_host=bulk_announce
+                identity,
+                data_dir / "bulk",
+                bulk,
+                announce_host=bulk_announce,
+                network=network if bulk is None else None,
             ) as outputs,
         ):
             await ensure_token_account(escrow, identity, config.mint)
@@ -405,7 +519,7 @@ def _announce(provider: Provider, as_json: bool) -> None:
         )
 
 
-@command.command("settle")
+@command.command("settle", cls=ProviderProfileCommand)
 @key_option
 @data_option
 @click.option("--rpc", "rpc_url", required=True, help="JSON-RPC URL of the chain.")
@@ -436,7 +550,7 @@ def settle(key_path: Path, data_dir: Path, rpc_url: str, as_json: bool) -> None:
     )
 
 
-@command.command("status")
+@command.command("status", cls=ProviderProfileCommand)
 @data_option
 @json_option
 def status(data_dir: Path, as_json: bool) -> None:

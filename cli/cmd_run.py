@@ -25,6 +25,8 @@ from typing import Any
 import click
 import trio
 from dgpu.cli import pidfile as pidfiles
+from dgpu.cli.detach import start_detached
+from dgpu.cli.jobfiles import JobFiles
 from dgpu.cli.nodeopts import (
     CliSetupError,
     cancel_on_signals,
@@ -45,6 +47,7 @@ from dgpu.cli.nodeopts import (
     run_on_chain,
 )
 from dgpu.cli.output import emit_json, stderr
+from dgpu.cli.profile import ProfileCommand
 from dgpu.node.config import RenterConfig
 from dgpu.node.renter import (
     Agreed,
@@ -69,6 +72,7 @@ from dgpu.node.renter import (
 )
 from dgpu.pricing import base_units_to_dgpu
 from dgpu.protocol.identity import address_of
+from dgpu.protocol.messages import Offer
 from dgpu.protocol.negotiation import JobSpec, new_job_id
 from rich.status import Status
 
@@ -96,11 +100,23 @@ def _dgpu(amount: int) -> str:
 class Progress:
     """Renders renter events: a spinner and lines on stderr, the job's stdout on stdout."""
 
-    def __init__(self, status: Status, *, as_json: bool) -> None:
+    def __init__(
+        self,
+        status: Status,
+        *,
+        as_json: bool,
+        files: JobFiles | None = None,
+        output_dir: Path | None = None,
+    ) -> None:
         self.status = status
         self.as_json = as_json
+        self.files = files
+        self.output_dir = output_dir
+        self.offer: Offer | None = None
 
     def __call__(self, event: RenterEvent) -> None:
+        if self.files is not None:
+            self._keep(self.files, event)
         if isinstance(event, OffersFound):
             found = event.found
             stderr.print(f"{len(found.candidates)} matching offers ({found.source})")
@@ -140,6 +156,17 @@ class Progress:
         elif isinstance(event, OutputFetched):
             stderr.print(f"fetched {event.path} ({event.size} bytes, sha256 verified)")
 
+    def _keep(self, files: JobFiles, event: RenterEvent) -> None:
+        """What ``dgpu jobs`` and a restarted node read: the offer once funded, the logs."""
+        if isinstance(event, Estimated):
+            self.offer = event.offer
+        elif isinstance(event, Funded) and self.offer is not None:
+            files.write_meta(self.offer, self.output_dir)
+        elif isinstance(event, LogReceived):
+            files.root.mkdir(parents=True, exist_ok=True)
+            with files.output.open("ab") as out:
+                out.write(event.data)
+
 
 def _env(values: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
     pairs = []
@@ -151,7 +178,7 @@ def _env(values: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
     return tuple(pairs)
 
 
-@command.command("job", context_settings={"ignore_unknown_options": False})
+@command.command("job", cls=ProfileCommand, context_settings={"ignore_unknown_options": False})
 @key_option
 @data_option
 @common_network_options
@@ -175,7 +202,7 @@ def _env(values: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
 )
 @click.option("--max-price", required=True, help="Most you pay, dGPU per GPU-hour.")
 @click.option("--image", required=True, help="Container image to run.")
-@click.option("--duration", required=True, type=int, help="Most seconds the job may run.")
+@click.option("--duration", default=600, show_default=True, help="Most seconds the job may run.")
 @click.option("--env", "env_items", multiple=True, help="NAME=VALUE for the job (repeatable).")
 @click.option("--network", "with_network", is_flag=True, help="Ask for network access.")
 @click.option(
@@ -183,6 +210,13 @@ def _env(values: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
 )
 @click.option("--out-path", default="/out", show_default=True, help="Outputs dir in the job.")
 @click.option("--max-output-mb", default=64, show_default=True, help="Most output, MiB.")
+@click.option(
+    "--detach",
+    is_flag=True,
+    help="Print the job id once funded and leave a node process metering and paying "
+    "(see dgpu jobs).",
+)
+@click.option("--job-id", "job_id_hex", hidden=True, help="The job id (a detached node's).")
 @json_option
 @click.argument("job_command", nargs=-1, required=True)
 def job(
@@ -209,10 +243,15 @@ def job(
     output_dir: Path | None,
     out_path: str,
     max_output_mb: int,
+    detach: bool,
+    job_id_hex: str | None,
     as_json: bool,
     job_command: tuple[str, ...],
 ) -> None:
     """Run JOB_COMMAND (after --) in IMAGE on a rented GPU."""
+    if detach:
+        start_detached(data_dir, as_json=as_json)
+        return
     identity = load_key(key_path)
     config = RenterConfig(mint=parse_address(mint, "--mint"), program_id=program_id_bytes())
     price = per_second(max_price, "--max-price")
@@ -239,7 +278,7 @@ def job(
         vendor=vendor,
         executor=executor,
     )
-    job_id = new_job_id(os.urandom(32))
+    job_id = bytes.fromhex(job_id_hex) if job_id_hex else new_job_id(os.urandom(32))
     main = functools.partial(
         _run,
         identity_path=key_path,
@@ -258,9 +297,9 @@ def job(
         as_json=as_json,
     )
     del identity
-    result = trio.run(main)
+    result, connection = trio.run(main)
     if as_json:
-        emit_json(result.to_json())
+        emit_json({**result.to_json(), "connection": connection})
     else:
         _summary(result)
     if not result.ok:
@@ -283,7 +322,7 @@ async def _run(
     p2p: bool,
     output_dir: Path | None,
     as_json: bool,
-) -> JobResult:
+) -> tuple[JobResult, str]:
     identity = load_key(identity_path)
     running = data_dir / "running"
     running.mkdir(parents=True, exist_ok=True)
@@ -304,9 +343,14 @@ async def _run(
                 open_network(identity, listen=listen, bootstrap=bootstrap, psk=psk) as network,
                 open_coordinator(coordinator_url, identity) as coordinator,
             ):
-                # outputs over the provider's bulk channel; over libp2p when the quote
-                # names no bulk address
-                fetcher = BulkOutputFetcher(identity, fallback=StreamOutputFetcher(network))
+                # outputs over the provider's bulk channel (libp2p streams, or TCP where
+                # the provider serves it so); the job's stream when it names none
+                fetcher = BulkOutputFetcher(
+                    identity,
+                    fallback=StreamOutputFetcher(network),
+                    open_stream=network.open_raw_stream,
+                    connection_kind=network.connection_kind,
+                )
                 renter = Renter(
                     identity=identity,
                     config=config,
@@ -328,7 +372,12 @@ async def _run(
                             query=query,
                             p2p=p2p,
                             output_dir=output_dir,
-                            events=Progress(status, as_json=as_json),
+                            events=Progress(
+                                status,
+                                as_json=as_json,
+                                files=JobFiles.of(data_dir, job_id.hex()),
+                                output_dir=output_dir,
+                            ),
                             cancel=cancel,
                             job_id=job_id,
                         )
@@ -336,7 +385,7 @@ async def _run(
                 _report_transfer(fetcher)
         finally:
             pidfile.unlink(missing_ok=True)
-    return result
+    return result, fetcher.stats.connection
 
 
 def _report_transfer(fetcher: BulkOutputFetcher) -> None:
@@ -346,7 +395,7 @@ def _report_transfer(fetcher: BulkOutputFetcher) -> None:
         resumed = f", {stats.resumed} resumed" if stats.resumed else ""
         stderr.print(
             f"outputs: {_files(stats.files)}, {stats.bytes} bytes over the bulk channel"
-            f" in {stats.seconds:.2f}s ({rate:.1f} MB/s{resumed})",
+            f" in {stats.seconds:.2f}s ({rate:.1f} MB/s{resumed}; {stats.connection} connection)",
             highlight=False,
         )
     if stats.via_fallback:
@@ -389,7 +438,7 @@ def _summary(result: JobResult) -> None:
         stderr.print(f"[bold red]dispute:[/] {dispute}", highlight=False)
 
 
-@command.command("cancel")
+@command.command("cancel", cls=ProfileCommand)
 @data_option
 @click.argument("job_id", required=False)
 def cancel(data_dir: Path, job_id: str | None) -> None:
@@ -442,7 +491,7 @@ def close_stale_jobs(data_dir: Path) -> list[str]:
     return closed
 
 
-@command.command("reclaim")
+@command.command("reclaim", cls=ProfileCommand)
 @key_option
 @data_option
 @click.option("--rpc", "rpc_url", required=True, help="JSON-RPC URL of the chain.")

@@ -21,12 +21,15 @@ from dgpu.protocol.errors import DgpuError
 COMMANDS: Final[dict[str, str]] = {
     "bootstrap": "Bootstrap peers: the DHT servers new nodes join through.",
     "chain": "The Solana side: a local JSON-RPC chain and the escrow program.",
+    "config": "Profiles: named networks and your defaults, so commands need few flags.",
     "coordinator": "The coordinator: offer index, prices, settlement, explorer.",
     "devnet": "A whole local network: chain, coordinator, peers, providers.",
+    "jobs": "Your jobs: ls, logs [-f], attach, stop, outputs, resume.",
     "keys": "Node keys: one key is the Solana wallet and the libp2p ID.",
     "provider": "Offer GPUs for rent, run the jobs, get paid per second.",
     "run": "Run a container on a rented GPU, or manage jobs.",
     "sim": "Simulate many nodes in virtual time, or a whole market.",
+    "wallet": "Your key's money: balance, history, transfer, devnet airdrop.",
 }
 """Command name -> its one-line help; the command is ``dgpu.cli.cmd_<name>.command``."""
 

@@ -11,15 +11,14 @@ import logging
 import signal
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
-from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 import click
 import trio
 from dgpu.cli.output import emit_json, stderr
+from dgpu.cli.profile import PARAM_OF, describe, from_profile
 from dgpu.contracts_client.money import ChainEscrow
-from dgpu.node.net.interface import Network
 from dgpu.node.store import NodeStore
 from dgpu.pricing import SECONDS_PER_HOUR, dgpu_to_base_units
 from dgpu.pricing.units import ceil_div
@@ -29,6 +28,7 @@ from dgpu.protocol.keyfile import load_identity
 
 if TYPE_CHECKING:
     from dgpu.node.coordinator_client import CoordinatorClient
+    from dgpu.node.net.libp2p import Libp2pNetwork
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +49,10 @@ data_option = click.option(
 json_option = click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 
 DEFAULT_LISTEN = "/ip4/127.0.0.1/tcp/0"
+PROVIDER_LISTEN = "/ip4/0.0.0.0/tcp/4001"
+"""Providers are dialled by strangers: every interface, and a fixed port (a port-preserving
+NAT then maps it to the same public port, which hole punching predicts). What is
+announced is the interfaces' addresses, never the wildcard (LIBP2P.md hazard 17)."""
 
 
 class ChannelResult(Protocol):
@@ -70,12 +74,24 @@ def load_key(path: Path) -> Identity:
     try:
         return load_identity(path)
     except KeyFileError as exc:
-        raise CliSetupError(f"{exc} (create one with: dgpu keys new {path})") from exc
+        where = f"{describe('key_path')}: " if from_profile("key_path") else ""
+        raise CliSetupError(f"{where}{exc} (create one with: dgpu keys new {path})") from exc
 
 
 def open_store(data_dir: Path) -> NodeStore:
     data_dir.mkdir(parents=True, exist_ok=True)
     return NodeStore.open(data_dir / "node.sqlite")
+
+
+def bad_value(flag: str, message: str) -> Exception:
+    """The error for a bad value of option ``flag``: click's usage error when it was
+    typed, one line naming the key and the file (or the variable) when it came from a
+    profile (or the environment)."""
+    key = flag.lstrip("-").replace("-", "_")
+    param = PARAM_OF.get(key, key)
+    if from_profile(param):
+        return CliSetupError(f"{describe(param)}: {message}")
+    return click.BadParameter(message, param_hint=flag)
 
 
 def parse_address(value: str, what: str) -> bytes:
@@ -84,15 +100,15 @@ def parse_address(value: str, what: str) -> bytes:
     try:
         return bytes(Pubkey.from_string(value))
     except ValueError as exc:
-        raise click.BadParameter(f"{value!r} is not a base58 address", param_hint=what) from exc
+        raise bad_value(what, f"{value!r} is not a base58 address") from exc
 
 
 def per_second(dgpu_per_hour: str, what: str) -> int:
     """dGPU per GPU-hour (as typed) -> base units per GPU-second, rounded up."""
     try:
-        hourly = dgpu_to_base_units(Decimal(dgpu_per_hour))
+        hourly = dgpu_to_base_units(dgpu_per_hour)
     except (ValueError, ArithmeticError) as exc:
-        raise click.BadParameter(str(exc), param_hint=what) from exc
+        raise bad_value(what, str(exc)) from exc
     return ceil_div(hourly, SECONDS_PER_HOUR)
 
 
@@ -205,10 +221,19 @@ async def open_network(
     listen: tuple[str, ...],
     bootstrap: tuple[str, ...],
     psk: bytes | None = None,
-) -> AsyncIterator[Network]:
+    default_listen: str = DEFAULT_LISTEN,
+    reachable: bool = False,
+) -> AsyncIterator[Libp2pNetwork]:
+    """``reachable``: the node must be dialable by others (providers): check it by
+    dial-back from the bootstrap peers and take relay slots on them when it is not."""
     from dgpu.node.net.libp2p import Libp2pConfig, open_libp2p_network
 
-    config = Libp2pConfig(listen=listen or (DEFAULT_LISTEN,), bootstrap=bootstrap, psk=psk)
+    config = Libp2pConfig(
+        listen=listen or (default_listen,),
+        bootstrap=bootstrap,
+        psk=psk,
+        reserve_when_unreachable=reachable,
+    )
     async with open_libp2p_network(identity, config) as network:
         yield network
 
@@ -254,6 +279,7 @@ def common_network_options(fn: click.decorators.FC) -> click.decorators.FC:
     fn = click.option(
         "--listen",
         multiple=True,
-        help=f"Multiaddr to listen on (repeatable; default {DEFAULT_LISTEN}).",
+        help=f"Multiaddr to listen on (repeatable; default {DEFAULT_LISTEN} for renters, "
+        f"{PROVIDER_LISTEN} for providers).",
     )(fn)
     return fn

@@ -27,7 +27,12 @@ from dgpu.contracts_client.errors import (
 )
 from dgpu.contracts_client.escrow import EscrowClient, OpenedChannel
 from dgpu.contracts_client.idl import ChannelAccount, ConfigState, EscrowIdl, default_idl
-from dgpu.contracts_client.instructions import DEFAULT_DISPUTE_WINDOW, DEFAULT_FEE_BPS
+from dgpu.contracts_client.instructions import (
+    DEFAULT_BOUNDS,
+    DEFAULT_DISPUTE_WINDOW,
+    DEFAULT_FEE_BPS,
+    ChannelBounds,
+)
 from dgpu.contracts_client.pda import (
     associated_token_address,
     channel_address,
@@ -44,6 +49,7 @@ from dgpu.contracts_client.settlement import (
 )
 
 __all__ = [
+    "DEFAULT_BOUNDS",
     "DEFAULT_DISPUTE_WINDOW",
     "DEFAULT_FEE_BPS",
     "ED25519_PROGRAM_ID",
@@ -51,6 +57,7 @@ __all__ = [
     "AccountDecodeError",
     "BatchTooLarge",
     "ChannelAccount",
+    "ChannelBounds",
     "ChannelNotFound",
     "ConfigNotFound",
     "ConfigState",

@@ -24,8 +24,10 @@ from dgpu.contracts_client.errors import (
 )
 from dgpu.contracts_client.idl import ChannelAccount, ConfigState, EscrowIdl, default_idl
 from dgpu.contracts_client.instructions import (
+    DEFAULT_BOUNDS,
     DEFAULT_DISPUTE_WINDOW,
     DEFAULT_FEE_BPS,
+    ChannelBounds,
     cooperative_close_ix,
     initialize_ix,
     open_channel_ix,
@@ -104,24 +106,31 @@ class EscrowClient:
 
     async def initialize(
         self,
-        admin: Keypair,
+        authority: Keypair,
         *,
         treasury: Pubkey,
         mints: Sequence[Pubkey],
+        admin: Pubkey | None = None,
+        payer: Keypair | None = None,
         settler: Pubkey | None = None,
         fee_bps: int = DEFAULT_FEE_BPS,
         dispute_window: int = DEFAULT_DISPUTE_WINDOW,
     ) -> Signature:
+        """Create the config, signed by the program's upgrade ``authority``; ``admin``
+        (default: the authority) runs it from then on; ``payer`` (default: the authority)
+        pays the rent and the fee."""
         ix = initialize_ix(
-            admin.pubkey(),
+            authority.pubkey(),
             treasury=treasury,
             mints=mints,
+            admin=admin,
+            payer=None if payer is None else payer.pubkey(),
             settler=settler,
             fee_bps=fee_bps,
             dispute_window=dispute_window,
             idl=self.idl,
         )
-        return await self._send([ix], admin)
+        return await self._send([ix], payer or authority, [authority])
 
     async def update_config(
         self,
@@ -158,6 +167,7 @@ class EscrowClient:
         mint: Pubkey,
         deposit: int,
         expiry: int,
+        bounds: ChannelBounds = DEFAULT_BOUNDS,
         channel_id: int | None = None,
         renter_token: Pubkey | None = None,
         payer: Keypair | None = None,
@@ -173,6 +183,7 @@ class EscrowClient:
             channel_id=channel_id,
             deposit=deposit,
             expiry=expiry,
+            bounds=bounds,
             renter_token=renter_token,
             idl=self.idl,
         )

@@ -40,6 +40,8 @@ class ConfigState:
     dispute_window: int
     fee_bps: int
     bump: int
+    version: int = 1
+    """Layout version (0: written before the field existed, same layout)."""
 
 
 @dataclass(frozen=True)
@@ -62,6 +64,8 @@ class ChannelAccount:
     fee_bps: int
     bump: int
     vault_bump: int
+    version: int = 1
+    """Layout version (0: written before the field existed, same layout)."""
 
     @property
     def refund_after(self) -> int:
@@ -154,6 +158,7 @@ class EscrowIdl:
             dispute_window=int(c.dispute_window),
             fee_bps=int(c.fee_bps),
             bump=int(c.bump),
+            version=int(c.version),
         )
 
     def decode_channel(self, address: Pubkey, data: bytes) -> ChannelAccount:
@@ -170,6 +175,7 @@ class EscrowIdl:
             "fee_bps",
             "bump",
             "vault_bump",
+            "version",
         )
         numbers = {f: int(getattr(c, f)) for f in fields}
         return ChannelAccount(

@@ -8,6 +8,7 @@ Token accounts default to associated token accounts. ``settle`` lives in
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Final
 
 from dgpu.contracts_client.idl import ChannelAccount, EscrowIdl, default_idl
@@ -15,6 +16,7 @@ from dgpu.contracts_client.pda import (
     associated_token_address,
     channel_address,
     config_address,
+    program_data_address,
     vault_address,
 )
 from solders.instruction import Instruction
@@ -25,6 +27,33 @@ from spl.token.constants import TOKEN_PROGRAM_ID
 DEFAULT_FEE_BPS: Final = 500
 DEFAULT_DISPUTE_WINDOW: Final = 24 * 3600
 MAX_MINTS: Final = 4
+DEFAULT_MAX_FEE_BPS: Final = 1_000
+"""A renter's default bound on the platform fee: 10 % (the config's default is 5 %)."""
+DEFAULT_MAX_DISPUTE_WINDOW: Final = 7 * 24 * 3600
+"""A renter's default bound on the dispute window: a week (the config's default is a day)."""
+
+
+@dataclass(frozen=True)
+class ChannelBounds:
+    """The worst terms a renter accepts for a channel it opens: ``open_channel`` is refused
+    when the config's fee or dispute window exceeds them, so an admin's config change that
+    lands just before the opening cannot impose new terms on it."""
+
+    max_fee_bps: int = DEFAULT_MAX_FEE_BPS
+    max_dispute_window: int = DEFAULT_MAX_DISPUTE_WINDOW
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.max_fee_bps <= 10_000:
+            raise ValueError(f"max_fee_bps {self.max_fee_bps} is not 0..10000")
+        if not 0 <= self.max_dispute_window < 2**63:
+            raise ValueError(f"max_dispute_window {self.max_dispute_window} is not an i64 >= 0")
+
+    def allows(self, fee_bps: int, dispute_window: int) -> bool:
+        """Whether a config with these terms may open the channel (the program's rule)."""
+        return fee_bps <= self.max_fee_bps and dispute_window <= self.max_dispute_window
+
+
+DEFAULT_BOUNDS: Final = ChannelBounds()
 
 
 def _config_args(
@@ -40,17 +69,24 @@ def _config_args(
 
 
 def initialize_ix(
-    admin: Pubkey,
+    authority: Pubkey,
     *,
     treasury: Pubkey,
     mints: Sequence[Pubkey],
+    admin: Pubkey | None = None,
+    payer: Pubkey | None = None,
     settler: Pubkey | None = None,
     fee_bps: int = DEFAULT_FEE_BPS,
     dispute_window: int = DEFAULT_DISPUTE_WINDOW,
     idl: EscrowIdl | None = None,
 ) -> Instruction:
+    """Create the config; ``authority`` must be the program's upgrade authority and sign.
+    ``admin`` (default: the authority) may later update the config; ``payer`` (default:
+    the authority) signs too and pays the rent; ``settler`` defaults to the admin."""
     idl = idl or default_idl()
-    args = _config_args(
+    admin = admin or authority
+    args: dict[str, object] = {"admin": admin}
+    args |= _config_args(
         settler=settler or admin,
         treasury=treasury,
         fee_bps=fee_bps,
@@ -58,8 +94,10 @@ def initialize_ix(
         mints=mints,
     )
     accounts = {
-        "admin": admin,
+        "payer": payer or authority,
+        "authority": authority,
         "config": config_address(idl.program_id),
+        "program_data": program_data_address(idl.program_id),
         "system_program": SYSTEM_PROGRAM_ID,
     }
     return idl.instruction("initialize", args, accounts)
@@ -97,10 +135,11 @@ def open_channel_ix(
     channel_id: int,
     deposit: int,
     expiry: int,
+    bounds: ChannelBounds = DEFAULT_BOUNDS,
     renter_token: Pubkey | None = None,
     idl: EscrowIdl | None = None,
 ) -> tuple[Instruction, Pubkey]:
-    """The instruction and the channel's address."""
+    """The instruction and the channel's address; ``bounds`` are the renter's."""
     idl = idl or default_idl()
     channel = channel_address(renter, provider, channel_id, idl.program_id)
     accounts = {
@@ -114,7 +153,13 @@ def open_channel_ix(
         "token_program": TOKEN_PROGRAM_ID,
         "system_program": SYSTEM_PROGRAM_ID,
     }
-    args = {"channel_id": channel_id, "deposit": deposit, "expiry": expiry}
+    args = {
+        "channel_id": channel_id,
+        "deposit": deposit,
+        "expiry": expiry,
+        "max_fee_bps": bounds.max_fee_bps,
+        "max_dispute_window": bounds.max_dispute_window,
+    }
     return idl.instruction("open_channel", args, accounts), channel
 
 

@@ -3,6 +3,9 @@
 - config  ``["config"]``
 - channel ``["channel", renter, provider, channel_id u64 LE]``
 - vault   ``["vault", channel]`` (an SPL token account owned by the channel PDA)
+
+and the program's own ProgramData (``[program id]`` under the upgradeable loader), where
+``initialize`` reads the upgrade authority.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ CONFIG_SEED: Final = b"config"
 CHANNEL_SEED: Final = b"channel"
 VAULT_SEED: Final = b"vault"
 U64_MAX: Final = 2**64 - 1
+BPF_LOADER_UPGRADEABLE_ID: Final = Pubkey.from_string("BPFLoaderUpgradeab1e11111111111111111111111")
 
 
 def config_address(program_id: Pubkey = PROGRAM_ID) -> Pubkey:
@@ -40,3 +44,8 @@ def associated_token_address(owner: Pubkey, mint: Pubkey) -> Pubkey:
     """The owner's associated token account for ``mint`` (SPL Token, not Token-2022)."""
     seeds = [bytes(owner), bytes(TOKEN_PROGRAM_ID), bytes(mint)]
     return Pubkey.find_program_address(seeds, ASSOCIATED_TOKEN_PROGRAM_ID)[0]
+
+
+def program_data_address(program_id: Pubkey = PROGRAM_ID) -> Pubkey:
+    """The ProgramData account of a program deployed by the upgradeable loader (v3)."""
+    return Pubkey.find_program_address([bytes(program_id)], BPF_LOADER_UPGRADEABLE_ID)[0]

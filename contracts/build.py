@@ -127,8 +127,9 @@ def render_header(idl: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def compile_object(src_dir: Path, work_dir: Path) -> bytes:
-    """Compile ``escrow.c`` in ``src_dir`` to a BPF object; return its bytes."""
+def compile_object(src_dir: Path, work_dir: Path, defines: Sequence[str] = ()) -> bytes:
+    """Compile ``escrow.c`` in ``src_dir`` to a BPF object; return its bytes. ``defines``
+    (``NAME`` or ``NAME=VALUE``) are for the mutation tests' variants only."""
     obj = work_dir / "escrow.o"
     cmd = [
         sys.executable,
@@ -138,6 +139,7 @@ def compile_object(src_dir: Path, work_dir: Path) -> bytes:
         "-target",
         "bpfel-freestanding",
         *CFLAGS,
+        *(f"-D{define}" for define in defines),
         "-I",
         ".",
         "-c",
@@ -151,12 +153,17 @@ def compile_object(src_dir: Path, work_dir: Path) -> bytes:
     return obj.read_bytes()
 
 
-def build(out_dir: Path | None = None, *, src_dir: Path | None = None) -> Built:
+def build(
+    out_dir: Path | None = None, *, src_dir: Path | None = None, defines: Sequence[str] = ()
+) -> Built:
     """Regenerate the header, compile and relink; write ``escrow.so`` (+ sha256) in out_dir.
 
     The header is written into ``src_dir`` (it is part of the source); ``out_dir``
-    defaults to ``src_dir``.
+    defaults to ``src_dir``. ``defines`` build a variant (the mutation tests' programs
+    with one check removed): never into the source directory.
     """
+    if defines and out_dir is None:
+        raise BuildError("a variant built with defines needs its own out_dir")
     purpose = "rebuilding the escrow program"
     import_extra("ziglang", extra="build", purpose=purpose)
     import_extra("elftools", extra="build", purpose=purpose)
@@ -170,7 +177,7 @@ def build(out_dir: Path | None = None, *, src_dir: Path | None = None) -> Built:
     if not header_path.exists() or header_path.read_text() != header:
         header_path.write_text(header)
     with tempfile.TemporaryDirectory(prefix="dgpu-escrow-") as tmp:
-        obj = compile_object(src, Path(tmp))
+        obj = compile_object(src, Path(tmp), defines)
     program = relink([(SOURCE, obj)])
     digest = hashlib.sha256(program.so).hexdigest()
     out.mkdir(parents=True, exist_ok=True)

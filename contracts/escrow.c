@@ -24,6 +24,11 @@
 #include "escrow_idl.h"
 
 #define MAX_ACCOUNTS 64
+/* Account layout version, the byte after the bumps. 0: accounts written before the byte
+ * existed (it was reserved and zero), whose layout is this one; 1: this program. A later
+ * program that changes a layout raises it and can tell the accounts apart; this one
+ * refuses accounts of a version it does not know rather than misread them. */
+#define LAYOUT_VERSION 1
 #define MAX_MINTS 4
 #define MAX_FEE_BPS 10000
 #define MAX_DISPUTE_WINDOW (10LL * 365 * 24 * 3600)
@@ -33,10 +38,15 @@
 #define TOKEN_STATE_INITIALIZED 1
 #define RECEIPT_LEN 64
 #define SIGNATURE_OFFSETS_LEN 14
-#define SAME_INSTRUCTION 0xffff
 #define ACCOUNT_STORAGE_OVERHEAD 128
 #define F64_ONE_BITS 0x3ff0000000000000ULL
 #define F64_TWO_BITS 0x4000000000000000ULL
+/* UpgradeableLoaderState::ProgramData (bincode): u32 tag 3 | u64 slot | Option<Pubkey>
+ * (1 tag byte + 32) | ELF. The authority's offsets are unaligned: compare bytewise. */
+#define PROGRAM_DATA_TAG 3
+#define PROGRAM_DATA_AUTHORITY_SET 12
+#define PROGRAM_DATA_AUTHORITY 13
+#define PROGRAM_DATA_META_LEN 45
 
 static const Pubkey SYSTEM_PROGRAM = {{0}};
 static const Pubkey TOKEN_PROGRAM = {{6, 221, 246, 225, 215, 101, 161, 147, 217, 203, 225, 70,
@@ -48,6 +58,9 @@ static const Pubkey ED25519_PROGRAM = {{3, 125, 70, 214, 124, 147, 251, 190, 18,
 static const Pubkey INSTRUCTIONS_SYSVAR = {{6, 167, 213, 23, 24, 123, 209, 102, 53, 218, 212, 4,
                                             85, 253, 194, 192, 193, 36, 198, 143, 33, 86, 117,
                                             165, 219, 186, 203, 95, 8, 0, 0, 0}};
+static const Pubkey LOADER_V3 = {{2, 168, 246, 145, 78, 136, 161, 176, 226, 16, 21, 62, 247, 99,
+                                  174, 43, 0, 194, 185, 61, 22, 193, 36, 210, 192, 83, 122, 16,
+                                  4, 128, 0, 0}}; /* BPFLoaderUpgradeab1e11111111111111111111111 */
 static const uint8_t RECEIPT_TAG[16] = "dgpu/v1/receipt";
 static const uint8_t SEED_CONFIG[] = "config";
 static const uint8_t SEED_CHANNEL[] = "channel";
@@ -64,7 +77,8 @@ typedef struct {
   uint16_t fee_bps;
   uint8_t bump;
   uint8_t mint_count;
-  uint8_t reserved[4];
+  uint8_t version;
+  uint8_t reserved[3];
 } Config;
 _Static_assert(sizeof(Config) == ACCOUNT_CONFIG_LEN, "Config differs from idl.json");
 
@@ -85,7 +99,8 @@ typedef struct {
   uint16_t fee_bps;
   uint8_t bump;
   uint8_t vault_bump;
-  uint8_t reserved[4];
+  uint8_t version;
+  uint8_t reserved[3];
 } Channel;
 _Static_assert(sizeof(Channel) == ACCOUNT_CHANNEL_LEN, "Channel differs from idl.json");
 
@@ -141,6 +156,9 @@ static void read_key(Reader *r, Pubkey *out) {
 static Config *load_config(const Ctx *ctx, const AccountInfo *account) {
   if (!key_eq(account->owner, &ctx->program_id) || account->data_len < sizeof(Config)) return NULL;
   Config *config = (Config *)account->data;
+#ifndef MUTANT_ANY_VERSION
+  if (config->version > LAYOUT_VERSION) return NULL;
+#endif
   return config->discriminator == ACCOUNT_CONFIG ? config : NULL;
 }
 
@@ -149,6 +167,9 @@ static Channel *load_channel(const Ctx *ctx, const AccountInfo *account) {
       account->data_len < sizeof(Channel))
     return NULL;
   Channel *channel = (Channel *)account->data;
+#ifndef MUTANT_ANY_VERSION
+  if (channel->version > LAYOUT_VERSION) return NULL;
+#endif
   return channel->discriminator == ACCOUNT_CHANNEL ? channel : NULL;
 }
 
@@ -193,21 +214,55 @@ static uint64_t rent_exempt_minimum(uint64_t size, uint64_t *lamports) {
   return SUCCESS;
 }
 
-/* Creates `target` (a PDA signed for by `signer`) and refreshes its data_len: the C ABI
- * reads the length from the AccountInfo, and a stale one reads as a resize. */
+static uint64_t system_invoke(const uint8_t *data, uint64_t len, const AccountMeta *metas,
+                              const AccountInfo *infos, int count, const SignerSeeds *signer) {
+  Instruction ix = {&SYSTEM_PROGRAM, metas, (uint64_t)count, data, len};
+  return sol_invoke_signed_c(&ix, infos, count, signer, 1);
+}
+
+/* Creates `target` (a PDA signed for by `signer`) with `space` bytes owned by `owner`, paid
+ * by `payer`, and refreshes its data_len: the C ABI reads the length from the AccountInfo,
+ * and a stale one reads as a resize.
+ *
+ * Anyone can send lamports to any address, and the System Program's CreateAccount refuses
+ * an address that holds some: a PDA funded before its creation would be blocked for good.
+ * So, as Anchor's `init` does, an address that already holds lamports is topped up to the
+ * rent-exempt minimum, then allocated and assigned (both signed with the PDA's seeds; the
+ * System Program refuses either if the account already has data or another owner). The
+ * lamports a stranger sent stay in the account: they are the stranger's gift. */
 static uint64_t create_account(const AccountInfo *payer, AccountInfo *target, uint64_t space,
                                const Pubkey *owner, const SignerSeeds *signer) {
   uint64_t lamports = 0;
   uint64_t err = rent_exempt_minimum(space, &lamports);
   if (err) return err;
-  uint8_t data[52] = {0}; /* SystemInstruction::CreateAccount = 0 (u32) */
-  store_u64(data + 4, lamports);
-  store_u64(data + 12, space);
-  sol_memcpy_(data + 20, owner, 32);
   AccountMeta metas[2] = {{payer->key, true, true}, {target->key, true, true}};
-  Instruction ix = {&SYSTEM_PROGRAM, metas, 2, data, sizeof(data)};
   AccountInfo infos[2] = {*payer, *target};
-  err = sol_invoke_signed_c(&ix, infos, 2, signer, 1);
+  uint64_t held = *target->lamports;
+#ifndef MUTANT_CREATE_IGNORES_LAMPORTS
+  if (held == 0) {
+#endif
+    uint8_t data[52] = {0}; /* SystemInstruction::CreateAccount = 0 (u32) */
+    store_u64(data + 4, lamports);
+    store_u64(data + 12, space);
+    sol_memcpy_(data + 20, owner, 32);
+    err = system_invoke(data, sizeof(data), metas, infos, 2, signer);
+#ifndef MUTANT_CREATE_IGNORES_LAMPORTS
+  } else {
+    if (held < lamports) {
+      uint8_t transfer[12] = {2}; /* SystemInstruction::Transfer */
+      store_u64(transfer + 4, lamports - held);
+      err = system_invoke(transfer, sizeof(transfer), metas, infos, 2, signer);
+    }
+    uint8_t allocate[12] = {8}; /* SystemInstruction::Allocate */
+    store_u64(allocate + 4, space);
+    if (!err) err = system_invoke(allocate, sizeof(allocate), &metas[1], &infos[1], 1, signer);
+    uint8_t assign[36] = {1}; /* SystemInstruction::Assign */
+    sol_memcpy_(assign + 4, owner, 32);
+    if (!err) err = system_invoke(assign, sizeof(assign), &metas[1], &infos[1], 1, signer);
+  }
+#else
+  (void)held;
+#endif
   if (err) return err;
   target->data_len = current_data_len(target);
   return target->data_len == space ? SUCCESS : ERROR_INVALID_ARGUMENT;
@@ -293,16 +348,54 @@ static void write_config(Config *config, const ConfigArgs *args) {
   config->dispute_window = args->dispute_window;
 }
 
-/* accounts: admin (signer, writable), config (writable), system program */
+/* `authority` signed and is the upgrade authority recorded in this program's ProgramData.
+ * The ProgramData address is the upgradeable loader's PDA of [program id]: only the loader
+ * can put data there, so no owner check is needed. After `set-upgrade-authority --final`
+ * byte 12 is 0 but bytes 13..45 still hold the old key: the flag is read first. */
+static uint64_t check_upgrade_authority(const Ctx *ctx, const AccountInfo *authority,
+                                        const AccountInfo *program_data) {
+  if (!authority->is_signer) return ERR_MISSING_SIGNATURE;
+#ifndef MUTANT_ANY_PROGRAM_DATA
+  uint8_t bump = 0;
+  Pubkey expected;
+  SignerSeed seeds[1] = {{ctx->program_id.bytes, 32}};
+  if (sol_try_find_program_address(seeds, 1, &LOADER_V3, &expected, &bump) != 0 ||
+      !key_eq(&expected, program_data->key))
+    return ERR_BAD_PROGRAM_DATA;
+#else
+  (void)ctx;
+  (void)LOADER_V3;
+#endif
+  const uint8_t *d = program_data->data;
+  if (program_data->data_len < PROGRAM_DATA_META_LEN || load_u16(d) != PROGRAM_DATA_TAG ||
+      load_u16(d + 2) != 0)
+    return ERR_BAD_PROGRAM_DATA;
+#ifndef MUTANT_IGNORE_AUTHORITY_FLAG
+  if (d[PROGRAM_DATA_AUTHORITY_SET] != 1) return ERR_NOT_UPGRADE_AUTHORITY;
+#endif
+#ifndef MUTANT_ANY_AUTHORITY
+  if (!bytes_eq(d + PROGRAM_DATA_AUTHORITY, authority->key, 32)) return ERR_NOT_UPGRADE_AUTHORITY;
+#endif
+  return SUCCESS;
+}
+
+/* accounts: payer (signer, writable), authority (signer), config (writable), program data,
+ * system program;  args: admin, then as update_config. Only the program's upgrade
+ * authority may create the config (whoever deployed it), so nobody can take the admin
+ * seat between the deploy and the initialization; it names the admin. */
 static uint64_t initialize(Ctx *ctx) {
-  if (ctx->accounts_len < 3) return ERROR_NOT_ENOUGH_ACCOUNT_KEYS;
-  AccountInfo *admin = &ctx->accounts[0], *config_account = &ctx->accounts[1];
+  if (ctx->accounts_len < 5) return ERROR_NOT_ENOUGH_ACCOUNT_KEYS;
+  AccountInfo *payer = &ctx->accounts[0], *config_account = &ctx->accounts[2];
   Reader r = {ctx->args, ctx->args_len, true};
+  Pubkey admin;
+  read_key(&r, &admin);
   ConfigArgs args = {0};
   uint64_t err = read_config_args(&r, &args);
   if (err) return err;
-  if (!admin->is_signer) return ERR_MISSING_SIGNATURE;
-  if (!key_eq(ctx->accounts[2].key, &SYSTEM_PROGRAM)) return ERR_BAD_PROGRAM;
+  if (!payer->is_signer) return ERR_MISSING_SIGNATURE;
+  err = check_upgrade_authority(ctx, &ctx->accounts[1], &ctx->accounts[3]);
+  if (err) return err;
+  if (!key_eq(ctx->accounts[4].key, &SYSTEM_PROGRAM)) return ERR_BAD_PROGRAM;
   if (!key_eq(config_account->owner, &SYSTEM_PROGRAM) || config_account->data_len != 0)
     return ERR_ALREADY_INITIALIZED;
   uint8_t bump = 0;
@@ -312,12 +405,13 @@ static uint64_t initialize(Ctx *ctx) {
       !key_eq(&expected, config_account->key))
     return ERR_BAD_PDA;
   SignerSeeds signer = {seeds, 2};
-  err = create_account(admin, config_account, sizeof(Config), &ctx->program_id, &signer);
+  err = create_account(payer, config_account, sizeof(Config), &ctx->program_id, &signer);
   if (err) return err;
   Config *config = (Config *)config_account->data;
   config->discriminator = ACCOUNT_CONFIG;
-  config->admin = *admin->key;
+  config->admin = admin;
   config->bump = bump;
+  config->version = LAYOUT_VERSION;
   write_config(config, &args);
   LOG("escrow: config initialized");
   return SUCCESS;
@@ -347,7 +441,12 @@ static uint64_t update_config(Ctx *ctx) {
 
 /* accounts: renter (signer, writable), provider, mint, config (writable), channel (writable),
  * vault (writable), renter token (writable), token program, system program
- * args: channel_id u64, deposit u64, expiry i64 */
+ * args: channel_id u64, deposit u64, expiry i64, max_fee_bps u16, max_dispute_window i64
+ *
+ * The renter's bounds: the config (which its admin may change at any time, and so just
+ * before this transaction lands) must not take a larger fee nor hold the deposit for a
+ * longer dispute window than the renter agreed to. The channel keeps the config's fee and
+ * window as they are now: later config changes do not touch it. */
 static uint64_t open_channel(Ctx *ctx) {
   if (ctx->accounts_len < 9) return ERROR_NOT_ENOUGH_ACCOUNT_KEYS;
   AccountInfo *a = ctx->accounts;
@@ -358,10 +457,22 @@ static uint64_t open_channel(Ctx *ctx) {
   read_u64(&r);
   uint64_t deposit = read_u64(&r);
   int64_t expiry = (int64_t)read_u64(&r);
+  uint16_t max_fee_bps = read_u16(&r);
+  int64_t max_dispute_window = (int64_t)read_u64(&r);
   if (!r.ok || r.left != 0) return ERR_BAD_INSTRUCTION_DATA;
   if (!renter->is_signer) return ERR_MISSING_SIGNATURE;
   Config *config = load_config(ctx, config_account);
   if (config == NULL || !config_account->is_writable) return ERR_BAD_CONFIG;
+#ifndef MUTANT_NO_FEE_BOUND
+  if (config->fee_bps > max_fee_bps) return ERR_FEE_ABOVE_BOUND;
+#else
+  (void)max_fee_bps;
+#endif
+#ifndef MUTANT_NO_WINDOW_BOUND
+  if (config->dispute_window > max_dispute_window) return ERR_DISPUTE_WINDOW_ABOVE_BOUND;
+#else
+  (void)max_dispute_window;
+#endif
   if (!key_eq(a[7].key, &TOKEN_PROGRAM) || !key_eq(a[8].key, &SYSTEM_PROGRAM))
     return ERR_BAD_PROGRAM;
   if (!mint_allowed(config, mint->key)) return ERR_MINT_NOT_ALLOWED;
@@ -411,8 +522,8 @@ static uint64_t open_channel(Ctx *ctx) {
   channel->fee_bps = config->fee_bps;
   channel->bump = bump;
   channel->vault_bump = vault_bump;
-  LOG("escrow: channel opened (nonce, deposit)");
-  sol_log_64_(channel->open_nonce, deposit, 0, 0, 0);
+  channel->version = LAYOUT_VERSION;
+  LOG("escrow: channel opened");
   return SUCCESS;
 }
 
@@ -520,8 +631,8 @@ static uint64_t settle(Ctx *ctx) {
   for (uint64_t i = 0; i < receipts; i++) {
     const uint8_t *o = pre + 2 + SIGNATURE_OFFSETS_LEN * i;
     uint64_t signature = load_u16(o), key = load_u16(o + 4), message = load_u16(o + 8);
-    if (load_u16(o + 2) != SAME_INSTRUCTION || load_u16(o + 6) != SAME_INSTRUCTION ||
-        load_u16(o + 12) != SAME_INSTRUCTION || load_u16(o + 10) != RECEIPT_LEN ||
+    /* the three instruction indices are 0xFFFF (its own data): all six bytes are 0xFF */
+    if ((o[2] & o[3] & o[6] & o[7] & o[12] & o[13]) != 0xff || load_u16(o + 10) != RECEIPT_LEN ||
         signature + 64 > pre_len || key + 32 > pre_len || message + RECEIPT_LEN > pre_len)
       return ERR_BAD_SIGNATURE_OFFSETS;
     err = settle_one(ctx, &ctx->accounts[2 + 3 * i], pre + key, pre + message);

@@ -133,6 +133,11 @@ class RenterConfig:
     program_id: bytes
     fee_bps: int = DEFAULT_RATE_CARD.platform_fee_bps
     """Only to show the platform's share in estimates; the chain applies its own."""
+    max_fee_bps: int = 1_000
+    """The largest platform fee this renter accepts: channels are opened with this bound,
+    and the escrow refuses to open one while its config takes more."""
+    max_dispute_window_s: int = 7 * 24 * 3600
+    """The longest dispute window (the wait for a refund after expiry) it accepts, ditto."""
     tolerance_s: int = 2
     """Clock slack granted to a provider's reports (see RenterMeter)."""
     channel_margin_s: int = 120
@@ -153,3 +158,7 @@ class RenterConfig:
         _positive("max_attempts", self.max_attempts)
         if not 0 <= self.fee_bps <= 10_000:
             raise ConfigError("fee_bps must be 0..10000")
+        if not 0 <= self.max_fee_bps <= 10_000:
+            raise ConfigError("max_fee_bps must be 0..10000")
+        if not 0 <= self.max_dispute_window_s < 2**63:
+            raise ConfigError("max_dispute_window_s must be a non-negative i64")

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Set up this machine for dgpu: Debian packages (Docker Engine, Chromium), a Docker
+# Set up this machine for dgpu: Debian packages (Docker Engine, Chromium), Node.js and the
+# npm packages of the JavaScript interop tests (scripts/js-deps.sh), a Docker
 # Engine running, and a virtual environment in .venv with dgpu installed.
 #
 # Idempotent; run as root on Debian 12. DGPU_EDITABLE=1 installs in editable mode
@@ -8,6 +9,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 bash scripts/system-deps.sh
+bash scripts/js-deps.sh
 bash scripts/start-dockerd.sh
 
 PYTHON=${PYTHON:-python3}

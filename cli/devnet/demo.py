@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import subprocess
 from dataclasses import dataclass
 from typing import Any
@@ -25,6 +26,7 @@ import trio
 from dgpu.cli.devnet.parts import DEMO_GPU, Options, Running, run_args
 from dgpu.cli.devnet.supervisor import DevnetError, dgpu_command
 from dgpu.cli.devnet.wallets import Wallets, key_path
+from dgpu.cli.profile import without_profiles
 from dgpu.contracts_client.chain import RpcChain
 from dgpu.contracts_client.localnet import associated_token_address
 from dgpu.node.coordinator_client import CoordinatorClient, CoordinatorClientError
@@ -57,7 +59,12 @@ async def balances(rpc_url: str, mint: Pubkey, provider: str, wallets: Wallets) 
 
 def _dgpu_json(args: list[str], *, what: str, timeout: float) -> dict[str, Any]:
     done = subprocess.run(
-        [*dgpu_command(), *args], capture_output=True, text=True, timeout=timeout, check=False
+        [*dgpu_command(), *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+        env=without_profiles(os.environ),
     )
     try:
         result = json.loads(done.stdout.strip().splitlines()[-1])

@@ -21,8 +21,11 @@ import trio
 from dgpu.cli.devnet.ports import HOST, Ports
 from dgpu.cli.devnet.supervisor import Supervisor
 from dgpu.cli.devnet.wallets import Wallets, ensure_escrow_config, fund, key_path
+from dgpu.cli.profile import Value
 from dgpu.contracts_client.chain import RpcChain
+from dgpu.contracts_client.deploy import deploy_escrow
 from dgpu.contracts_client.localnet import DGPU_DECIMALS, TokenMint
+from dgpu.contracts_client.rpc_server import MINT_AUTHORITY_FILE
 from dgpu.protocol.keyfile import load_identity
 from solders.pubkey import Pubkey
 
@@ -77,6 +80,7 @@ def start_chain(sup: Supervisor, options: Options, wallets: Wallets) -> tuple[st
             "--host", HOST,
             "--port", str(options.ports.chain),
             "--state-dir", str(options.state_dir / "chain"),
+            "--no-escrow",  # deployed below through the upgradeable loader, as on a cluster
             "--json",
         ],
         on_restart=partial(_chain_restarted, wallets),
@@ -87,7 +91,13 @@ def start_chain(sup: Supervisor, options: Options, wallets: Wallets) -> tuple[st
 async def prepare_money(rpc_url: str, wallets: Wallets, mint: TokenMint) -> None:
     async with RpcChain(rpc_url) as chain:
         await fund(chain, wallets, mint)
-        await ensure_escrow_config(chain, wallets, mint.address)
+        deployed = await deploy_escrow(chain, wallets.admin.to_solders())
+        log.info(
+            "escrow %s at %s",
+            "found" if deployed.already_deployed else "deployed",
+            deployed.program_id,
+        )
+        await ensure_escrow_config(chain, wallets, mint)
 
 
 def start_network(sup: Supervisor, options: Options, wallets: Wallets) -> Running:
@@ -160,8 +170,31 @@ def start_network(sup: Supervisor, options: Options, wallets: Wallets) -> Runnin
     )
 
 
+def profile_values(options: Options, running: Running) -> dict[str, Value]:
+    """The ``devnet`` profile: this devnet's network and its renter's wallet."""
+    state = options.state_dir
+    return {
+        "rpc": running.rpc_url,
+        "mint": str(running.mint),
+        "coordinator": running.coordinator_url,
+        "bootstrap": [running.bootstrap],
+        "key": str(key_path(state, "renter")),
+        "data_dir": str(state / "renter"),
+        "output_dir": str(state / "renter" / "outputs"),
+        "max_price": "3",
+        "duration": 60,
+        "mint_authority": str(state / "chain" / MINT_AUTHORITY_FILE),
+    }
+
+
+def short_run_args(profile: str | None) -> list[str]:
+    """``dgpu run`` with the devnet's profile: only what the job is."""
+    chosen = ["--profile", profile] if profile else []
+    return ["run", *chosen, "--gpu", DEMO_GPU, "--image", DEMO_IMAGE, "--", "sh", "-c", DEMO_SCRIPT]
+
+
 def run_args(options: Options, running: Running, *, as_json: bool = False) -> list[str]:
-    """Arguments of the ``dgpu run`` a user can paste to try the devnet."""
+    """Arguments of the ``dgpu run`` a user can paste to try the devnet (every flag)."""
     state = options.state_dir
     return [
         "run",

@@ -28,6 +28,7 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
+from dgpu.cli.profile import without_profiles
 from dgpu.protocol.errors import DgpuError
 
 log = logging.getLogger(__name__)
@@ -132,7 +133,8 @@ class Supervisor:
                 stdin=subprocess.DEVNULL,
                 text=True,
                 start_new_session=True,
-                env={**os.environ, **dict(spec.env), "PYTHONUNBUFFERED": "1"},
+                # the parts take every value from their flags, none from the user's profile
+                env={**without_profiles(os.environ), **dict(spec.env), "PYTHONUNBUFFERED": "1"},
             )
         return process, log_path, out_path
 

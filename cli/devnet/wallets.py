@@ -92,19 +92,22 @@ async def fund(chain: Chain, wallets: Wallets, mint: TokenMint) -> None:
         await mint_to(chain, mint, renter_account, RENTER_DGPU - held)
 
 
-async def ensure_escrow_config(chain: Chain, wallets: Wallets, mint: Pubkey) -> None:
+async def ensure_escrow_config(chain: Chain, wallets: Wallets, mint: TokenMint) -> None:
+    """Initialize the escrow (signed by the devnet's admin, who deployed it through the
+    upgradeable loader and so is its upgrade authority) with that admin, or add the mint."""
     escrow = EscrowClient(chain)
     try:
         config = await escrow.read_config()
     except ConfigNotFound:
         await escrow.initialize(
             wallets.admin.to_solders(),
+            admin=_pubkey(wallets.admin),
             treasury=_pubkey(wallets.treasury),
-            mints=[mint],
+            mints=[mint.address],
             settler=_pubkey(wallets.coordinator),
             dispute_window=DISPUTE_WINDOW_S,
         )
         log.info("escrow config initialised (fee 5 %%, settler = coordinator)")
         return
-    if mint not in config.mints:
-        await escrow.update_config(wallets.admin.to_solders(), mints=[*config.mints, mint])
+    if mint.address not in config.mints:
+        await escrow.update_config(wallets.admin.to_solders(), mints=[*config.mints, mint.address])

@@ -18,6 +18,7 @@ from dgpu.contracts_client.chain.interface import (
     Simulation,
     send_instructions,
 )
+from dgpu.contracts_client.chain.journal import LedgerStateError
 from dgpu.contracts_client.chain.ledger import Landed, SvmLedger, parse_wire_transaction
 from dgpu.contracts_client.chain.rpc import RpcChain
 from dgpu.contracts_client.chain.svm import LiteSVMChain, escrow_program, status_of
@@ -30,6 +31,7 @@ __all__ = [
     "ChainUnavailable",
     "ConfirmationTimeout",
     "Landed",
+    "LedgerStateError",
     "LiteSVMChain",
     "RpcChain",
     "RpcError",

@@ -44,6 +44,7 @@ from solders.rpc.requests import (
     Body,
     GetAccountInfo,
     GetBalance,
+    GetGenesisHash,
     GetLatestBlockhash,
     GetMinimumBalanceForRentExemption,
     GetMultipleAccounts,
@@ -60,6 +61,7 @@ from solders.rpc.requests import (
 from solders.rpc.responses import (
     GetAccountInfoResp,
     GetBalanceResp,
+    GetGenesisHashResp,
     GetLatestBlockhashResp,
     GetMinimumBalanceForRentExemptionResp,
     GetMultipleAccountsResp,
@@ -206,6 +208,12 @@ class RpcChain:
             GetLatestBlockhashResp,
         )
         return resp.value.blockhash
+
+    async def genesis_hash(self) -> Hash:
+        """The cluster's genesis hash: records made on one chain are meaningless on
+        another (a fresh ``dgpu chain serve`` state directory is a new chain)."""
+        resp: GetGenesisHashResp = await self._call(GetGenesisHash(), GetGenesisHashResp)
+        return resp.value
 
     async def get_slot(self) -> int:
         resp: GetSlotResp = await self._call(

@@ -19,6 +19,7 @@ from dgpu.contracts_client.chain.layout import is_token_account, token_amount
 from dgpu.contracts_client.chain.ledger import Landed, SvmLedger
 from solders.account import Account
 from solders.hash import Hash
+from solders.keypair import Keypair
 from solders.pubkey import Pubkey
 from solders.signature import Signature
 from solders.transaction_status import TransactionConfirmationStatus, TransactionStatus
@@ -54,26 +55,39 @@ def status_of(landed: Landed | None) -> TransactionStatus | None:
 
 
 class LiteSVMChain:
-    """In-process chain; loads the escrow program unless ``escrow=False``."""
+    """In-process chain; loads the escrow program unless ``escrow=False``.
+
+    Programs are installed as upgradeable (loader v3) programs whose upgrade authority is
+    ``upgrade_authority`` (a fresh key unless given, kept in :attr:`upgrade_authority`):
+    the escrow's ``initialize`` must be signed by it. With ``ledger`` given, the ledger's
+    programs are what they are and :attr:`upgrade_authority` is whatever was passed."""
 
     def __init__(
         self,
         *,
         escrow: bool = True,
         programs: Mapping[Pubkey, bytes | Path] | None = None,
+        upgrade_authority: Keypair | None = None,
         time_source: Callable[[], int] | None = None,
         start_time: int | None = None,
         preflight: bool = True,
         ledger: SvmLedger | None = None,
     ) -> None:
+        self.upgrade_authority: Keypair | None = upgrade_authority
         if ledger is None:
+            self.upgrade_authority = authority = upgrade_authority or Keypair()
             elves: dict[Pubkey, bytes] = {}
             if escrow:
                 program_id, elf = escrow_program()
                 elves[program_id] = elf
             for program_id, source in (programs or {}).items():
                 elves[program_id] = source.read_bytes() if isinstance(source, Path) else source
-            ledger = SvmLedger(programs=elves, time_source=time_source, start_time=start_time)
+            ledger = SvmLedger(
+                programs=elves,
+                upgrade_authority=authority.pubkey(),
+                time_source=time_source,
+                start_time=start_time,
+            )
         self.ledger = ledger
         self._preflight = preflight
 
@@ -90,6 +104,10 @@ class LiteSVMChain:
     async def latest_blockhash(self) -> Hash:
         await anyio.lowlevel.checkpoint()
         return self.ledger.latest_blockhash()[0]
+
+    async def genesis_hash(self) -> Hash:
+        await anyio.lowlevel.checkpoint()
+        return self.ledger.genesis_hash
 
     async def get_slot(self) -> int:
         await anyio.lowlevel.checkpoint()

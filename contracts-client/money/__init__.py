@@ -20,6 +20,7 @@ Runtime-neutral (anyio): the node's trio, the coordinator's asyncio. Errors::
         └── ChainUnavailable         the chain could not be read or did not confirm
 """
 
+from dgpu.contracts_client.instructions import DEFAULT_BOUNDS, ChannelBounds
 from dgpu.contracts_client.money.chain_escrow import ChainEscrow
 from dgpu.contracts_client.money.errors import (
     ChainUnavailable,
@@ -51,10 +52,12 @@ from dgpu.contracts_client.money.settler import (
 )
 
 __all__ = [
+    "DEFAULT_BOUNDS",
     "READ_CHUNK",
     "BatchItem",
     "ChainEscrow",
     "ChainUnavailable",
+    "ChannelBounds",
     "ChannelNotFound",
     "ChannelRefused",
     "ChannelState",

@@ -32,6 +32,7 @@ from dgpu.contracts_client.errors import (
 )
 from dgpu.contracts_client.escrow import EscrowClient
 from dgpu.contracts_client.idl import ChannelAccount
+from dgpu.contracts_client.instructions import DEFAULT_BOUNDS, ChannelBounds
 from dgpu.contracts_client.localnet import associated_token_address
 from dgpu.contracts_client.lookup_table import MAX_ADDRESSES
 from dgpu.contracts_client.money.errors import (
@@ -183,7 +184,14 @@ class ChainEscrow:
         return account
 
     async def open_channel(
-        self, renter: Identity, *, provider: bytes, mint: bytes, deposit: int, expiry: int
+        self,
+        renter: Identity,
+        *,
+        provider: bytes,
+        mint: bytes,
+        deposit: int,
+        expiry: int,
+        bounds: ChannelBounds = DEFAULT_BOUNDS,
     ) -> OpenedChannel:
         opened = await self.client.open_channel(
             renter.to_solders(),
@@ -191,6 +199,7 @@ class ChainEscrow:
             mint=Pubkey.from_bytes(mint),
             deposit=deposit,
             expiry=expiry,
+            bounds=bounds,
         )
         return OpenedChannel(
             address=bytes(opened.address),

@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Final, Protocol
 
+from dgpu.contracts_client.instructions import DEFAULT_BOUNDS, ChannelBounds
 from dgpu.protocol.identity import Identity
 from dgpu.protocol.messages import Receipt
 
@@ -104,9 +105,18 @@ class Escrow(Protocol):
         ...
 
     async def open_channel(
-        self, renter: Identity, *, provider: bytes, mint: bytes, deposit: int, expiry: int
+        self,
+        renter: Identity,
+        *,
+        provider: bytes,
+        mint: bytes,
+        deposit: int,
+        expiry: int,
+        bounds: ChannelBounds = DEFAULT_BOUNDS,
     ) -> OpenedChannel:
-        """Open and fund a fresh channel paying ``provider`` (the renter pays and signs)."""
+        """Open and fund a fresh channel paying ``provider`` (the renter pays and signs);
+        refused (ChannelRefused) when the platform's fee or dispute window exceeds
+        ``bounds``, the terms the renter accepts."""
         ...
 
     async def settle(self, payer: Identity, receipts: Sequence[Receipt]) -> Settled:

@@ -8,9 +8,10 @@ drives the same random sequences of open / settle / refund (valid and invalid, w
 warps) through this ledger and through the real program in LiteSVM and compares every
 outcome, channel and balance after every step. The rules (``contracts/README.md``):
 
-- **open**: the mint is one of the allowed mints, deposit > 0, expiry in the future, the
-  renter holds the deposit; the deposit moves to the channel's vault; openings are
-  numbered by one counter (the open nonce).
+- **open**: the fee and dispute window are within the renter's bounds, the mint is one of
+  the allowed mints, deposit > 0, expiry in the future, the renter holds the deposit; the
+  deposit moves to the channel's vault; openings are numbered by one counter (the open
+  nonce).
 - **settle** (a batch, anyone may submit, all or nothing): each receipt must be signed by
   the channel's renter over the receipt layout of this channel and this opening; one not
   above the settled mark is skipped; one above the deposit fails the batch. Fees are
@@ -34,6 +35,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 
 import anyio.lowlevel
+from dgpu.contracts_client.instructions import DEFAULT_BOUNDS, ChannelBounds
 from dgpu.contracts_client.money.errors import (
     ChannelNotFound,
     ChannelRefused,
@@ -122,8 +124,20 @@ class MemoryLedger:
         self.balances[target, mint] = self.balance(target, mint) + amount
 
     def open(
-        self, renter: bytes, provider: bytes, mint: bytes, deposit: int, expiry: int
+        self,
+        renter: bytes,
+        provider: bytes,
+        mint: bytes,
+        deposit: int,
+        expiry: int,
+        bounds: ChannelBounds = DEFAULT_BOUNDS,
     ) -> ChannelState:
+        if self.fee_bps > bounds.max_fee_bps:
+            raise ChannelRefused(f"the fee {self.fee_bps} bps exceeds the renter's bound")
+        if self.dispute_window > bounds.max_dispute_window:
+            raise ChannelRefused(
+                f"the dispute window {self.dispute_window} s exceeds the renter's bound"
+            )
         if mint not in self.mints:
             raise ChannelRefused("mint not allowed")
         if deposit <= 0:
@@ -250,10 +264,17 @@ class MemoryEscrow:
         return [list(receipts[k : k + size]) for k in range(0, len(receipts), size)]
 
     async def open_channel(
-        self, renter: Identity, *, provider: bytes, mint: bytes, deposit: int, expiry: int
+        self,
+        renter: Identity,
+        *,
+        provider: bytes,
+        mint: bytes,
+        deposit: int,
+        expiry: int,
+        bounds: ChannelBounds = DEFAULT_BOUNDS,
     ) -> OpenedChannel:
         await anyio.lowlevel.checkpoint()
-        state = self.ledger.open(renter.public_key, provider, mint, deposit, expiry)
+        state = self.ledger.open(renter.public_key, provider, mint, deposit, expiry, bounds)
         return OpenedChannel(state.address, state.open_nonce, deposit, expiry, self._signature())
 
     async def settle(self, payer: Identity, receipts: Sequence[Receipt]) -> Settled:

@@ -15,11 +15,12 @@ from typing import Any
 from dgpu.contracts_client.chain import SvmLedger
 from dgpu.contracts_client.rpc_server import params as p
 from dgpu.contracts_client.rpc_server.methods import METHODS
+from dgpu.contracts_client.rpc_server.pubsub import PubSub
 from dgpu.protocol.errors import DgpuError
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
-from starlette.routing import Route
+from starlette.routing import Route, WebSocketRoute
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +45,20 @@ def _valid_id(value: Any) -> bool:
     )
 
 
+def _check_min_context_slot(ledger: SvmLedger, params: list[Any]) -> None:
+    """``minContextSlot`` of any method's configuration object, checked in one place."""
+    for value in params:
+        if isinstance(value, dict) and value.get("minContextSlot") is not None:
+            wanted = p.u64(value["minContextSlot"], "minContextSlot")
+            slot = ledger.slot
+            if wanted > slot:
+                raise p.RpcFault(
+                    p.MIN_CONTEXT_SLOT_NOT_REACHED,
+                    "Minimum context slot has not been reached",
+                    {"contextSlot": slot},
+                )
+
+
 def handle_one(ledger: SvmLedger, request: Any) -> dict[str, Any] | None:
     """Answer one request object; None for a notification."""
     if not isinstance(request, dict):
@@ -66,6 +81,7 @@ def handle_one(ledger: SvmLedger, request: Any) -> dict[str, Any] | None:
         answer = _error(p.INVALID_PARAMS, "Invalid params: expected an array", reply_id)
     else:
         try:
+            _check_min_context_slot(ledger, params)
             answer = {"jsonrpc": "2.0", "result": handler(ledger, params), "id": reply_id}
         except p.RpcFault as fault:
             answer = {"jsonrpc": "2.0", "error": fault.to_json(), "id": reply_id}
@@ -105,8 +121,12 @@ async def _read_capped(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-def create_app(ledger: SvmLedger, *, max_body: int = MAX_BODY_BYTES) -> Starlette:
-    """The local node's ASGI app: ``POST /`` for JSON-RPC, ``GET /health``."""
+def create_app(
+    ledger: SvmLedger, *, max_body: int = MAX_BODY_BYTES, pubsub: PubSub | None = None
+) -> Starlette:
+    """The local node's ASGI app: ``POST /`` for JSON-RPC, ``GET /health``, and a
+    WebSocket upgrade on ``/`` for PubSub."""
+    hub = PubSub(ledger) if pubsub is None else pubsub
 
     async def rpc(request: Request) -> Response:
         try:
@@ -123,5 +143,9 @@ def create_app(ledger: SvmLedger, *, max_body: int = MAX_BODY_BYTES) -> Starlett
         return PlainTextResponse("ok")
 
     return Starlette(
-        routes=[Route("/", rpc, methods=["POST"]), Route("/health", health, methods=["GET"])]
+        routes=[
+            Route("/", rpc, methods=["POST"]),
+            Route("/health", health, methods=["GET"]),
+            WebSocketRoute("/", hub.endpoint),
+        ]
     )

@@ -7,19 +7,16 @@ node methods and the method table. Extensions of this local node are prefixed ``
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable
 from typing import Any
 
 from dgpu.contracts_client.chain import SvmLedger
-from dgpu.contracts_client.rpc_server import accounts, transactions
+from dgpu.contracts_client.rpc_server import accounts, cluster, history, transactions
 from dgpu.contracts_client.rpc_server import params as p
-from solders.hash import Hash
 
 MAX_WARP_SECONDS = 100 * 365 * 24 * 3600
 FEATURE_SET = 0
 SLOTS_PER_EPOCH = 432_000
-GENESIS_HASH = Hash(hashlib.sha256(b"dgpu local chain").digest())
 
 Method = Callable[[SvmLedger, list[Any]], Any]
 
@@ -62,7 +59,7 @@ def get_epoch_info(ledger: SvmLedger, params: list[Any]) -> Any:
         "epoch": slot // SLOTS_PER_EPOCH,
         "slotIndex": slot % SLOTS_PER_EPOCH,
         "slotsInEpoch": SLOTS_PER_EPOCH,
-        "transactionCount": None,
+        "transactionCount": ledger.transaction_count(),
     }
 
 
@@ -78,7 +75,7 @@ def get_health(ledger: SvmLedger, params: list[Any]) -> Any:
 
 def get_genesis_hash(ledger: SvmLedger, params: list[Any]) -> Any:
     p.arity(params, 0, 0)
-    return str(GENESIS_HASH)
+    return str(ledger.genesis_hash)
 
 
 def dgpu_warp(ledger: SvmLedger, params: list[Any]) -> Any:
@@ -92,22 +89,34 @@ METHODS: dict[str, Method] = {
     "getAccountInfo": accounts.get_account_info,
     "getBalance": accounts.get_balance,
     "getBlockHeight": get_slot,
+    "getBlock": history.get_block,
+    "getBlocks": history.get_blocks,
+    "getBlocksWithLimit": history.get_blocks_with_limit,
     "getBlockTime": get_block_time,
     "getEpochInfo": get_epoch_info,
     "getFeeForMessage": transactions.get_fee_for_message,
+    "getFirstAvailableBlock": history.get_first_available_block,
     "getGenesisHash": get_genesis_hash,
     "getHealth": get_health,
     "getLatestBlockhash": get_latest_blockhash,
     "getMinimumBalanceForRentExemption": accounts.get_minimum_balance_for_rent_exemption,
     "getMultipleAccounts": accounts.get_multiple_accounts,
+    "getProgramAccounts": accounts.get_program_accounts,
     "getSignatureStatuses": transactions.get_signature_statuses,
+    "getSignaturesForAddress": history.get_signatures_for_address,
     "getSlot": get_slot,
     "getTokenAccountBalance": accounts.get_token_account_balance,
-    "getTransaction": transactions.get_transaction,
+    "getTokenAccountsByDelegate": accounts.get_token_accounts_by_delegate,
+    "getTokenAccountsByOwner": accounts.get_token_accounts_by_owner,
+    "getTokenLargestAccounts": accounts.get_token_largest_accounts,
+    "getTokenSupply": accounts.get_token_supply,
+    "getTransaction": history.get_transaction,
+    "getTransactionCount": history.get_transaction_count,
     "getVersion": get_version,
     "isBlockhashValid": is_blockhash_valid,
     "requestAirdrop": transactions.request_airdrop,
     "sendTransaction": transactions.send_transaction,
     "simulateTransaction": transactions.simulate_transaction,
     "dgpu_warp": dgpu_warp,
+    **cluster.METHODS,
 }

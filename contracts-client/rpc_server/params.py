@@ -27,6 +27,9 @@ INTERNAL_ERROR = -32603
 # Solana's server error codes
 BLOCK_NOT_AVAILABLE = -32004
 SEND_PREFLIGHT_FAILURE = -32002
+SLOT_SKIPPED = -32007
+NO_SNAPSHOT = -32008
+MIN_CONTEXT_SLOT_NOT_REACHED = -32016
 SIGNATURE_VERIFICATION_FAILURE = -32003
 TRANSACTION_VERSION_UNSUPPORTED = -32015
 
@@ -111,11 +114,14 @@ def config(params: list[Any], index: int) -> dict[str, Any]:
     value = params[index]
     if not isinstance(value, dict):
         raise invalid(f"parameter {index} must be a configuration object")
-    return value
+    # clients (solana-py) send null for every option they leave unset
+    return {k: v for k, v in value.items() if v is not None}
 
 
 def flag(cfg: dict[str, Any], key: str, default: bool) -> bool:
-    value = cfg.get(key, default)
+    value = cfg.get(key)
+    if value is None:  # clients send null for options they leave unset
+        return default
     if not isinstance(value, bool):
         raise invalid(f"{key} must be a boolean")
     return value

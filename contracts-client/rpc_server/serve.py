@@ -1,10 +1,12 @@
 """Start the local chain: a LiteSVM ledger with the escrow program and the dGPU mint,
 served over JSON-RPC by hypercorn (asyncio).
 
-The state directory keeps the keys that must survive a restart so that the devnet can
-mint and the mint keeps its address: ``mint-authority.json`` and ``mint.json`` (Solana CLI
-key files, mode 0600), plus ``chain.json`` describing the running node. The ledger itself
-lives in memory and starts empty on every start.
+The state directory holds the chain: ``ledger.sqlite`` (the journal every landed
+transaction is committed to before the RPC answers; a restart, also after ``kill -9``,
+restores accounts, programs, slot, clock and history from it), the keys of the mint
+``mint-authority.json`` and ``mint.json`` (Solana CLI key files, mode 0600), and
+``chain.json`` describing the running node. The escrow program and the mint are created
+at genesis only; a restored chain keeps the ones it has.
 """
 
 from __future__ import annotations
@@ -19,8 +21,10 @@ from pathlib import Path
 from typing import Any
 
 from dgpu.contracts_client.chain import ChainError, LiteSVMChain, SvmLedger, escrow_program
+from dgpu.contracts_client.chain.layout import is_mint, mint_decimals
 from dgpu.contracts_client.localnet import DGPU_DECIMALS, TokenMint, create_mint
 from dgpu.contracts_client.rpc_server.app import MAX_BODY_BYTES, create_app
+from dgpu.contracts_client.rpc_server.pubsub import MAX_MESSAGE_BYTES
 from dgpu.protocol.identity import Identity
 from dgpu.protocol.keyfile import load_identity, save_identity
 from hypercorn.asyncio import serve as hypercorn_serve
@@ -33,7 +37,9 @@ log = logging.getLogger(__name__)
 MINT_AUTHORITY_FILE = "mint-authority.json"
 MINT_FILE = "mint.json"
 INFO_FILE = "chain.json"
+LEDGER_FILE = "ledger.sqlite"
 AUTHORITY_LAMPORTS = 1_000 * 10**9
+BIND_ATTEMPTS = 50
 
 
 @dataclass(frozen=True)
@@ -63,6 +69,9 @@ class ServerInfo:
     program_id: Pubkey | None
     decimals: int
     state_dir: Path
+    genesis_hash: str = ""
+    ws_url: str = ""
+    restored: bool = False
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -73,6 +82,9 @@ class ServerInfo:
             "program_id": None if self.program_id is None else str(self.program_id),
             "decimals": self.decimals,
             "state_dir": str(self.state_dir),
+            "genesis_hash": self.genesis_hash,
+            "ws_url": self.ws_url,
+            "restored": self.restored,
         }
 
 
@@ -99,18 +111,33 @@ async def prepare_local_chain(
     *,
     escrow: bool = True,
     time_source: Callable[[], int] | None = _wall_clock,
+    ledger_path: Path | None = None,
 ) -> LocalChain:
-    """A fresh ledger (clock following ``time_source``) with the escrow program loaded
-    and the dGPU mint ``mint_key`` created; ``authority`` mints it and holds SOL."""
+    """The ledger journaled at ``ledger_path`` (a new one, or the one restored from it;
+    in memory without a path), its clock following ``time_source``, with the escrow
+    program loaded and the dGPU mint ``mint_key`` created; ``authority`` mints it, holds
+    SOL and is the escrow's upgrade authority (the only key that may initialize it). A
+    restored chain keeps its own program and mint."""
     programs: dict[Pubkey, bytes] = {}
     program_id: Pubkey | None = None
     if escrow:
         program_id, elf = escrow_program()
         programs[program_id] = elf
-    ledger = SvmLedger(programs=programs, time_source=time_source)
+    # The local chain installs the escrow with its own key as upgrade authority: it alone
+    # may initialize the escrow's config (and name its admin).
+    ledger = SvmLedger(
+        programs=programs,
+        upgrade_authority=authority.pubkey(),
+        time_source=time_source,
+        path=ledger_path,
+    )
     chain = LiteSVMChain(ledger=ledger)
-    await chain.request_airdrop(authority.pubkey(), AUTHORITY_LAMPORTS)
-    mint = await create_mint(chain, authority, mint=mint_key, decimals=DGPU_DECIMALS)
+    existing = ledger.get_account(mint_key.pubkey())
+    if existing is not None and is_mint(existing):
+        mint = TokenMint(mint_key.pubkey(), authority, mint_decimals(existing.data))
+    else:
+        await chain.request_airdrop(authority.pubkey(), AUTHORITY_LAMPORTS)
+        mint = await create_mint(chain, authority, mint=mint_key, decimals=DGPU_DECIMALS)
     return LocalChain(ledger, mint, program_id)
 
 
@@ -132,6 +159,21 @@ def _bind(host: str, port: int) -> socket.socket:
     return sock
 
 
+def _bind_pair(host: str, port: int) -> tuple[socket.socket, socket.socket]:
+    """The RPC socket and the PubSub socket on the next port, where web3.js looks for it
+    (both serve JSON-RPC over HTTP and WebSocket). Port 0 retries until a free pair."""
+    for _ in range(BIND_ATTEMPTS if port == 0 else 1):
+        sock = _bind(host, port)
+        actual = sock.getsockname()[1]
+        try:
+            return sock, _bind(host, actual + 1)
+        except ChainError:
+            sock.close()
+            if port != 0:
+                raise
+    raise ChainError(f"found no two free consecutive ports on {host}")
+
+
 async def serve(
     config: ServeConfig,
     *,
@@ -143,27 +185,34 @@ async def serve(
     ``on_ready`` gets the node's description once the socket is bound and the mint
     exists (port 0 picks a free port; the URL carries the real one).
     """
-    sock = _bind(config.host, config.port)
+    sock, ws_sock = _bind_pair(config.host, config.port)
     try:
         authority, mint_key = load_state_keys(config.state_dir)
-        local = await prepare_local_chain(authority, mint_key, escrow=config.escrow)
+        local = await prepare_local_chain(
+            authority, mint_key, escrow=config.escrow, ledger_path=config.state_dir / LEDGER_FILE
+        )
     except BaseException:
         sock.close()
+        ws_sock.close()
         raise
     port = sock.getsockname()[1]
     host = f"[{config.host}]" if ":" in config.host else config.host
     info = ServerInfo(
         rpc_url=f"http://{host}:{port}",
+        ws_url=f"ws://{host}:{port + 1}",
         mint=local.mint.address,
         mint_authority=local.mint.authority.pubkey(),
         mint_authority_keyfile=config.state_dir / MINT_AUTHORITY_FILE,
         program_id=local.program_id,
         decimals=local.mint.decimals,
         state_dir=config.state_dir,
+        genesis_hash=str(local.ledger.genesis_hash),
+        restored=local.ledger.restored,
     )
     _write_info(info)
     hyper = HypercornConfig()
-    hyper.bind = [f"fd://{sock.detach()}"]
+    hyper.bind = [f"fd://{sock.detach()}", f"fd://{ws_sock.detach()}"]
+    hyper.websocket_max_message_size = MAX_MESSAGE_BYTES
     hyper.accesslog = None
     hyper.errorlog = log
     hyper.graceful_timeout = 2.0

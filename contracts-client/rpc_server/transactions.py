@@ -1,5 +1,5 @@
 """Transaction methods of the local node: sendTransaction, simulateTransaction,
-getSignatureStatuses, getTransaction, getFeeForMessage, requestAirdrop."""
+getSignatureStatuses, getFeeForMessage, requestAirdrop."""
 
 from __future__ import annotations
 
@@ -8,7 +8,6 @@ import binascii
 import json
 from typing import Any
 
-import base58
 from dgpu.contracts_client.chain import ChainError, Landed, Simulation, SvmLedger, error_json
 from dgpu.contracts_client.chain.ledger import LAMPORTS_PER_SIGNATURE
 from dgpu.contracts_client.rpc_server import params as p
@@ -110,56 +109,6 @@ def get_signature_statuses(ledger: SvmLedger, params: list[Any]) -> Any:
         raise p.invalid(f"signatures must be an array of at most {MAX_SIGNATURES}")
     sigs = [p.signature(s, f"signatures[{i}]") for i, s in enumerate(raw)]
     return p.with_context(ledger, [_status_json(x) for x in ledger.statuses(sigs)])
-
-
-def get_transaction(ledger: SvmLedger, params: list[Any]) -> Any:
-    p.arity(params, 1, 2)
-    if isinstance(params[1] if len(params) > 1 else None, str):
-        cfg: dict[str, Any] = {"encoding": params[1]}  # legacy form: [signature, encoding]
-    else:
-        cfg = p.config(params, 1)
-    encoding = p.choice(cfg, "encoding", ("json", "jsonParsed", "base58", "base64"), "json")
-    if encoding in ("json", "jsonParsed"):
-        raise p.invalid(f"{encoding} encoding is not supported by this node; use base64")
-    max_version = cfg.get("maxSupportedTransactionVersion")
-    if max_version is not None:
-        p.u64(max_version, "maxSupportedTransactionVersion", maximum=0)
-    (landed,) = ledger.statuses([p.signature(params[0], "signature")])
-    if landed is None or not landed.wire:
-        return None
-    if not landed.legacy and max_version is None:
-        raise p.RpcFault(
-            p.TRANSACTION_VERSION_UNSUPPORTED,
-            "Transaction version (0) is not supported by the requesting client. "
-            "Please try the request again with the following configuration parameter: "
-            '"maxSupportedTransactionVersion": 0',
-        )
-    wire = (
-        base64.b64encode(landed.wire).decode()
-        if encoding == "base64"
-        else base58.b58encode(landed.wire).decode()
-    )
-    err = None if landed.err is None else error_json(landed.err)
-    return {
-        "slot": landed.slot,
-        "blockTime": landed.block_time,
-        "version": "legacy" if landed.legacy else 0,
-        "transaction": [wire, encoding],
-        "meta": {
-            "err": err,
-            "status": {"Ok": None} if err is None else {"Err": err},
-            "fee": landed.fee,
-            "preBalances": [],
-            "postBalances": [],
-            "innerInstructions": [],
-            "logMessages": list(landed.logs),
-            "preTokenBalances": [],
-            "postTokenBalances": [],
-            "rewards": [],
-            "loadedAddresses": {"writable": [], "readonly": []},
-            "computeUnitsConsumed": landed.units_consumed,
-        },
-    }
 
 
 def request_airdrop(ledger: SvmLedger, params: list[Any]) -> Any:

@@ -1,8 +1,9 @@
 """Output files over the authorised bulk channel (:mod:`dgpu.node.net.bulk`), for real nodes.
 
-:func:`open_bulk_output_host` runs a bulk server (plain TCP, one object per connection)
-over a :class:`~dgpu.node.net.bulk.ContentStore` of its own, in a nursery it owns, and
-yields a :class:`BulkOutputHost` whose ``address`` goes into every Quote's ``bulk_addr``::
+:func:`open_bulk_output_host` runs a bulk server (libp2p streams of the node's network, or
+plain TCP where asked; one object per stream) over a
+:class:`~dgpu.node.net.bulk.ContentStore` of its own, in a nursery it owns, and yields a
+:class:`BulkOutputHost` whose ``address`` goes into every Quote's ``bulk_addr``::
 
     async with open_bulk_output_host(identity, data_dir / "bulk") as outputs:
         provider = Provider(..., outputs=outputs, outputs_dir=data_dir / "outputs")
@@ -36,9 +37,11 @@ from dgpu.node.net.bulk import (
     BulkGrants,
     BulkServerConfig,
     ContentStore,
+    RawServing,
     bulk_addr,
     parse_bulk_addr,
     serve_bulk,
+    serve_bulk_on,
 )
 from dgpu.node.provider.ports import HostedFile
 from dgpu.protocol.errors import DgpuError
@@ -138,12 +141,23 @@ async def open_bulk_output_host(
     config: BulkServerConfig | None = None,
     *,
     announce_host: str | None = None,
+    network: RawServing | None = None,
 ) -> AsyncIterator[BulkOutputHost]:
-    """Serve the bulk channel on ``config.host:config.port`` over a store in ``root``
-    (emptied first: this host owns it) until the block exits.
+    """Serve the bulk channel over a store in ``root`` (emptied first: this host owns
+    it) until the block exits: as libp2p streams of ``network`` when given (encrypted,
+    authenticated, over any connection the renter has: the default of real nodes), else
+    as plain TCP on ``config.host:config.port``.
 
-    ``announce_host`` is the host renters dial (put in the Quote's address); it is
-    required when listening on every interface (``0.0.0.0``)."""
+    ``announce_host`` is the host renters dial for TCP (put in the Quote's address); it
+    is required when listening on every interface (``0.0.0.0``)."""
+    if network is not None:
+        store = ContentStore(root)
+        await trio.to_thread.run_sync(_empty, root)
+        grants = BulkGrants()
+        address = serve_bulk_on(network, store, grants, identity, config)
+        log.info("bulk outputs served as libp2p streams (%s)", address)
+        yield BulkOutputHost(store, grants, address)
+        return
     config = config or BulkServerConfig()
     if announce_host is None and _unspecified(config.host):
         raise DgpuError("listening for bulk on every interface: name the address to announce")

@@ -54,7 +54,7 @@ from dgpu.node.provider.settlement import (
 )
 from dgpu.node.store import LIVE_JOB_STATES, JobRecord, NodeStore, StoreError
 from dgpu.protocol.codec import decode_as, encode
-from dgpu.protocol.errors import DecodeError, DgpuError
+from dgpu.protocol.errors import DecodeError, DgpuError, SignatureError
 from dgpu.protocol.identity import Identity, public_key_of_peer_id
 from dgpu.protocol.messages import (
     Agreement,
@@ -67,6 +67,7 @@ from dgpu.protocol.messages import (
 )
 from dgpu.protocol.negotiation import ProviderNegotiation, ProviderPolicy, Refused
 from dgpu.protocol.offers import make_offer
+from dgpu.protocol.signing import verify
 
 if TYPE_CHECKING:  # trio_typing's stubs shadow trio's own annotations for mypy
     from trio_typing import TaskStatus
@@ -497,6 +498,10 @@ class Provider:
         except DecodeError as exc:
             await self._refuse(stream, Refusal("bad_request", f"malformed message: {exc}"))
             return
+        running = self._sessions.get(opened.job_id)
+        if running is not None and opened.job_id not in self._pending:
+            await self._reattach(running, opened, stream, peer)
+            return
         pending = self._pending.get(opened.job_id)
         if pending is None or pending.request.renter != _peer_key(peer):
             await self._refuse(
@@ -553,6 +558,28 @@ class Provider:
         finished = trio.Event()
         nursery.start_soon(self._run_session, session, finished)
         await finished.wait()
+
+    async def _reattach(
+        self, session: ProviderSession, opened: ChannelOpened, stream: MessageStream, peer: str
+    ) -> None:
+        """The renter of a running job is back (its node restarted): only that very key
+        (the connection's authenticated peer, and the signature), for that very channel."""
+        renter = session.request.renter
+        same = (opened.channel, opened.open_nonce) == (
+            session.channel.channel,
+            session.channel.open_nonce,
+        )
+        try:
+            verify(opened, renter)
+        except SignatureError:
+            same = False
+        if _peer_key(peer) != renter or not same:
+            await self._refuse(
+                stream, Refusal("unknown_job", "no agreed job waits for this", opened.job_id)
+            )
+            return
+        if await session.attach(stream):
+            await session.finished.wait()
 
     def _unprotect(self, job_id: bytes) -> None:
         peer = self._protected.pop(job_id, None)

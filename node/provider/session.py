@@ -147,7 +147,9 @@ class ProviderSession:
         self._stop_detail = ""
         self._stop_requested = trio.Event()
         self._paid_changed = trio.Event()
-        self._renter_gone = False
+        self._renter_gone = False  # no metering stream now (the renter may come back)
+        self._stream_back = trio.Event()
+        self.finished = trio.Event()  # set when run() returns
         self._ended = False
         self._log_seq = 0
         self._job: Job | None = None
@@ -155,6 +157,26 @@ class ProviderSession:
         self._store_failed: StoreError | None = None  # the last receipt was not stored
 
     # -- helpers ----------------------------------------------------------------------
+
+    def _lost(self, exc: NetError) -> None:
+        """The metering stream broke. The job goes on: the renter's node may restart and
+        attach a new stream (:meth:`attach`); if it does not, no receipt comes and the
+        non-payment rule stops the job within interval + grace, as for any silent renter."""
+        if not self._renter_gone:
+            log.info("job %s: renter unreachable (waiting for it): %s", self.job_id.hex(), exc)
+            self._renter_gone = True
+            self._stream_back = trio.Event()
+
+    async def attach(self, stream: MessageStream) -> bool:
+        """A new metering stream from the renter (its node restarted): metering resumes
+        on it. False when the job is over."""
+        if self._ended or self.finished.is_set():
+            return False
+        self.stream = stream
+        self._renter_gone = False
+        self._stream_back.set()
+        log.info("job %s: the renter is back", self.job_id.hex())
+        return await self._send(JobStatus(job_id=self.job_id, state="running", detail="resumed"))
 
     def request_stop(self, reason: str, detail: str = "") -> None:
         if not self._stop_requested.is_set():
@@ -170,9 +192,7 @@ class ProviderSession:
         try:
             await self.stream.send(message)
         except NetError as exc:
-            log.info("job %s: renter unreachable: %s", self.job_id.hex(), exc)
-            self._renter_gone = True
-            self.request_stop("renter_gone", str(exc))
+            self._lost(exc)
             return False
         return True
 
@@ -206,6 +226,12 @@ class ProviderSession:
     # -- the job ----------------------------------------------------------------------
 
     async def run(self) -> SessionOutcome:
+        try:
+            return await self._run()
+        finally:
+            self.finished.set()
+
+    async def _run(self) -> SessionOutcome:
         spec = exec_spec(self.request, self.quote, self.gpus, self.config)
         await self._send(JobStatus(job_id=self.job_id, state="starting"))
         self._update(state="starting")
@@ -280,8 +306,7 @@ class ProviderSession:
                 message = LogChunk(
                     job_id=self.job_id, seq=self._log_seq, stream=chunk.stream, data=chunk.data
                 )
-                if not await self._send(message):
-                    break
+                await self._send(message)  # dropped while the renter is away
         finally:
             done.set()
 
@@ -301,10 +326,13 @@ class ProviderSession:
             now = self.clock()
             if seconds % interval:
                 if self.meter.unpaid_too_long(now=now):
-                    self.request_stop(StopReason.NON_PAYMENT.value)
+                    self._stop_unpaid()
                     return
                 continue
             reason = self.meter.should_stop(now=now)
+            if reason is StopReason.NON_PAYMENT:
+                self._stop_unpaid()
+                return
             if reason is not None:
                 self.request_stop(reason.value)
                 return
@@ -312,22 +340,29 @@ class ProviderSession:
                 now=now + self.config.faults.over_report_s, samples=self._samples()
             )
             if self._renter_gone:
-                return
+                continue  # the next report after the renter is back covers this one
             try:
                 await self.stream.send(report)
             except NetError as exc:
-                self._renter_gone = True
-                self.request_stop("renter_gone", str(exc))
-                return
+                self._lost(exc)
+
+    def _stop_unpaid(self) -> None:
+        if self._renter_gone:
+            self.request_stop("renter_gone", "no receipt: the renter went away")
+        else:
+            self.request_stop(StopReason.NON_PAYMENT.value)
 
     async def _receive_loop(self) -> None:
-        while not self._renter_gone:
+        while True:
+            if self._renter_gone:
+                await self._stream_back.wait()
+            stream = self.stream
             try:
-                message = await self.stream.receive(timeout=math.inf)
+                message = await stream.receive(timeout=math.inf)
             except NetError as exc:
-                self._renter_gone = True
-                self.request_stop("renter_gone", str(exc))
-                return
+                if stream is self.stream:
+                    self._lost(exc)
+                continue
             except ProtocolError as exc:
                 log.info("job %s: bad message from the renter: %s", self.job_id.hex(), exc)
                 continue
@@ -385,8 +420,8 @@ class ProviderSession:
         )
         try:
             await self.stream.send(report)
-        except NetError:
-            self._renter_gone = True
+        except NetError as exc:
+            self._lost(exc)
             return
         if self._stop_reason == StopReason.NON_PAYMENT.value:
             return

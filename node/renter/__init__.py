@@ -51,6 +51,7 @@ from dgpu.node.renter.events import (
 from dgpu.node.renter.job import RenterJob
 from dgpu.node.renter.node import Reclaimed, Renter, reclaim_channels
 from dgpu.node.renter.outputs import OutputFetcher, StreamOutputFetcher
+from dgpu.node.renter.resume import NotResumable, resume_job
 
 __all__ = [
     "Agreed",
@@ -71,6 +72,7 @@ __all__ = [
     "JobResult",
     "LogReceived",
     "NoMatchingOffer",
+    "NotResumable",
     "OfferIndex",
     "OfferQuery",
     "OffersFound",
@@ -92,4 +94,5 @@ __all__ = [
     "ignore_events",
     "rank",
     "reclaim_channels",
+    "resume_job",
 ]

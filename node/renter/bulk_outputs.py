@@ -15,13 +15,13 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
 import trio
-from dgpu.node.net.bulk import fetch, make_ticket
+from dgpu.node.net.bulk import BULK_PROTOCOL, fetch, make_ticket
 from dgpu.node.net.errors import (
     BulkError,
     IntegrityError,
@@ -30,9 +30,10 @@ from dgpu.node.net.errors import (
     StreamReset,
     TicketRefused,
 )
+from dgpu.node.net.framing import ByteStream
 from dgpu.node.renter.errors import OutputMismatch
 from dgpu.node.renter.outputs import OutputFetcher
-from dgpu.protocol.identity import Identity
+from dgpu.protocol.identity import Identity, peer_id_of
 from dgpu.protocol.messages import OutputFile, Quote
 
 log = logging.getLogger(__name__)
@@ -51,6 +52,9 @@ class BulkFetchStats:
     resumed: int = 0
     via_fallback: int = 0
     seconds: float = 0.0
+    connection: str = ""
+    """How the provider was reached when the outputs moved: ``direct`` or ``relayed``
+    (empty when no output moved over the bulk channel)."""
 
 
 class BulkOutputFetcher:
@@ -64,7 +68,13 @@ class BulkOutputFetcher:
         clock: Callable[[], float] = time.time,
         timeout_s: float = READ_TIMEOUT_S,
         ticket_ttl_s: int = TICKET_TTL_S,
+        open_stream: Callable[[str, str], Awaitable[ByteStream]] | None = None,
+        connection_kind: Callable[[str], str] | None = None,
     ) -> None:
+        """``open_stream(peer_id, protocol)`` opens a raw libp2p stream (the node's
+        network): needed for quotes whose ``bulk_addr`` is the libp2p bulk protocol."""
+        self.open_stream = open_stream
+        self.connection_kind = connection_kind
         self.identity = identity
         self.fallback = fallback
         self.clock = clock
@@ -91,16 +101,30 @@ class BulkOutputFetcher:
             size=file.size,
             expires_at=int(self.clock()) + self.ticket_ttl_s,
         )
+        opener = None
+        if self.open_stream is not None:
+            open_stream, peer = self.open_stream, peer_id_of(quote.provider)
+
+            async def opener() -> ByteStream:
+                stream = await open_stream(peer, BULK_PROTOCOL)
+                if self.connection_kind is not None:
+                    self.stats.connection = self.connection_kind(peer)
+                return stream
+
         started = trio.current_time()
         try:
             dest.parent.mkdir(parents=True, exist_ok=True)
             partial.unlink(missing_ok=True)  # resume only what this call wrote
             try:
-                await fetch(quote.bulk_addr, ticket, dest, timeout_s=self.timeout_s)
+                await fetch(
+                    quote.bulk_addr, ticket, dest, timeout_s=self.timeout_s, open_stream=opener
+                )
             except _DROPPED as exc:
                 log.info("bulk fetch of %s dropped (%s); resuming", file.path, exc)
                 self.stats.resumed += 1
-                await fetch(quote.bulk_addr, ticket, dest, timeout_s=self.timeout_s)
+                await fetch(
+                    quote.bulk_addr, ticket, dest, timeout_s=self.timeout_s, open_stream=opener
+                )
             size = (await trio.Path(dest).stat()).st_size
             if size != file.size:
                 await trio.Path(dest).unlink()

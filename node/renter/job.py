@@ -18,7 +18,7 @@ import posixpath
 from pathlib import Path
 
 import trio
-from dgpu.contracts_client.money import Escrow, OpenedChannel
+from dgpu.contracts_client.money import ChannelBounds, Escrow, OpenedChannel
 from dgpu.node.config import RenterConfig
 from dgpu.node.net.errors import NetError, NetTimeout
 from dgpu.node.net.interface import (
@@ -56,12 +56,14 @@ from dgpu.protocol.messages import (
     Agreement,
     AnyMessage,
     Cancel,
+    ChannelOpened,
     ErrorMessage,
     JobStatus,
     LogChunk,
     Offer,
     OutputManifest,
     Quote,
+    Receipt,
     ReceiptAck,
     UsageReport,
 )
@@ -108,6 +110,7 @@ class RenterJob:
         self.clock = network.now
         self.negotiation = RenterNegotiation(identity, offer, spec)
         self.peer = PeerRef.from_offer(offer)
+        self._announce: ChannelOpened | None = None  # set by resume()
         self.quote: Quote | None = None
         self.channel: OpenedChannel | None = None
         self.reclaimable_at = 0
@@ -179,6 +182,7 @@ class RenterJob:
                 mint=quote.mint,
                 deposit=quote.deposit,
                 expiry=expiry,
+                bounds=ChannelBounds(self.config.max_fee_bps, self.config.max_dispute_window_s),
             )
         except DgpuError as exc:
             self.store.update_job(
@@ -233,7 +237,7 @@ class RenterJob:
         """Announce the channel, pay as the job runs, fetch the outputs."""
         quote, channel = self.quote, self.channel
         assert quote is not None and channel is not None
-        announce = self.negotiation.channel_opened(
+        announce = self._announce or self.negotiation.channel_opened(
             channel=channel.address,
             open_nonce=channel.open_nonce,
             expires_at=channel.expiry,
@@ -268,6 +272,55 @@ class RenterJob:
             detail = f"lost the provider: {exc}"
         outputs = await self._fetch_outputs() if self.final is not None else []
         return self._result(outputs, detail)
+
+    def resume(
+        self,
+        *,
+        quote: Quote,
+        channel: OpenedChannel,
+        started_at: int | None,
+        signed: Receipt | None,
+        reclaimable_at: int,
+    ) -> None:
+        """Take a funded job back from the store after this node restarted: the next
+        :meth:`execute` attaches a new metering stream to the provider's running job.
+
+        The meter starts from the last receipt stored (what was signed stays signed)
+        and from the start time stored when the job started, so the renter's own clock
+        still bounds every new receipt: it never signs for more seconds than passed
+        since the job started, and nothing for a job the provider already ended."""
+        self.quote, self.channel, self.reclaimable_at = quote, channel, reclaimable_at
+        self._announce = sign(
+            ChannelOpened(
+                job_id=self.job_id,
+                channel=channel.address,
+                open_nonce=channel.open_nonce,
+                deposit=quote.deposit,
+                expires_at=channel.expiry,
+                signature=channel.signature,
+            ),
+            self.identity,
+        )
+        if started_at is not None:
+            self.meter = RenterMeter(
+                self.identity,
+                quote,
+                ChannelRef(
+                    program_id=self.escrow.program_id,
+                    channel=channel.address,
+                    open_nonce=channel.open_nonce,
+                    deposit=quote.deposit,
+                ),
+                started_at=started_at,
+                tolerance_s=self.config.tolerance_s,
+                signed=signed.cumulative if signed else 0,
+                receipt_seq=signed.seq if signed else 0,
+            )
+
+    def closed_while_away(self, detail: str) -> JobResult:
+        """The result of a resumed job the provider had already ended: what was signed
+        before is all there is."""
+        return self._result([], detail)
 
     def _silence_timeout(self) -> float:
         if self.config.silence_timeout_s:

@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from dgpu.contracts_client.money import (
+    DEFAULT_BOUNDS,
+    ChannelBounds,
     ChannelState,
     Escrow,
     MemoryEscrow,
@@ -79,10 +81,17 @@ class Observed:
         return await self._inner.pack(payer, receipts)
 
     async def open_channel(
-        self, renter: Identity, *, provider: bytes, mint: bytes, deposit: int, expiry: int
+        self,
+        renter: Identity,
+        *,
+        provider: bytes,
+        mint: bytes,
+        deposit: int,
+        expiry: int,
+        bounds: ChannelBounds = DEFAULT_BOUNDS,
     ) -> OpenedChannel:
         opened = await self._inner.open_channel(
-            renter, provider=provider, mint=mint, deposit=deposit, expiry=expiry
+            renter, provider=provider, mint=mint, deposit=deposit, expiry=expiry, bounds=bounds
         )
         self._log.channels[opened.address] = ChannelRecord(
             opened.address, renter.public_key, provider, opened.deposit, opened.expiry

@@ -58,9 +58,9 @@ class SvmChain:
     async def open(
         cls, now: Callable[[], int], *, coordinator: Identity, treasury: bytes
     ) -> SvmChain:
-        chain = LiteSVMChain(time_source=now)
-        client = EscrowClient(chain)
         admin = Identity.from_label("sim/admin")
+        chain = LiteSVMChain(time_source=now, upgrade_authority=admin.to_solders())
+        client = EscrowClient(chain)
         await chain.request_airdrop(admin.to_solders().pubkey(), LAMPORTS_PER_NODE)
         mint = await create_mint(
             chain, admin.to_solders(), mint=Identity.from_label("sim/mint").to_solders()

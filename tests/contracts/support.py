@@ -11,6 +11,7 @@ from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass, field
 
 import pytest
+from dgpu.contracts import PROGRAM_ID
 from dgpu.contracts_client import localnet
 from dgpu.contracts_client.chain import LiteSVMChain, TransactionFailed, send_instructions
 from dgpu.contracts_client.escrow import EscrowClient
@@ -53,6 +54,15 @@ class World:
     renter: Party
     provider: Party
     channels: list[ChannelAccount] = field(default_factory=list)
+
+    async def initialize(self) -> Signature:
+        return await self.client.initialize(
+            self.admin,
+            treasury=self.treasury.pubkey,
+            mints=[self.mint.address],
+            fee_bps=FEE_BPS,
+            dispute_window=DISPUTE_WINDOW,
+        )
 
     async def party(self, label: str, tokens: int = 0) -> Party:
         identity = Identity.from_label(label)
@@ -129,9 +139,16 @@ class World:
         return landed.units_consumed
 
 
-async def make_world() -> World:
-    chain = LiteSVMChain(start_time=START_TIME)
+async def make_world(*, initialize: bool = True, program: bytes | None = None) -> World:
+    """``program``: another build of the escrow (a mutant) in place of the shipped one."""
     admin = Keypair.from_seed(bytes([1] * 32))
+    programs = {} if program is None else {PROGRAM_ID: program}
+    chain = LiteSVMChain(
+        start_time=START_TIME,
+        upgrade_authority=admin,
+        escrow=program is None,
+        programs=programs,
+    )
     await chain.request_airdrop(admin.pubkey(), 100 * SOL)
     mint = await localnet.create_mint(chain, admin, mint=Keypair.from_seed(bytes([2] * 32)))
     client = EscrowClient(chain)
@@ -140,13 +157,8 @@ async def make_world() -> World:
     world.treasury = await world.party("treasury")
     world.renter = await world.party("renter", RENTER_TOKENS)
     world.provider = await world.party("provider")
-    await client.initialize(
-        admin,
-        treasury=world.treasury.pubkey,
-        mints=[mint.address],
-        fee_bps=FEE_BPS,
-        dispute_window=DISPUTE_WINDOW,
-    )
+    if initialize:
+        await world.initialize()
     return world
 
 

@@ -10,6 +10,7 @@ import pytest
 from dgpu.contracts import PROGRAM_ID
 from dgpu.contracts_client import (
     PACKET_DATA_SIZE,
+    ChannelBounds,
     EscrowClientError,
     EscrowProgramError,
     SignedMessage,
@@ -52,9 +53,11 @@ def test_open_channel_golden_bytes() -> None:
         channel_id=5,
         deposit=1_000_000_000,
         expiry=1_750_000_000,
+        bounds=ChannelBounds(750, 86_400),
     )
     disc = hashlib.sha256(b"global:open_channel").digest()[:8]
-    assert bytes(ix.data) == disc + struct.pack("<QQq", 5, 1_000_000_000, 1_750_000_000)
+    args = struct.pack("<QQqHq", 5, 1_000_000_000, 1_750_000_000, 750, 86_400)
+    assert bytes(ix.data) == disc + args
     assert ix.program_id == PROGRAM_ID
     names = default_idl().account_names("open_channel")
     assert names[:5] == ("renter", "provider", "mint", "config", "channel")
@@ -98,7 +101,8 @@ def test_channel_account_round_trip(deposit: int, settled: int, expiry: int, fee
         "fee_bps": fee_bps,
         "bump": 254,
         "vault_bump": 253,
-        "reserved": [0] * 4,
+        "version": 1,
+        "reserved": [0] * 3,
     }
     data = idl.encode_account("Channel", fields)
     assert len(data) == 208

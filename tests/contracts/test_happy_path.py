@@ -48,6 +48,21 @@ async def test_open_records_terms_and_funds_the_vault(world: World) -> None:
     assert await world.chain.get_token_balance(world.renter.token) == RENTER_TOKENS - 10 * DGPU
     config = await world.client.read_config()
     assert config.channels_opened == 1
+    assert (config.version, channel.version) == (1, 1)  # the layout version byte
+
+
+async def test_open_logs_no_debug_numbers(world: World) -> None:
+    now = await world.chain.unix_time()
+    opened = await world.client.open_channel(
+        world.renter.keypair,
+        provider=world.provider.pubkey,
+        mint=world.mint.address,
+        deposit=DGPU,
+        expiry=now + 600,
+    )
+    logs = world.logs(opened.signature)
+    assert "Program log: escrow: channel opened" in logs
+    assert not [line for line in logs if line.startswith("Program log: 0x")]  # sol_log_64_
 
 
 async def test_settle_pays_the_increment_minus_fee_and_raises_the_mark(world: World) -> None:

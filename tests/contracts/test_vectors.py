@@ -67,7 +67,7 @@ class Placed:
     payer: Keypair
 
 
-async def place(vector: Vector, *, nonce: int | None = None) -> Placed:
+async def place(vector: Vector, *, nonce: int | None = None, version: int = 1) -> Placed:
     chain = LiteSVMChain(escrow=False, programs={vector.program_id: so_path()})
     idl = EscrowIdl(default_idl().idl, vector.program_id)
     provider, mint, vault, provider_token = (Pubkey.new_unique() for _ in range(4))
@@ -87,7 +87,8 @@ async def place(vector: Vector, *, nonce: int | None = None) -> Placed:
         "fee_bps": 10_000,
         "bump": 0,
         "vault_bump": 0,
-        "reserved": [0] * 4,
+        "version": version,
+        "reserved": [0] * 3,
     }
     data = idl.encode_account("Channel", fields)
     chain.ledger.set_account(vector.channel, Account(SOL, data, vector.program_id))
@@ -152,3 +153,21 @@ async def test_altered_golden_receipt_fails_the_precompile(raw: dict[str, object
             placed.chain, settle_instructions([forged], placed.idl), placed.payer
         )
     assert refused.value.instruction_index == 0  # the Ed25519 precompile
+
+
+@pytest.mark.parametrize("version", [0, 2, 255])
+async def test_channel_layout_versions(version: int) -> None:
+    """Version 0 (written before the byte existed, same layout) settles; a version this
+    program does not know is not read as a channel at all."""
+    vector = Vector.parse(VECTORS[1])
+    placed = await place(vector, version=version)
+    settle = settle_instructions([placed.settlement], placed.idl)
+    if version == 0:
+        await send_instructions(placed.chain, settle, placed.payer)
+        return
+    with pytest.raises(TransactionFailed) as refused:
+        await send_instructions(placed.chain, settle, placed.payer)
+    assert placed.idl.error(refused.value.custom_code or 0) == (
+        "BadChannel",
+        "channel account is not an open channel of this program",
+    )

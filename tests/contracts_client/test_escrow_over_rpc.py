@@ -54,7 +54,11 @@ def escrowed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Escrowed]:
                 admin = await funded(chain)
                 await localnet.fund_wallet(chain, treasury.pubkey(), mint=mint)
                 await EscrowClient(chain).initialize(
-                    admin, treasury=treasury.pubkey(), mints=[node.mint]
+                    authority,
+                    admin=admin.pubkey(),
+                    payer=admin,
+                    treasury=treasury.pubkey(),
+                    mints=[node.mint],
                 )
 
         anyio.run(initialize, backend="trio")

@@ -17,7 +17,9 @@ from dgpu.contracts_client import localnet
 from dgpu.contracts_client.chain import LiteSVMChain
 from dgpu.contracts_client.escrow import EscrowClient
 from dgpu.contracts_client.money import (
+    DEFAULT_BOUNDS,
     ChainEscrow,
+    ChannelBounds,
     ChannelState,
     Escrow,
     MemoryEscrow,
@@ -72,9 +74,9 @@ class Side:
 
 
 async def program_side(clock: Clock, people: People) -> Side:
-    chain = LiteSVMChain(time_source=clock)
-    client = EscrowClient(chain)
     admin = Identity.from_label("eq/admin").to_solders()
+    chain = LiteSVMChain(time_source=clock, upgrade_authority=admin)
+    client = EscrowClient(chain)
     await chain.request_airdrop(admin.pubkey(), 100 * SOL)
     mint = await localnet.create_mint(chain, admin)
     other = await localnet.create_mint(chain, admin)
@@ -130,6 +132,7 @@ class Open:
     deposit: int
     expiry: int
     allowed_mint: bool = True
+    bounds: ChannelBounds = DEFAULT_BOUNDS
 
 
 @dataclass(frozen=True)
@@ -200,6 +203,7 @@ async def apply(side: Side, op: Open | Settle | Refund, people: People) -> tuple
                 mint=side.mint if op.allowed_mint else side.other_mint,
                 deposit=op.deposit,
                 expiry=op.expiry,
+                bounds=op.bounds,
             )
             state = await side.escrow.read_channel(opened.address)
             assert state is not None
@@ -223,7 +227,11 @@ def random_op(rng: random.Random, clock: Clock, book: Book) -> Op:
         deposit = rng.choice([rng.randint(1, 20_000)] * 6 + [0, BALANCE * 2])
         expiry = clock.now + rng.choice([rng.randint(1, 3000)] * 6 + [-10, 0])
         allowed = rng.random() < 0.95
-        return Open(rng.randrange(3), rng.randrange(2), deposit, expiry, allowed)
+        bounds = DEFAULT_BOUNDS
+        if rng.random() < 0.1:  # a renter's bounds right at or just below the config's terms
+            fee = FEE_BPS - rng.randint(0, 1)
+            bounds = ChannelBounds(fee, DISPUTE_WINDOW - rng.randint(0, 1))
+        return Open(rng.randrange(3), rng.randrange(2), deposit, expiry, allowed, bounds)
     if roll < 0.70:
         live = [i for i in range(len(book.opened)) if i not in book.closed]
         items = []

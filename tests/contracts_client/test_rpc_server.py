@@ -14,8 +14,8 @@ import httpx
 import pytest
 from dgpu.contracts_client import localnet
 from dgpu.contracts_client.chain import RpcChain, SvmLedger, TransactionFailed
+from dgpu.contracts_client.chain.history import ui_amount_string
 from dgpu.contracts_client.rpc_server import MAX_BATCH, METHODS, handle_body
-from dgpu.contracts_client.rpc_server.accounts import ui_amount_string
 from dgpu.protocol.keyfile import load_identity
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -373,8 +373,11 @@ def test_no_body_makes_an_internal_error(body: Any) -> None:
                 INVALID_REQUEST,
                 NOT_FOUND,
                 INVALID_PARAMS,
-                -32004,
-                -32015,
+                -32004,  # block not available
+                -32007,  # slot skipped (a future slot)
+                -32008,  # no snapshot
+                -32015,  # transaction version unsupported
+                -32016,  # minimum context slot not reached
             )
 
 

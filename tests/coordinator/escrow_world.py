@@ -7,7 +7,7 @@ import os
 from dataclasses import dataclass, field
 
 from dgpu.contracts_client import localnet
-from dgpu.contracts_client.chain import Chain
+from dgpu.contracts_client.chain import Chain, LiteSVMChain
 from dgpu.contracts_client.escrow import EscrowClient
 from dgpu.contracts_client.idl import ChannelAccount
 from dgpu.protocol.identity import Identity
@@ -73,7 +73,11 @@ async def make_world(
     label: str = "world",
     mint: localnet.TokenMint | None = None,
     initialize: bool = True,
+    authority: Keypair | None = None,
 ) -> World:
+    """``authority``: the escrow's upgrade authority (default: the LiteSVM chain's own)."""
+    if authority is None and isinstance(chain, LiteSVMChain):
+        authority = chain.upgrade_authority
     admin = Keypair()
     await chain.request_airdrop(admin.pubkey(), 100 * SOL)
     if mint is None:
@@ -82,8 +86,14 @@ async def make_world(
     if initialize:
         treasury = Keypair()
         await localnet.fund_wallet(chain, treasury.pubkey(), mint=mint)
+        assert authority is not None, "initializing the escrow needs its upgrade authority"
         await escrow.initialize(
-            admin, treasury=treasury.pubkey(), mints=[mint.address], fee_bps=FEE_BPS
+            authority,
+            admin=admin.pubkey(),
+            payer=admin,
+            treasury=treasury.pubkey(),
+            mints=[mint.address],
+            fee_bps=FEE_BPS,
         )
     tag = os.urandom(4).hex()
     settler = Identity.from_label(f"{label}-settler-{tag}")

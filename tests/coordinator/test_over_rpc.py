@@ -81,7 +81,9 @@ async def test_timer_settles_through_json_rpc_and_survives_a_restart(
     authority = load_identity(node.mint_authority_keyfile).to_solders()
     mint = localnet.TokenMint(node.mint, authority)
     async with RpcChain(node.url, poll_interval=0.05) as chain:
-        world = await make_world(chain, providers=2, renters=1, label="rpc", mint=mint)
+        world = await make_world(
+            chain, providers=2, renters=1, label="rpc", mint=mint, authority=authority
+        )
         key = tmp_path / "settler.json"
         save_identity(world.settler, key)
         renter = world.renters[0]

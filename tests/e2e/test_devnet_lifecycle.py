@@ -1,5 +1,6 @@
-"""``dgpu devnet`` without --demo: up, a job from another process, then SIGINT leaves
-no process and no container behind."""
+"""``dgpu devnet`` without --demo: up, a job from another process — the short ``dgpu run``
+that needs nothing but the ``devnet`` profile the devnet wrote in a fresh HOME — then
+SIGINT leaves no process and no container behind."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from pathlib import Path
 
 import docker
 import pytest
+from dgpu.cli.devnet.parts import DEMO_IMAGE
 
 DGPU = [sys.executable, "-m", "dgpu.cli.main"]
 
@@ -47,12 +49,16 @@ def read_ready(process: subprocess.Popen[str], deadline_s: float) -> dict[str, o
 @pytest.mark.slow
 @pytest.mark.docker
 def test_devnet_runs_a_job_and_stops_cleanly_on_sigint(tmp_path: Path) -> None:
-    state = tmp_path / "devnet"
+    state, home = tmp_path / "devnet", tmp_path / "home"
+    home.mkdir()
+    env = {k: v for k, v in os.environ.items() if k != "XDG_CONFIG_HOME"}
+    env["HOME"] = str(home)
     process = subprocess.Popen(
         [*DGPU, "devnet", "--providers", "2", "--json", "--state-dir", str(state)],
         stdout=subprocess.PIPE,
         stderr=(tmp_path / "devnet.err").open("w"),
         text=True,
+        env=env,
     )
     try:
         ready = read_ready(process, 180)
@@ -60,13 +66,19 @@ def test_devnet_runs_a_job_and_stops_cleanly_on_sigint(tmp_path: Path) -> None:
         assert pids
         assert all(alive(p) for p in pids)
         command = [str(c) for c in ready["run_command"]]  # type: ignore[attr-defined]
-        assert command[:2] == ["dgpu", "run"]
+        # the profile in ~/.config/dgpu/config.toml holds the network, key and defaults
+        assert command[:6] == ["dgpu", "run", "--gpu", "RTX 4090", "--image", DEMO_IMAGE]
+        assert command[6] == "--"
+        profile = (home / ".config" / "dgpu" / "config.toml").read_text()
+        assert 'profile = "devnet"' in profile and str(ready["rpc_url"]) in profile
         job = subprocess.run(
-            [*DGPU, *command[1:-4], "--json", *command[-4:]],
+            [*DGPU, *command[1:6], "--json", *command[6:]],
             capture_output=True,
             text=True,
             timeout=300,
             check=False,
+            env=env,
+            cwd=home,
         )
         assert job.returncode == 0, job.stderr[-3000:]
         result = json.loads(job.stdout.strip().splitlines()[-1])

@@ -72,7 +72,9 @@ async def local_chain(node: Node) -> LocalChain:
     await chain.request_airdrop(admin.pubkey(), 10 * SOL)
     await world.fund(world.treasury)
     await client.initialize(
-        admin,
+        authority,  # the local chain deploys the escrow with its own authority
+        admin=admin.pubkey(),
+        payer=admin,
         treasury=world.treasury.to_solders().pubkey(),
         mints=[world.mint.address],
         fee_bps=500,
@@ -90,6 +92,8 @@ def provider_args(world: LocalChain, identity: Identity, tmp_path: Path) -> list
         *("--gpus", "1xRTX 4090", "--json", "--allow-image", TEST_IMAGE),
         *("--interval", "1", "--grace", "2", "--price", PRICE_PER_HOUR),
         *("--max-duration", "600", "--offer-ttl", "120"),
+        # tests outside a network lab stay on loopback (providers default to every interface)
+        *("--listen", "/ip4/127.0.0.1/tcp/0"),
     ]
 
 

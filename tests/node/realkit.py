@@ -62,8 +62,8 @@ class Escrowed:
 
 
 async def make_escrow() -> Escrowed:
-    chain = LiteSVMChain(time_source=lambda: int(time.time()))
     admin = Keypair()
+    chain = LiteSVMChain(time_source=lambda: int(time.time()), upgrade_authority=admin)
     await chain.request_airdrop(admin.pubkey(), 100 * SOL)
     mint = await localnet.create_mint(chain, admin)
     client = EscrowClient(chain)

@@ -1,6 +1,6 @@
 """``dgpu run`` against ``dgpu provider start``, both as child processes, over libp2p and
 the local chain (``dgpu chain serve``), with a busybox job in Docker whose output comes
-back over the provider's bulk channel."""
+back over the provider's bulk channel (libp2p streams)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from pathlib import Path
 import docker
 import pytest
 import trio
-from dgpu.node.net.bulk import parse_bulk_addr
+from dgpu.node.net.bulk import BULK_PROTOCOL
 from dgpu.protocol.identity import Identity
 from dgpu.protocol.keyfile import save_identity
 
@@ -48,8 +48,8 @@ async def test_dgpu_run_json_against_dgpu_provider_start(
     log_path = tmp_path / "provider.log"
     with provider_process(provider_args(world, provider_id, tmp_path), log_path) as proc:
         ready = await ready_line(proc, log_path)
-        bulk_host, bulk_port = parse_bulk_addr(ready["bulk_addr"])
-        assert bulk_host == "127.0.0.1" and bulk_port > 0
+        # outputs move as libp2p streams (Noise): no TCP address of their own
+        assert ready["bulk_addr"] == BULK_PROTOCOL
         out_dir = tmp_path / "outputs"
         run = await trio.run_process(
             dgpu(
@@ -80,7 +80,7 @@ async def test_dgpu_run_json_against_dgpu_provider_start(
         assert b"hi from the job" in run.stderr  # job stdout goes to stderr with --json
         # The output came over the bulk channel (the provider serves none over libp2p).
         assert b"outputs: 1 file, 2 bytes over the bulk channel" in run.stderr
-        assert f"published on {ready['bulk_addr']}" in log_path.read_text()
+        assert f"published on {BULK_PROTOCOL}" in log_path.read_text()
         # The channel cannot be reclaimed yet: the CLI says when.
         reclaim = await trio.run_process(
             dgpu(

@@ -9,6 +9,8 @@ from pathlib import Path
 import trio
 import trio.testing
 from dgpu.contracts_client.money import (
+    DEFAULT_BOUNDS,
+    ChannelBounds,
     ChannelState,
     MemoryEscrow,
     MemoryLedger,
@@ -139,10 +141,17 @@ class ReadFailsOnceAfterOpen(MemoryEscrow):
         self.fail_next_read = False
 
     async def open_channel(
-        self, renter: Identity, *, provider: bytes, mint: bytes, deposit: int, expiry: int
+        self,
+        renter: Identity,
+        *,
+        provider: bytes,
+        mint: bytes,
+        deposit: int,
+        expiry: int,
+        bounds: ChannelBounds = DEFAULT_BOUNDS,
     ) -> OpenedChannel:
         opened = await super().open_channel(
-            renter, provider=provider, mint=mint, deposit=deposit, expiry=expiry
+            renter, provider=provider, mint=mint, deposit=deposit, expiry=expiry, bounds=bounds
         )
         self.fail_next_read = True
         return opened

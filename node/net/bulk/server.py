@@ -1,6 +1,11 @@
-"""The bulk server: serves and receives content-addressed objects over plain TCP.
+"""The bulk server: serves and receives content-addressed objects over a byte stream.
 
-Each connection moves one object: a header with a renter-signed ticket (checked against
+The stream is a libp2p stream of :data:`BULK_PROTOCOL` (Noise: encrypted, and the renter
+is authenticated by its peer ID as well as by its ticket) — :func:`serve_bulk_on` — or,
+where an operator asks for it, a plain TCP connection (:func:`serve_bulk`: unencrypted,
+for trusted LANs and benchmarks only).
+
+Each connection or stream moves one object: a header with a renter-signed ticket (checked against
 the provider's grants), then raw bytes. Every read has a deadline; the size announced in
 the ticket (and allowed by the grant) is never exceeded; an upload is verified against its
 sha256 before it enters the store, and resumes where a previous attempt stopped.
@@ -11,10 +16,10 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from functools import partial
-from typing import TYPE_CHECKING, Final, NoReturn
+from typing import TYPE_CHECKING, Final, NoReturn, Protocol
 
 import trio
 from dgpu.node.net.bulk.store import BulkGrants, ContentStore, sha256_file
@@ -24,6 +29,7 @@ from dgpu.node.net.bulk.wire import (
     BulkReply,
     BulkRequest,
     ReplyCode,
+    TcpByteStream,
     receive_body,
     receive_header,
     send_header,
@@ -35,6 +41,7 @@ from dgpu.node.net.errors import (
     NetError,
     TicketRefused,
 )
+from dgpu.node.net.framing import ByteStream
 from dgpu.protocol.identity import Identity
 
 if TYPE_CHECKING:
@@ -56,6 +63,16 @@ class BulkServerConfig:
     idle_timeout_s: float = 30.0
     """Longest wait for the next chunk of bytes (either way)."""
     max_connections: int = 32
+
+
+BULK_PROTOCOL: Final = "/dgpu/bulk/1.0.0"
+"""The libp2p protocol of the bulk channel; as a Quote's ``bulk_addr`` it means "open a
+stream of this protocol to the quoting provider" (over whatever connection exists)."""
+
+
+def over_libp2p(addr: str) -> bool:
+    """Whether a ``bulk_addr`` names the libp2p bulk protocol (not a TCP address)."""
+    return addr == BULK_PROTOCOL
 
 
 def bulk_addr(host: str, port: int) -> str:
@@ -91,7 +108,7 @@ class BulkServer:
         self.served = 0
         self.refused = 0
 
-    async def handle(self, stream: trio.SocketStream) -> None:
+    async def handle(self, stream: ByteStream) -> None:
         """One connection; nothing escapes (a bad client never stops the server)."""
         try:
             self._limiter.acquire_nowait()
@@ -111,9 +128,14 @@ class BulkServer:
             log.exception("bulk connection handler failed")
         finally:
             self._limiter.release()
-            await stream.aclose()
+            with trio.move_on_after(2) as scope:
+                scope.shield = True
+                try:
+                    await stream.aclose()
+                except (NetError, OSError, trio.BrokenResourceError):
+                    log.debug("closing a bulk stream failed", exc_info=True)
 
-    async def _handle(self, stream: trio.SocketStream) -> None:
+    async def _handle(self, stream: ByteStream) -> None:
         buffer = bytearray()
         request = await receive_header(
             stream, BulkRequest, buffer, timeout_s=self.config.header_timeout_s
@@ -126,9 +148,7 @@ class BulkServer:
             await self._receive_object(stream, ticket, buffer)
         self.served += 1
 
-    async def _send_object(
-        self, stream: trio.SocketStream, ticket: BulkTicket, offset: int
-    ) -> None:
+    async def _send_object(self, stream: ByteStream, ticket: BulkTicket, offset: int) -> None:
         path = self.store.path(ticket.sha256)
         try:
             size = (await trio.Path(path).stat()).st_size
@@ -146,7 +166,7 @@ class BulkServer:
                     await stream.send_all(chunk)
 
     async def _receive_object(
-        self, stream: trio.SocketStream, ticket: BulkTicket, buffer: bytearray
+        self, stream: ByteStream, ticket: BulkTicket, buffer: bytearray
     ) -> None:
         if self.store.has(ticket.sha256):
             await send_header(stream, BulkReply(size=ticket.size, offset=ticket.size))
@@ -184,11 +204,11 @@ def _code(exc: BulkError) -> ReplyCode:
     return "bad_request"
 
 
-async def _try_reply(stream: trio.SocketStream, reply: BulkReply) -> None:
+async def _try_reply(stream: ByteStream, reply: BulkReply) -> None:
     with trio.move_on_after(2):
         try:
             await send_header(stream, reply)
-        except (OSError, trio.BrokenResourceError, trio.ClosedResourceError):
+        except (NetError, OSError, trio.BrokenResourceError, trio.ClosedResourceError):
             log.debug("could not tell the bulk client why", exc_info=True)
 
 
@@ -208,5 +228,39 @@ async def serve_bulk(
     listeners = await trio.open_tcp_listeners(config.port, host=config.host)
     host, port = listeners[0].socket.getsockname()[:2]
     task_status.started(bulk_addr(host, port))
-    await trio.serve_listeners(server.handle, listeners)
+
+    async def handle(stream: trio.SocketStream) -> None:
+        await server.handle(TcpByteStream(stream))
+
+    await trio.serve_listeners(handle, listeners)
     raise AssertionError("serve_listeners returned")  # pragma: no cover
+
+
+class RawServing(Protocol):
+    """A network that hands whole inbound byte streams of a protocol to a handler
+    (:meth:`dgpu.node.net.libp2p.Libp2pNetwork.serve_raw`)."""
+
+    def serve_raw(
+        self, protocol: str, handler: Callable[[ByteStream, str], Awaitable[None]]
+    ) -> None: ...
+
+
+def serve_bulk_on(
+    network: RawServing,
+    store: ContentStore,
+    grants: BulkGrants,
+    identity: Identity,
+    config: BulkServerConfig | None = None,
+    *,
+    clock: Callable[[], float] = time.time,
+) -> str:
+    """Serve the bulk channel as :data:`BULK_PROTOCOL` streams of ``network`` (encrypted
+    and authenticated by Noise); returns the ``bulk_addr`` to quote. The network runs the
+    handlers: it stops serving when it closes."""
+    server = BulkServer(store, grants, identity, config or BulkServerConfig(), clock)
+
+    async def handle(stream: ByteStream, peer: str) -> None:
+        await server.handle(stream)
+
+    network.serve_raw(BULK_PROTOCOL, handle)
+    return BULK_PROTOCOL

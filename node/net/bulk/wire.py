@@ -18,6 +18,7 @@ import msgspec
 import trio
 from dgpu.node.net.bulk.tickets import U64, BulkTicket
 from dgpu.node.net.errors import BulkError, FrameTooLarge, NetTimeout, StreamClosed
+from dgpu.node.net.framing import ByteStream
 from msgspec import Meta
 
 MAX_HEADER_BYTES: Final = 4096
@@ -40,12 +41,12 @@ class BulkReply(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields
     offset: U64 = 0
 
 
-async def send_header(stream: trio.abc.SendStream, header: BulkRequest | BulkReply) -> None:
+async def send_header(stream: ByteStream, header: BulkRequest | BulkReply) -> None:
     data = msgspec.msgpack.encode(header)
     await stream.send_all(struct.pack(">I", len(data)) + data)
 
 
-async def receive_exactly(stream: trio.abc.ReceiveStream, count: int, buffer: bytearray) -> bytes:
+async def receive_exactly(stream: ByteStream, count: int, buffer: bytearray) -> bytes:
     """``count`` bytes, using and refilling ``buffer`` (bytes read past them stay there)."""
     while len(buffer) < count:
         data = await stream.receive_some(max(65536, count - len(buffer)))
@@ -58,7 +59,7 @@ async def receive_exactly(stream: trio.abc.ReceiveStream, count: int, buffer: by
 
 
 async def receive_header(
-    stream: trio.abc.ReceiveStream, kind: type[T], buffer: bytearray, *, timeout_s: float
+    stream: ByteStream, kind: type[T], buffer: bytearray, *, timeout_s: float
 ) -> T:
     with trio.move_on_after(timeout_s):
         (length,) = struct.unpack(">I", await receive_exactly(stream, 4, buffer))
@@ -76,7 +77,7 @@ BATCH: Final = 4 * 1024 * 1024
 
 
 async def receive_body(
-    stream: trio.abc.ReceiveStream,
+    stream: ByteStream,
     buffer: bytearray,
     size: int,
     write: Callable[[bytes], object],
@@ -106,3 +107,22 @@ async def receive_body(
             pending.clear()
     if pending:
         await trio.to_thread.run_sync(write, bytes(pending))
+
+
+class TcpByteStream:
+    """A :class:`ByteStream` over a TCP connection (the unencrypted bulk channel)."""
+
+    def __init__(self, stream: trio.SocketStream) -> None:
+        self._stream = stream
+
+    async def send_all(self, data: bytes) -> None:
+        await self._stream.send_all(data)
+
+    async def receive_some(self, max_bytes: int) -> bytes:
+        return bytes(await self._stream.receive_some(max_bytes))
+
+    async def aclose(self) -> None:
+        await self._stream.aclose()
+
+    async def reset(self) -> None:
+        await trio.aclose_forcefully(self._stream)

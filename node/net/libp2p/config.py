@@ -43,6 +43,25 @@ class ConnectionLimits:
 
 
 @dataclass(frozen=True)
+class RelayService:
+    """Circuit relay v2 served to others (bootstrap peers). py-libp2p enforces the first
+    four; the rest is ours (LIBP2P.md hazard 23)."""
+
+    max_reservations: int = 128
+    """Reservations held at once, in all."""
+    circuits_per_peer: int = 8
+    """Concurrent circuits to one reserved peer."""
+    circuit_bytes: int = 256 * 1024 * 1024
+    """Bytes one circuit may carry (both directions together), then it is closed."""
+    circuit_seconds: int = 3600
+    """Lifetime of one circuit."""
+    reservation_ttl_s: int = 900
+    """Short, so that reservations of peers that went away free their slots soon."""
+    reservations_per_ip: int = 4
+    """Reservations held at once by peers connecting from one IP address (ours)."""
+
+
+@dataclass(frozen=True)
 class Libp2pConfig:
     listen: tuple[str, ...] = ("/ip4/127.0.0.1/tcp/0",)
     """Multiaddrs to listen on (TCP)."""
@@ -70,6 +89,11 @@ class Libp2pConfig:
     offer from the DHT instead."""
     rebootstrap_interval_s: float = 30.0
     """How often to re-dial the bootstrap peers while the routing table is empty."""
+    relay_service: RelayService | None = None
+    """Serve circuit relay v2 (and dial-backs) to others: bootstrap peers."""
+    reserve_when_unreachable: bool = False
+    """Check reachability by dial-back from the bootstrap peers and, when not reachable,
+    reserve relay slots on them and announce circuit addresses (providers)."""
     quiet_libp2p_logs: bool = True
     """Silence py-libp2p's known shutdown-race and overload log noise (LIBP2P.md hazard
     12); real errors of our own code are never filtered."""

@@ -18,6 +18,7 @@ import multiaddr
 import trio
 from dgpu.node.net.errors import StreamClosed as NetStreamClosed
 from dgpu.node.net.errors import StreamReset as NetStreamReset
+from dgpu.node.net.libp2p.addresses import AddressBook
 from dgpu.node.net.libp2p.config import Libp2pConfig
 from dgpu.protocol.identity import Identity
 from libp2p import new_host
@@ -66,17 +67,43 @@ def shield_secure_writes() -> None:
     SecureSession.write = write  # type: ignore[method-assign]
 
 
-def build_host(identity: Identity, config: Libp2pConfig) -> IHost:
+def build_host(
+    identity: Identity, config: Libp2pConfig, addresses: AddressBook | None = None
+) -> IHost:
+    """The host; ``addresses`` decides what it announces (identify, DHT records): without
+    it py-libp2p announces wildcard listeners as they are (hazard 17)."""
     shield_secure_writes()
     key_pair = cast(KeyPair, identity.to_libp2p())
     noise = NoiseTransport(key_pair, noise_privkey=x25519_key_pair().private_key)
-    return new_host(
+    host = new_host(
         key_pair=key_pair,
         sec_opt={TProtocol(NOISE_PROTOCOL_ID): noise},
         muxer_opt={TProtocol(YAMUX_PROTOCOL_ID): Yamux},
         connection_config=ConnectionConfig(max_connections_per_peer=1),
         psk=config.psk.hex() if config.psk is not None else None,
     )
+    if addresses is not None:
+        _announce_from(host, addresses)
+    return host
+
+
+def _announce_from(host: IHost, addresses: AddressBook) -> None:
+    """Make ``host.get_addrs()`` (identify, DHT records, our offers) announce what
+    ``addresses`` says. Not through py-libp2p's ``addrs_factory``: its ``get_addrs``
+    strips everything from the first ``/p2p/`` of each address and appends our ID, which
+    turns ``<relay>/p2p/<relay id>/p2p-circuit`` into the relay's own address under our
+    peer ID."""
+    addresses.transport = host.get_transport_addrs
+    observed_manager = getattr(host, "_observed_addr_manager", None)
+
+    def get_addrs() -> list[multiaddr.Multiaddr]:
+        candidates = list(host.get_transport_addrs())
+        if observed_manager is not None:
+            candidates += list(observed_manager.addrs())
+        suffix = f"/p2p/{host.get_id().to_base58()}"
+        return [multiaddr.Multiaddr(f"{a}{suffix}") for a in addresses(candidates)]
+
+    host.get_addrs = get_addrs  # type: ignore[method-assign]
 
 
 def listen_multiaddrs(config: Libp2pConfig) -> list[multiaddr.Multiaddr]:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
 import multiaddr
@@ -40,6 +40,7 @@ from dgpu.node.net.interface import (
 from dgpu.node.net.libp2p.config import Libp2pConfig
 from dgpu.node.net.libp2p.dht import find_providers_fresh, get_value_fresh
 from dgpu.node.net.libp2p.host import LIBP2P_IO_ERRORS, Libp2pByteStream
+from dgpu.node.net.libp2p.relay import dial_circuit, is_circuit
 from dgpu.node.net.libp2p.services import Libp2pServices, start_services
 from dgpu.node.net.records import (
     check_offer_record,
@@ -150,6 +151,52 @@ class Libp2pNetwork(StreamClient):
         self._host.set_stream_handler(TProtocol(protocol), on_stream)
 
     # -- extras (not part of Network) -----------------------------------------------------
+    def serve_raw(
+        self, protocol: str, handler: Callable[[ByteStream, str], Awaitable[None]]
+    ) -> None:
+        """Hand whole inbound byte streams of ``protocol`` to ``handler(stream, peer)``
+        (bulk bytes: no frames). Admission applies as to framed streams; the handler
+        owns the stream (closes it); anything it raises resets it and is logged."""
+        self._check_open()
+
+        async def on_stream(stream: INetStream) -> None:
+            raw = Libp2pByteStream(stream)
+            try:
+                peer = stream.muxed_conn.peer_id.to_base58()
+            except Exception:
+                log.exception("inbound %s stream without a peer", protocol)
+                await raw.reset()
+                return
+            refused = self._admission.try_admit(peer)
+            if refused is not None:
+                log.debug("resetting %s stream from %s: over the %s limit", protocol, peer, refused)
+                await raw.reset()
+                return
+            try:
+                await handler(raw, peer)
+            except NetError:
+                log.info("%s stream from %s failed", protocol, peer, exc_info=True)
+                await raw.reset()
+            except Exception:  # handler boundary: a bug must not kill the node
+                log.exception("handler for %s from %s failed", protocol, peer)
+                await raw.reset()
+            finally:
+                self._admission.release(peer)
+
+        self._host.set_stream_handler(TProtocol(protocol), on_stream)
+
+    def connection_kind(self, peer: str) -> str:
+        """``direct``, ``relayed`` (only circuits through a relay) or ``none``: how we
+        are connected to ``peer`` now."""
+        try:
+            conns = self._host.get_network().get_connections(ID.from_base58(peer))
+        except ValueError:
+            return "none"
+        if not conns:
+            return "none"
+        relayed = [c for c in conns if c.get_connection_type().name == "RELAYED"]
+        return "relayed" if len(relayed) == len(conns) else "direct"
+
     async def open_raw_stream(self, peer: PeerRef | str, protocol: str) -> ByteStream:
         """The bare byte stream of a new stream (tests of hostile peers)."""
         return await self._new_stream(PeerRef.of(peer), protocol, DEFAULT_REQUEST_TIMEOUT_S)
@@ -246,29 +293,44 @@ class Libp2pNetwork(StreamClient):
         return None
 
     async def _connect(self, ref: PeerRef) -> ID:
+        """Direct addresses first; then relay circuits (py-libp2p's ``connect`` drops
+        them: hazard 18), one at a time."""
         try:
             peer_id = ID.from_base58(ref.peer_id)
         except ValueError as exc:
             raise PeerUnreachable(ref.peer_id, "not a peer ID") from exc
         addrs = [a for a in (_parse_addr(text, peer_id) for text in ref.addrs) if a is not None]
         host = self._host
-        try:
-            if addrs:
-                await host.connect(PeerInfo(peer_id, addrs))
-            elif peer_id in host.get_connected_peers():
+        if not addrs and peer_id in host.get_connected_peers():
+            return peer_id
+        if not addrs:
+            addrs = list(host.get_peerstore().addrs(peer_id))
+        if not addrs:
+            info = await self._dht.find_peer(peer_id)
+            if info is None or not info.addrs:
+                raise PeerUnreachable(ref.peer_id, "no known address")
+            addrs = list(info.addrs)
+        direct = [a for a in addrs if not is_circuit(str(a))]
+        circuits = [_circuit_to(a, peer_id) for a in addrs if is_circuit(str(a))]
+        failure: Exception | None = None
+        if direct or peer_id in host.get_connected_peers():
+            try:
+                await host.connect(PeerInfo(peer_id, direct))
                 return peer_id
-            elif host.get_peerstore().addrs(peer_id):
-                await host.connect(PeerInfo(peer_id, host.get_peerstore().addrs(peer_id)))
-            else:
-                info = await self._dht.find_peer(peer_id)
-                if info is None or not info.addrs:
-                    raise PeerUnreachable(ref.peer_id, "no known address")
-                await host.connect(info)
-        except PeerUnreachable:
-            raise
-        except (*LIBP2P_IO_ERRORS, ValueError) as exc:
-            raise PeerUnreachable(ref.peer_id, f"dial failed: {exc}") from exc
-        return peer_id
+            except (*LIBP2P_IO_ERRORS, ValueError) as exc:
+                failure = exc
+        transport = self._services.relay_transport
+        for circuit in circuits if transport is not None else []:
+            assert transport is not None
+            try:
+                await dial_circuit(transport, circuit)
+            except ConnectionError as exc:
+                log.info("circuit %s to %s failed: %s", circuit, ref.peer_id, exc)
+                failure = exc
+                continue
+            log.info("connected to %s through relay %s", ref.peer_id, circuit)
+            return peer_id
+        raise PeerUnreachable(ref.peer_id, f"dial failed: {failure}") from failure
 
     async def _new_stream(self, ref: PeerRef, protocol: str, timeout: float) -> Libp2pByteStream:
         self._check_open()
@@ -284,10 +346,23 @@ class Libp2pNetwork(StreamClient):
         raise NetTimeout(f"open {protocol} stream to {ref.peer_id}", timeout)
 
 
+def _circuit_to(addr: multiaddr.Multiaddr, peer_id: ID) -> multiaddr.Multiaddr:
+    """``<relay>/p2p-circuit/p2p/<peer_id>`` (the suffix is often left out)."""
+    text = str(addr)
+    if text.endswith("/p2p-circuit"):
+        return multiaddr.Multiaddr(f"{text}/p2p/{peer_id.to_base58()}")
+    return addr
+
+
 def _parse_addr(text: str, peer_id: ID) -> multiaddr.Multiaddr | None:
     """A dialable address of ``peer_id`` from an offer (addresses of others are ignored)."""
     try:
         addr = multiaddr.Multiaddr(text)
+        if is_circuit(text):
+            target = text.split("/p2p-circuit", 1)[1]
+            if target not in ("", f"/p2p/{peer_id.to_base58()}"):
+                return None
+            return _circuit_to(addr, peer_id)
         if "/p2p/" in text:
             info = info_from_p2p_addr(addr)
             return info.addrs[0] if info.peer_id == peer_id and info.addrs else None

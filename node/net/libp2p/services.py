@@ -11,11 +11,18 @@ import base58
 import multiaddr
 import trio
 from dgpu.node.net.admission import StreamAdmission
-from dgpu.node.net.libp2p.config import Libp2pConfig
+from dgpu.node.net.libp2p.addresses import AddressBook
+from dgpu.node.net.libp2p.config import Libp2pConfig, RelayService
 from dgpu.node.net.libp2p.connections import ConnectionPolicy, install_connection_policy
 from dgpu.node.net.libp2p.guard import StrikeBook, guard_stream_handlers
 from dgpu.node.net.libp2p.host import LIBP2P_IO_ERRORS, build_host, listen_multiaddrs
 from dgpu.node.net.libp2p.quiet import quiet_libp2p_logs
+from dgpu.node.net.libp2p.relay import (
+    check_reachability,
+    limit_reservations_per_ip,
+    reserve_on,
+    serve_dialback,
+)
 from dgpu.node.net.libp2p.validator import OfferRecordValidator
 from dgpu.node.net.records import NAMESPACE
 from dgpu.protocol.errors import ProtocolError
@@ -29,6 +36,10 @@ from libp2p.peer.peerinfo import info_from_p2p_addr
 from libp2p.pubsub.gossipsub import PROTOCOL_ID, PROTOCOL_ID_V11, GossipSub
 from libp2p.pubsub.pb import rpc_pb2
 from libp2p.pubsub.pubsub import Pubsub
+from libp2p.relay.circuit_v2.config import RelayConfig, RelayRole
+from libp2p.relay.circuit_v2.protocol import CircuitV2Protocol
+from libp2p.relay.circuit_v2.resources import RelayLimits
+from libp2p.relay.circuit_v2.transport import CircuitV2Transport
 from libp2p.tools.anyio_service import background_trio_service
 
 log = logging.getLogger(__name__)
@@ -55,6 +66,8 @@ class Libp2pServices:
         self.dht = dht
         self.pubsub = pubsub
         self.on_gossip_offer: Callable[[Offer], None] = lambda offer: None
+        self.addresses = AddressBook()
+        self.relay_transport: CircuitV2Transport | None = None
         self.gossip_refused = 0
 
     def gossip_offer(self, message: rpc_pb2.Message) -> Offer:
@@ -133,6 +146,22 @@ class Libp2pServices:
         except LIBP2P_IO_ERRORS:
             log.debug("closing the connection to %s failed", peer, exc_info=True)
 
+    async def become_reachable(self, nursery: trio.Nursery) -> None:
+        """Dial-back from the bootstrap peers; when not reachable, relay slots on them."""
+        ids, addrs = [], []
+        for text in self.config.bootstrap:
+            try:
+                ids.append(info_from_p2p_addr(multiaddr.Multiaddr(text)).peer_id)
+                addrs.append(text)
+            except (ValueError, multiaddr.exceptions.Error):
+                continue
+        reachable = await check_reachability(self.host, ids, self.addresses)
+        if reachable:
+            return
+        assert self.relay_transport is not None
+        if not await reserve_on(self.host, self.relay_transport, addrs, self.addresses, nursery):
+            log.warning("not reachable from outside and no relay slot: nobody can dial us")
+
     async def keep_joined(self) -> None:
         while True:
             await trio.sleep(self.config.rebootstrap_interval_s)
@@ -145,7 +174,8 @@ class Libp2pServices:
 async def start_services(identity: Identity, config: Libp2pConfig) -> AsyncIterator[Libp2pServices]:
     if config.quiet_libp2p_logs:
         quiet_libp2p_logs()
-    host = build_host(identity, config)
+    addresses = AddressBook()
+    host = build_host(identity, config, addresses)
     # before anything registers a handler: every one, the library's included, is guarded
     strikes = guard_stream_handlers(host)
     admission = StreamAdmission(config.admission)
@@ -167,18 +197,33 @@ async def start_services(identity: Identity, config: Libp2pConfig) -> AsyncItera
     )
     pubsub = Pubsub(host, router, seen_ttl=g.seen_ttl_s)
     services = Libp2pServices(config, host, dht, pubsub, strikes, admission, connections)
+    services.addresses = addresses
     pubsub.set_topic_validator(config.offers_topic, services.validate_gossip, False)
+    # every node accepts relayed connections (STOP); bootstrap peers also relay (HOP);
+    # only nodes that may need to be reached through a relay reserve (CLIENT: hazard 19)
+    relay = config.relay_service
+    circuit = CircuitV2Protocol(
+        host, limits=_relay_limits(relay) if relay else None, allow_hop=relay is not None
+    )
+    roles = RelayRole.STOP | RelayRole.CLIENT if config.reserve_when_unreachable else RelayRole.STOP
+    services.relay_transport = CircuitV2Transport(host, circuit, RelayConfig(roles=roles))
+    if relay is not None:
+        serve_dialback(host)
+        limit_reservations_per_ip(host, circuit, relay.reservations_per_ip)
     async with (
         host.run(listen_addrs=listen_multiaddrs(config)),
         background_trio_service(dht),
         background_trio_service(pubsub),
         background_trio_service(router),
+        background_trio_service(circuit),
     ):
         await pubsub.wait_until_ready()
         subscription = await pubsub.subscribe(config.offers_topic)
         async with trio.open_nursery() as nursery:
             nursery.start_soon(services.read_gossip, subscription)
             await services.join()
+            if config.reserve_when_unreachable:
+                await services.become_reachable(nursery)
             nursery.start_soon(services.keep_joined)
             try:
                 yield services
@@ -186,3 +231,13 @@ async def start_services(identity: Identity, config: Libp2pConfig) -> AsyncItera
                 nursery.cancel_scope.cancel()
                 with trio.CancelScope(shield=True):
                     await services.disconnect_all()
+
+
+def _relay_limits(relay: RelayService) -> RelayLimits:
+    return RelayLimits(
+        duration=relay.circuit_seconds,
+        data=relay.circuit_bytes,
+        max_circuit_conns=relay.circuits_per_peer,
+        max_reservations=relay.max_reservations,
+        reservation_ttl=relay.reservation_ttl_s,
+    )
