@@ -202,6 +202,16 @@ def _env(values: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
 @click.option("--count", default=1, show_default=True, help="GPUs.")
 @click.option("--min-vram", default=0, show_default=True, help="Least VRAM per GPU, MiB.")
 @click.option("--region", help="Only providers in this region.")
+@click.option(
+    "--vendor",
+    type=click.Choice(["nvidia", "amd", "apple"]),
+    help="Only GPUs whose driver reported this vendor.",
+)
+@click.option(
+    "--executor",
+    type=click.Choice(["docker", "local"]),
+    help="Only providers that run jobs this way (Apple Silicon providers run local processes).",
+)
 @click.option("--max-price", required=True, help="Most you pay, dGPU per GPU-hour.")
 @click.option("--image", required=True, help="Container image to run.")
 @click.option("--duration", default=600, show_default=True, help="Most seconds the job may run.")
@@ -250,6 +260,8 @@ def job(
     count: int,
     min_vram: int,
     region: str | None,
+    vendor: str | None,
+    executor: str | None,
     max_price: str,
     image: str,
     duration: int,
@@ -296,6 +308,8 @@ def job(
         max_price_per_gpu_second=price,
         duration_s=duration,
         mint=config.mint,
+        vendor=vendor,
+        executor=executor,
     )
     job_id = bytes.fromhex(job_id_hex) if job_id_hex else new_job_id(os.urandom(32))
     main = functools.partial(

@@ -16,6 +16,7 @@ from typing import Final
 
 from dgpu.pricing import DEFAULT_RATE_CARD, NEUTRAL_BPS, ProviderPricing, RateCard
 from dgpu.protocol.errors import DgpuError
+from dgpu.protocol.messages import ExecutorKind
 
 DEFAULT_MAX_OUTPUT_BYTES: Final = 64 * 1024 * 1024
 DEFAULT_MAX_INPUT_BYTES: Final = 1024 * 1024 * 1024
@@ -89,6 +90,8 @@ class ProviderConfig:
     """The channel must not expire before the job's latest end plus this margin."""
     settle_on_finish: bool = True
     """Without a coordinator, submit the job's latest receipt on chain when it ends."""
+    executor: ExecutorKind = "docker"
+    """How jobs run here (containers, or local processes): offers say so."""
     self_settle_after_s: int = 600
     """With a coordinator: settle a receipt on chain itself when the chain has not paid it
     this long after its job ended (the coordinator is down or censoring), or sooner when

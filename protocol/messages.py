@@ -51,6 +51,15 @@ ShortText = Annotated[str, Meta(max_length=256)]
 # matches before a trailing newline ("H100\n" would pass).
 Multiaddr = Annotated[str, Meta(min_length=1, max_length=256, pattern=r"^/[A-Za-z0-9._~:%+/-]*\Z")]
 GpuCount = Annotated[int, Meta(ge=1, le=64)]
+# What a GPU backend read, as offers carry it: printable ASCII only (the backend replaces
+# anything else), so no control character or markup-significant byte sequence of another
+# script reaches a log line or a page unescaped.
+GpuVendor = Literal["nvidia", "amd", "apple", "unknown"]
+# How the provider runs jobs: containers, or local processes (Apple Silicon: no GPU reaches
+# a container on macOS).
+ExecutorKind = Literal["docker", "local"]
+DeviceText = Annotated[str, Meta(max_length=96, pattern=r"^[ -~]*\Z")]
+GpuUuid = Annotated[str, Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._:-]+\Z")]
 Seconds = Annotated[int, Meta(ge=1, le=30 * 24 * 3600)]
 
 
@@ -72,6 +81,14 @@ class Offer(Message, tag="offer", kw_only=True, frozen=True):
     vram_mb: Annotated[int, Meta(ge=1, le=4 * 1024 * 1024)]
     power_w: Annotated[int, Meta(ge=0, le=10_000)] = 0
     simulated: bool
+    # What the GPU backend read (signed with the rest): the vendor, the driver's own name of
+    # the model, the driver's version and, where the driver has one, each board's UUID (one
+    # per offered GPU, or none). Simulated GPUs carry simulated=True whatever these say.
+    gpu_vendor: GpuVendor = "unknown"
+    gpu_name: DeviceText = ""
+    driver_version: DeviceText = ""
+    gpu_uuids: Annotated[list[GpuUuid], Meta(max_length=64)] = []
+    executor: ExecutorKind = "docker"
     price_per_gpu_second: U64
     mint: PublicKey
     region: Region
@@ -84,6 +101,14 @@ class Offer(Message, tag="offer", kw_only=True, frozen=True):
     max_input_bytes: U64 = 0
     ports: bool = False
     sig: Sig = b""
+
+    def __post_init__(self) -> None:
+        # Raised while decoding too, where msgspec reports it as a validation error.
+        if self.gpu_uuids and len(self.gpu_uuids) != self.gpu_count:
+            raise ValueError(
+                f"gpu_uuids: {len(self.gpu_uuids)} UUIDs for {self.gpu_count} GPUs "
+                "(one per offered GPU, or none)"
+            )
 
 
 # A TCP port inside the container (privileged ports too: the container has its own stack).

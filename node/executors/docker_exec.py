@@ -190,7 +190,9 @@ class DockerJob:
                 raise JobStartError(f"cannot make the watchdog's folder: {exc}") from exc
             if not self.extend_deadline():
                 raise JobStartError("cannot write the watchdog's deadline")
-        options = container_options(spec, self._config, self.run_id, self._watchdog)
+        options = container_options(
+            spec, self._config, self.run_id, self._watchdog, _device_groups(spec)
+        )
         t0 = trio.current_time()
         try:
             if spec.max_output_bytes > 0:
@@ -460,3 +462,16 @@ def _unavailable(base_url: str, exc: BaseException) -> ExecutorUnavailable:
         f"no Docker Engine answers at {base_url} ({exc}); start one "
         "(scripts/start-dockerd.sh does it on a test machine)"
     )
+
+
+def _device_groups(spec: JobSpec) -> tuple[int, ...]:
+    """The host groups owning the job's device nodes (``render``, ``video``)."""
+    if spec.gpus_simulated:
+        return ()
+    groups: list[int] = []
+    for device in spec.gpu_devices:
+        try:
+            groups.append(os.stat(device).st_gid)
+        except OSError as exc:
+            raise JobStartError(f"GPU device {device} is not there: {exc}") from exc
+    return tuple(groups)

@@ -49,6 +49,10 @@ T = TypeVar("T")
 DEFAULT_PATH: Final = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
+# Which GPUs a process may use, per vendor (CUDA takes NVML's UUIDs).
+_VISIBLE: Final = {"nvidia": "CUDA_VISIBLE_DEVICES"}
+
+
 @dataclass(frozen=True)
 class LocalProcessConfig:
     """``enabled`` must be set on purpose: local processes are not sandboxed like
@@ -124,7 +128,12 @@ class LocalJob:
             **({"DGPU_INPUT_DIR": str(self._spec.input_dir)} if self._spec.input_dir else {}),
         }
         if self._spec.gpu_ids and not self._spec.gpus_simulated:
-            env["CUDA_VISIBLE_DEVICES"] = ",".join(self._spec.gpu_ids)
+            # Apple Silicon has one GPU, which every process of the Mac shares (MLX, Metal);
+            # AMD: ROCm names GPUs by the KFD's ids, not AMD SMI's UUIDs, so a local
+            # process is not narrowed to its GPUs (run AMD jobs in containers for that)
+            visible = _VISIBLE.get(self._spec.gpu_vendor)
+            if visible is not None:
+                env[visible] = ",".join(self._spec.gpu_ids)
         return env
 
     async def _start(self, nursery: trio.Nursery) -> None:

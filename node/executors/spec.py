@@ -15,6 +15,7 @@ from types import MappingProxyType
 from typing import Final, Literal, NamedTuple
 
 from dgpu.node.executors.errors import JobSpecError
+from dgpu.protocol.messages import GpuVendor
 
 DEFAULT_MAX_OUTPUT_BYTES: Final = 64 * 1024 * 1024
 MAX_LOG_CHUNK: Final = 16 * 1024  # the wire cap of one LogChunk message
@@ -23,6 +24,8 @@ RESERVED_LABEL_PREFIX: Final = "dgpu."
 
 _JOB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}\Z")
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*\Z")
+# The device nodes a GPU job may be given: ROCm's compute interface and DRM nodes.
+_DEVICE = re.compile(r"^/dev/(?:kfd|dri/(?:renderD|card)\d{1,4})\Z")
 _LABEL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_./-]{0,127}\Z")
 
 Stream = Literal["stdout", "stderr"]
@@ -64,8 +67,11 @@ class OutputFile:
 class JobSpec:
     """One job to run.
 
-    ``command`` is the argv (no shell); ``gpu_ids`` are the NVML UUIDs (or indexes) of the
-    agreed GPUs, handed to the engine only when ``gpus_simulated`` is False;
+    ``command`` is the argv (no shell); ``gpu_ids`` are the backend's UUIDs (or indexes)
+    of the agreed GPUs, handed to the engine only when ``gpus_simulated`` is False, the way
+    ``gpu_vendor`` needs: NVIDIA by device request, AMD (ROCm) by mapping ``gpu_devices``
+    (``/dev/kfd`` and each GPU's ``/dev/dri/renderD*``) into the container, Apple not at all
+    (no GPU reaches a container on macOS: the local executor runs those jobs);
     ``network=False`` (the default) gives the job no network at all; ``output_dir`` is the
     directory inside the container whose files are collected (the local executor uses a
     directory of its own and tells the job through ``$DGPU_OUTPUT_DIR``);
@@ -83,6 +89,8 @@ class JobSpec:
     env: Mapping[str, str] = field(default_factory=dict)
     gpu_ids: tuple[str, ...] = ()
     gpus_simulated: bool = False
+    gpu_vendor: GpuVendor = "nvidia"
+    gpu_devices: tuple[str, ...] = ()
     cpu_limit: float | None = None
     memory_limit_mb: int | None = None
     network: bool = False
@@ -109,6 +117,8 @@ class JobSpec:
                 raise JobSpecError("env", f"value of {name} contains a NUL character")
         if any(not g or "," in g for g in self.gpu_ids):
             raise JobSpecError("gpu_ids", "empty id or one containing a comma")
+        if any(not _DEVICE.match(d) for d in self.gpu_devices):
+            raise JobSpecError("gpu_devices", "only /dev/kfd and /dev/dri/* device nodes")
         if self.cpu_limit is not None and not 0 < self.cpu_limit <= 1024:
             raise JobSpecError("cpu_limit", "must be a number of CPUs in (0, 1024]")
         if self.memory_limit_mb is not None and not 6 <= self.memory_limit_mb <= 2**24:
@@ -130,5 +140,6 @@ class JobSpec:
             if len(value) > 256:
                 raise JobSpecError("labels", f"value of {key} longer than 256")
         object.__setattr__(self, "command", tuple(self.command))
+        object.__setattr__(self, "gpu_devices", tuple(dict.fromkeys(self.gpu_devices)))
         object.__setattr__(self, "env", MappingProxyType(dict(self.env)))
         object.__setattr__(self, "labels", MappingProxyType(dict(self.labels)))

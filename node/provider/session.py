@@ -98,6 +98,8 @@ def exec_spec(
         env={e.name: e.value for e in request.env},
         gpu_ids=tuple(g.uuid for g in gpus),
         gpus_simulated=any(g.simulated for g in gpus),
+        gpu_vendor=gpus[0].vendor if gpus else "nvidia",
+        gpu_devices=tuple(d for g in gpus for d in g.devices),
         cpu_limit=config.cpu_limit,
         memory_limit_mb=config.memory_limit_mb,
         network=request.network,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 from pathlib import Path
@@ -20,6 +21,7 @@ from dgpu.node.executors import (
     OutputFile,
     OutputTooLarge,
 )
+from dgpu.protocol.messages import GpuVendor
 
 
 @pytest.fixture
@@ -75,6 +77,16 @@ async def test_environment_is_minimal(
     assert "PROVIDER_SECRET" not in names
     assert {"MINE", "DGPU_JOB_ID", "DGPU_OUTPUT_DIR", "PATH", "HOME"} <= names
     assert "CUDA_VISIBLE_DEVICES=GPU-a,GPU-b" in out.splitlines()
+
+
+@pytest.mark.parametrize("vendor", ["apple", "amd"])
+async def test_no_cuda_variable_for_other_vendors(
+    executor: LocalProcessExecutor, vendor: GpuVendor
+) -> None:
+    job_spec = spec('test -z "$CUDA_VISIBLE_DEVICES"', gpu_ids=("apple-gpu-0",))
+    job_spec = dataclasses.replace(job_spec, gpu_vendor=vendor)
+    async with executor.open_job(job_spec) as job:
+        assert (await job.wait()).succeeded
 
 
 async def test_simulated_gpus_are_not_exposed(executor: LocalProcessExecutor) -> None:
