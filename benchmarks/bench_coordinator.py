@@ -222,7 +222,7 @@ async def ingest_pipeline(db: Path, receipts: list[tuple[Identity, Receipt]]) ->
     async with open_store(db) as store:
         started = time.perf_counter()
         for headers, body in requests:
-            signer = verify_request(
+            signer = await verify_request(
                 headers, "POST", "/api/v1/receipts", "", body, now=now, window_s=60, guard=guard
             )
             receipt = parse_receipt_body(body)

@@ -16,6 +16,8 @@ from dgpu.contracts_client.escrow import EscrowClient
 from dgpu.contracts_client.money import ChainEscrow
 from dgpu.coordinator.app import create_app
 from dgpu.coordinator.config import CoordinatorConfig, RateLimit
+from dgpu.coordinator.db import is_database_url
+from dgpu.coordinator.proxy import TrustedProxies
 from dgpu.coordinator.server import Listen, bind, serve_app
 from dgpu.coordinator.settlement import SettlementBackend
 from dgpu.pricing import DEFAULT_RATE_CARD, RateCard, load_rate_card
@@ -35,10 +37,10 @@ def command() -> None:
 )
 @click.option(
     "--db",
-    "db_path",
+    "db",
     required=True,
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="SQLite database file (created and migrated at start).",
+    help="SQLite database file, or a postgresql://user:pass@host:port/db URL (several"
+    " replicas share one PostgreSQL database); created/migrated at start.",
 )
 @click.option("--rpc", "rpc_url", help="JSON-RPC URL of the chain to settle on.")
 @click.option(
@@ -88,10 +90,25 @@ def command() -> None:
 @click.option(
     "--no-intake-check", is_flag=True, help="Do not read channels on chain at receipt intake."
 )
+@click.option(
+    "--replica-id", default="", help="This replica's name in /healthz and /metrics (host:pid)."
+)
+@click.option(
+    "--settler-lease",
+    default=15.0,
+    show_default=True,
+    help="Seconds a dead settler's lease lasts before another replica takes over.",
+)
+@click.option(
+    "--trusted-proxy",
+    "trusted_proxies",
+    multiple=True,
+    help="Reverse proxy address or CIDR whose X-Forwarded-For is believed (repeatable).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the listening address as JSON.")
 def serve(
     listen: str,
-    db_path: Path,
+    db: str,
     rpc_url: str | None,
     key_path: Path | None,
     settle_every: float,
@@ -106,14 +123,22 @@ def serve(
     ip_burst: int,
     poll_interval: float,
     no_intake_check: bool,
+    replica_id: str,
+    settler_lease: float,
+    trusted_proxies: tuple[str, ...],
     as_json: bool,
 ) -> None:
     """Serve the API and the explorer until SIGINT/SIGTERM."""
     if rpc_url is not None and key_path is None:
         raise click.UsageError("--rpc needs --key (the settler key that pays settlements)")
     card: RateCard = load_rate_card(rate_card) if rate_card else DEFAULT_RATE_CARD
+    is_url = is_database_url(db)
     config = CoordinatorConfig(
-        db_path=db_path,
+        db_path=Path("coordinator.sqlite") if is_url else Path(db),
+        database_url=db if is_url else None,
+        replica_id=replica_id,
+        settler_lease_s=settler_lease,
+        trusted_proxies=trusted_proxies,
         per_key_limit=RateLimit(key_rate, key_burst),
         per_ip_limit=RateLimit(ip_rate, ip_burst),
         admins=frozenset(admins),
@@ -123,12 +148,24 @@ def serve(
         mint=mint,
         verify_channels_on_intake=not no_intake_check,
     )
+    try:
+        TrustedProxies(trusted_proxies)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--trusted-proxy") from exc
     sock = bind(Listen.parse(listen))
     host, port = sock.getsockname()[:2]
     if as_json:
-        emit_json({"listen": f"{host}:{port}", "url": f"http://{host}:{port}", "db": str(db_path)})
+        emit_json(
+            {
+                "listen": f"{host}:{port}",
+                "url": f"http://{host}:{port}",
+                "db": config.describe_database(),
+            }
+        )
     else:
-        stderr.print(f"coordinator listening on http://{host}:{port} (database {db_path})")
+        stderr.print(
+            f"coordinator listening on http://{host}:{port} (database {config.describe_database()})"
+        )
     asyncio.run(_serve(config, card, sock, rpc_url, key_path, poll_interval))
 
 

@@ -9,6 +9,7 @@ dgpu provider status --data-dir D                        # jobs, receipts, settl
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 import os
@@ -46,7 +47,7 @@ from dgpu.cli.nodeopts import (
 from dgpu.cli.output import emit_json, stderr
 from dgpu.cli.profile import PROFILE_ENV, ProviderProfileCommand
 from dgpu.node.config import ProviderConfig
-from dgpu.node.gpu import detect_backend, parse_gpu_spec
+from dgpu.node.gpu import BACKEND_CHOICES, detect_backend, parse_gpu_spec
 from dgpu.node.net.bulk import BulkServerConfig
 from dgpu.node.provider import (
     Provider,
@@ -174,14 +175,16 @@ def _data_home() -> Path:
 @click.option("--coordinator", "coordinator_url", help="Coordinator URL (offers, settlement).")
 @click.option(
     "--gpu-backend",
-    type=click.Choice(["auto", "nvml", "simulated"]),
+    type=click.Choice(BACKEND_CHOICES),
     default="auto",
     show_default=True,
+    help="auto: Apple Silicon on macOS; elsewhere NVIDIA (NVML), then AMD (AMD SMI, with "
+    "dgpu[amd]), then simulated GPUs. A named backend never falls back.",
 )
 @click.option(
     "--gpus",
     "gpu_spec",
-    help='Simulated GPUs, e.g. "2xRTX 4090" (labelled simulated): used when no NVIDIA driver '
+    help='Simulated GPUs, e.g. "2xRTX 4090" (labelled simulated): used when no GPU driver '
     "answers, or always with --gpu-backend simulated.",
 )
 @click.option("--price", help="Fixed price in dGPU per GPU-hour (default: the rate card).")
@@ -205,7 +208,22 @@ def _data_home() -> Path:
 )
 @click.option("--allow-network", is_flag=True, help="Let jobs ask for network access.")
 @click.option(
-    "--executor", type=click.Choice(["docker", "local"]), default="docker", show_default=True
+    "--allow-ports",
+    is_flag=True,
+    help="Tunnel container ports a renter asks for (dgpu run --port) to that renter only, "
+    "over its libp2p connection; jobs keep no network (the offer says so).",
+)
+@click.option(
+    "--max-input-mb",
+    default=1024,
+    show_default=True,
+    help="Most input a job may send (dgpu run --input), MiB; 0 takes none.",
+)
+@click.option(
+    "--executor",
+    type=click.Choice(["docker", "local"]),
+    help="How jobs run [default: local on Apple Silicon, where no GPU reaches a container; "
+    "docker elsewhere]. Offers say which.",
 )
 @click.option("--docker-url", default="unix:///var/run/docker.sock", show_default=True)
 @click.option("--cpu-limit", type=float, help="CPUs per job.")
@@ -252,7 +270,9 @@ def start(
     offer_ttl: int,
     self_settle_after: int,
     allow_network: bool,
-    executor: str,
+    allow_ports: bool,
+    max_input_mb: int,
+    executor: str | None,
     docker_url: str,
     cpu_limit: float | None,
     memory_mb: int | None,
@@ -282,6 +302,8 @@ def start(
         offer_ttl_s=offer_ttl,
         self_settle_after_s=self_settle_after,
         allow_network=allow_network,
+        allow_ports=allow_ports,
+        max_input_bytes=max_input_mb * 1024 * 1024,
         settle_on_finish=settle_on_finish,
         cpu_limit=cpu_limit,
         memory_limit_mb=memory_mb,
@@ -291,6 +313,15 @@ def start(
     simulated = parse_gpu_spec(gpu_spec) if gpu_spec else None
     # auto: a real driver wins over the simulated spec (which is then only the fallback)
     backend = detect_backend(gpu_backend, simulated)  # type: ignore[arg-type]
+    on_apple = any(g.vendor == "apple" and not g.simulated for g in backend.list_gpus())
+    if executor is None:
+        executor = "local" if on_apple else "docker"
+    elif executor == "docker" and on_apple:
+        backend.close()
+        raise CliSetupError(
+            "Apple GPUs do not reach containers on macOS: use --executor local (the default)"
+        )
+    config = dataclasses.replace(config, executor="local" if executor == "local" else "docker")
     run = functools.partial(
         _serve,
         identity=identity,
@@ -462,7 +493,15 @@ def _announce(provider: Provider, as_json: bool) -> None:
         "multiaddrs": provider.network.listen_addrs,
         "bulk_addr": provider.outputs.address if provider.outputs is not None else "",
         "gpus": [
-            {"index": g.index, "model": g.model, "vram_mb": g.vram_mb, "simulated": g.simulated}
+            {
+                "index": g.index,
+                "model": g.model,
+                "vram_mb": g.vram_mb,
+                "simulated": g.simulated,
+                "vendor": g.vendor,
+                "name": g.raw_name,
+                "driver_version": g.driver_version,
+            }
             for g in provider.pool.gpus
         ],
         "offer": None
@@ -472,6 +511,8 @@ def _announce(provider: Provider, as_json: bool) -> None:
             "gpu_count": offer.gpu_count,
             "price_per_gpu_second": offer.price_per_gpu_second,
             "simulated": offer.simulated,
+            "gpu_vendor": offer.gpu_vendor,
+            "executor": offer.executor,
             "expires_at": offer.expires_at,
         },
     }
@@ -488,6 +529,9 @@ def _announce(provider: Provider, as_json: bool) -> None:
         label = " (SIMULATED)" if offer.simulated else ""
         stderr.print(
             f"  offering {offer.gpu_count}x {offer.gpu_model}{label} at {hourly} dGPU/GPU-hour"
+            f" ({offer.gpu_vendor}, driver {offer.driver_version or '?'},"
+            f" jobs run {offer.executor})",
+            highlight=False,
         )
 
 

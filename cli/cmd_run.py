@@ -58,19 +58,25 @@ from dgpu.node.renter import (
     Declined,
     Ended,
     Estimated,
+    Forward,
     Funded,
+    InputsSent,
+    InputUploader,
     JobResult,
     LogReceived,
     OfferQuery,
     OffersFound,
     OutputFetched,
+    PortsForwarded,
     ReceiptSigned,
     Renter,
     RenterEvent,
     ReportRefused,
     Started,
     StreamOutputFetcher,
+    TunnelError,
     reclaim_channels,
+    scan_inputs,
 )
 from dgpu.pricing import base_units_to_dgpu
 from dgpu.protocol.errors import DgpuError
@@ -158,6 +164,12 @@ class Progress:
             self.status.update(f"job {event.state}; collecting outputs…")
         elif isinstance(event, OutputFetched):
             stderr.print(f"fetched {event.path} ({event.size} bytes, sha256 verified)")
+        elif isinstance(event, InputsSent):
+            resumed = f", {event.resumed} resumed" if event.resumed else ""
+            stderr.print(f"sent {event.files} inputs ({event.bytes} bytes{resumed}), unbilled")
+        elif isinstance(event, PortsForwarded):
+            for local, remote in event.ports:
+                stderr.print(f"port {remote} of the job: 127.0.0.1:{local}", highlight=False)
 
     def _keep(self, files: JobFiles, event: RenterEvent) -> None:
         """What ``dgpu jobs`` and a restarted node read: the offer once funded, the logs."""
@@ -193,6 +205,16 @@ def _env(values: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
 @click.option("--count", default=1, show_default=True, help="GPUs.")
 @click.option("--min-vram", default=0, show_default=True, help="Least VRAM per GPU, MiB.")
 @click.option("--region", help="Only providers in this region.")
+@click.option(
+    "--vendor",
+    type=click.Choice(["nvidia", "amd", "apple"]),
+    help="Only GPUs whose driver reported this vendor.",
+)
+@click.option(
+    "--executor",
+    type=click.Choice(["docker", "local"]),
+    help="Only providers that run jobs this way (Apple Silicon providers run local processes).",
+)
 @click.option("--max-price", required=True, help="Most you pay, dGPU per GPU-hour.")
 @click.option("--image", required=True, help="Container image to run.")
 @click.option("--duration", default=600, show_default=True, help="Most seconds the job may run.")
@@ -203,6 +225,21 @@ def _env(values: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
 )
 @click.option("--out-path", default="/out", show_default=True, help="Outputs dir in the job.")
 @click.option("--max-output-mb", default=64, show_default=True, help="Most output, MiB.")
+@click.option(
+    "--input",
+    "input_paths",
+    multiple=True,
+    type=click.Path(exists=True, path_type=Path),
+    help="A file or folder to send, mounted read-only at /in/NAME (repeatable). Sent before "
+    "the channel is funded: transfer time is not billed.",
+)
+@click.option(
+    "--port",
+    "port_items",
+    multiple=True,
+    help="Reach the container's port PORT (or REMOTE, as LOCAL:REMOTE) at 127.0.0.1:PORT "
+    "(LOCAL) while the job runs (repeatable; providers that allow ports only).",
+)
 @click.option(
     "--detach",
     is_flag=True,
@@ -226,6 +263,8 @@ def job(
     count: int,
     min_vram: int,
     region: str | None,
+    vendor: str | None,
+    executor: str | None,
     max_price: str,
     image: str,
     duration: int,
@@ -234,6 +273,8 @@ def job(
     output_dir: Path | None,
     out_path: str,
     max_output_mb: int,
+    input_paths: tuple[Path, ...],
+    port_items: tuple[str, ...],
     detach: bool,
     job_id_hex: str | None,
     as_json: bool,
@@ -243,6 +284,10 @@ def job(
     if detach:
         start_detached(data_dir, as_json=as_json)
         return
+    try:
+        forwards = tuple(Forward.parse(item) for item in port_items)
+    except TunnelError as exc:
+        raise click.BadParameter(str(exc), param_hint="--port") from exc
     identity = load_key(key_path)
     config = RenterConfig(mint=parse_address(mint, "--mint"), program_id=program_id_bytes())
     price = per_second(max_price, "--max-price")
@@ -266,6 +311,8 @@ def job(
         max_price_per_gpu_second=price,
         duration_s=duration,
         mint=config.mint,
+        vendor=vendor,
+        executor=executor,
     )
     job_id = bytes.fromhex(job_id_hex) if job_id_hex else new_job_id(os.urandom(32))
     main = functools.partial(
@@ -284,6 +331,8 @@ def job(
         p2p=p2p,
         output_dir=output_dir,
         as_json=as_json,
+        input_paths=input_paths,
+        forwards=forwards,
     )
     del identity
     result, connection = trio.run(main)
@@ -311,6 +360,8 @@ async def _run(
     p2p: bool,
     output_dir: Path | None,
     as_json: bool,
+    input_paths: tuple[Path, ...] = (),
+    forwards: tuple[Forward, ...] = (),
 ) -> tuple[JobResult, str]:
     identity = load_key(identity_path)
     running = data_dir / "running"
@@ -340,17 +391,28 @@ async def _run(
                     open_stream=network.open_raw_stream,
                     connection_kind=network.connection_kind,
                 )
-                renter = Renter(
-                    identity=identity,
-                    config=config,
-                    network=network,
-                    escrow=escrow,
-                    store=store,
-                    index=CoordinatorIndex(coordinator) if coordinator else None,
-                    fetcher=fetcher,
-                )
                 cancel = trio.Event()
                 with stderr.status("finding offers…") as status:
+                    inputs = None
+                    if input_paths:
+                        status.update("hashing inputs…")
+                        inputs = await scan_inputs(input_paths)
+
+                    def uploaded(done: int, total: int) -> None:
+                        status.update(f"sending inputs: {done / 1e6:.1f} of {total / 1e6:.1f} MB")
+
+                    renter = Renter(
+                        identity=identity,
+                        config=config,
+                        network=network,
+                        escrow=escrow,
+                        store=store,
+                        index=CoordinatorIndex(coordinator) if coordinator else None,
+                        fetcher=fetcher,
+                        uploader=InputUploader(
+                            identity, open_stream=network.open_raw_stream, progress=uploaded
+                        ),
+                    )
                     async with trio.open_nursery() as nursery:
                         nursery.start_soon(
                             functools.partial(cancel_on_signals, first=cancel),
@@ -369,6 +431,8 @@ async def _run(
                             ),
                             cancel=cancel,
                             job_id=job_id,
+                            inputs=inputs,
+                            ports=forwards,
                         )
                         nursery.cancel_scope.cancel()
                 _report_transfer(fetcher)

@@ -65,6 +65,8 @@ PROVIDER_KEYS: Final[dict[str, type]] = {
     "allow_image": list,
     "allow_any_image": bool,
     "allow_network": bool,
+    "allow_ports": bool,
+    "max_input_mb": int,
     "price": str,
     "region": str,
     "executor": str,

@@ -1,5 +1,12 @@
 """The ASGI app: routes, error rendering, per-client limits, and the lifespan that owns the
-store and the background tasks (settlement timer, price snapshots, score refresh)."""
+store and the background tasks (the settler lease and its rounds, price snapshots, score
+refresh).
+
+Several replicas may serve one PostgreSQL database; exactly one of them runs settlement
+rounds at a time: the holder of the settler lease (:class:`~dgpu.coordinator.replicas.Lease`).
+Every replica tries to take or renew it every third of its term; the one that gets it
+reconciles the batches its predecessor left open (from the chain) before its first round.
+"""
 
 from __future__ import annotations
 
@@ -12,10 +19,11 @@ from typing import Any
 
 from dgpu.coordinator.api import market, offers, providers, receipts, settlements, system
 from dgpu.coordinator.config import CoordinatorConfig
-from dgpu.coordinator.errors import ApiError, ChannelConflict
+from dgpu.coordinator.errors import ApiError, ChannelConflict, StoreUnavailable
 from dgpu.coordinator.explorer import views as explorer
 from dgpu.coordinator.market import Market
 from dgpu.coordinator.metrics import Metrics, MetricsMiddleware
+from dgpu.coordinator.proxy import TrustedProxies
 from dgpu.coordinator.service import Coordinator
 from dgpu.coordinator.settlement import CoordinatorSettler, SettlementBackend
 from dgpu.coordinator.store import open_store
@@ -43,25 +51,41 @@ class _Holder:
 
 
 class ClientLimitMiddleware:
-    """Per-client-address token bucket on everything but metrics and static files."""
+    """Per-client-address token bucket on everything but metrics and static files (the
+    client as the trusted proxies name it: :mod:`dgpu.coordinator.proxy`)."""
 
-    def __init__(self, app: ASGIApp, holder: _Holder) -> None:
+    def __init__(self, app: ASGIApp, holder: _Holder, proxies: TrustedProxies) -> None:
         self.app = app
         self.holder = holder
+        self.proxies = proxies
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         coord = self.holder.coordinator
         if scope["type"] == "http" and coord is not None:
             path: str = scope["path"]
             if not path.startswith(_UNLIMITED_PREFIXES):
-                client = scope.get("client")
+                refusal: ApiError | None = None
                 try:
-                    coord.ip_limiter.take(client[0] if client else "unknown", coord.clock())
+                    await coord.ip_limiter.take(self.proxies.client_of(scope), coord.clock())
+                except StoreUnavailable as exc:
+                    refusal = _unavailable(exc)
                 except ApiError as exc:
-                    coord.metrics.rejections.labels(exc.code).inc()
-                    await _error_response(exc)(scope, receive, send)
+                    refusal = exc
+                if refusal is not None:
+                    coord.metrics.rejections.labels(refusal.code).inc()
+                    await _error_response(refusal)(scope, receive, send)
                     return
         await self.app(scope, receive, send)
+
+
+def _unavailable(exc: StoreUnavailable) -> ApiError:
+    log.warning("database unavailable: %s", exc)
+    return ApiError(
+        503,
+        "database_unavailable",
+        "the coordinator cannot reach its database right now; retry in a few seconds",
+        headers={"Retry-After": "5"},
+    )
 
 
 def _error_response(exc: ApiError) -> JSONResponse:
@@ -86,6 +110,11 @@ async def _domain_error(request: Request, exc: Exception) -> Response:
     """The one place domain refusals become HTTP answers."""
     assert isinstance(exc, ChannelConflict)
     return await _api_error(request, ApiError(409, exc.code, str(exc)))
+
+
+async def _store_unavailable(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, StoreUnavailable)
+    return await _api_error(request, _unavailable(exc))
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:
@@ -126,10 +155,11 @@ def create_app(
     """The coordinator app; the store opens (and the timers start) in its lifespan."""
     metrics = Metrics()
     holder = _Holder()
+    proxies = TrustedProxies(config.trusted_proxies)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        async with open_store(config.db_path) as store:
+        async with open_store(config.database) as store:
             settler = (
                 CoordinatorSettler(store, backend, metrics, clock=clock)
                 if backend is not None
@@ -143,10 +173,9 @@ def create_app(
                 settler=settler,
                 clock=clock,
             )
+            metrics.replica.labels(coord.replica_id).set(1)
             if settler is not None:
-                reconciled = await settler.reconcile()
-                if reconciled:
-                    log.warning("reconciled %d settlement batches left open", reconciled)
+                await _take_lease(coord, settler)
             await coord.market.snapshot(coord.now())
             app.state.coordinator = holder.coordinator = coord
             async with asyncio.TaskGroup() as tasks:
@@ -160,18 +189,30 @@ def create_app(
                         )
                     )
                 ]
-                if settler is not None and config.settle_every_s > 0:
-                    jobs.append(
-                        tasks.create_task(
-                            _every(config.settle_every_s, settler.run_once, "settlement", metrics)
+                if settler is not None:
+                    jobs.append(tasks.create_task(_keep_lease(coord, settler)))
+                    if config.settle_every_s > 0:
+                        jobs.append(
+                            tasks.create_task(
+                                _every(
+                                    config.settle_every_s,
+                                    lambda: _settle_if_leader(coord, settler),
+                                    "settlement",
+                                    metrics,
+                                )
+                            )
                         )
-                    )
                 try:
                     yield
                 finally:
                     holder.coordinator = None
                     for job in jobs:
                         job.cancel()
+            if coord.settling:
+                try:
+                    await coord.lease.release()
+                except StoreUnavailable:
+                    log.warning("could not release the settler lease; it expires by itself")
 
     return Starlette(
         routes=[
@@ -186,11 +227,12 @@ def create_app(
         ],
         middleware=[
             Middleware(MetricsMiddleware, metrics=metrics),
-            Middleware(ClientLimitMiddleware, holder=holder),
+            Middleware(ClientLimitMiddleware, holder=holder, proxies=proxies),
         ],
         exception_handlers={
             ApiError: _api_error,
             ChannelConflict: _domain_error,
+            StoreUnavailable: _store_unavailable,
             HTTPException: _http_error,
             Exception: _internal_error,
         },
@@ -204,3 +246,43 @@ async def _housekeeping(coord: Coordinator) -> None:
     await coord.market.rescore_all(now)
     await coord.store.offers.prune(now - OFFER_RETENTION_S)
     await coord.store.prices.prune(now - SNAPSHOT_RETENTION_S)
+    await coord.ip_limiter.prune(coord.clock())
+    await coord.key_limiter.prune(coord.clock())
+
+
+async def _take_lease(coord: Coordinator, settler: CoordinatorSettler) -> None:
+    """Try for the settler lease once; on taking it, reconcile what was left open."""
+    try:
+        held = await coord.lease.acquire()
+    except StoreUnavailable as exc:
+        log.warning("cannot renew the settler lease: %s", exc)
+        held = False
+    if held and not coord.settling:
+        log.warning("replica %s now runs the settlement rounds", coord.replica_id)
+        # Whatever the previous holder had in flight is closed from the chain's marks
+        # before this replica packs a batch of its own: a receipt is never sent twice.
+        reconciled = await settler.reconcile()
+        if reconciled:
+            log.warning("reconciled %d settlement batches left open", reconciled)
+    elif not held and coord.settling:
+        log.warning("replica %s no longer holds the settler lease", coord.replica_id)
+    coord.settling = held
+    coord.metrics.settling.set(1 if held else 0)
+
+
+async def _keep_lease(coord: Coordinator, settler: CoordinatorSettler) -> None:
+    """Renew (or try to take) the settler lease every third of its term."""
+    while True:
+        await asyncio.sleep(coord.config.settler_lease_s / 3)
+        try:
+            await _take_lease(coord, settler)
+        except Exception:  # a background task's boundary: log, count, keep going
+            log.exception("settler lease renewal failed")
+            coord.metrics.failures.labels("lease").inc()
+            coord.settling = False
+            coord.metrics.settling.set(0)
+
+
+async def _settle_if_leader(coord: Coordinator, settler: CoordinatorSettler) -> None:
+    if coord.settling:
+        await settler.run_once()

@@ -8,10 +8,19 @@ window) and the mapping of a refused signature to a 401.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Protocol
 
 from dgpu.coordinator.errors import ApiError, unauthorized
 from dgpu.protocol.errors import RequestAuthError
 from dgpu.protocol.http_auth import check_request_signature
+
+
+class SignatureGuard(Protocol):
+    """Accepts each request signature once within the time window (401 ``replayed``
+    otherwise): :class:`ReplayGuard` in memory (one process), or
+    :class:`~dgpu.coordinator.replicas.DatabaseReplayGuard` (every replica on PostgreSQL)."""
+
+    async def check_and_remember(self, signature: bytes, timestamp: int, now: int) -> None: ...
 
 
 class ReplayGuard:
@@ -26,7 +35,7 @@ class ReplayGuard:
     def __len__(self) -> int:
         return len(self._seen)
 
-    def check_and_remember(self, signature: bytes, timestamp: int, now: int) -> None:
+    async def check_and_remember(self, signature: bytes, timestamp: int, now: int) -> None:
         if now >= self._next_prune:
             self._prune(now)
         if signature in self._seen:
@@ -40,7 +49,7 @@ class ReplayGuard:
         self._next_prune = now + max(1, self._window_s // 4)
 
 
-def verify_request(
+async def verify_request(
     headers: Mapping[str, str],
     method: str,
     raw_path: str,
@@ -49,7 +58,7 @@ def verify_request(
     *,
     now: int,
     window_s: int,
-    guard: ReplayGuard,
+    guard: SignatureGuard,
 ) -> str:
     """Check a request's signature headers and that it is not a replay; the signer's address."""
     try:
@@ -58,5 +67,5 @@ def verify_request(
         )
     except RequestAuthError as exc:
         raise unauthorized(str(exc), code=exc.code) from exc
-    guard.check_and_remember(signed.signature, signed.timestamp, now)
+    await guard.check_and_remember(signed.signature, signed.timestamp, now)
     return signed.address

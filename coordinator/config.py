@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from dgpu.coordinator.db import describe
+
 
 @dataclass(frozen=True)
 class RateLimit:
@@ -21,7 +23,21 @@ class RateLimit:
 @dataclass(frozen=True)
 class CoordinatorConfig:
     db_path: Path
-    """The sqlite file (``:memory:`` is refused: the store must survive restarts)."""
+    """The sqlite file (``:memory:`` is refused: the store must survive restarts); not used
+    when ``database_url`` is set."""
+    database_url: str | None = None
+    """A PostgreSQL server (``postgresql://user:password@host:port/db``) shared by several
+    replicas; when set, it holds the store instead of ``db_path``."""
+    replica_id: str = ""
+    """This replica's name in ``/healthz``, ``/metrics`` and the settler lease (empty:
+    ``host:pid``). Two live replicas must not share one."""
+    settler_lease_s: float = 15.0
+    """Term of the settler lease: a dead settler's lease is taken over by another replica
+    within this many seconds (plus one renewal interval, a third of it)."""
+    trusted_proxies: tuple[str, ...] = ()
+    """Reverse proxies (addresses or CIDR networks) whose ``X-Forwarded-For`` is believed:
+    per-client limits then count the client it names, not the proxy. Empty: the header is
+    ignored (anyone could write it)."""
     auth_window_s: int = 60
     """Signed requests must be dated within this many seconds of the coordinator's clock."""
     max_body_bytes: int = 16 * 1024
@@ -53,3 +69,12 @@ class CoordinatorConfig:
     site_name: str = "dgpu explorer"
     explorer_refresh_s: float = 5.0
     """The overview page polls its live figures this often (0: never)."""
+
+    @property
+    def database(self) -> str | Path:
+        """What the store opens: the PostgreSQL URL when set, else the sqlite file."""
+        return self.database_url if self.database_url else self.db_path
+
+    def describe_database(self) -> str:
+        """The database for logs and messages (no password)."""
+        return describe(self.database)

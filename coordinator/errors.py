@@ -7,6 +7,7 @@ a message in words; the app renders it as ``{"error": {"code": ..., "message": .
     └── CoordinatorError
         ├── ApiError              a request refused with an HTTP status (4xx/5xx)
         ├── StoreError            the database is unusable (bad schema version, ...)
+        │   └── StoreUnavailable  the database cannot be reached now (503, retried)
         ├── SettlementError       a settlement round could not run (no chain, ...)
         └── ChannelConflict       a receipt for a channel stored for another party (409)
 
@@ -68,6 +69,11 @@ def unprocessable(message: str, code: str) -> ApiError:
 
 class StoreError(CoordinatorError):
     """The database cannot be used (unknown schema version, failed migration)."""
+
+
+class StoreUnavailable(StoreError):
+    """The database cannot be reached now (down, restarting, connection lost): the API
+    answers 503 in words and the next request tries again."""
 
 
 class SettlementError(CoordinatorError):

@@ -64,6 +64,17 @@ class Metrics:
         self.settled_amount = Counter(
             "dgpu_coordinator_settled_amount", "Base units settled by this coordinator", registry=r
         )
+        self.settling = Gauge(
+            "dgpu_coordinator_settling",
+            "1 while this replica holds the settler lease (runs the settlement rounds)",
+            registry=r,
+        )
+        self.replica = Gauge(
+            "dgpu_coordinator_replica",
+            "Always 1, labelled with this replica's id (join on it with dgpu_coordinator_settling)",
+            ["replica"],
+            registry=r,
+        )
         self.failures = Counter(
             "dgpu_coordinator_failures",
             "Internal failures by kind (handler, settlement, snapshot)",

@@ -3,9 +3,21 @@
 from __future__ import annotations
 
 import math
+from typing import Protocol
 
 from dgpu.coordinator.config import RateLimit
 from dgpu.coordinator.errors import ApiError
+
+
+class Limiter(Protocol):
+    """Token buckets by key: :class:`RateLimiter` in memory (one process), or
+    :class:`~dgpu.coordinator.replicas.DatabaseRateLimiter` (shared by the replicas)."""
+
+    async def take(self, key: str, now: float) -> None:
+        """Spend a token of ``key``'s bucket, or raise 429 (:class:`ApiError`)."""
+
+    async def prune(self, now: float) -> int:
+        """Forget buckets that have refilled; how many."""
 
 
 class RateLimiter:
@@ -21,7 +33,7 @@ class RateLimiter:
         self._max_keys = max_keys
         self._buckets: dict[str, tuple[float, float]] = {}  # key -> (tokens, at)
 
-    def take(self, key: str, now: float) -> None:
+    async def take(self, key: str, now: float) -> None:
         tokens, at = self._buckets.get(key, (float(self._limit.burst), now))
         tokens = min(float(self._limit.burst), tokens + (now - at) * self._limit.per_second)
         if tokens < 1.0:
@@ -36,6 +48,11 @@ class RateLimiter:
         self._buckets[key] = (tokens - 1.0, now)
         if len(self._buckets) > self._max_keys:
             self._prune(now)
+
+    async def prune(self, now: float) -> int:
+        before = len(self._buckets)
+        self._prune(now)
+        return before - len(self._buckets)
 
     def _prune(self, now: float) -> None:
         full = float(self._limit.burst)

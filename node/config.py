@@ -16,8 +16,10 @@ from typing import Final
 
 from dgpu.pricing import DEFAULT_RATE_CARD, NEUTRAL_BPS, ProviderPricing, RateCard
 from dgpu.protocol.errors import DgpuError
+from dgpu.protocol.messages import ExecutorKind
 
 DEFAULT_MAX_OUTPUT_BYTES: Final = 64 * 1024 * 1024
+DEFAULT_MAX_INPUT_BYTES: Final = 1024 * 1024 * 1024
 MAX_DURATION_CAP_S: Final = 30 * 24 * 3600
 
 
@@ -88,6 +90,8 @@ class ProviderConfig:
     """The channel must not expire before the job's latest end plus this margin."""
     settle_on_finish: bool = True
     """Without a coordinator, submit the job's latest receipt on chain when it ends."""
+    executor: ExecutorKind = "docker"
+    """How jobs run here (containers, or local processes): offers say so."""
     self_settle_after_s: int = 600
     """With a coordinator: settle a receipt on chain itself when the chain has not paid it
     this long after its job ended (the coordinator is down or censoring), or sooner when
@@ -96,6 +100,10 @@ class ProviderConfig:
     """How long finished outputs stay available for the renter to fetch."""
     cpu_limit: float | None = None
     memory_limit_mb: int | None = None
+    max_input_bytes: int = DEFAULT_MAX_INPUT_BYTES
+    """The most input bytes one job may send (offered only with a bulk channel; 0: none)."""
+    allow_ports: bool = False
+    """Tunnel container ports a renter asks for to that renter (``--allow-ports``)."""
     faults: ProviderFaults = field(default_factory=ProviderFaults)
 
     def __post_init__(self) -> None:

@@ -2,7 +2,8 @@
 
 ``pip install dgpu`` is a node; ``dgpu[build]`` adds the zig toolchain and pyelftools that
 only rebuild the escrow ``.so`` (the built one ships with the package), ``dgpu[sim]`` adds
-matplotlib for simulation charts, and ``dgpu[dev]`` has both. A command that needs a
+matplotlib for simulation charts, ``dgpu[amd]`` AMD's ``amdsmi`` binding for providers with
+AMD GPUs, and ``dgpu[dev]`` has all three. A command that needs a
 missing extra stops with :class:`MissingExtra`, which says what to install.
 """
 

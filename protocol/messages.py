@@ -51,6 +51,15 @@ ShortText = Annotated[str, Meta(max_length=256)]
 # matches before a trailing newline ("H100\n" would pass).
 Multiaddr = Annotated[str, Meta(min_length=1, max_length=256, pattern=r"^/[A-Za-z0-9._~:%+/-]*\Z")]
 GpuCount = Annotated[int, Meta(ge=1, le=64)]
+# What a GPU backend read, as offers carry it: printable ASCII only (the backend replaces
+# anything else), so no control character or markup-significant byte sequence of another
+# script reaches a log line or a page unescaped.
+GpuVendor = Literal["nvidia", "amd", "apple", "unknown"]
+# How the provider runs jobs: containers, or local processes (Apple Silicon: no GPU reaches
+# a container on macOS).
+ExecutorKind = Literal["docker", "local"]
+DeviceText = Annotated[str, Meta(max_length=96, pattern=r"^[ -~]*\Z")]
+GpuUuid = Annotated[str, Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._:-]+\Z")]
 Seconds = Annotated[int, Meta(ge=1, le=30 * 24 * 3600)]
 
 
@@ -72,6 +81,14 @@ class Offer(Message, tag="offer", kw_only=True, frozen=True):
     vram_mb: Annotated[int, Meta(ge=1, le=4 * 1024 * 1024)]
     power_w: Annotated[int, Meta(ge=0, le=10_000)] = 0
     simulated: bool
+    # What the GPU backend read (signed with the rest): the vendor, the driver's own name of
+    # the model, the driver's version and, where the driver has one, each board's UUID (one
+    # per offered GPU, or none). Simulated GPUs carry simulated=True whatever these say.
+    gpu_vendor: GpuVendor = "unknown"
+    gpu_name: DeviceText = ""
+    driver_version: DeviceText = ""
+    gpu_uuids: Annotated[list[GpuUuid], Meta(max_length=64)] = []
+    executor: ExecutorKind = "docker"
     price_per_gpu_second: U64
     mint: PublicKey
     region: Region
@@ -79,7 +96,39 @@ class Offer(Message, tag="offer", kw_only=True, frozen=True):
     multiaddrs: Annotated[list[Multiaddr], Meta(max_length=8)]
     created_at: U64
     expires_at: U64
+    # Inputs this provider takes per job (bytes; 0: none) and whether it tunnels container
+    # ports to the job's renter (``dgpu provider start --allow-ports``).
+    max_input_bytes: U64 = 0
+    ports: bool = False
     sig: Sig = b""
+
+    def __post_init__(self) -> None:
+        # Raised while decoding too, where msgspec reports it as a validation error.
+        if self.gpu_uuids and len(self.gpu_uuids) != self.gpu_count:
+            raise ValueError(
+                f"gpu_uuids: {len(self.gpu_uuids)} UUIDs for {self.gpu_count} GPUs "
+                "(one per offered GPU, or none)"
+            )
+
+
+# A TCP port inside the container (privileged ports too: the container has its own stack).
+Port = Annotated[int, Meta(ge=1, le=65535)]
+# A relative, ``/``-separated path of an input tree. Its rules (relative, no empty, ``.`` or
+# ``..`` component, no NUL, no symlink leaving the tree) are checked, with words, by
+# :func:`dgpu.protocol.inputs.check_inputs` rather than by a pattern here: a refusal
+# must tell the renter which path and why.
+InputPath = Annotated[str, Meta(min_length=1, max_length=256)]
+
+
+class InputFile(msgspec.Struct, frozen=True, array_like=True, forbid_unknown_fields=True):
+    """One entry of a job's input tree, mounted read-only under ``/in``: a file (its
+    content named by sha256 and size) or, when ``link`` is set, a symlink to ``link``
+    (relative, resolved inside the tree; ``sha256`` empty and ``size`` 0)."""
+
+    path: InputPath
+    sha256: Annotated[bytes, Meta(max_length=32)]
+    size: U64
+    link: Annotated[str, Meta(max_length=256)] = ""
 
 
 class EnvVar(msgspec.Struct, frozen=True, array_like=True, forbid_unknown_fields=True):
@@ -105,6 +154,11 @@ class JobRequest(Message, tag="job_request", kw_only=True, frozen=True):
     output_dir: Annotated[str, Meta(max_length=256)] = ""
     max_output_bytes: U64 = 0
     created_at: U64
+    # The input tree sent before the job starts (mounted read-only at /in), its total size
+    # (the bound agreed in the Quote) and the container ports to tunnel to the renter.
+    inputs: Annotated[list[InputFile], Meta(max_length=1024)] = []
+    max_input_bytes: U64 = 0
+    ports: Annotated[list[Port], Meta(max_length=16)] = []
     sig: Sig = b""
 
 
@@ -127,6 +181,10 @@ class Quote(Message, tag="quote", kw_only=True, frozen=True):
     max_output_bytes: U64 = 0
     bulk_addr: Annotated[str, Meta(max_length=256)] = ""
     expires_at: U64
+    # Agreed: the bytes of input the provider takes (the request's total) and the ports it
+    # tunnels; both must equal the request's.
+    max_input_bytes: U64 = 0
+    ports: Annotated[list[Port], Meta(max_length=16)] = []
     sig: Sig = b""
 
 

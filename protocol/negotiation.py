@@ -15,11 +15,13 @@ from dataclasses import dataclass, field
 
 from dgpu.protocol.errors import DecodeError, OfferError, ProtocolError, SignatureError, StateError
 from dgpu.protocol.identity import Identity
+from dgpu.protocol.inputs import InputRefused, InputsTooLarge, check_inputs
 from dgpu.protocol.messages import (
     Agreement,
     ChannelOpened,
     EnvVar,
     ErrorMessage,
+    InputFile,
     JobRequest,
     Offer,
     Quote,
@@ -70,6 +72,8 @@ class ProviderPolicy:
     allow_network: bool = False
     max_output_bytes: int = 64 * 1024 * 1024
     bulk_addr: str = ""
+    max_input_bytes: int = 0
+    allow_ports: bool = False
 
     def image_allowed(self, image: str) -> bool:
         return not self.allowed_images or image in self.allowed_images
@@ -124,6 +128,20 @@ class ProviderNegotiation:
             raise self._refuse(
                 "over_limit", f"outputs are limited to {policy.max_output_bytes} bytes"
             )
+        try:
+            total = check_inputs(request.inputs, policy.max_input_bytes)
+        except InputRefused as exc:
+            code = "over_limit" if isinstance(exc, InputsTooLarge) else "bad_request"
+            raise self._refuse(code, str(exc)) from exc
+        if total != request.max_input_bytes:
+            raise self._refuse(
+                "bad_request",
+                f"inputs total {total} bytes, the request says {request.max_input_bytes}",
+            )
+        if request.ports and not policy.allow_ports:
+            raise self._refuse("bad_request", "this provider opens no ports to the renter")
+        if len(set(request.ports)) != len(request.ports):
+            raise self._refuse("bad_request", "a port is asked twice")
         quote = Quote(
             job_id=request.job_id,
             provider=self.identity.public_key,
@@ -143,6 +161,8 @@ class ProviderNegotiation:
             max_output_bytes=request.max_output_bytes,
             bulk_addr=policy.bulk_addr,
             expires_at=now + QUOTE_TTL_S,
+            max_input_bytes=request.max_input_bytes,
+            ports=list(request.ports),
         )
         self.request, self.quote = request, sign(quote, self.identity)
         self.phase = Phase.QUOTED
@@ -207,6 +227,10 @@ class JobSpec:
     output_dir: str = ""
     max_output_bytes: int = 0
     network: bool = False
+    inputs: tuple[InputFile, ...] = ()
+    """The input tree (:func:`dgpu.node.renter.inputs.scan_inputs` makes it)."""
+    ports: tuple[int, ...] = ()
+    """Container ports to tunnel to the renter."""
 
 
 @dataclass
@@ -241,6 +265,9 @@ class RenterNegotiation:
             output_dir=self.spec.output_dir,
             max_output_bytes=self.spec.max_output_bytes,
             created_at=now,
+            inputs=list(self.spec.inputs),
+            max_input_bytes=sum(f.size for f in self.spec.inputs),
+            ports=list(self.spec.ports),
         )
         self.request = sign(request, self.identity)
         self.phase = Phase.QUOTED
@@ -266,6 +293,8 @@ class RenterNegotiation:
             "deposit": quote.deposit
             == deposit_for(quote.price_per_gpu_second, quote.gpu_count, quote.max_duration_s),
             "max_output_bytes": quote.max_output_bytes == self.request.max_output_bytes,
+            "max_input_bytes": quote.max_input_bytes == self.request.max_input_bytes,
+            "ports": quote.ports == self.request.ports,
             "expires_at": quote.expires_at >= now,
         }
         bad = [name for name, ok in checks.items() if not ok]

@@ -9,10 +9,11 @@ from typing import Final
 from dgpu.protocol.codec import decode_as, encode
 from dgpu.protocol.errors import OfferError, OfferExpired, OfferNotYetValid
 from dgpu.protocol.identity import Identity
-from dgpu.protocol.messages import Offer
+from dgpu.protocol.messages import ExecutorKind, GpuVendor, Offer
 from dgpu.protocol.signing import sign, verify
 
-MAX_OFFER_BYTES: Final = 4096
+# Room for 8 multiaddrs of 256 bytes and 64 board UUIDs of 64 characters beside the rest.
+MAX_OFFER_BYTES: Final = 8192
 MAX_CLOCK_SKEW_S: Final = 30
 MAX_OFFER_TTL_S: Final = 3600
 
@@ -30,6 +31,13 @@ class OfferTerms:
     max_duration_s: int
     simulated: bool
     power_w: int = 0
+    gpu_vendor: GpuVendor = "unknown"
+    gpu_name: str = ""
+    driver_version: str = ""
+    gpu_uuids: tuple[str, ...] = ()
+    executor: ExecutorKind = "docker"
+    max_input_bytes: int = 0
+    ports: bool = False
 
 
 def make_offer(
@@ -49,6 +57,11 @@ def make_offer(
         vram_mb=terms.vram_mb,
         power_w=terms.power_w,
         simulated=terms.simulated,
+        gpu_vendor=terms.gpu_vendor,
+        gpu_name=terms.gpu_name,
+        driver_version=terms.driver_version,
+        gpu_uuids=list(terms.gpu_uuids),
+        executor=terms.executor,
         price_per_gpu_second=terms.price_per_gpu_second,
         mint=terms.mint,
         region=terms.region,
@@ -56,6 +69,8 @@ def make_offer(
         multiaddrs=multiaddrs,
         created_at=now,
         expires_at=now + ttl_s,
+        max_input_bytes=terms.max_input_bytes,
+        ports=terms.ports,
     )
     return sign(offer, provider)
 

@@ -9,10 +9,12 @@
 #   chromium(-driver) headless browser for the explorer tests
 #   libgmp-dev       fastecdsa (a libp2p dependency) compiles against it
 #   prometheus       promtool, which checks the alert rules in ops/ (the server is not started)
+#   postgresql       the coordinator's shared store: the tests start throwaway clusters with
+#                    initdb/pg_ctl (/usr/lib/postgresql/15/bin); no system service is used
 #   iproute2, iptables  the network lab of hosts and NAT routers (tests/hosts)
 set -euo pipefail
 
-PACKAGES=(docker.io busybox-static chromium chromium-driver libgmp-dev prometheus iproute2 iptables)
+PACKAGES=(docker.io busybox-static chromium chromium-driver libgmp-dev prometheus postgresql iproute2 iptables)
 
 if [[ $(id -u) -ne 0 ]]; then
     echo "system-deps: must run as root" >&2

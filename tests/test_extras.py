@@ -18,12 +18,13 @@ PROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
 
 def test_a_node_does_not_depend_on_the_build_or_chart_packages() -> None:
     required = " ".join(PROJECT["dependencies"])
-    for heavy in ("ziglang", "pyelftools", "matplotlib"):
+    for heavy in ("ziglang", "pyelftools", "matplotlib", "amdsmi"):
         assert heavy not in required
     extras = PROJECT["optional-dependencies"]
     assert any(d.startswith("ziglang") for d in extras["build"])
     assert any(d.startswith("matplotlib") for d in extras["sim"])
-    assert "dgpu[build,sim]" in extras["dev"]
+    assert any(d.startswith("amdsmi") for d in extras["amd"])
+    assert "dgpu[build,sim,amd]" in extras["dev"]
 
 
 def test_a_missing_extra_is_named(monkeypatch: pytest.MonkeyPatch) -> None:

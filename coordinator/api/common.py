@@ -81,7 +81,7 @@ async def signed_body(request: Request, *, max_bytes: int | None = None) -> tupl
     cap = coord.config.max_body_bytes if max_bytes is None else max_bytes
     body = await read_body(request, cap, deadline_s=coord.config.body_timeout_s)
     raw_path = request.scope.get("raw_path") or request.url.path.encode()
-    signer = verify_request(
+    signer = await verify_request(
         request.headers,
         request.method,
         raw_path.decode("latin-1"),
@@ -91,7 +91,7 @@ async def signed_body(request: Request, *, max_bytes: int | None = None) -> tupl
         window_s=coord.config.auth_window_s,
         guard=coord.guard,
     )
-    coord.key_limiter.take(signer, coord.clock())
+    await coord.key_limiter.take(signer, coord.clock())
     return signer, body
 
 

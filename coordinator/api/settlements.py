@@ -71,6 +71,14 @@ async def run_settlement(request: Request) -> JSONResponse:
         raise forbidden("only the coordinator's admins may start a settlement round", "not_admin")
     if coord.settler is None:
         raise ApiError(503, "no_chain", "this coordinator runs without a chain")
+    if not coord.settling:
+        holder = await coord.lease.current_holder()
+        raise ApiError(
+            409,
+            "not_settler",
+            f"replica {holder or '(none yet)'} runs the settlement rounds, not this one"
+            f" ({coord.replica_id}); ask it, or retry once the lease moves",
+        )
     try:
         report = await coord.settler.run_once()
     except ChainUnavailable as exc:

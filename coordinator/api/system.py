@@ -11,10 +11,22 @@ from starlette.routing import Route
 
 
 async def healthz(request: Request) -> JSONResponse:
+    """Alive and reaching its database (503 ``database_unavailable`` otherwise); which
+    replica this is, and which one runs the settlement rounds (``settler``: the holder of
+    the settler lease, ``null`` when none holds it now)."""
     coord = coordinator(request)
     offers = await coord.store.offers.count()
     return ok(
-        {"status": "ok", "time": coord.now(), "offers": offers, "chain": coord.settler is not None}
+        {
+            "status": "ok",
+            "time": coord.now(),
+            "offers": offers,
+            "chain": coord.settler is not None,
+            "database": coord.store.db.dialect.name,
+            "replica": coord.replica_id,
+            "settling": coord.settling,
+            "settler": await coord.lease.current_holder() if coord.settler else None,
+        }
     )
 
 
@@ -28,6 +40,7 @@ async def metrics(request: Request) -> Response:
     m.providers_online.set(live["providers"])
     m.receipts_pending.set(pending)
     m.amount_pending.set(owed)
+    m.settling.set(1 if coord.settling else 0)
     return Response(generate_latest(m.registry), media_type=CONTENT_TYPE_LATEST)
 
 

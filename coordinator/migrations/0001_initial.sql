@@ -19,6 +19,10 @@ CREATE TABLE offers (
     received_at INTEGER NOT NULL,
     raw BLOB NOT NULL
 );
+-- dialect: postgresql
+-- sqlite gives every row a rowid, the tie-breaker of the search orders; PostgreSQL has none.
+ALTER TABLE offers ADD COLUMN rowid BIGINT GENERATED ALWAYS AS IDENTITY;
+-- dialect: all
 CREATE INDEX offers_expiry ON offers (expires_at);
 CREATE INDEX offers_model_price ON offers (model_key, price_per_gpu_second);
 CREATE INDEX offers_price ON offers (price_per_gpu_second);
@@ -43,7 +47,7 @@ CREATE INDEX providers_score ON providers (score);
 CREATE TABLE presence (
     provider TEXT NOT NULL,
     start INTEGER NOT NULL,
-    end INTEGER NOT NULL,
+    "end" INTEGER NOT NULL,
     PRIMARY KEY (provider, start)
 );
 

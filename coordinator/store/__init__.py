@@ -1,4 +1,5 @@
-"""The coordinator's persistent state, one repository per concern over one database."""
+"""The coordinator's persistent state, one repository per concern over one database
+(sqlite or PostgreSQL: :mod:`dgpu.coordinator.db`)."""
 
 from __future__ import annotations
 
@@ -23,8 +24,9 @@ class Store:
 
 
 @asynccontextmanager
-async def open_store(path: Path) -> AsyncIterator[Store]:
-    async with open_database(path) as db:
+async def open_store(target: str | Path) -> AsyncIterator[Store]:
+    """The store in ``target``: a sqlite file path or a ``postgresql://`` URL."""
+    async with open_database(target) as db:
         yield Store(db, OfferRepo(db), ChannelRepo(db), ProviderRepo(db), PriceRepo(db))
 
 

@@ -13,8 +13,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, Literal
 
-import aiosqlite
-from dgpu.coordinator.db import Database, Row, u64_sum, u64_total
+from dgpu.coordinator.db import Connection, Database, Row, u64_sum, u64_total
 from dgpu.coordinator.errors import ChannelConflict
 from dgpu.protocol.identity import address_of, public_key_of_address
 from dgpu.protocol.messages import Receipt
@@ -81,6 +80,9 @@ class ChannelRepo:
         results: list[ReceiptStatus | ChannelConflict | None] = [None] * len(items)
         pending = list(enumerate(items))
         async with self._db.transaction() as conn:
+            # Replicas taking receipts of one provider at once would otherwise upsert the
+            # same rows in different orders (and deadlock); one provider's batches queue.
+            await conn.lock(f"receipts:{provider}")
             while pending:
                 # One multi-row statement per round (aiosqlite costs a thread hop per call);
                 # a channel opening twice in the batch waits for the next round, so each
@@ -145,8 +147,8 @@ class ChannelRepo:
     async def set_settled(self, key: ChannelKey, settled: int, now: int) -> None:
         """Record the chain's high-water mark (never lowered)."""
         await self._db.execute(
-            "UPDATE channels SET settled = max(settled, ?), note = '', updated_at = ?"
-            " WHERE channel = ? AND open_nonce = ?",
+            f"UPDATE channels SET settled = {self._db.dialect.greatest}(settled, ?), note = '',"  # noqa: S608
+            " updated_at = ? WHERE channel = ? AND open_nonce = ?",
             (settled, now, key.channel, key.open_nonce),
         )
 
@@ -192,11 +194,12 @@ class ChannelRepo:
 
     async def create_batch(self, items: Iterable[Unsettled], now: int) -> int:
         async with self._db.transaction() as conn:
-            cursor = await conn.execute(
-                "INSERT INTO batches (created_at, state) VALUES (?, 'pending')", (now,)
+            row = await conn.fetchone(
+                "INSERT INTO batches (created_at, state) VALUES (?, 'pending') RETURNING id",
+                (now,),
             )
-            batch_id = cursor.lastrowid
-            assert batch_id is not None
+            assert row is not None
+            batch_id = int(row[0])
             await conn.executemany(
                 "INSERT INTO batch_items (batch_id, channel, open_nonce, provider, cumulative,"
                 " settled_before) VALUES (?,?,?,?,?,?)",
@@ -231,8 +234,8 @@ class ChannelRepo:
                     (settled, batch_id, key.channel, key.open_nonce),
                 )
                 await conn.execute(
-                    "UPDATE channels SET settled = max(settled, ?), updated_at = ?"
-                    " WHERE channel = ? AND open_nonce = ?",
+                    f"UPDATE channels SET settled = {self._db.dialect.greatest}(settled, ?),"  # noqa: S608
+                    " updated_at = ? WHERE channel = ? AND open_nonce = ?",
                     (settled, now, key.channel, key.open_nonce),
                 )
             await conn.execute(
@@ -258,7 +261,8 @@ class ChannelRepo:
 
     async def batches(self, limit: int, offset: int) -> tuple[int, list[dict[str, Any]]]:
         total = await self._db.scalar("SELECT count(*) FROM batches")
-        paid = "max(coalesce(i.settled_after, i.settled_before) - i.settled_before, 0)"
+        greatest = self._db.dialect.greatest
+        paid = f"{greatest}(coalesce(i.settled_after, i.settled_before) - i.settled_before, 0)"
         rows = await self._db.fetchall(
             "SELECT b.id, b.created_at, b.state, b.signature, b.error, b.finished_at,"  # noqa: S608
             " count(i.channel) AS items, "
@@ -312,7 +316,7 @@ _UPSERT_HEAD: Final = (
 _UPSERT_TAIL: Final = (
     " ON CONFLICT (channel, open_nonce) DO UPDATE SET seq = excluded.seq,"
     "   cumulative = excluded.cumulative, renter_sig = excluded.renter_sig,"
-    "   raw = excluded.raw, updated_at = excluded.updated_at, receipts = receipts + 1,"
+    "   raw = excluded.raw, updated_at = excluded.updated_at, receipts = channels.receipts + 1,"
     "   state = 'open', note = ''"  # a higher receipt gets a fresh chance
     " WHERE excluded.cumulative > channels.cumulative"
     "   AND channels.provider = excluded.provider AND channels.renter = excluded.renter"
@@ -326,7 +330,7 @@ _KEY_CHUNK: Final = 400  # (channel, open_nonce) pairs per look-up: far below sq
 
 
 async def _ingest_round(
-    conn: aiosqlite.Connection,
+    conn: Connection,
     items: Sequence[tuple[int, Receipt, bytes]],
     results: list[ReceiptStatus | ChannelConflict | None],
     *,
@@ -359,20 +363,20 @@ async def _ingest_round(
         chunk = indices[start : start + 64]
         sql = _UPSERT_HEAD + ",".join(["(?,?,?,?,?,?,?,?,?,?,?,?)"] * len(chunk)) + _UPSERT_TAIL
         params = [value for index in chunk for value in rows[index]]
-        async with conn.execute(sql, params) as cursor:
-            changed.update(((r[0], r[1]), r[2]) for r in await cursor.fetchall())
+        changed.update(((r[0], r[1]), r[2]) for r in await conn.fetchall(sql, params))
     unchanged = [i for i in indices if (rows[i][0], rows[i][1]) not in changed]
     known: dict[tuple[str, int], Row] = {}
     for start in range(0, len(unchanged), _KEY_CHUNK):
         chunk = unchanged[start : start + _KEY_CHUNK]
-        wanted = ",".join(["(?,?)"] * len(chunk))
+        # the cast types the VALUES column for PostgreSQL (its parameters are untyped)
+        wanted = ",".join(["(?, CAST(? AS BIGINT))"] * len(chunk))
         params = [value for index in chunk for value in rows[index][:2]]
-        async with conn.execute(
+        found = await conn.fetchall(
             "SELECT channel, open_nonce, provider, renter, program_id, job_id, cumulative,"  # noqa: S608
             f" state FROM channels WHERE (channel, open_nonce) IN (VALUES {wanted})",
             params,
-        ) as cursor:
-            known.update(((r["channel"], r["open_nonce"]), r) for r in await cursor.fetchall())
+        )
+        known.update(((r["channel"], r["open_nonce"]), r) for r in found)
     for index, receipt, _ in items:
         row = rows[index]
         key = (row[0], row[1])
@@ -386,9 +390,7 @@ async def _ingest_round(
                 "DELETE FROM channels WHERE channel = ? AND open_nonce = ? AND state = 'rejected'",
                 key,
             )
-            sql = _UPSERT_HEAD + "(?,?,?,?,?,?,?,?,?,?,?,?)" + _UPSERT_TAIL
-            async with conn.execute(sql, row) as cursor:
-                await cursor.fetchall()
+            await conn.fetchall(_UPSERT_HEAD + "(?,?,?,?,?,?,?,?,?,?,?,?)" + _UPSERT_TAIL, row)
             results[index] = "created"
         elif stored["provider"] != provider:
             results[index] = ChannelConflict("this channel's receipts come from another provider")

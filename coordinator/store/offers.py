@@ -7,7 +7,7 @@ import json
 from dataclasses import dataclass
 from typing import Any, Final, Literal
 
-from dgpu.coordinator.db import Database, Row
+from dgpu.coordinator.db import Connection, Database, Row
 from dgpu.coordinator.errors import ApiError
 from dgpu.protocol.identity import address_of
 from dgpu.protocol.messages import Offer
@@ -124,11 +124,13 @@ class OfferRepo:
         """Store ``offer`` (already verified) unless a same-or-newer version is known."""
         provider = address_of(offer.provider)
         async with self._db.transaction() as conn:
-            async with conn.execute(
+            # One provider's offers are ingested one at a time across replicas: the look-up
+            # below and the presence interval are read-then-write.
+            await conn.lock(f"offers:{provider}")
+            known = await conn.fetchone(
                 "SELECT provider, created_at, raw FROM offers WHERE offer_id = ?",
                 (offer.offer_id,),
-            ) as cursor:
-                known = await cursor.fetchone()
+            )
             if known is not None:
                 if known["provider"] != provider:
                     raise ApiError(409, "offer_conflict", "offer_id is taken by another provider")
@@ -139,7 +141,10 @@ class OfferRepo:
                 await conn.execute("DELETE FROM offers WHERE offer_id = ?", (offer.offer_id,))
             await _extend_presence(conn, provider, now, offer.expires_at)
             await conn.execute(
-                "INSERT INTO offers VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,"
+                "INSERT INTO offers (offer_id, provider, gpu_model, model_key, gpu_count,"
+                " vram_mb, power_w, simulated, price_per_gpu_second, mint, region,"
+                " max_duration_s, multiaddrs, created_at, expires_at, source, received_at, raw,"
+                " provider_score) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,"
                 " coalesce((SELECT score FROM providers WHERE address = ?), 0))",
                 (
                     offer.offer_id,
@@ -170,7 +175,8 @@ class OfferRepo:
         count_where, _ = query.where(now, for_count=True)
         order = SORTS.get(query.sort, SORTS["price"])
         # where/order are built from constant fragments; values go through placeholders
-        count_sql = f"SELECT count(*) FROM offers o INDEXED BY offers_count WHERE {count_where}"  # noqa: S608
+        hint = self._db.dialect.indexed_by("offers_count")
+        count_sql = f"SELECT count(*) FROM offers o {hint} WHERE {count_where}"  # noqa: S608
         total = await self._db.scalar(count_sql, params)
         rows = await self._db.fetchall(
             f"{_SELECT} WHERE {where} ORDER BY {order} LIMIT ? OFFSET ?",
@@ -226,25 +232,26 @@ class OfferRepo:
         return await self._db.execute("DELETE FROM offers WHERE expires_at < ?", (before,))
 
 
-async def _extend_presence(conn: Any, provider: str, start: int, end: int) -> None:
+async def _extend_presence(conn: Connection, provider: str, start: int, end: int) -> None:
     """Record that ``provider`` is available over ``[start, end)``, merging with its latest
-    interval when they touch. Times are the coordinator's (start is when it heard)."""
+    interval when they touch. Times are the coordinator's (start is when it heard).
+    (``"end"`` is quoted: a reserved word in PostgreSQL.)"""
     if end <= start:
         return
-    async with conn.execute(
-        "SELECT start, end FROM presence WHERE provider = ? ORDER BY start DESC LIMIT 1",
+    last = await conn.fetchone(
+        'SELECT start, "end" FROM presence WHERE provider = ? ORDER BY start DESC LIMIT 1',
         (provider,),
-    ) as cursor:
-        last = await cursor.fetchone()
+    )
     if last is not None and last["start"] <= start <= last["end"]:
         if end > last["end"]:
             await conn.execute(
-                "UPDATE presence SET end = ? WHERE provider = ? AND start = ?",
+                'UPDATE presence SET "end" = ? WHERE provider = ? AND start = ?',
                 (end, provider, last["start"]),
             )
     else:
         await conn.execute(
-            "INSERT OR REPLACE INTO presence (provider, start, end) VALUES (?, ?, ?)",
+            'INSERT INTO presence (provider, start, "end") VALUES (?, ?, ?)'
+            ' ON CONFLICT (provider, start) DO UPDATE SET "end" = excluded."end"',
             (provider, start, end),
         )
     await conn.execute(

@@ -38,7 +38,7 @@ class ProviderRepo:
 
     async def intervals(self, address: str, since: int) -> list[tuple[int, int]]:
         rows = await self._db.fetchall(
-            "SELECT start, end FROM presence WHERE provider = ? AND end > ?", (address, since)
+            'SELECT start, "end" FROM presence WHERE provider = ? AND "end" > ?', (address, since)
         )
         return [(row["start"], row["end"]) for row in rows]
 
@@ -49,7 +49,7 @@ class ProviderRepo:
             "   AND r.reporter = c.renter) AS renter_report,"
             " (SELECT r.outcome FROM job_reports r WHERE r.job_id = c.job_id"
             "   AND r.reporter = c.provider) AS provider_report"
-            " FROM channels c WHERE c.provider = ? GROUP BY c.job_id",
+            " FROM channels c WHERE c.provider = ? GROUP BY c.job_id, c.renter, c.provider",
             (address,),
         )
         return [
@@ -169,7 +169,11 @@ class PriceRepo:
     async def add(self, at: int, snapshots: Iterable[PriceSnapshot]) -> None:
         async with self._db.transaction() as conn:
             await conn.executemany(
-                "INSERT OR REPLACE INTO price_snapshots VALUES (?,?,?,?,?,?,?,?)",
+                "INSERT INTO price_snapshots (at, model, reference, multiplier_bps, median,"
+                " p10, p90, gpus) VALUES (?,?,?,?,?,?,?,?) ON CONFLICT (at, model) DO UPDATE"
+                " SET reference = excluded.reference, multiplier_bps = excluded.multiplier_bps,"
+                " median = excluded.median, p10 = excluded.p10, p90 = excluded.p90,"
+                " gpus = excluded.gpus",
                 [
                     (at, s.model, s.reference, s.multiplier_bps, s.median, s.p10, s.p90, s.gpus)
                     for s in snapshots

@@ -25,6 +25,7 @@ from dgpu.node.executors.errors import (
     OutputTooLarge,
 )
 from dgpu.node.executors.local_exec import LocalJob, LocalProcessConfig, LocalProcessExecutor
+from dgpu.node.executors.relay import PortStream
 from dgpu.node.executors.spec import (
     DEFAULT_MAX_OUTPUT_BYTES,
     MAX_LOG_CHUNK,
@@ -63,6 +64,7 @@ __all__ = [
     "OutputError",
     "OutputFile",
     "OutputTooLarge",
+    "PortStream",
     "Stream",
     "container_options",
     "open_docker_executor",

@@ -38,6 +38,7 @@ from dgpu.node.executors.docker_options import (
     JOB_LABEL,
     OWNER_LABEL,
     RUN_LABEL,
+    WATCHDOG_BUSYBOX,
     DockerConfig,
     container_options,
     volume_name,
@@ -52,6 +53,7 @@ from dgpu.node.executors.errors import (
 )
 from dgpu.node.executors.logs import LogBuffer
 from dgpu.node.executors.outputs import extract_output_tar, read_output_file, scan_output_dir
+from dgpu.node.executors.relay import PortStream, open_container_port
 from dgpu.node.executors.spec import ExitReason, JobExit, JobSpec, LogChunk, OutputFile, Stream
 
 log = logging.getLogger(__name__)
@@ -188,7 +190,9 @@ class DockerJob:
                 raise JobStartError(f"cannot make the watchdog's folder: {exc}") from exc
             if not self.extend_deadline():
                 raise JobStartError("cannot write the watchdog's deadline")
-        options = container_options(spec, self._config, self.run_id, self._watchdog)
+        options = container_options(
+            spec, self._config, self.run_id, self._watchdog, _device_groups(spec)
+        )
         t0 = trio.current_time()
         try:
             if spec.max_output_bytes > 0:
@@ -417,6 +421,18 @@ class DockerJob:
         root = self._workdir / "outputs"
         return await trio.to_thread.run_sync(read_output_file, root, path, offset, size)
 
+    async def open_port(self, port: int) -> PortStream:
+        """A connection to ``127.0.0.1:port`` inside the container, through a relay
+        exec'd in it (:mod:`dgpu.node.executors.relay`: the container keeps no network)."""
+        if self.container_id is None or self._exited.is_set():
+            raise JobStateError("the container is not running")
+        busybox = None
+        if self._config.watchdog_busybox is not None and self._spec.watchdog_s is not None:
+            busybox = WATCHDOG_BUSYBOX
+        return await open_container_port(
+            self._config.base_url, self.container_id, port, busybox=busybox
+        )
+
     async def _call(self, fn: Callable[[], T]) -> T:
         """A short engine call in a worker thread; a broken connection is converted."""
         try:
@@ -446,3 +462,16 @@ def _unavailable(base_url: str, exc: BaseException) -> ExecutorUnavailable:
         f"no Docker Engine answers at {base_url} ({exc}); start one "
         "(scripts/start-dockerd.sh does it on a test machine)"
     )
+
+
+def _device_groups(spec: JobSpec) -> tuple[int, ...]:
+    """The host groups owning the job's device nodes (``render``, ``video``)."""
+    if spec.gpus_simulated:
+        return ()
+    groups: list[int] = []
+    for device in spec.gpu_devices:
+        try:
+            groups.append(os.stat(device).st_gid)
+        except OSError as exc:
+            raise JobStartError(f"GPU device {device} is not there: {exc}") from exc
+    return tuple(groups)

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any, Final
 
 import docker.types
+from dgpu.node.executors.errors import JobSpecError
 from dgpu.node.executors.logs import DEFAULT_LOG_BUFFER_BYTES
 from dgpu.node.executors.spec import JobSpec
 
@@ -36,6 +37,7 @@ OWNER_LABEL: Final = "dgpu.owner"
 RUN_LABEL: Final = "dgpu.run"  # one start of a job: what its cleanup removes
 WATCHDOG_MOUNT: Final = "/.dgpu-watchdog"
 WATCHDOG_BUSYBOX: Final = "/.dgpu-bin/busybox"  # busybox picks its applet by name
+INPUT_MOUNT: Final = "/in"  # the job's inputs, read-only
 DEADLINE_FILE: Final = "deadline"  # Unix seconds, written whole by the provider
 
 
@@ -86,10 +88,16 @@ def watchdog_script(config: DockerConfig) -> list[str]:
 
 
 def container_options(
-    spec: JobSpec, config: DockerConfig, run_id: str, watchdog_dir: Path | None = None
+    spec: JobSpec,
+    config: DockerConfig,
+    run_id: str,
+    watchdog_dir: Path | None = None,
+    device_groups: tuple[int, ...] = (),
 ) -> dict[str, Any]:
     """Keyword arguments of ``containers.create`` for one job (pure; tested as such);
-    ``watchdog_dir`` holds the deadline file of a job with a watchdog."""
+    ``watchdog_dir`` holds the deadline file of a job with a watchdog; ``device_groups``
+    are the host's groups owning ``spec.gpu_devices`` (the job joins them: a container
+    user, and root without capabilities, open a device node only through its group)."""
     labels = {**spec.labels, JOB_LABEL: spec.job_id, OWNER_LABEL: config.owner, RUN_LABEL: run_id}
     env = {**spec.env, "DGPU_JOB_ID": spec.job_id}
     options: dict[str, Any] = {
@@ -124,17 +132,39 @@ def container_options(
         options["mem_limit"] = f"{spec.memory_limit_mb}m"
         options["memswap_limit"] = f"{spec.memory_limit_mb}m"  # no swap beyond the limit
     if spec.gpu_ids and not spec.gpus_simulated:
-        options["device_requests"] = [
-            docker.types.DeviceRequest(
-                driver=config.gpu_driver, device_ids=list(spec.gpu_ids), capabilities=[["gpu"]]
+        if spec.gpu_vendor == "apple":
+            raise JobSpecError(
+                "gpu_vendor", "Apple GPUs do not reach containers: run with the local executor"
             )
-        ]
+        if spec.gpu_vendor == "amd":
+            # ROCm's way: the shared compute node and the job's own render nodes, nothing
+            # else of /dev/dri, so the job sees only its GPUs
+            if not spec.gpu_devices:
+                raise JobSpecError("gpu_devices", "AMD GPUs need their device nodes")
+            options["devices"] = [f"{d}:{d}:rwm" for d in spec.gpu_devices]
+            if device_groups:
+                options["group_add"] = [str(g) for g in sorted(set(device_groups))]
+        else:
+            options["device_requests"] = [
+                docker.types.DeviceRequest(
+                    driver=config.gpu_driver,
+                    device_ids=list(spec.gpu_ids),
+                    capabilities=[["gpu"]],
+                )
+            ]
     mounts: list[docker.types.Mount] = []
     if spec.max_output_bytes > 0:
         env["DGPU_OUTPUT_DIR"] = spec.output_dir
         mounts.append(
             docker.types.Mount(
                 target=spec.output_dir, source=volume_name(spec, run_id), type="volume"
+            )
+        )
+    if spec.input_dir is not None:
+        env["DGPU_INPUT_DIR"] = INPUT_MOUNT
+        mounts.append(
+            docker.types.Mount(
+                target=INPUT_MOUNT, source=str(spec.input_dir), type="bind", read_only=True
             )
         )
     if spec.watchdog_s is not None and watchdog_dir is not None:

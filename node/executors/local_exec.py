@@ -32,6 +32,7 @@ from dgpu.node.executors.errors import (
 )
 from dgpu.node.executors.logs import DEFAULT_LOG_BUFFER_BYTES, LogBuffer
 from dgpu.node.executors.outputs import read_output_file, scan_output_dir
+from dgpu.node.executors.relay import PortStream, open_local_port
 from dgpu.node.executors.spec import (
     MAX_LOG_CHUNK,
     ExitReason,
@@ -46,6 +47,10 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 DEFAULT_PATH: Final = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+
+# Which GPUs a process may use, per vendor (CUDA takes NVML's UUIDs).
+_VISIBLE: Final = {"nvidia": "CUDA_VISIBLE_DEVICES"}
 
 
 @dataclass(frozen=True)
@@ -119,9 +124,16 @@ class LocalJob:
             **self._spec.env,
             "DGPU_JOB_ID": self._spec.job_id,
             "DGPU_OUTPUT_DIR": str(self.output_dir),
+            # the input tree, where the provider built it (read-only files, not a mount)
+            **({"DGPU_INPUT_DIR": str(self._spec.input_dir)} if self._spec.input_dir else {}),
         }
         if self._spec.gpu_ids and not self._spec.gpus_simulated:
-            env["CUDA_VISIBLE_DEVICES"] = ",".join(self._spec.gpu_ids)
+            # Apple Silicon has one GPU, which every process of the Mac shares (MLX, Metal);
+            # AMD: ROCm names GPUs by the KFD's ids, not AMD SMI's UUIDs, so a local
+            # process is not narrowed to its GPUs (run AMD jobs in containers for that)
+            visible = _VISIBLE.get(self._spec.gpu_vendor)
+            if visible is not None:
+                env[visible] = ",".join(self._spec.gpu_ids)
         return env
 
     async def _start(self, nursery: trio.Nursery) -> None:
@@ -245,6 +257,10 @@ class LocalJob:
             )
             self._outputs = {f.path: f for f in manifest}
         return list(self._outputs.values())
+
+    async def open_port(self, port: int) -> PortStream:
+        """A connection to the job's port (a host process: ``127.0.0.1:port``)."""
+        return await open_local_port(port)
 
     async def read_output(self, path: str, offset: int = 0, size: int | None = None) -> bytes:
         if self._outputs is None:

@@ -1,15 +1,32 @@
-"""GPU discovery and sampling: real GPUs through NVML, or clearly labelled simulated ones.
+"""GPU discovery and sampling: real GPUs (NVML, AMD SMI, Apple Silicon through macOS's
+tools), or clearly labelled simulated ones.
 
-    backend = detect_backend()            # NVML if the driver loads, else simulated
+    backend = detect_backend()            # by platform: a real driver if one answers,
+                                          # else simulated
     for gpu in backend.list_gpus():       # GpuInfo(index, uuid, model, vram_mb, ..., simulated)
         backend.sample(gpu.index)         # GpuSample(util_pct, mem_used_mb, power_mw, temp_c)
 
 Errors are drawn in :mod:`dgpu.node.gpu.errors`.
 """
 
-from dgpu.node.gpu.detect import DEFAULT_SIMULATED_SPEC, BackendChoice, detect_backend
-from dgpu.node.gpu.errors import GpuConfigError, GpuError, GpuNotFound, NvmlUnavailable
-from dgpu.node.gpu.models import KNOWN_MODELS, ModelSpec, normalize_model_name
+from dgpu.node.gpu.amd import AmdSmiBackend
+from dgpu.node.gpu.apple import AppleBackend
+from dgpu.node.gpu.detect import (
+    BACKEND_CHOICES,
+    DEFAULT_SIMULATED_SPEC,
+    BackendChoice,
+    detect_backend,
+)
+from dgpu.node.gpu.errors import (
+    AmdSmiUnavailable,
+    AppleGpuUnavailable,
+    GpuConfigError,
+    GpuError,
+    GpuNotFound,
+    GpuUnavailable,
+    NvmlUnavailable,
+)
+from dgpu.node.gpu.models import KNOWN_MODELS, ModelSpec, normalize_model_name, vendor_of
 from dgpu.node.gpu.nvml import NvmlBackend
 from dgpu.node.gpu.simulated import (
     SimulatedBackend,
@@ -19,11 +36,16 @@ from dgpu.node.gpu.simulated import (
     load_simulated_config,
     parse_gpu_spec,
 )
-from dgpu.node.gpu.types import GpuBackend, GpuInfo, GpuSample
+from dgpu.node.gpu.types import GpuBackend, GpuInfo, GpuSample, printable
 
 __all__ = [
+    "BACKEND_CHOICES",
     "DEFAULT_SIMULATED_SPEC",
     "KNOWN_MODELS",
+    "AmdSmiBackend",
+    "AmdSmiUnavailable",
+    "AppleBackend",
+    "AppleGpuUnavailable",
     "BackendChoice",
     "GpuBackend",
     "GpuConfigError",
@@ -31,6 +53,7 @@ __all__ = [
     "GpuInfo",
     "GpuNotFound",
     "GpuSample",
+    "GpuUnavailable",
     "ModelSpec",
     "NvmlBackend",
     "NvmlUnavailable",
@@ -42,4 +65,6 @@ __all__ = [
     "load_simulated_config",
     "normalize_model_name",
     "parse_gpu_spec",
+    "printable",
+    "vendor_of",
 ]

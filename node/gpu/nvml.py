@@ -15,7 +15,7 @@ from typing import Any, Final, TypeVar
 
 from dgpu.node.gpu.errors import GpuError, GpuNotFound, NvmlUnavailable
 from dgpu.node.gpu.models import normalize_model_name
-from dgpu.node.gpu.types import GpuInfo, GpuSample
+from dgpu.node.gpu.types import GpuInfo, GpuSample, printable
 
 with warnings.catch_warnings():
     # The deprecated `pynvml` shim package (installed beside nvidia-ml-py, which provides
@@ -83,6 +83,9 @@ class NvmlBackend:
             count = _call("nvmlDeviceGetCount", pynvml.nvmlDeviceGetCount)
             if count < 1:
                 raise NvmlUnavailable("NVML is loaded but reports no GPU")
+            driver = printable(
+                str(_call("nvmlSystemGetDriverVersion", pynvml.nvmlSystemGetDriverVersion))
+            )
             handles: list[Any] = []
             gpus: list[GpuInfo] = []
             for index in range(count):
@@ -90,7 +93,7 @@ class NvmlBackend:
                     "nvmlDeviceGetHandleByIndex", pynvml.nvmlDeviceGetHandleByIndex, index
                 )
                 handles.append(handle)
-                gpus.append(_describe(index, handle))
+                gpus.append(_describe(index, handle, driver))
         except BaseException:
             _shutdown()
             raise
@@ -144,8 +147,8 @@ class NvmlBackend:
         self.close()
 
 
-def _describe(index: int, handle: Any) -> GpuInfo:
-    raw_name = str(_call("nvmlDeviceGetName", pynvml.nvmlDeviceGetName, handle))
+def _describe(index: int, handle: Any, driver: str) -> GpuInfo:
+    raw_name = printable(str(_call("nvmlDeviceGetName", pynvml.nvmlDeviceGetName, handle)))
     uuid = str(_call("nvmlDeviceGetUUID", pynvml.nvmlDeviceGetUUID, handle))
     memory = _call("nvmlDeviceGetMemoryInfo", pynvml.nvmlDeviceGetMemoryInfo, handle)
     limit_mw = _optional(
@@ -159,6 +162,8 @@ def _describe(index: int, handle: Any) -> GpuInfo:
         vram_mb=int(memory.total) // MIB,
         power_limit_w=int(limit_mw) // 1000,
         simulated=False,
+        vendor="nvidia",
+        driver_version=driver,
     )
 
 

@@ -1,9 +1,10 @@
-"""Simulated GPUs, for machines without an NVIDIA driver (such as this project's CI).
+"""Simulated GPUs, for machines without a GPU driver (such as this project's CI).
 
 Every GPU of this backend says ``simulated=True``: offers, logs and the explorer must
-show it. Samples are pseudo-random but deterministic: each GPU has its own
-``random.Random`` seeded from (seed, index), so the readings of one GPU do not depend on
-how often the others are sampled.
+show it. Its driver version reads ``"simulated"`` and its UUIDs start ``SIM-GPU-``, so
+nothing read from it can pass for a real board's. Samples are pseudo-random but
+deterministic: each GPU has its own ``random.Random`` seeded from (seed, index), so the
+readings of one GPU do not depend on how often the others are sampled.
 
 Configured by a spec string (``"2xRTX 4090,1xH100"``, optionally ``"1xFOO:16384"`` to give
 the VRAM of a model we do not know) or a TOML file::
@@ -29,10 +30,11 @@ from pathlib import Path
 from typing import Any, Final
 
 from dgpu.node.gpu.errors import GpuConfigError, GpuNotFound
-from dgpu.node.gpu.models import KNOWN_MODELS, normalize_model_name
+from dgpu.node.gpu.models import KNOWN_MODELS, normalize_model_name, vendor_of
 from dgpu.node.gpu.types import GpuInfo, GpuSample
 
 MAX_SIMULATED_GPUS: Final = 64
+SIMULATED_DRIVER: Final = "simulated"
 _ITEM = re.compile(r"^(?:(\d+)\s*[xX]\s*)?([^:]+?)\s*(?::\s*(\d+))?$")
 _COUNT_ONLY = re.compile(r"^\d+\s*[xX]?$")
 _GPU_KEYS: Final = frozenset({"model", "count", "vram_mb", "power_limit_w"})
@@ -155,6 +157,10 @@ class SimulatedBackend:
                         vram_mb=vram,
                         power_limit_w=power,
                         simulated=True,
+                        # the vendor of the model it imitates (so renters' filters work on
+                        # a devnet); the driver says plainly that there is none
+                        vendor=vendor_of(spec.model),
+                        driver_version=SIMULATED_DRIVER,
                     )
                 )
                 self._rngs.append(random.Random(int.from_bytes(digest[16:], "big")))

@@ -76,7 +76,7 @@ class BulkOutputHost:
         objects = frozenset(f.sha256 for f in files)
         for f in files:
             if not self.store.has(f.sha256):
-                _place(f.local, self.store.path(f.sha256))
+                place_file(f.local, self.store.path(f.sha256))
             self._holders.setdefault(f.sha256, set()).add(job_id)
         self._jobs[job_id] = objects
         self.grants.grant(
@@ -100,12 +100,16 @@ class BulkOutputHost:
                 self._holders.pop(sha, None)
                 self.store.path(sha).unlink(missing_ok=True)
 
+    def holds(self, sha256: bytes) -> bool:
+        """Whether a published job holds this object."""
+        return sha256 in self._holders
+
     def published(self, job_id: bytes) -> frozenset[bytes]:
         """The sha256s of the objects the job's renter may get now."""
         return self._jobs.get(job_id, frozenset())
 
 
-def _place(source: Path, target: Path) -> None:
+def place_file(source: Path, target: Path) -> None:
     """``source`` under ``target``'s name: a hard link, or a copy across file systems."""
     try:
         os.link(source, target)

@@ -7,14 +7,20 @@ comes from the config (a fixed price, or the rate card with the provider's floor
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from dataclasses import dataclass
+from typing import Final
 
 from dgpu.node.config import ProviderConfig
 from dgpu.node.gpu.types import GpuInfo
 from dgpu.pricing import price_per_gpu_second, provider_price, vram_gb_from_mb
 from dgpu.pricing.errors import UnknownModel
+from dgpu.protocol.messages import GpuVendor
 from dgpu.protocol.offers import OfferTerms
+
+# Offer.gpu_uuids' wire bound; a driver's identifier outside it is left out of the offer.
+_WIRE_UUID: Final = re.compile(r"^[A-Za-z0-9._:-]{1,64}\Z")
 
 
 def model_price(config: ProviderConfig, gpu: GpuInfo) -> int:
@@ -112,9 +118,15 @@ def offer_terms(config: ProviderConfig, pool: GpuPool, model: str) -> OfferTerms
     free = pool.free(model)
     if not free:
         return None
+    offered = free[:64]
+    vendors = {g.vendor for g in offered}
+    vendor: GpuVendor = vendors.pop() if len(vendors) == 1 else "unknown"
+    uuids = tuple(g.uuid for g in offered)
+    if not all(g.board_uuid for g in offered) or not all(_WIRE_UUID.match(u) for u in uuids):
+        uuids = ()
     return OfferTerms(
         gpu_model=model,
-        gpu_count=min(len(free), 64),
+        gpu_count=len(offered),
         vram_mb=min(g.vram_mb for g in free),
         price_per_gpu_second=model_price(config, free[0]),
         mint=config.mint,
@@ -122,4 +134,11 @@ def offer_terms(config: ProviderConfig, pool: GpuPool, model: str) -> OfferTerms
         max_duration_s=config.max_duration_s,
         simulated=any(g.simulated for g in free),
         power_w=max(g.power_limit_w for g in free),
+        # what the backend read, as it read it; one driver name/version per offer (the
+        # first GPU's: GPUs of one model on one machine share their driver)
+        gpu_vendor=vendor,
+        gpu_name=offered[0].raw_name,
+        driver_version=offered[0].driver_version,
+        gpu_uuids=uuids,
+        executor=config.executor,
     )

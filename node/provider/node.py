@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -38,6 +38,8 @@ from dgpu.node.config import ProviderConfig
 from dgpu.node.gpu.types import GpuBackend
 from dgpu.node.net.errors import NetError
 from dgpu.node.net.interface import METERING_PROTOCOL, NEGOTIATE_PROTOCOL, MessageStream, Network
+from dgpu.node.provider.bulk_inputs import InputDesk, InputsMissing, remove_tree
+from dgpu.node.provider.bulk_outputs import BulkOutputHost
 from dgpu.node.provider.capacity import GpuPool, model_price, offer_terms
 from dgpu.node.provider.funding import PendingJob, Refusal, check_request, verify_channel
 from dgpu.node.provider.health import StoreHealth
@@ -52,6 +54,7 @@ from dgpu.node.provider.settlement import (
     reconcile,
     settle_on_chain,
 )
+from dgpu.node.provider.tunnel import serve_tunnels
 from dgpu.node.store import LIVE_JOB_STATES, JobRecord, NodeStore, StoreError
 from dgpu.protocol.codec import decode_as, encode
 from dgpu.protocol.errors import DecodeError, DgpuError, SignatureError
@@ -73,6 +76,8 @@ if TYPE_CHECKING:  # trio_typing's stubs shadow trio's own annotations for mypy
     from trio_typing import TaskStatus
 
 log = logging.getLogger(__name__)
+INPUT_RATE_FLOOR = 2_000_000
+"""Bytes per second an agreed job's inputs are given to arrive before its hold expires."""
 
 READ_TIMEOUT_S = 30.0
 SWEEP_INTERVAL_S = 5.0
@@ -108,7 +113,10 @@ class Provider:
         desk: OfferDesk | None = None,
         outputs: OutputHost | None = None,
         outputs_dir: Path | None = None,
+        inputs_dir: Path | None = None,
     ) -> None:
+        """``inputs_dir`` holds the input trees of running jobs (default: ``inputs`` next
+        to ``outputs_dir``); inputs are taken only over a :class:`BulkOutputHost`."""
         if config.program_id != escrow.program_id:
             raise DgpuError("the config's program id is not the escrow's")
         self.identity = identity
@@ -125,6 +133,11 @@ class Provider:
             outputs = StreamOutputHost(network, identity)
         self.outputs = outputs
         self.outputs_dir = outputs_dir
+        if inputs_dir is None and outputs_dir is not None:
+            inputs_dir = outputs_dir.parent / "inputs"
+        self.inputs: InputDesk | None = None
+        if isinstance(outputs, BulkOutputHost) and inputs_dir is not None:
+            self.inputs = InputDesk(outputs, inputs_dir)
         self.pool = GpuPool(gpu_backend.list_gpus())
         if not self.pool.gpus:
             raise DgpuError("this provider has no GPU to offer")
@@ -155,6 +168,9 @@ class Provider:
                 self.network.serve(METERING_PROTOCOL, self._on_metering)
                 if isinstance(self.outputs, StreamOutputHost):
                     self.outputs.serve()
+                serve_raw = getattr(self.network, "serve_raw", None)
+                if self.config.allow_ports and serve_raw is not None:
+                    serve_tunnels(self.network, self._sessions.get)  # type: ignore[arg-type]
                 await nursery.start(self._advertise_loop)
                 nursery.start_soon(self._sweep_loop)
                 if self.desk is not None or self.config.settle_on_finish:
@@ -262,7 +278,17 @@ class Provider:
             allow_network=self.config.allow_network,
             max_output_bytes=self.config.max_output_bytes if self.outputs is not None else 0,
             bulk_addr=self.outputs.address if self.outputs is not None else "",
+            max_input_bytes=self._max_input_bytes,
+            allow_ports=self._ports,
         )
+
+    @property
+    def _max_input_bytes(self) -> int:
+        return self.config.max_input_bytes if self.inputs is not None else 0
+
+    @property
+    def _ports(self) -> bool:
+        return self.config.allow_ports and hasattr(self.network, "serve_raw")
 
     # -- advertising ------------------------------------------------------------------
 
@@ -278,7 +304,7 @@ class Provider:
             return None
         return make_offer(
             self.identity,
-            best,
+            replace(best, max_input_bytes=self._max_input_bytes, ports=self._ports),
             multiaddrs=self.network.listen_addrs[:8],
             now=now,
             ttl_s=self.config.offer_ttl_s,
@@ -331,6 +357,8 @@ class Provider:
         for job_id in self.pool.expire(now):
             pending = self._pending.pop(job_id, None)
             self._unprotect(job_id)
+            if self.inputs is not None:
+                self.inputs.drop(job_id)
             if pending is not None:
                 self.holds.expired(pending.request.renter, job_id, now)
                 self.store.update_job(
@@ -402,13 +430,22 @@ class Provider:
             await self._refuse(stream, Refusal("internal", self.health.reason(), request.job_id))
             return
         self._pending[request.job_id] = PendingJob(negotiation, request, quote, gpus)
+        if self.inputs is not None and request.inputs:
+            # the tree was checked before the quote; the renter uploads it now, unbilled
+            self.inputs.expect(request.job_id, request.renter, request.inputs)
         # agreed with a renter whose balance covers the deposit: its metering stream must
         # not be starved by other peers' floods
         self._protected[request.job_id] = peer
         self.network.protect(peer)
-        self.pool.extend(request.job_id, trio.current_time() + self.config.funding_timeout_s)
+        self.pool.extend(request.job_id, trio.current_time() + self._funding_window(request))
         self._capacity_change()
         await stream.send(countersigned)
+
+    def _funding_window(self, request: JobRequest) -> float:
+        """Seconds an agreed job's GPUs wait for its channel: the funding timeout, plus
+        the time its inputs take to arrive at :data:`INPUT_RATE_FLOOR` (they are sent
+        before funding; a relayed connection moves ~12 MB/s)."""
+        return self.config.funding_timeout_s + request.max_input_bytes / INPUT_RATE_FLOOR
 
     def _insert_agreed(
         self,
@@ -538,6 +575,16 @@ class Provider:
             deposit=channel.deposit,
             channel_expires_at=opened.expires_at,
         )
+        input_dir = None
+        if pending.request.inputs:
+            try:
+                if self.inputs is None:
+                    raise InputsMissing("this provider takes no inputs")
+                input_dir = await self.inputs.materialise(opened.job_id, pending.request.inputs)
+            except (InputsMissing, OSError) as exc:
+                self._abandon(pending, f"inputs: {exc}"[:256])
+                await self._refuse(stream, Refusal("bad_request", str(exc), opened.job_id))
+                return
         indices = self.pool.occupy(opened.job_id)
         session = ProviderSession(
             identity=self.identity,
@@ -554,10 +601,13 @@ class Provider:
             outputs=self.outputs,
             outputs_dir=self.outputs_dir,
             health=self.health,
+            input_dir=input_dir,
         )
         finished = trio.Event()
         nursery.start_soon(self._run_session, session, finished)
         await finished.wait()
+        if input_dir is not None:
+            await trio.to_thread.run_sync(remove_tree, input_dir)
 
     async def _reattach(
         self, session: ProviderSession, opened: ChannelOpened, stream: MessageStream, peer: str
@@ -587,6 +637,8 @@ class Provider:
             self.network.unprotect(peer)
 
     def _abandon(self, pending: PendingJob, detail: str) -> None:
+        if self.inputs is not None:
+            self.inputs.drop(pending.quote.job_id)
         self._unprotect(pending.quote.job_id)
         self.pool.release(pending.quote.job_id)
         self._capacity_change()

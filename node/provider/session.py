@@ -95,7 +95,11 @@ class SessionOutcome:
 
 
 def exec_spec(
-    request: JobRequest, quote: Quote, gpus: list[GpuInfo], config: ProviderConfig
+    request: JobRequest,
+    quote: Quote,
+    gpus: list[GpuInfo],
+    config: ProviderConfig,
+    input_dir: Path | None = None,
 ) -> ExecSpec:
     """The executor's job spec for an agreed request (raises ``JobSpecError``)."""
     return ExecSpec(
@@ -105,6 +109,8 @@ def exec_spec(
         env={e.name: e.value for e in request.env},
         gpu_ids=tuple(g.uuid for g in gpus),
         gpus_simulated=any(g.simulated for g in gpus),
+        gpu_vendor=gpus[0].vendor if gpus else "nvidia",
+        gpu_devices=tuple(d for g in gpus for d in g.devices),
         cpu_limit=config.cpu_limit,
         memory_limit_mb=config.memory_limit_mb,
         network=request.network,
@@ -112,6 +118,7 @@ def exec_spec(
         output_dir=request.output_dir or "/out",
         max_output_bytes=quote.max_output_bytes,
         watchdog_s=float(quote.interval_s + quote.grace_s),
+        input_dir=input_dir,
     )
 
 
@@ -135,6 +142,7 @@ class ProviderSession:
         outputs: OutputHost | None,
         outputs_dir: Path | None,
         health: StoreHealth | None = None,
+        input_dir: Path | None = None,
     ) -> None:
         self.identity = identity
         self.config = config
@@ -150,6 +158,7 @@ class ProviderSession:
         self.outputs = outputs
         self.outputs_dir = outputs_dir
         self.health = health or StoreHealth(store)
+        self.input_dir = input_dir  # the job's input tree (mounted read-only at /in)
         self.job_id = quote.job_id
         self.meter: ProviderMeter | None = None
         self._stop_reason = ""
@@ -189,6 +198,11 @@ class ProviderSession:
         self._stream_back.set()
         log.info("job %s: the renter is back", self.job_id.hex())
         return await self._send(JobStatus(job_id=self.job_id, state="running", detail="resumed"))
+
+    @property
+    def running_job(self) -> Job | None:
+        """The executor's job while it runs (what port tunnels reach); None otherwise."""
+        return None if self._ended or self.finished.is_set() else self._job
 
     def request_stop(self, reason: str, detail: str = "") -> None:
         if not self._stop_requested.is_set():
@@ -244,7 +258,7 @@ class ProviderSession:
             self.finished.set()
 
     async def _run(self) -> SessionOutcome:
-        spec = exec_spec(self.request, self.quote, self.gpus, self.config)
+        spec = exec_spec(self.request, self.quote, self.gpus, self.config, self.input_dir)
         await self._send(JobStatus(job_id=self.job_id, state="starting"))
         self._update(state="starting")
         exit_: JobExit | None = None

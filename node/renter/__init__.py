@@ -23,12 +23,14 @@ from dgpu.node.renter.discovery import (
 )
 from dgpu.node.renter.errors import (
     FundingFailed,
+    InputError,
     JobAborted,
     JobRefused,
     NoMatchingOffer,
     OutputMismatch,
     ProviderMisbehaved,
     RenterError,
+    TunnelError,
 )
 from dgpu.node.renter.events import (
     Agreed,
@@ -38,20 +40,24 @@ from dgpu.node.renter.events import (
     EventSink,
     FetchedOutput,
     Funded,
+    InputsSent,
     JobResult,
     LogReceived,
     OffersFound,
     OutputFetched,
+    PortsForwarded,
     ReceiptSigned,
     RenterEvent,
     ReportRefused,
     Started,
     ignore_events,
 )
+from dgpu.node.renter.inputs import InputTree, InputUploader, scan_inputs
 from dgpu.node.renter.job import RenterJob
 from dgpu.node.renter.node import Reclaimed, Renter, reclaim_channels
 from dgpu.node.renter.outputs import OutputFetcher, StreamOutputFetcher
 from dgpu.node.renter.resume import NotResumable, resume_job
+from dgpu.node.renter.tunnel import Forward, open_port_forwards
 
 __all__ = [
     "Agreed",
@@ -64,9 +70,14 @@ __all__ = [
     "Estimated",
     "EventSink",
     "FetchedOutput",
+    "Forward",
     "FoundOffers",
     "Funded",
     "FundingFailed",
+    "InputError",
+    "InputTree",
+    "InputUploader",
+    "InputsSent",
     "JobAborted",
     "JobRefused",
     "JobResult",
@@ -79,6 +90,7 @@ __all__ = [
     "OutputFetched",
     "OutputFetcher",
     "OutputMismatch",
+    "PortsForwarded",
     "ProviderMisbehaved",
     "ReceiptSigned",
     "Reclaimed",
@@ -89,10 +101,13 @@ __all__ = [
     "ReportRefused",
     "Started",
     "StreamOutputFetcher",
+    "TunnelError",
     "exclusion",
     "find_offers",
     "ignore_events",
+    "open_port_forwards",
     "rank",
     "reclaim_channels",
     "resume_job",
+    "scan_inputs",
 ]

@@ -1,7 +1,8 @@
 """Finding offers: the coordinator's index when there is one, the DHT otherwise.
 
 Whatever the source, every offer is re-validated here (signature, time window), then
-filtered by what the renter asked (model, GPU count, VRAM, region, price, duration, mint)
+filtered by what the renter asked (model, GPU count, VRAM, region, price, duration, mint,
+vendor, how jobs run)
 and ranked: cheapest first, then the provider's score, then more VRAM, then the provider
 key (so the order is deterministic). When nothing matches, the counts of offers each
 filter excluded say why.
@@ -40,6 +41,10 @@ class OfferQuery:
     duration_s: int = 1
     mint: bytes | None = None
     limit: int = 20
+    vendor: str | None = None
+    """Only offers whose backend read this vendor ("nvidia", "amd", "apple")."""
+    executor: str | None = None
+    """Only offers whose jobs run this way ("docker" containers, "local" processes)."""
 
     @property
     def model(self) -> str:
@@ -117,6 +122,8 @@ def exclusion(offer: Offer, query: OfferQuery, *, now: int) -> str | None:
         ),
         ("duration", offer.max_duration_s >= query.duration_s),
         ("mint", query.mint is None or offer.mint == query.mint),
+        ("vendor", query.vendor is None or offer.gpu_vendor == query.vendor),
+        ("executor", query.executor is None or offer.executor == query.executor),
     )
     for name, ok in checks:
         if not ok:

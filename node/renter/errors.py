@@ -9,7 +9,9 @@
         ├── FundingFailed          the escrow channel could not be opened
         ├── ProviderMisbehaved     a report the renter will not pay, or a broken promise
         ├── JobAborted             the job ended without a final status (provider gone)
-        └── OutputMismatch         an output file whose bytes are not the announced ones
+        ├── OutputMismatch         an output file whose bytes are not the announced ones
+        ├── InputError             an input that cannot be sent (names the path)
+        └── TunnelError            a port that cannot be forwarded
 """
 
 from __future__ import annotations
@@ -52,3 +54,12 @@ class OutputMismatch(RenterError):
     def __init__(self, path: str, reason: str) -> None:
         super().__init__(f"output {path}: {reason}")
         self.path = path
+
+
+class InputError(RenterError):
+    """An input that cannot be sent: unreadable, a symlink out of its tree, over the limit,
+    or refused by the provider's bulk server (the message names the path)."""
+
+
+class TunnelError(RenterError):
+    """A ``--port`` forward that cannot be set up (bad form, local port taken)."""

@@ -78,6 +78,22 @@ class OutputFetched:
     size: int
 
 
+@dataclass(frozen=True)
+class InputsSent:
+    """Every input is on the provider (before funding: the transfer is not billed)."""
+
+    files: int
+    bytes: int
+    resumed: int
+
+
+@dataclass(frozen=True)
+class PortsForwarded:
+    """``127.0.0.1:local`` now reaches the container's ``remote`` port (pairs)."""
+
+    ports: tuple[tuple[int, int], ...]
+
+
 RenterEvent = (
     OffersFound
     | Estimated
@@ -90,6 +106,8 @@ RenterEvent = (
     | ReportRefused
     | Ended
     | OutputFetched
+    | InputsSent
+    | PortsForwarded
 )
 EventSink = Callable[[RenterEvent], None]
 

@@ -22,7 +22,8 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from contextlib import AsyncExitStack
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import trio
@@ -31,17 +32,27 @@ from dgpu.node.config import RenterConfig
 from dgpu.node.net.errors import NetError
 from dgpu.node.net.interface import Network
 from dgpu.node.renter.discovery import FoundOffers, OfferIndex, OfferQuery, find_offers
-from dgpu.node.renter.errors import JobRefused, NoMatchingOffer, ProviderMisbehaved
+from dgpu.node.renter.errors import (
+    InputError,
+    JobRefused,
+    NoMatchingOffer,
+    ProviderMisbehaved,
+    TunnelError,
+)
 from dgpu.node.renter.events import (
     Declined,
     Estimated,
     EventSink,
+    InputsSent,
     JobResult,
     OffersFound,
+    PortsForwarded,
     ignore_events,
 )
+from dgpu.node.renter.inputs import InputTree, InputUploader
 from dgpu.node.renter.job import RenterJob
 from dgpu.node.renter.outputs import OutputFetcher, StreamOutputFetcher
+from dgpu.node.renter.tunnel import Forward, open_port_forwards
 from dgpu.node.store import NodeStore
 from dgpu.pricing import CostEstimate, estimate_cost
 from dgpu.protocol.errors import DgpuError, OfferError
@@ -79,6 +90,7 @@ class Renter:
         store: NodeStore,
         index: OfferIndex | None = None,
         fetcher: OutputFetcher | None = None,
+        uploader: InputUploader | None = None,
     ) -> None:
         if config.program_id != escrow.program_id:
             raise ValueError("the config's program id is not the escrow's")
@@ -89,6 +101,9 @@ class Renter:
         self.store = store
         self.index = index
         self.fetcher = fetcher if fetcher is not None else StreamOutputFetcher(network)
+        # raw libp2p streams (bulk inputs, port tunnels), where the network has them
+        self._open_raw = getattr(network, "open_raw_stream", None)
+        self.uploader = uploader or InputUploader(identity, open_stream=self._open_raw)
 
     def query_for(self, spec: JobSpec) -> OfferQuery:
         return OfferQuery(
@@ -124,8 +139,20 @@ class Renter:
         events: EventSink = ignore_events,
         cancel: trio.Event | None = None,
         job_id: bytes | None = None,
+        inputs: InputTree | None = None,
+        ports: Sequence[Forward] = (),
     ) -> JobResult:
-        """Run ``spec`` on the best matching offer (or the given ``offers``, in order)."""
+        """Run ``spec`` on the best matching offer (or the given ``offers``, in order).
+
+        ``inputs`` (:func:`~dgpu.node.renter.inputs.scan_inputs`) go to the provider after
+        the agreement and before funding; ``ports`` are forwarded from ``127.0.0.1``
+        while the job runs (:mod:`dgpu.node.renter.tunnel`)."""
+        if inputs is not None:
+            spec = replace(spec, inputs=inputs.files)
+        if ports:
+            spec = replace(spec, ports=tuple(f.remote for f in ports))
+        if ports and self._open_raw is None:
+            raise TunnelError("this network cannot open tunnels (libp2p only)")
         if offers is None:
             found = await self.find_offers(query or self.query_for(spec), p2p=p2p)
             events(OffersFound(found))
@@ -139,6 +166,11 @@ class Renter:
             if cancel.is_set():
                 break
             events(Estimated(offer, self.estimate(offer, spec)))
+            unfit = _unfit(offer, spec)
+            if unfit is not None:
+                events(Declined(offer, unfit[0], unfit[1]))
+                last = JobRefused(*unfit)
+                continue
             job = RenterJob(
                 identity=self.identity,
                 config=self.config,
@@ -167,8 +199,39 @@ class Renter:
                 events(Declined(offer, "unreachable", str(exc)))
                 last = exc
                 continue
-            await job.fund()
-            return await job.execute()
+            if inputs is not None and inputs.files:
+                assert job.quote is not None
+                try:
+                    await self.uploader.upload(job.quote, inputs)
+                except InputError as exc:
+                    # nothing was funded: the provider's hold simply expires
+                    self.store.update_job(
+                        job.job_id,
+                        "renter",
+                        now=self.network.now(),
+                        state="failed",
+                        detail=f"inputs: {exc}"[:256],
+                    )
+                    raise
+                stats = self.uploader.stats
+                events(InputsSent(stats.files, stats.bytes, stats.resumed))
+            async with AsyncExitStack() as stack:
+                opened: list[int] = []
+                if ports:  # listening before funding: a taken local port costs nothing
+                    assert self._open_raw is not None
+                    opened = await stack.enter_async_context(
+                        open_port_forwards(
+                            ports,
+                            open_stream=self._open_raw,
+                            peer=job.peer.peer_id,
+                            job_id=job.job_id,
+                        )
+                    )
+                await job.fund()
+                if ports:
+                    pairs = tuple((p, f.remote) for p, f in zip(opened, ports, strict=True))
+                    events(PortsForwarded(pairs))
+                return await job.execute()
         if isinstance(last, JobRefused):
             raise last
         raise JobRefused("unreachable", str(last) if last else "cancelled before any provider")
@@ -179,6 +242,16 @@ class Renter:
         return await reclaim_channels(
             self.store, self.escrow, self.identity, now=self.network.now, channel=channel
         )
+
+
+def _unfit(offer: Offer, spec: JobSpec) -> tuple[str, str] | None:
+    """Why ``offer`` cannot take ``spec``'s inputs or ports (None: it can)."""
+    size = sum(f.size for f in spec.inputs)
+    if spec.inputs and size > offer.max_input_bytes:
+        return "over_limit", f"{size} input bytes, the offer takes {offer.max_input_bytes}"
+    if spec.ports and not offer.ports:
+        return "bad_request", "the provider opens no ports"
+    return None
 
 
 async def reclaim_channels(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-import sqlite3
+import tempfile
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -25,6 +25,8 @@ from dgpu.protocol.identity import Identity
 from dgpu.protocol.messages import Offer, Receipt
 from dgpu.protocol.offers import OfferTerms, make_offer
 from dgpu.protocol.signing import sign_receipt
+
+from tests.coordinator.pg import Cluster, running_cluster
 
 GENEROUS = RateLimit(per_second=10_000.0, burst=100_000)
 MINT = bytes(range(32))
@@ -52,16 +54,12 @@ class Server:
     loop: asyncio.AbstractEventLoop
     clock: Callable[[], float]
 
-    def db(self) -> sqlite3.Connection:
-        """A separate read-only connection to the server's database (WAL: sees commits)."""
-        conn = sqlite3.connect(f"file:{self.config.db_path}?mode=ro", uri=True)
-        conn.row_factory = sqlite3.Row
-        return conn
-
-    def count(self, table: str, where: str = "1", params: tuple[Any, ...] = ()) -> int:
+    def count(self, table: str, where: str = "1=1", params: tuple[Any, ...] = ()) -> int:
+        """Rows of ``table`` matching ``where``, read through the server's own store (sqlite
+        or PostgreSQL alike; ``?`` placeholders)."""
         sql = f"SELECT count(*) FROM {table} WHERE {where}"  # noqa: S608 (test helper)
-        with self.db() as conn:
-            return int(conn.execute(sql, params).fetchone()[0])
+        db = self.coordinator.store.db
+        return int(self.call(lambda: db.scalar(sql, params)))
 
     def call(self, coro_fn: Callable[[], Any], timeout: float = 60.0) -> Any:
         """Run a coroutine on the server's loop (e.g. a settlement round) and wait for it."""
@@ -126,17 +124,55 @@ ADMIN = Identity.from_label("coordinator-admin")
 RELAY = Identity.from_label("relay")
 
 
+@pytest.fixture(scope="session")
+def pg_cluster() -> Iterator[Cluster]:
+    """One PostgreSQL cluster for the session (each server gets its own database)."""
+    with running_cluster(Path(tempfile.mkdtemp(prefix="dgpu-pg-"))) as cluster:
+        yield cluster
+
+
+STORES = ["sqlite", "postgresql"]
+
+
+@pytest.fixture(scope="module", params=STORES)
+def store_kind(request: pytest.FixtureRequest) -> str:
+    """The store the module's servers run on: the suite runs once on each."""
+    kind: str = request.param
+    return kind
+
+
+@pytest.fixture(scope="module")
+def database_url(store_kind: str, request: pytest.FixtureRequest) -> str | None:
+    """A fresh PostgreSQL database for the module's server, or None (sqlite)."""
+    if store_kind == "sqlite":
+        return None
+    cluster: Cluster = request.getfixturevalue("pg_cluster")
+    return cluster.new_database()
+
+
+@pytest.fixture
+def fresh_store(store_kind: str, tmp_path: Path, request: pytest.FixtureRequest) -> Path | str:
+    """What ``open_store`` opens for one test: a new sqlite file or PostgreSQL database."""
+    if store_kind == "sqlite":
+        return tmp_path / "store.sqlite"
+    cluster: Cluster = request.getfixturevalue("pg_cluster")
+    return cluster.new_database()
+
+
 @pytest.fixture(scope="module")
 def clock() -> ManualClock:
     return ManualClock()
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory, clock: ManualClock) -> Iterator[Server]:
+def server(
+    tmp_path_factory: pytest.TempPathFactory, clock: ManualClock, database_url: str | None
+) -> Iterator[Server]:
     config = make_config(
         tmp_path_factory.mktemp("coordinator"),
         admins=frozenset({ADMIN.address}),
         relays=frozenset({RELAY.address}),
+        database_url=database_url,
     )
     with running_server(config, clock=clock) as running:
         yield running

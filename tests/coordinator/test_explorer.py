@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import re
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -49,16 +50,22 @@ sync_api = pytest.importorskip("playwright.sync_api")
 
 
 @pytest.fixture(scope="module")
-def explorer(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server, Filled]]:
-    world: World = asyncio.run(
-        make_world(LiteSVMChain(), providers=PROVIDERS, renters=1, label="explore")
-    )
+def explorer(
+    tmp_path_factory: pytest.TempPathFactory, database_url: str | None
+) -> Iterator[tuple[Server, Filled]]:
+    # in a thread of its own: the second store's fixture is built while Playwright's sync
+    # API keeps an event loop running in this one
+    with ThreadPoolExecutor(1) as pool:
+        world: World = pool.submit(
+            asyncio.run, make_world(LiteSVMChain(), providers=PROVIDERS, renters=1, label="explore")
+        ).result()
     clock = ManualClock()
     config = make_config(
         tmp_path_factory.mktemp("explorer"),
         admins=frozenset({ADMIN.address}),
         site_name="dgpu explorer",
         explorer_refresh_s=0.5,
+        database_url=database_url,
     )
     backend = SettlementBackend(ChainEscrow(world.escrow), world.settler)
     with running_server(config, backend=backend, clock=clock) as server:

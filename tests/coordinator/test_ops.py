@@ -6,12 +6,17 @@ from __future__ import annotations
 
 import json
 import re
+import shlex
 import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
 
+import click
 import httpx
+import pytest
+from dgpu.cli.main import cli as dgpu_main
+from dgpu.coordinator.db import is_database_url
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.coordinator.conftest import Server
@@ -80,3 +85,72 @@ def test_dashboard_and_rules_query_only_exposed_metrics(server: Server) -> None:
     assert len(queried) >= 10, queried
     unknown = queried - exposed - PROMETHEUS_BUILTIN
     assert not unknown, f"not exposed by /metrics: {sorted(unknown)}"
+
+
+# -- systemd units and their example settings ------------------------------------------
+
+SYSTEMD = OPS / "systemd"
+UNITS = {
+    "dgpu-coordinator.service": "coordinator.env",
+    "dgpu-bootstrap.service": "bootstrap.env",
+    "dgpu-provider.service": "provider.env",
+}
+HARDENING = {
+    "User": "dgpu",
+    "NoNewPrivileges": "yes",
+    "ProtectSystem": "strict",
+    "ProtectHome": "yes",
+    "PrivateTmp": "yes",
+    "Restart": "on-failure",
+    "CapabilityBoundingSet": "",
+}
+
+
+def _unit(path: Path) -> dict[str, str]:
+    keys: dict[str, str] = {}
+    for line in path.read_text().splitlines():
+        if "=" in line and not line.lstrip().startswith(("#", "[")):
+            key, _, value = line.partition("=")
+            keys[key.strip()] = value.strip()
+    return keys
+
+
+def _env(path: Path) -> dict[str, str]:
+    return _unit(path)
+
+
+@pytest.mark.parametrize("unit", sorted(UNITS))
+def test_systemd_units_run_the_real_command_line(unit: str, tmp_path: Path) -> None:
+    """Each unit is hardened, and its ExecStart, with the example settings, parses with the
+    real ``dgpu`` command line (options renamed or removed break this test)."""
+    keys = _unit(SYSTEMD / unit)
+    for key, value in HARDENING.items():
+        assert keys.get(key) == value, (unit, key)
+    assert keys["EnvironmentFile"] == f"/etc/dgpu/{UNITS[unit]}"
+    env = _env(SYSTEMD / UNITS[unit]) | {"STATE_DIRECTORY": str(tmp_path / "state")}
+    words = shlex.split(keys["ExecStart"])
+    assert words[0] == "/opt/dgpu/bin/dgpu"
+    args: list[str] = []
+    for word in words[1:]:
+        value = re.sub(r"\$\{(\w+)\}", lambda m: env[m.group(1)], word)  # KeyError: unset
+        if value.startswith("/etc/dgpu/"):  # files the operator provides: stand-ins here
+            stand_in = tmp_path / Path(value).name
+            stand_in.write_text("{}")
+            value = str(stand_in)
+        args.append(value)
+    (tmp_path / "state").mkdir()
+    group: Any = dgpu_main
+    while isinstance(group, click.Group):
+        ctx = group.make_context(group.name or "dgpu", list(args), resilient_parsing=True)
+        name = args.pop(0)
+        group = group.get_command(ctx, name)
+        assert group is not None, name
+    leaf: click.Command = group
+    ctx = leaf.make_context(leaf.name or "", args)  # parses and converts every option
+    assert not ctx.args, ctx.args
+
+
+def test_the_example_coordinator_settings_name_a_postgresql_database() -> None:
+    env = _env(SYSTEMD / "coordinator.env")
+    assert is_database_url(env["DGPU_DB"])
+    assert env["DGPU_TRUSTED_PROXY"] and float(env["DGPU_SETTLER_LEASE"]) > 0

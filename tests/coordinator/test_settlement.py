@@ -93,8 +93,14 @@ def world() -> World:
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory, world: World) -> Iterator[Server]:
-    config = make_config(tmp_path_factory.mktemp("settle"), admins=frozenset({ADMIN.address}))
+def server(
+    tmp_path_factory: pytest.TempPathFactory, world: World, database_url: str | None
+) -> Iterator[Server]:
+    config = make_config(
+        tmp_path_factory.mktemp("settle"),
+        admins=frozenset({ADMIN.address}),
+        database_url=database_url,
+    )
     with running_server(config, backend=backend(world), clock=ManualClock()) as running:
         yield running
 
@@ -238,12 +244,12 @@ async def test_intake_refuses_what_it_cannot_check_on_chain(tmp_path: Path, worl
 
 
 def test_crash_between_submit_and_record_is_reconciled_without_double_payment(
-    tmp_path: Path,
+    fresh_store: Path | str,
 ) -> None:
-    asyncio.run(_crash_scenario(tmp_path / "crash.sqlite"))
+    asyncio.run(_crash_scenario(fresh_store))
 
 
-async def _crash_scenario(db_path: Path) -> None:
+async def _crash_scenario(db_path: Path | str) -> None:
     world = await make_world(LiteSVMChain(), providers=2, renters=1, label="crash")
     renter = world.renters[0]
     channels = [
@@ -291,11 +297,11 @@ async def _crash_scenario(db_path: Path) -> None:
         assert await world.balance(provider) == 3 * net_of(100_000_000)
 
 
-def test_a_refused_receipt_is_isolated_and_the_rest_settles(tmp_path: Path) -> None:
-    asyncio.run(_isolation_scenario(tmp_path / "isolate.sqlite"))
+def test_a_refused_receipt_is_isolated_and_the_rest_settles(fresh_store: Path | str) -> None:
+    asyncio.run(_isolation_scenario(fresh_store))
 
 
-async def _isolation_scenario(db_path: Path) -> None:
+async def _isolation_scenario(db_path: Path | str) -> None:
     chain = LiteSVMChain()
     world = await make_world(chain, providers=3, renters=1, label="isolate")
     renter = world.renters[0]
@@ -322,11 +328,11 @@ async def _isolation_scenario(db_path: Path) -> None:
         assert await world.balance(provider) == net_of(50_000_000)
 
 
-def test_chain_trouble_mid_round_is_reconciled_and_retried(tmp_path: Path) -> None:
-    asyncio.run(_trouble_scenario(tmp_path / "trouble.sqlite"))
+def test_chain_trouble_mid_round_is_reconciled_and_retried(fresh_store: Path | str) -> None:
+    asyncio.run(_trouble_scenario(fresh_store))
 
 
-async def _trouble_scenario(db_path: Path) -> None:
+async def _trouble_scenario(db_path: Path | str) -> None:
     world = await make_world(LiteSVMChain(), providers=1, renters=1, label="trouble")
     renter, provider = world.renters[0], world.providers[0]
     clock = ManualClock()
@@ -361,12 +367,12 @@ async def _trouble_scenario(db_path: Path) -> None:
 
 
 def test_a_channel_claimed_by_the_wrong_provider_is_freed_for_the_right_one(
-    tmp_path: Path,
+    fresh_store: Path | str,
 ) -> None:
-    asyncio.run(_squatter_scenario(tmp_path / "squat.sqlite"))
+    asyncio.run(_squatter_scenario(fresh_store))
 
 
-async def _squatter_scenario(db_path: Path) -> None:
+async def _squatter_scenario(db_path: Path | str) -> None:
     world = await make_world(LiteSVMChain(), providers=2, renters=1, label="squat")
     renter, provider, squatter = world.renters[0], world.providers[0], world.providers[1]
     channel = await world.open(renter, provider, deposit=DGPU)

@@ -13,7 +13,8 @@ import pytest
 from dgpu.coordinator.api.address_pattern import ALPHABET, key_address_pattern
 from dgpu.coordinator.auth import ReplayGuard, verify_request
 from dgpu.coordinator.config import RateLimit
-from dgpu.coordinator.db import _statements, migrations, open_database
+from dgpu.coordinator.db import migrations, open_database
+from dgpu.coordinator.db.migrations import for_dialect, sqlite_statements
 from dgpu.coordinator.errors import ApiError, StoreError
 from dgpu.coordinator.explorer.charts import bar_chart, line_chart
 from dgpu.coordinator.explorer.whynomatch import Candidate, explain
@@ -179,21 +180,21 @@ def test_bar_chart_is_proportional() -> None:
 # -- request signatures -----------------------------------------------------------------
 
 
-def _verify(headers: dict[str, str], body: bytes, guard: ReplayGuard, now: int = 1000) -> str:
-    return verify_request(
+async def _verify(headers: dict[str, str], body: bytes, guard: ReplayGuard, now: int = 1000) -> str:
+    return await verify_request(
         headers, "POST", "/api/v1/offers", "", body, now=now, window_s=60, guard=guard
     )
 
 
-def test_signed_requests_verify_once() -> None:
+async def test_signed_requests_verify_once() -> None:
     guard = ReplayGuard(60)
     headers = sign_request(ALICE, "POST", "/api/v1/offers", b"body", timestamp=1000)
-    assert _verify(headers, b"body", guard) == ALICE.address
+    assert await _verify(headers, b"body", guard) == ALICE.address
     with pytest.raises(ApiError) as replay:
-        _verify(headers, b"body", guard)
+        await _verify(headers, b"body", guard)
     assert replay.value.code == "replayed"
     nonced = sign_request(ALICE, "POST", "/api/v1/offers", b"body", timestamp=1000, nonce="n1")
-    assert _verify(nonced, b"body", guard) == ALICE.address
+    assert await _verify(nonced, b"body", guard) == ALICE.address
     assert nonced[HEADER_NONCE] == "n1"
 
 
@@ -207,29 +208,29 @@ def test_signed_requests_verify_once() -> None:
         ({"X-Dgpu-Timestamp": "99999999999999"}, "bad_auth_header"),
     ],
 )
-def test_tampered_headers_are_refused(change: dict[str, str], code: str) -> None:
+async def test_tampered_headers_are_refused(change: dict[str, str], code: str) -> None:
     headers = sign_request(ALICE, "POST", "/api/v1/offers", b"body", timestamp=1000) | change
     with pytest.raises(ApiError) as refused:
-        _verify(headers, b"body", ReplayGuard(60))
+        await _verify(headers, b"body", ReplayGuard(60))
     assert (refused.value.status, refused.value.code) == (401, code)
 
 
-def test_replay_guard_forgets_after_the_window() -> None:
+async def test_replay_guard_forgets_after_the_window() -> None:
     guard = ReplayGuard(60)
-    guard.check_and_remember(b"s", 1000, 1000)
-    guard.check_and_remember(b"t", 1100, 1100)  # prunes "s" (its window ended at 1060)
+    await guard.check_and_remember(b"s", 1000, 1000)
+    await guard.check_and_remember(b"t", 1100, 1100)  # prunes "s" (its window ended at 1060)
     assert len(guard) == 1
 
 
-def test_rate_limiter_refills_and_says_when() -> None:
+async def test_rate_limiter_refills_and_says_when() -> None:
     limiter = RateLimiter(RateLimit(per_second=0.5, burst=2), name="signer")
-    limiter.take("k", 0.0)
-    limiter.take("k", 0.0)
+    await limiter.take("k", 0.0)
+    await limiter.take("k", 0.0)
     with pytest.raises(ApiError) as limited:
-        limiter.take("k", 0.0)
+        await limiter.take("k", 0.0)
     assert limited.value.status == 429 and limited.value.headers == {"Retry-After": "2"}
-    limiter.take("k", 2.0)
-    limiter.take("other", 2.0)
+    await limiter.take("k", 2.0)
+    await limiter.take("other", 2.0)
 
 
 # -- migrations -------------------------------------------------------------------------
@@ -237,12 +238,25 @@ def test_rate_limiter_refills_and_says_when() -> None:
 
 def test_migrations_are_numbered_and_split_into_statements() -> None:
     found = migrations()
-    assert [v for v, _, _ in found] == list(range(1, len(found) + 1))
-    trigger = _statements(
+    assert [m.version for m in found] == list(range(1, len(found) + 1))
+    trigger = sqlite_statements(
         "-- c\nCREATE TABLE a (x);\nCREATE TRIGGER t AFTER INSERT ON a\nBEGIN\n"
         "  INSERT INTO a VALUES (1);\nEND;\n"
     )
     assert len(trigger) == 2 and trigger[1].endswith("END;")
+
+
+def test_migration_sections_and_types_follow_the_dialect() -> None:
+    text = (
+        "CREATE TABLE a (id INTEGER PRIMARY KEY AUTOINCREMENT, x INTEGER, b BLOB, r REAL);\n"
+        "-- dialect: sqlite\nCREATE TRIGGER t;\n-- dialect: postgresql\nCREATE FUNCTION f;\n"
+        "-- dialect: all\nCREATE INDEX i ON a (x);\n"
+    )
+    lite, pg = for_dialect(text, "sqlite"), for_dialect(text, "postgresql")
+    assert "CREATE TRIGGER t" in lite and "FUNCTION" not in lite and "INTEGER, b BLOB" in lite
+    assert "CREATE FUNCTION f" in pg and "TRIGGER" not in pg and "CREATE INDEX i" in pg
+    assert "BIGINT GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY, x BIGINT, b BYTEA" in pg
+    assert "r DOUBLE PRECISION" in pg
 
 
 async def _open_and_close(path: Path) -> None:

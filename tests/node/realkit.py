@@ -114,12 +114,13 @@ async def real_market(
     *,
     provider_faults: ProviderFaults | None = None,
     renter_faults: RenterFaults | None = None,
+    provider_changes: dict[str, object] | None = None,
 ) -> AsyncIterator[RealMarket]:
     world = await make_escrow()
     provider_id, renter_id = Identity.generate(), Identity.generate()
     await world.party(provider_id)
     await world.party(renter_id, tokens=RENTER_TOKENS)
-    changes: dict[str, object] = {}
+    changes: dict[str, object] = dict(provider_changes or {})
     if provider_faults is not None:
         changes["faults"] = provider_faults
     docker_config = DockerConfig(

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 from collections.abc import AsyncIterator
 from dataclasses import replace
 
@@ -20,6 +21,7 @@ from dgpu.node.executors import (
     RUN_LABEL,
     DockerConfig,
     DockerExecutor,
+    ExecutorError,
     ExecutorUnavailable,
     Job,
     JobExit,
@@ -29,6 +31,7 @@ from dgpu.node.executors import (
     LogChunk,
     OutputFile,
     OutputTooLarge,
+    PortStream,
     open_docker_executor,
 )
 
@@ -328,3 +331,50 @@ async def test_unreachable_engine_is_a_clear_error(tmp_path: object) -> None:
     with pytest.raises(ExecutorUnavailable, match="no Docker Engine answers"):
         async with open_docker_executor(config):
             pytest.fail("must not connect")
+
+
+async def _echo_through(stream: PortStream, payload: bytes) -> bytes:
+    got = b""
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(stream.send_all, payload)
+        with trio.fail_after(20):
+            while len(got) < len(payload):
+                got += await stream.receive_some(65536)
+    return got
+
+
+async def test_a_port_of_a_networkless_container_is_reached_through_a_relay(
+    executor: DockerExecutor, busybox_image: str
+) -> None:
+    # an echo server on the container's loopback; the container has no network at all
+    script = "nc -ll -p 7000 -e cat & sleep 60"
+    async with executor.open_job(spec(busybox_image, script)) as job:
+        assert job.spec.network is False
+        payload = os.urandom(300_000)
+        with trio.fail_after(20):
+            while True:  # until the server listens
+                stream = await job.open_port(7000)
+                try:
+                    got = await _echo_through(stream, b"ping\n")
+                    break
+                except (ExecutorError, trio.TooSlowError):
+                    await trio.sleep(0.2)
+                finally:
+                    await stream.aclose()
+        assert got == b"ping\n"
+        stream = await job.open_port(7000)
+        try:
+            assert await _echo_through(stream, payload) == payload
+        finally:
+            await stream.aclose()
+        await job.kill()
+    with pytest.raises(JobStateError):
+        await job.open_port(7000)
+
+
+def test_the_relay_falls_back_to_python_without_nc() -> None:
+    from dgpu.node.executors.relay import PY_RELAY, relay_command
+
+    argv = relay_command(8888, None)
+    assert argv[:2] == ["sh", "-c"] and argv[3:] == ["relay", "8888", PY_RELAY, ""]
+    assert "python3" in argv[2] and "nc 127.0.0.1" in argv[2]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 from pathlib import Path
@@ -20,6 +21,7 @@ from dgpu.node.executors import (
     OutputFile,
     OutputTooLarge,
 )
+from dgpu.protocol.messages import GpuVendor
 
 
 @pytest.fixture
@@ -75,6 +77,16 @@ async def test_environment_is_minimal(
     assert "PROVIDER_SECRET" not in names
     assert {"MINE", "DGPU_JOB_ID", "DGPU_OUTPUT_DIR", "PATH", "HOME"} <= names
     assert "CUDA_VISIBLE_DEVICES=GPU-a,GPU-b" in out.splitlines()
+
+
+@pytest.mark.parametrize("vendor", ["apple", "amd"])
+async def test_no_cuda_variable_for_other_vendors(
+    executor: LocalProcessExecutor, vendor: GpuVendor
+) -> None:
+    job_spec = spec('test -z "$CUDA_VISIBLE_DEVICES"', gpu_ids=("apple-gpu-0",))
+    job_spec = dataclasses.replace(job_spec, gpu_vendor=vendor)
+    async with executor.open_job(job_spec) as job:
+        assert (await job.wait()).succeeded
 
 
 async def test_simulated_gpus_are_not_exposed(executor: LocalProcessExecutor) -> None:
@@ -168,3 +180,32 @@ async def test_missing_program(executor: LocalProcessExecutor, tmp_path: Path) -
         async with executor.open_job(bad):
             pytest.fail("must not start")
     assert os.listdir(tmp_path) == []
+
+
+async def test_the_input_tree_and_a_port_of_a_local_job(
+    executor: LocalProcessExecutor, tmp_path: Path
+) -> None:
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    (inputs / "x.txt").write_text("from the renter")
+    script = 'cat "$DGPU_INPUT_DIR/x.txt"'
+    logs = bytearray()
+    async with executor.open_job(spec(script, input_dir=inputs)) as job:
+        async for chunk in job.logs():
+            logs += chunk.data
+        assert await job.wait() == JobExit(0, "exited")
+    assert bytes(logs) == b"from the renter"
+    # a local job's port is a host port: the executor connects to 127.0.0.1:PORT
+    listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
+    port = listeners[0].socket.getsockname()[1]
+    async with executor.open_job(spec("sleep 5")) as job:
+        stream = await job.open_port(port)
+        async with listeners[0]:
+            server = await listeners[0].accept()
+            await stream.send_all(b"hi")
+            assert await server.receive_some(2) == b"hi"
+            await stream.send_eof()
+            assert await server.receive_some(2) == b""
+            await server.aclose()
+        await stream.aclose()
+        await job.kill()

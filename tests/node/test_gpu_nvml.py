@@ -79,6 +79,7 @@ def test_nvml_path_reports_what_the_driver_says(fake_nvml_dir: Path, tmp_path: P
             "FAKENVML_MEM_USED_MB": "1024;12",
             "FAKENVML_POWER_MW": "251000;21500",
             "FAKENVML_TEMP_C": "61;33",
+            "FAKENVML_DRIVER_VERSION": "535.183.01",
         },
         {"rounds": [{}, {"FAKENVML_UTIL": "99;5", "FAKENVML_TEMP_C": "80;34"}]},
     )
@@ -92,6 +93,10 @@ def test_nvml_path_reports_what_the_driver_says(fake_nvml_dir: Path, tmp_path: P
             "vram_mb": 81920,
             "power_limit_w": 400,
             "simulated": False,
+            "vendor": "nvidia",
+            "driver_version": "535.183.01",
+            "devices": [],
+            "board_uuid": True,
         },
         {
             "index": 1,
@@ -101,6 +106,10 @@ def test_nvml_path_reports_what_the_driver_says(fake_nvml_dir: Path, tmp_path: P
             "vram_mb": 24564,
             "power_limit_w": 450,
             "simulated": False,
+            "vendor": "nvidia",
+            "driver_version": "535.183.01",
+            "devices": [],
+            "board_uuid": True,
         },
     ]
     first, second = result["rounds"]
@@ -115,6 +124,7 @@ def test_nvml_path_reports_what_the_driver_says(fake_nvml_dir: Path, tmp_path: P
     assert called[-1] == "nvmlShutdown"
     for name in (
         "nvmlDeviceGetCount_v2",
+        "nvmlSystemGetDriverVersion",
         "nvmlDeviceGetHandleByIndex_v2",
         "nvmlDeviceGetName",
         "nvmlDeviceGetUUID",
@@ -187,6 +197,7 @@ def test_other_nvml_failures_are_typed_errors(fake_nvml_dir: Path) -> None:
         "message": "NVML nvmlDeviceGetUtilizationRates failed: Not Supported",
         "function": "nvmlDeviceGetUtilizationRates",
         "nvml_code": 3,
+        "amdsmi_status": None,
     }
 
 

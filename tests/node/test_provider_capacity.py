@@ -61,3 +61,56 @@ def test_offer_terms_advertise_the_free_gpus_only() -> None:
     assert terms.price_per_gpu_second == model_price(CONFIG, gpu(0))
     pool.reserve(b"x", "RTX 4090", 2, until=1.0)
     assert offer_terms(CONFIG, pool, "RTX 4090") is None
+
+
+def test_offer_terms_carry_what_each_backend_read() -> None:
+    nvidia = [
+        GpuInfo(i, f"GPU-{i:08x}-1111-2222-3333-444444444444", "H100", "NVIDIA H100 80GB HBM3",
+                81559, 700, simulated=False, vendor="nvidia", driver_version="550.54.15")
+        for i in range(2)
+    ]  # fmt: skip
+    terms = offer_terms(CONFIG, GpuPool(nvidia), "H100")
+    assert terms is not None
+    assert (terms.gpu_vendor, terms.gpu_name, terms.driver_version, terms.executor) == (
+        "nvidia",
+        "NVIDIA H100 80GB HBM3",
+        "550.54.15",
+        "docker",
+    )
+    assert terms.gpu_uuids == tuple(g.uuid for g in nvidia)
+    assert terms.simulated is False
+    # a held GPU leaves the offer, and its UUID with it
+    pool = GpuPool(nvidia)
+    pool.reserve(b"j" * 16, "H100", 1, until=10.0)
+    held = offer_terms(CONFIG, pool, "H100")
+    assert held is not None and held.gpu_uuids == (nvidia[1].uuid,)
+
+
+def test_apple_offers_say_local_and_carry_no_uuid() -> None:
+    mac = GpuInfo(0, "apple-gpu-0", "M2 Ultra", "Apple M2 Ultra (76-core GPU)", 196608, 295,
+                  simulated=False, vendor="apple", driver_version="macOS 14.5, Metal 3",
+                  board_uuid=False)  # fmt: skip
+    terms = offer_terms(replace(CONFIG, executor="local"), GpuPool([mac]), "M2 Ultra")
+    assert terms is not None
+    assert (terms.gpu_vendor, terms.executor, terms.gpu_uuids) == ("apple", "local", ())
+
+
+def test_simulated_gpus_stay_labelled_in_offers() -> None:
+    from dgpu.node.gpu import SimulatedBackend, parse_gpu_spec
+
+    backend = SimulatedBackend(parse_gpu_spec("2xMI300X"))
+    terms = offer_terms(CONFIG, GpuPool(backend.list_gpus()), "MI300X")
+    assert terms is not None
+    assert terms.simulated is True
+    assert (terms.gpu_vendor, terms.gpu_name, terms.driver_version) == (
+        "amd",
+        "Simulated MI300X",
+        "simulated",
+    )
+    assert all(u.startswith("SIM-GPU-") for u in terms.gpu_uuids)
+
+
+def test_a_uuid_outside_the_wire_bound_is_left_out() -> None:
+    odd = GpuInfo(0, "GPU with spaces", "RTX 4090", "RTX 4090", 24564, 450, simulated=False)
+    terms = offer_terms(CONFIG, GpuPool([odd]), "RTX 4090")
+    assert terms is not None and terms.gpu_uuids == ()

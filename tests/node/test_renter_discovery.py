@@ -97,3 +97,30 @@ def test_why_none_explains() -> None:
     found = rank([Candidate(offer("a", region="us"))], QUERY, now=NOW, source="DHT")
     assert found.candidates == []
     assert found.why_none() == "1 offers found through the DHT, none matches (1 by region)"
+
+
+def test_renters_filter_on_vendor_and_executor() -> None:
+    mac = make_offer(
+        Identity.from_label("mac"),
+        OfferTerms("M2 Ultra", 1, 196608, 100, MINT, "eu", 3600, simulated=False,
+                   gpu_vendor="apple", executor="local"),
+        multiaddrs=[], now=NOW, ttl_s=300,
+    )  # fmt: skip
+    rocm = make_offer(
+        Identity.from_label("rocm"),
+        OfferTerms("M2 Ultra", 1, 196608, 100, MINT, "eu", 3600, simulated=False,
+                   gpu_vendor="amd"),
+        multiaddrs=[], now=NOW, ttl_s=300,
+    )  # fmt: skip
+    query = OfferQuery(gpu_model="Apple M2 Ultra", mint=MINT, duration_s=60)
+    assert exclusion(mac, query, now=NOW) is None
+    local = OfferQuery(gpu_model="M2 Ultra", executor="local")
+    assert exclusion(mac, local, now=NOW) is None
+    assert exclusion(rocm, local, now=NOW) == "executor"
+    assert exclusion(mac, OfferQuery(gpu_model="M2 Ultra", executor="docker"), now=NOW) == (
+        "executor"
+    )
+    assert exclusion(mac, OfferQuery(gpu_model="M2 Ultra", vendor="amd"), now=NOW) == "vendor"
+    found = rank([Candidate(mac), Candidate(rocm)], local, now=NOW, source="dht")
+    assert found.offers == [mac]
+    assert found.excluded == {"executor": 1}

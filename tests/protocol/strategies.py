@@ -15,23 +15,43 @@ region = st.from_regex(r"\A[a-z0-9-]{1,32}\Z")
 short = st.text(max_size=64)
 seconds = st.integers(min_value=1, max_value=30 * 24 * 3600)
 
-offers = st.builds(
-    m.Offer,
-    provider=key,
-    offer_id=id16,
-    gpu_model=model,
-    gpu_count=st.integers(1, 64),
-    vram_mb=st.integers(1, 4 * 1024 * 1024),
-    power_w=st.integers(0, 10_000),
-    simulated=st.booleans(),
-    price_per_gpu_second=u63,
-    mint=key,
-    region=region,
-    max_duration_s=seconds,
-    multiaddrs=st.lists(st.from_regex(r"\A/[a-z0-9/.]{0,40}\Z"), max_size=8),
-    created_at=u63,
-    expires_at=u63,
-    sig=sig,
+device_text = st.from_regex(r"\A[ -~]{0,96}\Z")
+gpu_uuid = st.from_regex(r"\A[A-Za-z0-9._:-]{1,64}\Z")
+
+
+@st.composite
+def _gpus(draw: st.DrawFn) -> tuple[int, list[str]]:
+    """A GPU count and either no board UUIDs or one per GPU (an Offer's invariant)."""
+    count = draw(st.integers(1, 64))
+    with_uuids = draw(st.booleans())
+    uuids = draw(st.lists(gpu_uuid, min_size=count, max_size=count)) if with_uuids else []
+    return count, uuids
+
+
+offers = _gpus().flatmap(
+    lambda gpus: st.builds(
+        m.Offer,
+        provider=key,
+        offer_id=id16,
+        gpu_model=model,
+        gpu_count=st.just(gpus[0]),
+        vram_mb=st.integers(1, 4 * 1024 * 1024),
+        power_w=st.integers(0, 10_000),
+        simulated=st.booleans(),
+        gpu_vendor=st.sampled_from(["nvidia", "amd", "apple", "unknown"]),
+        gpu_name=device_text,
+        driver_version=device_text,
+        gpu_uuids=st.just(gpus[1]),
+        executor=st.sampled_from(["docker", "local"]),
+        price_per_gpu_second=u63,
+        mint=key,
+        region=region,
+        max_duration_s=seconds,
+        multiaddrs=st.lists(st.from_regex(r"\A/[a-z0-9/.]{0,40}\Z"), max_size=8),
+        created_at=u63,
+        expires_at=u63,
+        sig=sig,
+    )
 )
 job_requests = st.builds(
     m.JobRequest,

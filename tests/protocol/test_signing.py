@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import msgspec
@@ -19,7 +20,7 @@ from dgpu.protocol import (
 )
 from dgpu.protocol.errors import DecodeError, OfferError
 from dgpu.protocol.messages import Cancel, Offer, UsageReport
-from dgpu.protocol.offers import offer_bytes
+from dgpu.protocol.offers import MAX_OFFER_BYTES, offer_bytes
 from dgpu.protocol.signing import sign, signing_payload, verify
 from hypothesis import given
 from hypothesis import strategies as st
@@ -128,5 +129,75 @@ def test_oversized_offer_refused_before_decoding() -> None:
     from dgpu.protocol import MessageTooLarge
 
     with pytest.raises(MessageTooLarge):
-        parse_offer(b"\x00" * 5000, now=0)
+        parse_offer(b"\x00" * (MAX_OFFER_BYTES + 1), now=0)
     assert isinstance(Offer, type)
+
+
+AMD_TERMS = OfferTerms(
+    "MI300X",
+    2,
+    196592,
+    900_000,
+    bytes(32),
+    "eu-west",
+    3600,
+    simulated=False,
+    power_w=750,
+    gpu_vendor="amd",
+    gpu_name="AMD Instinct MI300X",
+    driver_version="6.10.5",
+    gpu_uuids=("4cff73bf-0000-1000-80e9-b0e7f4b9b2f5", "61ff744c-0000-1000-8011-6f4e1c2d9a10"),
+)
+
+
+def test_offer_carries_what_the_backend_read_signed() -> None:
+    offer = make_offer(PROVIDER, AMD_TERMS, multiaddrs=[], now=1000, ttl_s=60)
+    parsed = parse_offer(offer_bytes(offer), now=1000)
+    assert (parsed.gpu_vendor, parsed.gpu_name, parsed.driver_version) == (
+        "amd",
+        "AMD Instinct MI300X",
+        "6.10.5",
+    )
+    assert parsed.gpu_uuids == list(AMD_TERMS.gpu_uuids)
+    assert parsed.executor == "docker"
+    # each of them is covered by the provider's signature
+    for change in (
+        {"gpu_vendor": "nvidia"},
+        {"gpu_name": "AMD Instinct MI325X"},
+        {"driver_version": "6.10.6"},
+        {"gpu_uuids": list(reversed(AMD_TERMS.gpu_uuids))},
+        {"executor": "local"},
+    ):
+        with pytest.raises(SignatureError):
+            verify(msgspec.structs.replace(offer, **change), PROVIDER.public_key)
+
+
+def test_a_full_offer_fits_the_cap() -> None:
+    """8 longest multiaddrs and 64 longest board UUIDs still make a valid offer."""
+    terms = OfferTerms(
+        "H100", 64, 81920, 1, bytes(32), "r" * 32, 3600, simulated=False,
+        gpu_vendor="nvidia", gpu_name="N" * 96, driver_version="9" * 96,
+        gpu_uuids=tuple(f"{i:064d}" for i in range(64)), executor="local",
+    )  # fmt: skip
+    offer = make_offer(PROVIDER, terms, multiaddrs=["/" + "a" * 255] * 8, now=5, ttl_s=60)
+    assert len(offer_bytes(offer)) <= MAX_OFFER_BYTES
+    assert parse_offer(offer_bytes(offer), now=5) == offer
+
+
+@pytest.mark.parametrize(
+    ("change", "words"),
+    [
+        ({"gpu_uuids": ["GPU-only-one"]}, "gpu_uuids: 1 UUIDs for 2 GPUs"),
+        ({"gpu_name": "MI300X\x1b[31m"}, "gpu_name"),
+        ({"driver_version": "6.10\n5"}, "driver_version"),
+        ({"gpu_uuids": ["GPU a", "GPU-b"]}, "gpu_uuids"),
+        ({"gpu_vendor": "intel"}, "gpu_vendor"),
+        ({"executor": "vm"}, "executor"),
+    ],
+)
+def test_bad_backend_facts_are_refused(change: dict[str, object], words: str) -> None:
+    offer = make_offer(PROVIDER, AMD_TERMS, multiaddrs=[], now=1000, ttl_s=60)
+    raw = msgspec.msgpack.decode(offer_bytes(offer))
+    raw.update(change)
+    with pytest.raises(DecodeError, match=re.escape(words)):
+        parse_offer(msgspec.msgpack.encode(raw), now=1000)

@@ -77,7 +77,7 @@ class BulkGrant:
     may_get: bool = True
     may_put: bool = False
     objects: frozenset[bytes] | None = None
-    """sha256s the renter may get (``None``: any object of the store)."""
+    """sha256s the renter may get or put (``None``: any object)."""
 
 
 class BulkGrants:
@@ -102,6 +102,7 @@ class BulkGrants:
             raise BulkLimitExceeded(ticket.size, grant.max_bytes)
         if (ticket.op == "get" and not grant.may_get) or (ticket.op == "put" and not grant.may_put):
             raise TicketRefused(f"{ticket.op} is not allowed for this job")
-        if ticket.op == "get" and grant.objects is not None and ticket.sha256 not in grant.objects:
-            raise TicketRefused("object is not an output of this job")
+        if grant.objects is not None and ticket.sha256 not in grant.objects:
+            which = "an output" if ticket.op == "get" else "an agreed input"
+            raise TicketRefused(f"object is not {which} of this job")
         return grant

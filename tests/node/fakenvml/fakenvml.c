@@ -13,6 +13,7 @@
  *   FAKENVML_UUIDS            device UUIDs   (default GPU-fa4e0000-0000-0000-0000-00000000000<i>)
  *   FAKENVML_MEM_TOTAL_MB     total memory   (default 24564)
  *   FAKENVML_POWER_LIMIT_MW   enforced power limit in milliwatts (default 450000)
+ *   FAKENVML_DRIVER_VERSION   the driver's version string (default "550.54.15")
  *   FAKENVML_INIT_ERROR       an NVML return code for nvmlInit to fail with
  *   FAKENVML_NOT_SUPPORTED    function names that answer NVML_ERROR_NOT_SUPPORTED
  *   FAKENVML_CALL_LOG         file each call's name is appended to
@@ -210,6 +211,15 @@ static nvmlReturn_t copy_string(const char *value, char *out, unsigned int lengt
     }
     strcpy(out, value);
     return NVML_SUCCESS;
+}
+
+nvmlReturn_t nvmlSystemGetDriverVersion(char *version, unsigned int length) {
+    log_call("nvmlSystemGetDriverVersion");
+    if (!initialised) {
+        return NVML_ERROR_UNINITIALIZED;
+    }
+    const char *value = getenv("FAKENVML_DRIVER_VERSION");
+    return copy_string(value != NULL ? value : "550.54.15", version, length);
 }
 
 nvmlReturn_t nvmlDeviceGetName(nvmlDevice_t device, char *name, unsigned int length) {

@@ -1,13 +1,14 @@
-"""Child-process side of the NVML tests (a TEST DOUBLE harness, not product code).
+"""Child-process side of the NVML and AMD SMI tests (a TEST DOUBLE harness, not product code).
 
 Run with ``LD_LIBRARY_PATH`` pointing at the fake ``libnvidia-ml.so.1`` built from
-``fakenvml.c``: the unmodified pynvml loads it as it would load NVIDIA's driver. The child
+``fakenvml.c`` (or ``ROCM_PATH`` at the fake ``libamd_smi.so`` of ``../fakeamdsmi``): the
+unmodified pynvml (amdsmi) loads it as it would load the vendor's library. The child
 opens a backend through :func:`dgpu.node.gpu.detect_backend`, samples it in rounds (the
 environment overrides of each round apply before it, which the fake reads live) and prints
 one JSON document on stdout.
 
-argv[1]: ``{"prefer": "auto"|"nvml", "rounds": [{"FAKENVML_UTIL": "50"}, ...],
-"sample_indexes": [0, 1] | null}``
+argv[1]: ``{"prefer": "auto"|"nvml"|"amd", "rounds": [{"FAKENVML_UTIL": "50"}, ...],
+"sample_indexes": [0, 1] | null, "sysfs": "/path" | null, "platform": "linux" | null}``
 """
 
 from __future__ import annotations
@@ -17,9 +18,11 @@ import json
 import logging
 import os
 import sys
+from pathlib import Path
 from typing import Any
 
 from dgpu.node.gpu import GpuError, detect_backend
+from dgpu.protocol.extras import MissingExtra
 
 
 def main() -> None:
@@ -27,7 +30,11 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO, stream=sys.stderr)
     result: dict[str, Any] = {}
     try:
-        backend = detect_backend(request.get("prefer", "auto"))
+        backend = detect_backend(
+            request.get("prefer", "auto"),
+            platform=request.get("platform") or sys.platform,
+            sysfs=Path(request.get("sysfs") or "/sys"),
+        )
         gpus = backend.list_gpus()
         result["simulated"] = backend.simulated
         result["gpus"] = [dataclasses.asdict(g) for g in gpus]
@@ -44,7 +51,10 @@ def main() -> None:
             "message": str(exc),
             "function": exc.function,
             "nvml_code": exc.nvml_code,
+            "amdsmi_status": exc.amdsmi_status,
         }
+    except MissingExtra as exc:
+        result["error"] = {"type": type(exc).__name__, "message": str(exc)}
     print(json.dumps(result))
 
 

@@ -14,7 +14,7 @@ from dgpu.node.net.records import (
 )
 from dgpu.protocol import Identity, MessageTooLarge, OfferError, SignatureError
 from dgpu.protocol.errors import DecodeError, OfferExpired
-from dgpu.protocol.offers import offer_bytes
+from dgpu.protocol.offers import MAX_OFFER_BYTES, offer_bytes
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -74,7 +74,7 @@ def test_a_valid_record_checks_out() -> None:
         ),
         (offer_key(ALICE.peer_id), offer_bytes(offer_of(ALICE, now=NOW - 400)), OfferExpired),
         (offer_key(BOB.peer_id), offer_bytes(offer_of(ALICE, now=NOW)), OfferError),
-        (offer_key(ALICE.peer_id), b"\x00" * 5000, MessageTooLarge),
+        (offer_key(ALICE.peer_id), b"\x00" * (MAX_OFFER_BYTES + 1), MessageTooLarge),
         (offer_key(ALICE.peer_id), b"\x81\xa1x\x01", DecodeError),
         ("/dgpu/gpu/H100", offer_bytes(offer_of(ALICE, now=NOW)), OfferError),
     ],

@@ -1,59 +1,67 @@
-"""The coordinator's sqlite database: one aiosqlite connection, numbered SQL migrations.
+"""The embedded store: one aiosqlite connection to a WAL file, writes serialised.
 
-Migrations are the files ``migrations/NNNN_name.sql`` of this package, applied in order,
-each in its own transaction together with the bump of ``schema_version``. A database newer
-than this code is refused (:class:`~dgpu.coordinator.errors.StoreError`).
+The default for a devnet or a small operator: one coordinator process (several processes
+on one file work, but only as fast as one writer at a time; several machines need
+:mod:`~dgpu.coordinator.db.postgres`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import re
-import sqlite3
 from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import aiosqlite
+from dgpu.coordinator.db.base import SQLITE, Row
+from dgpu.coordinator.db.migrations import check_version, migrations, sqlite_statements
 from dgpu.coordinator.errors import StoreError
 
 log = logging.getLogger(__name__)
-_MIGRATION_NAME = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
-
-Row = aiosqlite.Row
 
 
-def migrations() -> list[tuple[int, str, str]]:
-    """``(version, name, sql)`` of every migration shipped with the package, in order."""
-    found: list[tuple[int, str, str]] = []
-    for entry in resources.files("dgpu.coordinator").joinpath("migrations").iterdir():
-        match = _MIGRATION_NAME.match(entry.name)
-        if match:
-            found.append((int(match.group(1)), entry.name, entry.read_text(encoding="utf-8")))
-    found.sort()
-    for expected, (version, name, _) in enumerate(found, start=1):
-        if version != expected:
-            raise StoreError(f"migration {name} is out of sequence (expected {expected:04d})")
-    return found
+class _SqliteConnection:
+    def __init__(self, conn: aiosqlite.Connection) -> None:
+        self._conn = conn
+
+    async def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
+        cursor = await self._conn.execute(sql, params)
+        return cursor.rowcount
+
+    async def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
+        await self._conn.executemany(sql, rows)
+
+    async def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
+        async with self._conn.execute(sql, params) as cursor:
+            return list(await cursor.fetchall())
+
+    async def fetchone(self, sql: str, params: Sequence[Any] = ()) -> Row | None:
+        async with self._conn.execute(sql, params) as cursor:
+            row: Row | None = await cursor.fetchone()
+            return row
+
+    async def lock(self, key: str) -> None:
+        """Nothing to do: ``BEGIN IMMEDIATE`` holds the one write lock already."""
 
 
-class Database:
+class SqliteDatabase:
     """A serialised connection: single statements run as they come, multi-statement
     writes take :meth:`transaction`."""
+
+    dialect = SQLITE
 
     def __init__(self, conn: aiosqlite.Connection) -> None:
         self._conn = conn
         self._lock = asyncio.Lock()
 
     @asynccontextmanager
-    async def transaction(self) -> AsyncIterator[aiosqlite.Connection]:
+    async def transaction(self) -> AsyncIterator[_SqliteConnection]:
         async with self._lock:
             await self._conn.execute("BEGIN IMMEDIATE")
             try:
-                yield self._conn
+                yield _SqliteConnection(self._conn)
             except BaseException:
                 await self._conn.execute("ROLLBACK")
                 raise
@@ -70,55 +78,18 @@ class Database:
         async with self._lock, self._conn.execute(sql, params) as cursor:
             return list(await cursor.fetchall())
 
-    async def fetchall(self, sql: str, params: Sequence[Any] = ()) -> Iterable[Row]:
+    async def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
         async with self._conn.execute(sql, params) as cursor:
-            return await cursor.fetchall()
+            return list(await cursor.fetchall())
 
     async def fetchone(self, sql: str, params: Sequence[Any] = ()) -> Row | None:
         async with self._conn.execute(sql, params) as cursor:
-            return await cursor.fetchone()
+            row: Row | None = await cursor.fetchone()
+            return row
 
     async def scalar(self, sql: str, params: Sequence[Any] = ()) -> Any:
         row = await self.fetchone(sql, params)
         return None if row is None else row[0]
-
-
-def u64_sum(expr: str, alias: str) -> str:
-    """SQL columns ``<alias>_hi`` and ``<alias>_lo`` that :func:`u64_total` adds up exactly.
-
-    sqlite's ``sum()`` of 64-bit integers raises "integer overflow" once the total passes
-    2**63 - 1 (two receipts near the maximum were enough to make every page that sums them
-    answer 500). Summing the high and low 32 bits apart cannot overflow below 2**31 rows,
-    and Python adds the halves with unbounded integers. ``expr`` must be non-negative and
-    each value at most 2**63 - 1, which the wire format guarantees for every amount
-    (:data:`dgpu.protocol.messages.U64_MAX`)."""
-    return (
-        f"coalesce(sum(({expr}) >> 32), 0) AS {alias}_hi,"
-        f" coalesce(sum(({expr}) & 4294967295), 0) AS {alias}_lo"
-    )
-
-
-def u64_total(row: Row | None, alias: str) -> int:
-    """The exact sum of :func:`u64_sum`'s two columns (0 without a row)."""
-    if row is None:
-        return 0
-    return (int(row[f"{alias}_hi"]) << 32) + int(row[f"{alias}_lo"])
-
-
-def _statements(sql: str) -> list[str]:
-    """Split a migration into complete statements (triggers included)."""
-    statements: list[str] = []
-    pending = ""
-    for line in sql.splitlines(keepends=True):
-        if not pending and (not line.strip() or line.lstrip().startswith("--")):
-            continue
-        pending += line
-        if sqlite3.complete_statement(pending):
-            statements.append(pending.strip())
-            pending = ""
-    if pending.strip():
-        raise StoreError(f"migration ends inside a statement: {pending.strip()[:60]!r}")
-    return statements
 
 
 async def _schema_version(conn: aiosqlite.Connection) -> int:
@@ -132,29 +103,27 @@ async def migrate(conn: aiosqlite.Connection) -> int:
     """Apply the missing migrations; return the resulting schema version."""
     current = await _schema_version(conn)
     available = migrations()
-    if current > len(available):
-        raise StoreError(
-            f"database schema version {current} is newer than this coordinator "
-            f"({len(available)}); upgrade dgpu"
-        )
-    for version, name, sql in available[current:]:
-        log.info("applying migration %s", name)
-        statements = _statements(sql)
+    check_version(current, available)
+    for migration in available[current:]:
+        log.info("applying migration %s", migration.name)
+        statements = sqlite_statements(migration.for_dialect("sqlite"))
         await conn.execute("BEGIN IMMEDIATE")
         try:
             for statement in statements:
                 await conn.execute(statement)
-            await conn.execute("INSERT INTO schema_version (version) VALUES (?)", (version,))
+            await conn.execute(
+                "INSERT INTO schema_version (version) VALUES (?)", (migration.version,)
+            )
         except BaseException:
             await conn.execute("ROLLBACK")
             raise
         await conn.execute("COMMIT")
-        current = version
+        current = migration.version
     return current
 
 
 @asynccontextmanager
-async def open_database(path: Path) -> AsyncIterator[Database]:
+async def open_sqlite(path: Path) -> AsyncIterator[SqliteDatabase]:
     """Open (creating if needed) and migrate the database at ``path``."""
     if str(path) == ":memory:":
         raise StoreError("the coordinator needs a database file, not :memory:")
@@ -173,6 +142,6 @@ async def open_database(path: Path) -> AsyncIterator[Database]:
             await migrate(conn)
         except aiosqlite.Error as exc:
             raise StoreError(f"cannot migrate database {path}: {exc}") from exc
-        yield Database(conn)
+        yield SqliteDatabase(conn)
     finally:
         await conn.close()
