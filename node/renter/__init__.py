@@ -51,10 +51,12 @@ from dgpu.node.renter.events import (
 from dgpu.node.renter.job import RenterJob
 from dgpu.node.renter.node import Reclaimed, Renter, reclaim_channels
 from dgpu.node.renter.outputs import OutputFetcher, StreamOutputFetcher
+from dgpu.node.renter.peers import BackoffPolicy, PeerMemory, Standing
 from dgpu.node.renter.resume import NotResumable, resume_job
 
 __all__ = [
     "Agreed",
+    "BackoffPolicy",
     "BulkFetchStats",
     "BulkOutputFetcher",
     "Candidate",
@@ -79,6 +81,7 @@ __all__ = [
     "OutputFetched",
     "OutputFetcher",
     "OutputMismatch",
+    "PeerMemory",
     "ProviderMisbehaved",
     "ReceiptSigned",
     "Reclaimed",
@@ -87,6 +90,7 @@ __all__ = [
     "RenterEvent",
     "RenterJob",
     "ReportRefused",
+    "Standing",
     "Started",
     "StreamOutputFetcher",
     "exclusion",

@@ -14,6 +14,8 @@ Tables::
     settlements  provider: per channel opening, the highest cumulative handed to a
                  settlement path and what the chain has paid
     channels     renter: channels it opened, and whether the remainder was reclaimed
+    peers        renter: what it saw of each provider it tried (jobs run, consecutive
+                 failures, when it may try again): its own ranking and failure memory
 """
 
 from __future__ import annotations
@@ -98,5 +100,19 @@ MIGRATIONS: Final[tuple[str, ...]] = (
         reclaimed           INTEGER NOT NULL DEFAULT 0,
         updated_at          INTEGER NOT NULL
     );
+    """,
+    # 2: the renter's memory of providers (issue 12, attack 6)
+    """
+    CREATE TABLE peers (
+        provider        BLOB PRIMARY KEY,
+        successes       INTEGER NOT NULL DEFAULT 0,
+        failures        INTEGER NOT NULL DEFAULT 0,
+        retry_after     INTEGER NOT NULL DEFAULT 0,
+        last_success_at INTEGER NOT NULL DEFAULT 0,
+        last_failure_at INTEGER NOT NULL DEFAULT 0,
+        last_error      TEXT NOT NULL DEFAULT '',
+        updated_at      INTEGER NOT NULL
+    );
+    CREATE INDEX peers_by_update ON peers (updated_at);
     """,
 )
