@@ -28,9 +28,9 @@ from dataclasses import dataclass
 
 import trio
 from dgpu.node.net.errors import NetError
-from dgpu.node.renter.errors import JobRefused, ProviderMisbehaved
+from dgpu.node.renter.errors import JobRefused, Outraced, ProviderMisbehaved
 from dgpu.node.renter.events import Declined, EventSink
-from dgpu.node.renter.job import Outraced, RenterJob
+from dgpu.node.renter.job import RenterJob
 from dgpu.node.renter.peers import PeerMemory
 from dgpu.protocol.errors import OfferError
 

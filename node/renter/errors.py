@@ -9,7 +9,8 @@
         ├── FundingFailed          the escrow channel could not be opened
         ├── ProviderMisbehaved     a report the renter will not pay, or a broken promise
         ├── JobAborted             the job ended without a final status (provider gone)
-        └── OutputMismatch         an output file whose bytes are not the announced ones
+        ├── OutputMismatch         an output file whose bytes are not the announced ones
+        └── Outraced               (internal) another concurrent attempt agreed first
 """
 
 from __future__ import annotations
@@ -52,3 +53,13 @@ class OutputMismatch(RenterError):
     def __init__(self, path: str, reason: str) -> None:
         super().__init__(f"output {path}: {reason}")
         self.path = path
+
+
+class Outraced(RenterError):
+    """Another attempt won the race to an agreement first: this one stops before signing
+    (its provider only sees the stream close, which releases its short quote hold). Never
+    leaves :func:`~dgpu.node.renter.attempts.negotiate_first`."""
+
+    def __init__(self, provider: bytes) -> None:
+        super().__init__(f"another provider agreed before {provider.hex()[:16]}")
+        self.provider = provider

@@ -36,6 +36,7 @@ from dgpu.node.renter.errors import (
     FundingFailed,
     JobRefused,
     OutputMismatch,
+    Outraced,
     ProviderMisbehaved,
 )
 from dgpu.node.renter.events import (
@@ -78,11 +79,6 @@ from dgpu.protocol.signing import sign, verify
 log = logging.getLogger(__name__)
 
 FINAL_STATES = frozenset({"succeeded", "failed", "cancelled", "stopped"})
-
-
-class Outraced(Exception):
-    """Another attempt won the race to an agreement first: this one stops before signing
-    (its provider only sees the stream close, which releases its short quote hold)."""
 
 
 class AgreementGate(Protocol):
