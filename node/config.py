@@ -148,12 +148,20 @@ class RenterConfig:
     channel_margin_s: int = 120
     """Channel expiry = now + the job's max duration + this margin."""
     negotiate_timeout_s: float = 30.0
+    """Bounds each later step of a negotiation (the countersigned agreement)."""
+    attempt_timeout_s: float = 5.0
+    """Bounds connecting to a provider and its quote: one that does not answer a job
+    request within this is given up (and remembered as failed)."""
+    concurrent_attempts: int = 8
+    """Providers asked at once; a new one starts every ``attempt_stagger_s`` while none has
+    answered, or as soon as one fails."""
+    attempt_stagger_s: float = 0.5
     start_timeout_s: float = 120.0
     """How long to wait for the provider to start the job once the channel is shown."""
     silence_timeout_s: int = 0
     """Give up on a provider silent this long; 0 = the quote's interval + grace + 30 s."""
-    max_attempts: int = 3
-    """Offers to try in rank order before giving up."""
+    max_attempts: int = 32
+    """Offers to try (in rank order, ``concurrent_attempts`` at a time) before giving up."""
     faults: RenterFaults = field(default_factory=RenterFaults)
 
     def __post_init__(self) -> None:
@@ -161,6 +169,9 @@ class RenterConfig:
             if len(getattr(self, name)) != 32:
                 raise ConfigError(f"{name} must be a 32-byte public key")
         _positive("max_attempts", self.max_attempts)
+        _positive("concurrent_attempts", self.concurrent_attempts)
+        if not self.attempt_timeout_s > 0 or self.attempt_stagger_s < 0:
+            raise ConfigError("attempt_timeout_s must be > 0 and attempt_stagger_s >= 0")
         if not 0 <= self.fee_bps <= 10_000:
             raise ConfigError("fee_bps must be 0..10000")
         if not 0 <= self.max_fee_bps <= 10_000:

@@ -56,11 +56,13 @@ from dgpu.node.renter.inputs import InputTree, InputUploader, scan_inputs
 from dgpu.node.renter.job import RenterJob
 from dgpu.node.renter.node import Reclaimed, Renter, reclaim_channels
 from dgpu.node.renter.outputs import OutputFetcher, StreamOutputFetcher
+from dgpu.node.renter.peers import BackoffPolicy, PeerMemory, Standing
 from dgpu.node.renter.resume import NotResumable, resume_job
 from dgpu.node.renter.tunnel import Forward, open_port_forwards
 
 __all__ = [
     "Agreed",
+    "BackoffPolicy",
     "BulkFetchStats",
     "BulkOutputFetcher",
     "Candidate",
@@ -90,6 +92,7 @@ __all__ = [
     "OutputFetched",
     "OutputFetcher",
     "OutputMismatch",
+    "PeerMemory",
     "PortsForwarded",
     "ProviderMisbehaved",
     "ReceiptSigned",
@@ -99,6 +102,7 @@ __all__ = [
     "RenterEvent",
     "RenterJob",
     "ReportRefused",
+    "Standing",
     "Started",
     "StreamOutputFetcher",
     "TunnelError",

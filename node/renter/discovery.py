@@ -2,16 +2,18 @@
 
 Whatever the source, every offer is re-validated here (signature, time window), then
 filtered by what the renter asked (model, GPU count, VRAM, region, price, duration, mint,
-vendor, how jobs run)
-and ranked: cheapest first, then the provider's score, then more VRAM, then the provider
-key (so the order is deterministic). When nothing matches, the counts of offers each
-filter excluded say why.
+vendor, how jobs run) and ranked: first by the renter's own standing of the provider
+(proven, then unknown — a new key however cheap —, then those backing off after failing it;
+see :mod:`dgpu.node.renter.peers`), then cheapest first, then the provider's score, then more
+VRAM, then the provider key (so the order is deterministic). When nothing matches, the
+counts of offers each filter excluded say why.
 """
 
 from __future__ import annotations
 
 import logging
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
@@ -28,6 +30,13 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+StandingOf = Callable[[bytes], int]
+"""A provider key's standing with this renter: lower ranks first (see ``peers``)."""
+
+
+def _no_history(provider: bytes) -> int:
+    return 0
+
 
 @dataclass(frozen=True)
 class OfferQuery:
@@ -40,7 +49,9 @@ class OfferQuery:
     max_price_per_gpu_second: int | None = None
     duration_s: int = 1
     mint: bytes | None = None
-    limit: int = 20
+    limit: int = 32
+    """Candidates kept after ranking (more than the DHT's 20 providers per key, so one
+    flood of fakes cannot crowd the real offers out of what is tried)."""
     vendor: str | None = None
     """Only offers whose backend read this vendor ("nvidia", "amd", "apple")."""
     executor: str | None = None
@@ -131,7 +142,14 @@ def exclusion(offer: Offer, query: OfferQuery, *, now: int) -> str | None:
     return None
 
 
-def rank(candidates: list[Candidate], query: OfferQuery, *, now: int, source: str) -> FoundOffers:
+def rank(
+    candidates: list[Candidate],
+    query: OfferQuery,
+    *,
+    now: int,
+    source: str,
+    standing: StandingOf = _no_history,
+) -> FoundOffers:
     """Filter and order; one candidate per provider (the cheapest, then newest)."""
     excluded: Counter[str] = Counter()
     best: dict[bytes, Candidate] = {}
@@ -149,7 +167,13 @@ def rank(candidates: list[Candidate], query: OfferQuery, *, now: int, source: st
             best[key] = candidate
     ordered = sorted(
         best.values(),
-        key=lambda c: (c.offer.price_per_gpu_second, -c.score, -c.offer.vram_mb, c.offer.provider),
+        key=lambda c: (
+            standing(c.offer.provider),
+            c.offer.price_per_gpu_second,
+            -c.score,
+            -c.offer.vram_mb,
+            c.offer.provider,
+        ),
     )
     return FoundOffers(ordered[: query.limit], source, len(candidates), dict(excluded))
 
@@ -161,13 +185,16 @@ async def find_offers(
     index: OfferIndex | None = None,
     p2p: bool = False,
     timeout_s: float = 20.0,
+    standing: StandingOf = _no_history,
 ) -> FoundOffers:
     """Ask the index (unless ``p2p`` or there is none), falling back to the DHT when the
     index fails or has nothing that matches."""
     now = network.now()
     if index is not None and not p2p:
         try:
-            found = rank(await index.search(query), query, now=now, source="coordinator")
+            found = rank(
+                await index.search(query), query, now=now, source="coordinator", standing=standing
+            )
         except (DgpuError, httpx.HTTPError) as exc:
             log.warning("the coordinator's index failed (%s); searching the DHT", exc)
         else:
@@ -179,4 +206,5 @@ async def find_offers(
     except NetError as exc:
         log.warning("DHT search failed: %s", exc)
         offers = []
-    return rank([Candidate(o) for o in offers], query, now=network.now(), source="DHT")
+    candidates = [Candidate(o) for o in offers]
+    return rank(candidates, query, now=network.now(), source="DHT", standing=standing)

@@ -11,7 +11,8 @@
         ├── JobAborted             the job ended without a final status (provider gone)
         ├── OutputMismatch         an output file whose bytes are not the announced ones
         ├── InputError             an input that cannot be sent (names the path)
-        └── TunnelError            a port that cannot be forwarded
+        ├── TunnelError            a port that cannot be forwarded
+        └── Outraced               (internal) another concurrent attempt agreed first
 """
 
 from __future__ import annotations
@@ -63,3 +64,13 @@ class InputError(RenterError):
 
 class TunnelError(RenterError):
     """A ``--port`` forward that cannot be set up (bad form, local port taken)."""
+
+
+class Outraced(RenterError):
+    """Another attempt won the race to an agreement first: this one stops before signing
+    (its provider only sees the stream close, which releases its short quote hold). Never
+    leaves :func:`~dgpu.node.renter.attempts.negotiate_first`."""
+
+    def __init__(self, provider: bytes) -> None:
+        super().__init__(f"another provider agreed before {provider.hex()[:16]}")
+        self.provider = provider

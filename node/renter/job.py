@@ -20,10 +20,14 @@ the machines does not count.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import posixpath
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Protocol
 
 import trio
 from dgpu.contracts_client.money import ChannelBounds, Escrow, OpenedChannel
@@ -40,6 +44,7 @@ from dgpu.node.renter.errors import (
     FundingFailed,
     JobRefused,
     OutputMismatch,
+    Outraced,
     ProviderMisbehaved,
 )
 from dgpu.node.renter.events import (
@@ -82,6 +87,25 @@ from dgpu.protocol.signing import sign, verify
 log = logging.getLogger(__name__)
 
 FINAL_STATES = frozenset({"succeeded", "failed", "cancelled", "stopped"})
+
+
+class AgreementGate(Protocol):
+    """Lets one of several concurrent negotiations sign at a time, until one succeeds."""
+
+    def turn(self) -> contextlib.AbstractAsyncContextManager[bool]:
+        """Held while this attempt signs; yields False when another already won."""
+        ...
+
+    def won(self, job: RenterJob) -> None: ...
+
+
+@asynccontextmanager
+async def _turn(gate: AgreementGate | None) -> AsyncIterator[bool]:
+    if gate is None:
+        yield True
+        return
+    async with gate.turn() as go:
+        yield go
 
 
 class RenterJob:
@@ -133,13 +157,20 @@ class RenterJob:
 
     # -- negotiation ------------------------------------------------------------------
 
-    async def negotiate(self) -> Quote:
-        """JobRequest → Quote → Agreement; raises :class:`JobRefused` on a refusal."""
+    async def negotiate(self, gate: AgreementGate | None = None) -> Quote:
+        """JobRequest → Quote → Agreement; raises :class:`JobRefused` on a refusal.
+
+        Until the quote arrives, the short ``attempt_timeout_s`` bounds every step: a
+        provider that does not answer a request within it is not worth waiting for (the
+        caller tries others meanwhile). ``gate`` decides, once the quote is in, whether
+        this attempt may go on to sign (only one of several racing may):
+        :class:`Outraced` when it may not."""
         request = self.negotiation.make_request(now=self.clock(), job_id=self.job_id)
+        short = self.config.attempt_timeout_s
         timeout = self.config.negotiate_timeout_s
-        async with self.network.open_stream(self.peer, NEGOTIATE_PROTOCOL, timeout=timeout) as s:
-            await s.send(request)
-            reply = await s.receive(timeout=timeout)
+        async with self.network.open_stream(self.peer, NEGOTIATE_PROTOCOL, timeout=short) as s:
+            await s.send(request, timeout=short)
+            reply = await s.receive(timeout=short)
             if isinstance(reply, ErrorMessage):
                 raise JobRefused(reply.code, reply.message)
             if not isinstance(reply, Quote):
@@ -150,16 +181,21 @@ class RenterJob:
                 )
             except ProtocolError as exc:
                 raise ProviderMisbehaved(f"the quote is not acceptable: {exc}") from exc
-            await s.send(agreement)
-            answer = await s.receive(timeout=timeout)
-            if isinstance(answer, ErrorMessage):
-                raise JobRefused(answer.code, answer.message)
-            if not isinstance(answer, Agreement):
-                raise ProviderMisbehaved(f"expected the agreement, got {type(answer).__name__}")
-            try:
-                self.negotiation.on_countersigned(answer)
-            except SignatureError as exc:
-                raise ProviderMisbehaved(f"countersignature: {exc}") from exc
+            async with _turn(gate) as go:
+                if not go:
+                    raise Outraced(self.offer.provider)
+                await s.send(agreement)
+                answer = await s.receive(timeout=timeout)
+                if isinstance(answer, ErrorMessage):
+                    raise JobRefused(answer.code, answer.message)
+                if not isinstance(answer, Agreement):
+                    raise ProviderMisbehaved(f"expected the agreement, got {type(answer).__name__}")
+                try:
+                    self.negotiation.on_countersigned(answer)
+                except SignatureError as exc:
+                    raise ProviderMisbehaved(f"countersignature: {exc}") from exc
+                if gate is not None:
+                    gate.won(self)
         self.quote = reply
         now = self.clock()
         self.store.insert_job(

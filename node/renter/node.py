@@ -12,9 +12,11 @@ the clock is the network's ``now()``::
     ...
     await renter.reclaim()          # after expiry: the unspent deposit comes back
 
-``run_job`` tries the ranked offers in order (at most ``config.max_attempts``) until one
-provider agrees; once a channel is funded it always returns a :class:`JobResult` (even
-when the provider vanished: the money fields say where things stand) rather than raising.
+``run_job`` tries the ranked offers (at most ``config.max_attempts``) several at once with
+short timeouts until one provider agrees (:mod:`dgpu.node.renter.attempts`), remembering
+who failed (:mod:`dgpu.node.renter.peers`); once a channel is funded it always returns a
+:class:`JobResult` (even when the provider vanished: the money fields say where things
+stand) rather than raising.
 """
 
 from __future__ import annotations
@@ -29,14 +31,13 @@ from pathlib import Path
 import trio
 from dgpu.contracts_client.money import Escrow
 from dgpu.node.config import RenterConfig
-from dgpu.node.net.errors import NetError
 from dgpu.node.net.interface import Network
+from dgpu.node.renter.attempts import AttemptPolicy, negotiate_first
 from dgpu.node.renter.discovery import FoundOffers, OfferIndex, OfferQuery, find_offers
 from dgpu.node.renter.errors import (
     InputError,
     JobRefused,
     NoMatchingOffer,
-    ProviderMisbehaved,
     TunnelError,
 )
 from dgpu.node.renter.events import (
@@ -52,10 +53,11 @@ from dgpu.node.renter.events import (
 from dgpu.node.renter.inputs import InputTree, InputUploader
 from dgpu.node.renter.job import RenterJob
 from dgpu.node.renter.outputs import OutputFetcher, StreamOutputFetcher
+from dgpu.node.renter.peers import PeerMemory
 from dgpu.node.renter.tunnel import Forward, open_port_forwards
 from dgpu.node.store import NodeStore
 from dgpu.pricing import CostEstimate, estimate_cost
-from dgpu.protocol.errors import DgpuError, OfferError
+from dgpu.protocol.errors import DgpuError
 from dgpu.protocol.identity import Identity
 from dgpu.protocol.messages import Offer
 from dgpu.protocol.negotiation import JobSpec, new_job_id
@@ -104,6 +106,8 @@ class Renter:
         # raw libp2p streams (bulk inputs, port tunnels), where the network has them
         self._open_raw = getattr(network, "open_raw_stream", None)
         self.uploader = uploader or InputUploader(identity, open_stream=self._open_raw)
+        self.peers = PeerMemory(store, now=network.now)
+        """What this renter saw of each provider: orders offers, remembers failures."""
 
     def query_for(self, spec: JobSpec) -> OfferQuery:
         return OfferQuery(
@@ -116,7 +120,9 @@ class Renter:
 
     async def find_offers(self, query: OfferQuery, *, p2p: bool = False) -> FoundOffers:
         """Matching offers, best first (coordinator index unless ``p2p``, else the DHT)."""
-        return await find_offers(query, network=self.network, index=self.index, p2p=p2p)
+        return await find_offers(
+            query, network=self.network, index=self.index, p2p=p2p, standing=self.peers.standing
+        )
 
     def estimate(self, offer: Offer, spec: JobSpec) -> CostEstimate:
         """What the job costs at most on ``offer`` (the whole deposit), fee shown apart."""
@@ -161,17 +167,17 @@ class Renter:
             offers = found.offers
         if cancel is None:
             cancel = trio.Event()
+        fitting: list[Offer] = []
         last: Exception | None = None
-        for offer in list(offers)[: self.config.max_attempts]:
-            if cancel.is_set():
-                break
-            events(Estimated(offer, self.estimate(offer, spec)))
+        for offer in offers:
             unfit = _unfit(offer, spec)
-            if unfit is not None:
-                events(Declined(offer, unfit[0], unfit[1]))
-                last = JobRefused(*unfit)
+            if unfit is None:
+                fitting.append(offer)
                 continue
-            job = RenterJob(
+            events(Declined(offer, unfit[0], unfit[1]))
+            last = JobRefused(*unfit)
+        jobs = [
+            RenterJob(
                 identity=self.identity,
                 config=self.config,
                 network=self.network,
@@ -185,56 +191,65 @@ class Renter:
                 fetcher=self.fetcher,
                 output_dir=output_dir,
             )
+            for offer in fitting[: self.config.max_attempts]
+        ]
+        # one job id may be agreed with one provider only: no racing when it is given
+        concurrency = 1 if job_id is not None else self.config.concurrent_attempts
+        job, raced = await negotiate_first(
+            jobs,
+            policy=AttemptPolicy(concurrency, self.config.attempt_stagger_s),
+            memory=self.peers,
+            events=events,
+            cancel=cancel,
+        )
+        last = raced or last
+        if job is None or cancel.is_set():
+            if isinstance(last, JobRefused):
+                raise last
+            raise JobRefused("unreachable", str(last) if last else "cancelled before any provider")
+        events(Estimated(job.offer, self.estimate(job.offer, spec)))
+        if inputs is not None and inputs.files:
+            assert job.quote is not None
             try:
-                await job.negotiate()
-            except OfferError as exc:
-                events(Declined(offer, "no_capacity", str(exc)))
-                last = JobRefused("no_capacity", str(exc))
-                continue
+                await self.uploader.upload(job.quote, inputs)
+            except InputError as exc:
+                # nothing was funded: the provider's hold simply expires
+                self.store.update_job(
+                    job.job_id,
+                    "renter",
+                    now=self.network.now(),
+                    state="failed",
+                    detail=f"inputs: {exc}"[:256],
+                )
+                raise
+            stats = self.uploader.stats
+            events(InputsSent(stats.files, stats.bytes, stats.resumed))
+        async with AsyncExitStack() as stack:
+            opened: list[int] = []
+            if ports:  # listening before funding: a taken local port costs nothing
+                assert self._open_raw is not None
+                opened = await stack.enter_async_context(
+                    open_port_forwards(
+                        ports,
+                        open_stream=self._open_raw,
+                        peer=job.peer.peer_id,
+                        job_id=job.job_id,
+                    )
+                )
+            await job.fund()
+            if ports:
+                pairs = tuple((p, f.remote) for p, f in zip(opened, ports, strict=True))
+                events(PortsForwarded(pairs))
+            try:
+                result = await job.execute()
             except JobRefused as exc:
-                events(Declined(offer, exc.code, exc.reason))
-                last = exc
-                continue
-            except (NetError, ProviderMisbehaved) as exc:
-                events(Declined(offer, "unreachable", str(exc)))
-                last = exc
-                continue
-            if inputs is not None and inputs.files:
-                assert job.quote is not None
-                try:
-                    await self.uploader.upload(job.quote, inputs)
-                except InputError as exc:
-                    # nothing was funded: the provider's hold simply expires
-                    self.store.update_job(
-                        job.job_id,
-                        "renter",
-                        now=self.network.now(),
-                        state="failed",
-                        detail=f"inputs: {exc}"[:256],
-                    )
-                    raise
-                stats = self.uploader.stats
-                events(InputsSent(stats.files, stats.bytes, stats.resumed))
-            async with AsyncExitStack() as stack:
-                opened: list[int] = []
-                if ports:  # listening before funding: a taken local port costs nothing
-                    assert self._open_raw is not None
-                    opened = await stack.enter_async_context(
-                        open_port_forwards(
-                            ports,
-                            open_stream=self._open_raw,
-                            peer=job.peer.peer_id,
-                            job_id=job.job_id,
-                        )
-                    )
-                await job.fund()
-                if ports:
-                    pairs = tuple((p, f.remote) for p, f in zip(opened, ports, strict=True))
-                    events(PortsForwarded(pairs))
-                return await job.execute()
-        if isinstance(last, JobRefused):
-            raise last
-        raise JobRefused("unreachable", str(last) if last else "cancelled before any provider")
+                self.peers.failed(job.offer.provider, f"refused after funding: {exc}")
+                raise
+        if result.state == "aborted":
+            self.peers.failed(job.offer.provider, result.detail or "vanished during the job")
+        else:
+            self.peers.succeeded(job.offer.provider)
+        return result
 
     async def reclaim(self, *, channel: bytes | None = None) -> list[Reclaimed]:
         """Refund every open channel of ours past its expiry and dispute window (or just

@@ -106,6 +106,22 @@ class ChannelRecord:
     updated_at: int
 
 
+@dataclass(frozen=True)
+class PeerRecord:
+    """Renter: what it saw of one provider. ``failures`` counts failures since the last
+    success; ``retry_after`` (unix seconds) is when it may be tried again."""
+
+    provider: bytes
+    successes: int = 0
+    failures: int = 0
+    retry_after: int = 0
+    last_success_at: int = 0
+    last_failure_at: int = 0
+    last_error: str = ""
+    updated_at: int = 0
+
+
+_PEER_COLUMNS = tuple(f.name for f in fields(PeerRecord))
 _JOB_COLUMNS = tuple(f.name for f in fields(JobRecord))
 _JOB_MUTABLE = frozenset(_JOB_COLUMNS) - {"job_id", "role", "created_at"}
 _RECEIPT_COLUMNS = "job_id, seq, renter, program_id, channel, open_nonce, cumulative, sig"
@@ -457,3 +473,22 @@ class NodeStore:
     def channel_of_job(self, job_id: bytes) -> ChannelRecord | None:
         rows = self._read("SELECT * FROM channels WHERE job_id = ?", (job_id,))
         return ChannelRecord(**dict(rows[0])) if rows else None
+
+    # -- peers (renter) ---------------------------------------------------------------
+
+    def save_peer(self, record: PeerRecord) -> None:
+        names = ", ".join(_PEER_COLUMNS)
+        marks = ", ".join(f":{name}" for name in _PEER_COLUMNS)
+        updates = ", ".join(f"{n} = excluded.{n}" for n in _PEER_COLUMNS if n != "provider")
+        self._write(
+            f"INSERT INTO peers ({names}) VALUES ({marks})"  # noqa: S608
+            f" ON CONFLICT (provider) DO UPDATE SET {updates}",
+            {name: getattr(record, name) for name in _PEER_COLUMNS},
+        )
+
+    def peers(self) -> list[PeerRecord]:
+        return [PeerRecord(**dict(row)) for row in self._read("SELECT * FROM peers")]
+
+    def forget_peers(self, *, updated_before: int) -> int:
+        """Drop what is known of providers not seen since ``updated_before``."""
+        return self._write("DELETE FROM peers WHERE updated_at < ?", (updated_before,))

@@ -16,6 +16,8 @@ Tables::
     channels     renter: channels it opened, and whether the remainder was reclaimed
     chain        the chain the records above came from: its genesis hash and the URL
                  it was first seen at (one row)
+    peers        renter: what it saw of each provider it tried (jobs run, consecutive
+                 failures, when it may try again): its own ranking and failure memory
 """
 
 from __future__ import annotations
@@ -109,5 +111,19 @@ MIGRATIONS: Final[tuple[str, ...]] = (
         rpc_url       TEXT NOT NULL DEFAULT '',
         recorded_at   INTEGER NOT NULL
     );
+    """,
+    # 3: the renter's memory of providers (issue 12, attack 6)
+    """
+    CREATE TABLE peers (
+        provider        BLOB PRIMARY KEY,
+        successes       INTEGER NOT NULL DEFAULT 0,
+        failures        INTEGER NOT NULL DEFAULT 0,
+        retry_after     INTEGER NOT NULL DEFAULT 0,
+        last_success_at INTEGER NOT NULL DEFAULT 0,
+        last_failure_at INTEGER NOT NULL DEFAULT 0,
+        last_error      TEXT NOT NULL DEFAULT '',
+        updated_at      INTEGER NOT NULL
+    );
+    CREATE INDEX peers_by_update ON peers (updated_at);
     """,
 )
