@@ -62,7 +62,10 @@ def dgpu_to_base_units(value: Decimal | str | int) -> int:
 
 
 def base_units_to_dgpu(amount: int) -> Decimal:
-    """Base units -> an exact :class:`Decimal` of dGPU, for display. ``1`` -> ``0.000000001``."""
+    """Base units -> an exact :class:`Decimal` of dGPU, for display. ``1`` -> ``0.000000001``,
+    ``0`` -> ``0`` (not ``0E-9``, which is what scaling a zero prints)."""
+    if amount == 0:
+        return Decimal(0)
     return Decimal(amount).scaleb(-DECIMALS)
 
 

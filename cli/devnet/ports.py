@@ -70,14 +70,18 @@ def choose_ports(state_dir: Path, providers: int) -> Ports:
     old = read_state(state_dir).get("ports") or {}
     taken: set[int] = set()
 
-    def pick(previous: object) -> int:
-        if isinstance(previous, int) and previous not in taken and is_free(previous):
+    def usable(port: int, span: int) -> bool:
+        return all(p not in taken and is_free(p) for p in range(port, port + span))
+
+    def pick(previous: object, span: int = 1) -> int:
+        """A port (and the ``span - 1`` after it) free now and not given to another part."""
+        if isinstance(previous, int) and usable(previous, span):
             port = previous
         else:
             port = free_port()
-            while port in taken:
+            while not usable(port, span):
                 port = free_port()
-        taken.add(port)
+        taken.update(range(port, port + span))
         return port
 
     def picks(key: str) -> tuple[int, ...]:
@@ -85,7 +89,9 @@ def choose_ports(state_dir: Path, providers: int) -> Ports:
         return tuple(pick(previous[i] if i < len(previous) else None) for i in range(providers))
 
     ports = Ports(
-        chain=pick(old.get("chain")),
+        # the chain also serves PubSub on its port + 1 (where web3.js looks for it): a part
+        # given that port, or a program holding it, kept the chain from starting
+        chain=pick(old.get("chain"), span=2),
         coordinator=pick(old.get("coordinator")),
         bootstrap=pick(old.get("bootstrap")),
         providers=picks("providers"),
