@@ -158,6 +158,7 @@ async def _read_until_closed(ws: Any, into: list[Any]) -> None:
             into.append(json.loads(await ws.recv()))
 
 
+@pytest.mark.slow
 def test_a_client_that_never_reads_is_dropped(pubsub_node: Node) -> None:
     """10⁴ subscription requests never read: past MAX_SUBSCRIPTIONS they are refused, and
     when the send queue fills the server closes the socket (1008); the node keeps going."""
