@@ -165,7 +165,9 @@ class HolePuncher:
         await self._punch(peer, redial, done)
         return bool(direct_connections(self._host, peer))
 
-    async def _punch(self, peer: ID, redial: Callable[[], Awaitable[None]], done: trio.Event) -> None:
+    async def _punch(
+        self, peer: ID, redial: Callable[[], Awaitable[None]], done: trio.Event
+    ) -> None:
         self.stats.attempts += 1
         started = trio.current_time()
         try:
