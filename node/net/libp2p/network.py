@@ -219,12 +219,20 @@ class Libp2pNetwork(StreamClient):
         punch to the peer that is in flight is waited for first (it is bounded), so bulk
         bytes take the direct connection when one can be had."""
         ref = PeerRef.of(peer)
-        puncher = self._services.puncher
-        if puncher is not None:
-            with trio.move_on_after(self._config.dial_timeout_s):
-                peer_id = await self._connect(ref)
-                await puncher.settled(peer_id)
+        await self.settle_connection(ref)
         return await self._new_stream(ref, protocol, DEFAULT_REQUEST_TIMEOUT_S)
+
+    async def settle_connection(self, peer: PeerRef | str) -> str:
+        """Connect to ``peer`` (direct, else through a relay, which starts a hole punch)
+        and wait for a punch in flight to end (bounded by the punch timeout); then
+        :meth:`connection_kind`. Raises :class:`PeerUnreachable` when no dial worked."""
+        ref = PeerRef.of(peer)
+        puncher = self._services.puncher
+        with trio.move_on_after(self._config.dial_timeout_s) as scope:
+            peer_id = await self._connect(ref)
+        if puncher is not None and not scope.cancelled_caught:
+            await puncher.settled(peer_id)
+        return self.connection_kind(ref.peer_id)
 
     async def connect(self, peer: PeerRef | str, *, timeout: float | None = None) -> None:
         """Make sure a connection to ``peer`` is open (dials it if needed)."""

@@ -64,9 +64,8 @@ class Libp2pNoiseFilter(logging.Filter):
             return True
         for name, text in NOISE:
             if (
-                (record.name == name or (name != "root" and record.name.startswith(name + ".")))
-                and text in record.getMessage()
-            ):
+                record.name == name or (name != "root" and record.name.startswith(name + "."))
+            ) and text in record.getMessage():
                 if not _debugging():
                     self.dropped += 1
                     return False
