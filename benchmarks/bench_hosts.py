@@ -106,7 +106,7 @@ async def run_row(name: str, tries: int, output_mib: int) -> Row:
         code, result, stderr = await swarm.run_job(
             renter_id,
             f"head -c {output_mib << 20} /dev/urandom > /out/blob.bin",
-            *("--max-output-mb", str(output_mib + 1)),
+            *("--max-output-mb", str(output_mib)),
         )
         row.job_s = time.time() - started
         row.relay_cpu_s = cpu_seconds(relay_pid) - cpu_before

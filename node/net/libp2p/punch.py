@@ -150,8 +150,10 @@ class HolePuncher:
             return
         if direct_connections(self._host, peer):
             return
-        failed = self._failed_at.get(peer)
-        if failed is not None and self._clock() - failed < self.retry_after_s:
+        now = self._clock()
+        for gone in [p for p, at in self._failed_at.items() if now - at >= self.retry_after_s]:
+            del self._failed_at[gone]
+        if peer in self._failed_at:
             return
         done = self._inflight[peer] = trio.Event()
         self._nursery.start_soon(self._punch, peer, redial, done)
