@@ -14,6 +14,9 @@ What py-libp2p 0.8.1 does by itself, and what we change:
   sides at once (hazard 20). Here only the side that dialled the circuit initiates, once
   per connection, when our policy says so: :class:`_PolicyDriven` has no auto-drive; the
   other side only answers.
+* After a punch the library closes the relayed connection 60 s later, streams and all;
+  here it is closed only once no stream uses it (a tunnel or metering stream opened while
+  the punch was in flight lives on).
 * DCUtR predicts the addresses it tells the other side, and binds its punching dials, from
   ``host.get_addrs()``. Ours announces relay circuits only when a dial-back found us
   unreachable (:class:`~dgpu.node.net.libp2p.addresses.AddressBook`), which would leave
@@ -50,6 +53,9 @@ PUNCH_TIMEOUT_S: Final = 6.0
 library's first dial round (up to 5 s). A working punch took 0.3-1 s here; its next rounds
 (up to ~20 s in all against a symmetric NAT) would only delay the verdict "relayed"."""
 RETRY_AFTER_S: Final = 600.0
+RELAY_CLOSE_AFTER_S: Final = 60.0
+"""After a punch, the relayed connection is kept this long, then closed once idle."""
+RELAY_IDLE_CHECK_S: Final = 10.0
 
 
 def is_relayed(conn: INetConn) -> bool:
@@ -93,10 +99,36 @@ class _DirectView:
 
 
 class _PolicyDriven(DCUtRProtocol):
-    """DCUtR without the library's auto-drive loop (hazard 20): we decide when to punch."""
+    """DCUtR without the library's auto-drive loop (hazard 20): we decide when to punch.
+    And the relayed connection is closed after a punch only once no stream uses it: the
+    library closes it 60 s after the punch, with whatever streams were opened on it before
+    (a tunnel, a metering stream that started while the punch was in flight)."""
 
     async def _auto_drive_loop(self) -> None:
         await trio.sleep_forever()
+
+    def _schedule_relay_close(self, peer_id: ID) -> None:
+        if self._nursery is not None:
+            self._nursery.start_soon(self._close_relayed_when_idle, peer_id)
+
+    async def _close_relayed_when_idle(self, peer_id: ID) -> None:
+        await trio.sleep(RELAY_CLOSE_AFTER_S)
+        while True:
+            try:
+                conns = self.host.get_network().get_connections(peer_id)
+                relayed = [c for c in conns if is_relayed(c)]
+                if len(relayed) == len(conns) or not relayed:
+                    return  # no direct connection left (keep the relay), or nothing to close
+                idle = [c for c in relayed if not c.get_streams()]
+                for conn in idle:
+                    log.debug("closing the idle relayed connection to %s", peer_id)
+                    await conn.close()
+                if len(idle) == len(relayed):
+                    return
+            except Exception:  # library boundary: a connection may go away under us
+                log.debug("closing the relayed connection to %s failed", peer_id, exc_info=True)
+                return
+            await trio.sleep(RELAY_IDLE_CHECK_S)
 
 
 @dataclass
