@@ -83,8 +83,13 @@ async def test_provider_behind_a_home_router_is_reached_through_the_relay(
 async def test_symmetric_nat_provider_stays_relayed(
     lab: Lab, tmp_path: Path, docker_client: docker.DockerClient, busybox_image: str
 ) -> None:
-    # provider behind a symmetric NAT, renter behind a home router: only the relay works
+    # provider behind a symmetric NAT, renter behind a home router: only the relay works;
+    # the renter tried a hole punch, which failed, and the job went on over the relay
     await _job_end_to_end(lab, tmp_path, "symmetric")
+    punch = [
+        line for line in (tmp_path / "renter.log").read_text().splitlines() if "hole punch" in line
+    ]
+    assert len(punch) == 1 and "failed" in punch[0] and "staying on the relay" in punch[0], punch
 
 
 # Captures every frame on an interface until SIGTERM (AF_PACKET: no tcpdump needed).
