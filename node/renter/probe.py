@@ -243,8 +243,8 @@ def parse_probe_output(data: bytes) -> ProbeReading:
                 DeviceReading("amd", name, _int(parts[3]) // (1024 * 1024), source="sysfs")
             )
         elif kind == "apple" and len(parts) == 2 and parts[0].startswith("Apple"):
-            vram = _int(parts[1]) // (1024 * 1024)
-            other.append(DeviceReading("apple", _field(parts[0]), vram, source="sysctl"))
+            memory_mb = _int(parts[1]) // (1024 * 1024)
+            other.append(DeviceReading("apple", _field(parts[0]), memory_mb, source="sysctl"))
         elif kind == "bench" and len(parts) == 2 and parts[0].isdigit():
             gflops, bench_device = _int(parts[0]), _field(parts[1])
         elif kind == "bench-none":

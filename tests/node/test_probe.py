@@ -13,6 +13,7 @@ import dataclasses
 import os
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
 from dgpu.node.gpu import GpuInfo
@@ -102,7 +103,8 @@ def test_fake_nvml_offer_probed_with_doubles_is_verified(fake_nvml_dir: Path) ->
         },
         {"prefer": "nvml"},
     )
-    gpu = GpuInfo(**{k: tuple(v) if k == "devices" else v for k, v in found["gpus"][0].items()})
+    fields: dict[str, Any] = {**found["gpus"][0], "devices": tuple(found["gpus"][0]["devices"])}
+    gpu = GpuInfo(**fields)
     assert (gpu.model, gpu.vendor, gpu.simulated) == ("H100", "nvidia", False)
     provider, renter = Identity.generate(), Identity.generate()
     offer = offer_of(gpu, provider)
@@ -167,9 +169,9 @@ def test_devices_match_but_no_workload_is_inconclusive() -> None:
         ({"vendor": "amd"}, "is amd"),
     ],
 )
-def test_each_contradiction_is_named(change: dict[str, object], word: str) -> None:
+def test_each_contradiction_is_named(change: dict[str, Any], word: str) -> None:
     base = DeviceReading("nvidia", "NVIDIA H100 80GB HBM3", 81559, "550.90.07", H100_UUID)
-    device = DeviceReading(**{**base.__dict__, **change})  # type: ignore[arg-type]
+    device = dataclasses.replace(base, **change)
     judgement = judge(offer_of(H100, Identity.generate()), ProbeReading((device,), 600_000))
     assert judgement.verdict == "mismatch"
     assert any(word in reason for reason in judgement.reasons), judgement.reasons
