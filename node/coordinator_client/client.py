@@ -131,6 +131,7 @@ class CoordinatorClient:
         min_score: float | None = None,
         simulated: bool | None = None,
         verified: bool = False,
+        provider: str | None = None,
         sort: str = "price",
         limit: int = 50,
         offset: int = 0,
@@ -143,6 +144,7 @@ class CoordinatorClient:
             ("max_price", max_price),
             ("region", region),
             ("min_score", min_score),
+            ("provider", provider),
         ):
             if value is not None:
                 params[name] = str(value)
@@ -163,6 +165,14 @@ class CoordinatorClient:
                 continue
             found.append(IndexedOffer(offer, float(row["provider_score"]), str(row["source"])))
         return OfferSearch(total=int(page["total"]), offers=found, rejected=rejected)
+
+    async def offer(self, offer_id: bytes) -> Offer:
+        """One offer by id, validated here (signature, time window)."""
+        doc = await self._get(f"/api/v1/offers/{offer_id.hex()}")
+        try:
+            return parse_offer(base64.b64decode(doc["raw"]), now=int(self.clock()))
+        except (ProtocolError, ValueError, KeyError) as exc:
+            raise CoordinatorClientError(f"offer {offer_id.hex()} is not usable: {exc}") from exc
 
     async def estimate(self, model: str, count: int, duration_s: int) -> dict[str, Any]:
         params = {"model": model, "count": str(count), "duration": str(duration_s)}

@@ -16,6 +16,7 @@ import trio
 from dgpu.contracts_client.chain import LiteSVMChain
 from dgpu.contracts_client.money import ChainEscrow
 from dgpu.coordinator.settlement import SettlementBackend
+from dgpu.pricing import DEFAULT_RATE_CARD
 from dgpu.protocol.identity import Identity
 
 from tests.coordinator.conftest import (
@@ -123,7 +124,7 @@ def test_overview_renders_the_network(explorer: tuple[Server, Filled], page: Any
     assert points is not None and len(points.split()) >= 2
     settled = page.locator("#volume-settled").inner_text()
     assert settled == f"{filled.settled_amount / 10**9:,.4f}"
-    assert page.locator("#reference-prices tbody tr").count() == 6
+    assert page.locator("#reference-prices tbody tr").count() == len(DEFAULT_RATE_CARD.models)
     shoot(page, "explorer-overview.png")
 
 

@@ -111,9 +111,10 @@ async def test_verdicts_are_refused_in_words(server: Server) -> None:
         await client.post_offer(offer)
     job = await probed_job(server, provider, renter)
     good = verdict_for(renter, offer, job, "verified", at=now)
+    unpaid = verdict_for(renter, offer, os.urandom(16), "verified", at=now)
     cases: list[tuple[Identity, ProbeVerdict, int, str]] = [
         (stranger, good, 403, "not_verdict_renter"),
-        (renter, verdict_for(renter, offer, os.urandom(16), "verified", at=now), 409, "unknown_job"),
+        (renter, unpaid, 409, "unknown_job"),
         (
             renter,
             verdict_for(renter, offer_for(provider, now=now), job, "verified", at=now),
