@@ -32,7 +32,7 @@ async def provider_profile(
     channels = await coord.store.channels.for_provider(address)
     history = await coord.store.channels.provider_history(address)
     verdicts = await coord.store.verdicts.for_provider(address)
-    per_offer = await coord.store.verdicts.latest_per_offer([bytes(o["offer_id"]) for o in offers])
+    per_offer = await coord.store.verdicts.for_offers(offers)
     return {
         "address": address,
         "first_seen": row["first_seen"],

@@ -56,6 +56,8 @@ async def post_verdict(request: Request) -> JSONResponse:
     offer = await coord.store.offers.get(verdict.offer_id)
     if offer is None or offer["provider"] != provider:
         raise unprocessable("the index knows no such offer of this provider", "unknown_offer")
+    if offer["simulated"] and verdict.verdict == "verified":
+        raise unprocessable("simulated GPUs can never pass a probe", "simulated_offer")
     if not await coord.store.verdicts.job_links(verdict.job_id, renter, provider):
         raise ApiError(
             409,

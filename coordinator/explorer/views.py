@@ -186,7 +186,7 @@ async def offers_page(request: Request) -> Response:
         current_only=True,
     )
     total, rows = await coord.store.offers.search(query, now)
-    verdicts = await coord.store.verdicts.latest_per_offer([bytes(r["offer_id"]) for r in rows])
+    verdicts = await coord.store.verdicts.for_offers(rows)
     return _render(
         request,
         "offers.html",

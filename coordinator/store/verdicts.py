@@ -94,17 +94,31 @@ class VerdictRepo:
         )
         return None if value is None else str(value)
 
-    async def latest_per_offer(self, offer_ids: Sequence[bytes]) -> dict[bytes, str]:
-        """Each offer's latest verdict (offers without one are left out)."""
-        if not offer_ids:
+    async def for_offers(self, offers: Sequence[Row]) -> dict[bytes, str]:
+        """The verdict shown beside each offer row: the latest on that offer, else the
+        latest on the same provider's same GPU model (a provider re-signs its offer under
+        a new id whenever its free capacity changes, a probe job included). Offers of
+        providers never probed are left out."""
+        providers = sorted({row["provider"] for row in offers})
+        if not providers:
             return {}
-        marks = ",".join("?" * len(offer_ids))
+        marks = ",".join("?" * len(providers))
         rows = await self._db.fetchall(
-            "SELECT offer_id, verdict FROM probe_verdicts WHERE offer_id IN"  # noqa: S608 (marks)
-            f" ({marks}) ORDER BY at, job_id",
-            list(offer_ids),
+            "SELECT offer_id, provider, gpu_model, verdict FROM probe_verdicts"  # noqa: S608 (marks)
+            f" WHERE provider IN ({marks}) ORDER BY at, job_id",
+            providers,
         )
-        return {bytes(row["offer_id"]): row["verdict"] for row in rows}
+        by_offer = {bytes(r["offer_id"]): r["verdict"] for r in rows}
+        by_model = {(r["provider"], r["gpu_model"]): r["verdict"] for r in rows}
+        shown: dict[bytes, str] = {}
+        for offer in offers:
+            offer_id = bytes(offer["offer_id"])
+            verdict = by_offer.get(offer_id) or by_model.get(
+                (offer["provider"], offer["gpu_model"])
+            )
+            if verdict is not None:
+                shown[offer_id] = verdict
+        return shown
 
     async def latest_per_provider(self, addresses: Sequence[str]) -> dict[str, str]:
         """Each provider's latest verdict (providers without one are left out)."""

@@ -44,6 +44,9 @@ from dgpu.protocol.identity import Identity
 from dgpu.protocol.messages import GpuVendor, Offer, ProbeVerdict, VerdictKind
 from dgpu.protocol.signing import sign
 
+MIN_PROBE_S: Final = 2
+"""The script ends no sooner than this: a job under a second is billed nothing, so it
+leaves no receipt, and the coordinator takes verdicts of paid probe jobs only."""
 MAX_REPORT_BYTES: Final = 64 * 1024
 MAX_DEVICES: Final = 64
 PROBE_VERSION: Final = "1"
@@ -148,6 +151,7 @@ else:
 def probe_script() -> str:
     """The job's shell script (POSIX sh; busybox is enough)."""
     return f"""
+started=$(date +%s)
 echo '{_HEADER}'
 if command -v nvidia-smi >/dev/null 2>&1; then
   nvidia-smi --query-gpu=name,memory.total,driver_version,uuid \\
@@ -177,6 +181,9 @@ else
   echo "bench-none the image has no python3"
 fi
 echo '{_FOOTER}'
+left=$(( started + {MIN_PROBE_S} - $(date +%s) ))
+[ "$left" -gt 0 ] && sleep "$left"
+exit 0
 """
 
 

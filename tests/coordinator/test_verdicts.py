@@ -10,6 +10,7 @@ import msgspec
 import pytest
 from dgpu.coordinator.scores import verification_factor
 from dgpu.node.coordinator_client import CoordinatorClientError
+from dgpu.node.renter import CoordinatorIndex, OfferQuery
 from dgpu.protocol.identity import Identity
 from dgpu.protocol.messages import Offer, ProbeVerdict, VerdictKind
 from dgpu.protocol.signing import sign
@@ -70,6 +71,11 @@ async def test_verified_filter_matches_only_the_verified_provider(server: Server
         every = await client.search_offers(region="vd-filter")
         verified = await client.search_offers(region="vd-filter", verified=True)
         after = await client.provider(checked.address)
+        # the renter's side of `dgpu run --verified`: its index asks for verified offers only
+        candidates = await CoordinatorIndex(client).search(
+            OfferQuery(gpu_model="H100", region="vd-filter", verified=True)
+        )
+    assert [c.offer.provider for c in candidates] == [checked.public_key]
     assert {o.offer.provider for o in every.offers} == {checked.public_key, unchecked.public_key}
     assert [o.offer.provider for o in verified.offers] == [checked.public_key]
     assert (before["verification"], after["verification"]) == (None, "verified")
@@ -107,8 +113,10 @@ async def test_verdicts_are_refused_in_words(server: Server) -> None:
     provider, renter = Identity.from_label("vd-refused-p"), Identity.from_label("vd-refused-r")
     stranger = Identity.from_label("vd-stranger")
     offer = offer_for(provider, now=now, model="H100", region="vd-refused", simulated=False)
+    simulated = offer_for(provider, now=now, model="H100", region="vd-refused", simulated=True)
     async with client_for(server, provider) as client:
         await client.post_offer(offer)
+        await client.post_offer(simulated)
     job = await probed_job(server, provider, renter)
     good = verdict_for(renter, offer, job, "verified", at=now)
     unpaid = verdict_for(renter, offer, os.urandom(16), "verified", at=now)
@@ -125,6 +133,7 @@ async def test_verdicts_are_refused_in_words(server: Server) -> None:
          "verdict_stale"),
         (renter, msgspec.structs.replace(good, verdict="mismatch"), 422, "bad_verdict_signature"),
         (provider, verdict_for(provider, offer, job, "verified", at=now), 403, "self_verdict"),
+        (renter, verdict_for(renter, simulated, job, "verified", at=now), 422, "simulated_offer"),
     ]  # fmt: skip
     for signer, verdict, status, code in cases:
         async with client_for(server, signer) as client:
