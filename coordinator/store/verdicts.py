@@ -99,35 +99,30 @@ class VerdictRepo:
         latest on the same provider's same GPU model (a provider re-signs its offer under
         a new id whenever its free capacity changes, a probe job included). Offers of
         providers never probed are left out."""
-        providers = sorted({row["provider"] for row in offers})
-        if not providers:
-            return {}
-        marks = ",".join("?" * len(providers))
-        rows = await self._db.fetchall(
-            "SELECT offer_id, provider, gpu_model, verdict FROM probe_verdicts"  # noqa: S608 (marks)
-            f" WHERE provider IN ({marks}) ORDER BY at, job_id",
-            providers,
-        )
+        rows = await self._oldest_first(sorted({row["provider"] for row in offers}))
         by_offer = {bytes(r["offer_id"]): r["verdict"] for r in rows}
         by_model = {(r["provider"], r["gpu_model"]): r["verdict"] for r in rows}
         shown: dict[bytes, str] = {}
         for offer in offers:
             offer_id = bytes(offer["offer_id"])
-            verdict = by_offer.get(offer_id) or by_model.get(
-                (offer["provider"], offer["gpu_model"])
-            )
+            key = (offer["provider"], offer["gpu_model"])
+            verdict = by_offer.get(offer_id) or by_model.get(key)
             if verdict is not None:
                 shown[offer_id] = verdict
         return shown
 
     async def latest_per_provider(self, addresses: Sequence[str]) -> dict[str, str]:
         """Each provider's latest verdict (providers without one are left out)."""
-        if not addresses:
-            return {}
-        marks = ",".join("?" * len(addresses))
+        return {row["provider"]: row["verdict"] for row in await self._oldest_first(addresses)}
+
+    async def _oldest_first(self, providers: Sequence[str]) -> list[Row]:
+        """The verdicts of ``providers``, oldest first (so later ones win in a dict)."""
+        if not providers:
+            return []
+        marks = ",".join("?" * len(providers))
         rows = await self._db.fetchall(
-            "SELECT provider, verdict FROM probe_verdicts WHERE provider IN"  # noqa: S608 (marks)
-            f" ({marks}) ORDER BY at, job_id",
-            list(addresses),
+            "SELECT offer_id, provider, gpu_model, verdict FROM probe_verdicts"  # noqa: S608 (marks)
+            f" WHERE provider IN ({marks}) ORDER BY at, job_id",
+            list(providers),
         )
-        return {row["provider"]: row["verdict"] for row in rows}
+        return list(rows)
