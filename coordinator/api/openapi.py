@@ -346,6 +346,14 @@ def openapi_document(max_page: int = 200) -> dict[str, Any]:
                         "region": STR,
                         "expires_at": INT,
                         "provider_score": {"type": "number"},
+                        "gpu_vendor": {
+                            "type": "string",
+                            "enum": ["nvidia", "amd", "apple", "unknown"],
+                        },
+                        "gpu_name": STR,
+                        "driver_version": STR,
+                        "gpu_uuids": {"type": "array", "items": STR},
+                        "executor": {"type": "string", "enum": ["docker", "local"]},
                     },
                 },
                 "OfferPage": {
