@@ -5,16 +5,20 @@ from __future__ import annotations
 import base64
 import json
 from dataclasses import dataclass
-from typing import Any, Final, Literal
+from typing import TYPE_CHECKING, Any, Final, Literal
 
 from dgpu.coordinator.db import Connection, Database, Row
 from dgpu.coordinator.errors import ApiError
 from dgpu.protocol.identity import address_of
 from dgpu.protocol.messages import Offer
 
+if TYPE_CHECKING:
+    from dgpu.coordinator.store.admission import OfferAdmission
+
 IngestStatus = Literal["created", "refreshed", "duplicate", "stale"]
-SortKey = Literal["price", "-price", "score", "vram", "count", "newest"]
+SortKey = Literal["rank", "price", "-price", "score", "vram", "count", "newest"]
 SORTS: Final[dict[str, str]] = {
+    "rank": "o.provider_proven DESC, o.price_per_gpu_second ASC, o.rowid ASC",
     "price": "o.price_per_gpu_second ASC, o.rowid ASC",
     "-price": "o.price_per_gpu_second DESC, o.rowid DESC",
     "score": "o.provider_score DESC, o.price_per_gpu_second ASC, o.rowid ASC",
@@ -22,7 +26,10 @@ SORTS: Final[dict[str, str]] = {
     "count": "o.gpu_count DESC, o.price_per_gpu_second ASC, o.rowid ASC",
     "newest": "o.created_at DESC, o.rowid DESC",
 }
-"""Every order ends in the rowid, so pages are stable and price/age orders follow an index."""
+"""Every order ends in the rowid, so pages are stable and price/age orders follow an index.
+``rank`` (the default) is price order with proven providers first: a flood of new keys at
+price 1 cannot push a provider that has completed jobs off the first page."""
+DEFAULT_SORT: Final = "rank"
 
 
 @dataclass(frozen=True)
@@ -38,11 +45,13 @@ class OfferQuery:
     """Provider score at least this, in basis points of 1.0."""
     simulated: bool | None = None
     provider: str | None = None
-    sort: str = "price"
+    sort: str = DEFAULT_SORT
     limit: int = 50
     offset: int = 0
     current_only: bool = False
     """Only each provider's current offer (see CURRENT): what the explorer shows."""
+    admitted_only: bool = True
+    """Only offers whose provider passed admission (reached and proved its key)."""
 
     def where(self, now: int, *, for_count: bool = False) -> tuple[str, list[Any]]:
         """The WHERE clause and its parameters. For a page, the expiry test is written
@@ -50,6 +59,8 @@ class OfferQuery:
         collecting every live offer through the expiry index and sorting them."""
         clauses = ["o.expires_at > ?" if for_count else "+o.expires_at > ?"]
         params: list[Any] = [now]
+        if self.admitted_only:
+            clauses.append("o.admitted = 1")
         for column, op, value in (
             ("o.model_key", "=", self.model_key),
             ("o.gpu_count", ">=", self.count),
@@ -85,7 +96,7 @@ _SELECT = (
     "SELECT o.offer_id, o.provider, o.gpu_model, o.model_key, o.gpu_count, o.vram_mb,"
     " o.power_w, o.simulated, o.price_per_gpu_second, o.mint, o.region, o.max_duration_s,"
     " o.multiaddrs, o.created_at, o.expires_at, o.source, o.received_at, o.raw,"
-    " o.provider_score AS score FROM offers o"
+    " o.provider_score AS score, o.provider_proven, o.admitted FROM offers o"
 )
 
 
@@ -110,6 +121,8 @@ def offer_json(row: Row) -> dict[str, Any]:
         "expires_at": row["expires_at"],
         "source": row["source"],
         "provider_score": row["score"] / 10_000,
+        "provider_proven": bool(row["provider_proven"]),
+        "admitted": bool(row["admitted"]),
         "raw": base64.b64encode(bytes(row["raw"])).decode(),
     }
 
@@ -119,14 +132,27 @@ class OfferRepo:
         self._db = db
 
     async def ingest(
-        self, offer: Offer, raw: bytes, *, model_key: str, source: str, now: int
+        self,
+        offer: Offer,
+        raw: bytes,
+        *,
+        model_key: str,
+        source: str,
+        now: int,
+        admission: OfferAdmission | None = None,
     ) -> IngestStatus:
-        """Store ``offer`` (already verified) unless a same-or-newer version is known."""
+        """Store ``offer`` (already verified) unless a same-or-newer version is known.
+        With ``admission``, its limits are checked first (refusals raise
+        :class:`~dgpu.coordinator.errors.ApiError`) and the offer is stored admitted or
+        pending as its provider's last probe says."""
         provider = address_of(offer.provider)
+        admitted = 1
         async with self._db.transaction() as conn:
             # One provider's offers are ingested one at a time across replicas: the look-up
             # below and the presence interval are read-then-write.
             await conn.lock(f"offers:{provider}")
+            if admission is not None:
+                admitted = int(await admission.check(conn, offer, provider, now))
             known = await conn.fetchone(
                 "SELECT provider, created_at, raw FROM offers WHERE offer_id = ?",
                 (offer.offer_id,),
@@ -144,8 +170,10 @@ class OfferRepo:
                 "INSERT INTO offers (offer_id, provider, gpu_model, model_key, gpu_count,"
                 " vram_mb, power_w, simulated, price_per_gpu_second, mint, region,"
                 " max_duration_s, multiaddrs, created_at, expires_at, source, received_at, raw,"
-                " provider_score) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,"
-                " coalesce((SELECT score FROM providers WHERE address = ?), 0))",
+                " admitted, provider_score, provider_proven)"
+                " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,"
+                " coalesce((SELECT score FROM providers WHERE address = ?), 0),"
+                " coalesce((SELECT proven FROM providers WHERE address = ?), 0))",
                 (
                     offer.offer_id,
                     provider,
@@ -165,6 +193,8 @@ class OfferRepo:
                     source,
                     now,
                     raw,
+                    admitted,
+                    provider,
                     provider,
                 ),
             )
