@@ -4,8 +4,10 @@ Whatever the source, every offer is re-validated here (signature, time window), 
 filtered by what the renter asked (model, GPU count, VRAM, region, price, duration, mint,
 vendor, how jobs run) and ranked: first by the renter's own standing of the provider
 (proven, then unknown — a new key however cheap —, then those backing off after failing it;
-see :mod:`dgpu.node.renter.peers`), then cheapest first, then the provider's score, then more
-VRAM, then the provider key (so the order is deterministic). When nothing matches, the
+see :mod:`dgpu.node.renter.peers`), then providers the index has seen complete jobs before
+those it has not (a flood of new keys at price 1 cannot push them down), then cheapest
+first, then the provider's score, then more VRAM, then the provider key (so the order is
+deterministic). When nothing matches, the
 counts of offers each filter excluded say why.
 """
 
@@ -67,6 +69,8 @@ class Candidate:
     offer: Offer
     score: float = 0.0
     source: str = "dht"
+    vouched: bool = False
+    """The index has seen this provider complete jobs (``provider_proven``)."""
 
 
 @dataclass(frozen=True)
@@ -108,7 +112,10 @@ class CoordinatorIndex:
             region=query.region,
             limit=min(max(query.limit * 2, 10), 100),
         )
-        return [Candidate(o.offer, o.provider_score, "coordinator") for o in page.offers]
+        return [
+            Candidate(o.offer, o.provider_score, "coordinator", o.provider_proven)
+            for o in page.offers
+        ]
 
 
 def _same_model(a: str, b: str) -> bool:
@@ -169,6 +176,7 @@ def rank(
         best.values(),
         key=lambda c: (
             standing(c.offer.provider),
+            not c.vouched,
             c.offer.price_per_gpu_second,
             -c.score,
             -c.offer.vram_mb,

@@ -195,6 +195,7 @@ def offer_for(
     now: int,
     ttl_s: int = 600,
     offer_id: bytes | None = None,
+    multiaddrs: tuple[str, ...] = ("/ip4/127.0.0.1/tcp/4001",),
 ) -> Offer:
     terms = OfferTerms(
         gpu_model=model,
@@ -209,7 +210,7 @@ def offer_for(
     return make_offer(
         provider,
         terms,
-        multiaddrs=["/ip4/127.0.0.1/tcp/4001"],
+        multiaddrs=list(multiaddrs),
         now=now,
         ttl_s=ttl_s,
         offer_id=offer_id if offer_id is not None else os.urandom(16),
