@@ -38,6 +38,7 @@ from dgpu.node.net.interface import (
     PeerRef,
 )
 from dgpu.node.net.libp2p.config import Libp2pConfig
+from dgpu.node.net.libp2p.connections import remote_ip_of_stream
 from dgpu.node.net.libp2p.dht import find_providers_fresh, get_value_fresh
 from dgpu.node.net.libp2p.host import LIBP2P_IO_ERRORS, Libp2pByteStream
 from dgpu.node.net.libp2p.relay import dial_circuit, is_circuit
@@ -143,6 +144,7 @@ class Libp2pNetwork(StreamClient):
             try:
                 peer = stream.muxed_conn.peer_id.to_base58()
                 framed = self._framed(Libp2pByteStream(stream), peer, protocol)
+                framed.remote_ip = remote_ip_of_stream(stream)
                 await run_guarded(handler, framed, self._admission)
             except Exception:
                 log.exception("inbound %s stream failed before its handler", protocol)

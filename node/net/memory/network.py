@@ -52,6 +52,9 @@ class MemoryNetworkConfig:
     write_timeout_s: float = DEFAULT_WRITE_TIMEOUT_S
     admission: AdmissionConfig = field(default_factory=AdmissionConfig)
     subscription_buffer: int = 256
+    ip: str = ""
+    """The address this peer's streams come from, as its listeners see it ("": unknown, as
+    for a relayed libp2p peer); tests of per-address limits give peers one."""
 
 
 class MemoryNetwork(StreamClient):
@@ -180,6 +183,7 @@ class MemoryNetwork(StreamClient):
             remote,
             remote_peer=self._peer_id,
             protocol=protocol,
+            remote_ip=cfg.ip,
             max_frame=tcfg.max_frame,
             read_timeout=tcfg.read_timeout_s,
             write_timeout=tcfg.write_timeout_s,
