@@ -9,21 +9,28 @@ those it has not (a flood of new keys at price 1 cannot push them down), then ch
 first, then the provider's score, then more VRAM, then the provider key (so the order is
 deterministic). When nothing matches, the
 counts of offers each filter excluded say why.
+
+On the DHT path the renter also asks the providers it has proven (its own history) for
+their offer directly, at the same time: a DHT node keeps only the first 20 provider records
+of a key, so 20 fake providers can hide a real one from every search (LIBP2P.md hazard 14),
+but not from a renter that remembers it.
 """
 
 from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
 import httpx
+import trio
 from dgpu.node.gpu.models import normalize_model_name
 from dgpu.node.net.errors import NetError
-from dgpu.node.net.interface import Network
+from dgpu.node.net.interface import OFFER_PROTOCOL, Network, PeerRef
 from dgpu.protocol.errors import DgpuError, ProtocolError
+from dgpu.protocol.identity import peer_id_of
 from dgpu.protocol.messages import Offer
 from dgpu.protocol.offers import validate_offer
 
@@ -31,6 +38,12 @@ if TYPE_CHECKING:
     from dgpu.node.coordinator_client import CoordinatorClient
 
 log = logging.getLogger(__name__)
+
+PROVEN_ASKED = 8
+"""Proven providers asked directly for their offer on a DHT search."""
+DIRECT_ASK_TIMEOUT_S = 3.0
+"""How long a proven provider has to answer for its offer (asked during the DHT search,
+which takes longer: it adds no time when the provider answers)."""
 
 StandingOf = Callable[[bytes], int]
 """A provider key's standing with this renter: lower ranks first (see ``peers``)."""
@@ -186,6 +199,31 @@ def rank(
     return FoundOffers(ordered[: query.limit], source, len(candidates), dict(excluded))
 
 
+async def ask_providers(
+    network: Network, providers: Sequence[bytes], *, timeout_s: float = DIRECT_ASK_TIMEOUT_S
+) -> list[Offer]:
+    """Each of ``providers``' current offer, asked of the provider itself (all at once);
+    those that do not answer in time, or answer with someone else's offer, give none."""
+    found: list[Offer] = []
+
+    async def ask(provider: bytes) -> None:
+        peer = PeerRef(peer_id_of(provider))
+        with trio.move_on_after(timeout_s):
+            try:
+                async with network.open_stream(peer, OFFER_PROTOCOL, timeout=timeout_s) as stream:
+                    answer = await stream.receive(timeout=timeout_s)
+            except (NetError, ProtocolError) as exc:
+                log.info("provider %s did not give its offer: %s", peer.peer_id, exc)
+                return
+            if isinstance(answer, Offer) and answer.provider == provider:
+                found.append(answer)
+
+    async with trio.open_nursery() as nursery:
+        for provider in providers:
+            nursery.start_soon(ask, provider)
+    return found
+
+
 async def find_offers(
     query: OfferQuery,
     *,
@@ -194,9 +232,11 @@ async def find_offers(
     p2p: bool = False,
     timeout_s: float = 20.0,
     standing: StandingOf = _no_history,
+    proven: Sequence[bytes] = (),
 ) -> FoundOffers:
     """Ask the index (unless ``p2p`` or there is none), falling back to the DHT when the
-    index fails or has nothing that matches."""
+    index fails or has nothing that matches. With the DHT, the ``proven`` providers are
+    asked directly as well."""
     now = network.now()
     if index is not None and not p2p:
         try:
@@ -209,10 +249,23 @@ async def find_offers(
             if found.candidates:
                 return found
             log.info("the coordinator's index has no match; searching the DHT")
-    try:
-        offers = await network.find_offers(query.model, limit=query.limit * 2, timeout=timeout_s)
-    except NetError as exc:
-        log.warning("DHT search failed: %s", exc)
-        offers = []
-    candidates = [Candidate(o) for o in offers]
+    offers: list[Offer] = []
+    direct: list[Offer] = []
+
+    async def search_dht() -> None:
+        try:
+            offers.extend(
+                await network.find_offers(query.model, limit=query.limit * 2, timeout=timeout_s)
+            )
+        except NetError as exc:
+            log.warning("DHT search failed: %s", exc)
+
+    async def ask_proven() -> None:
+        direct.extend(await ask_providers(network, proven))
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(search_dht)
+        if proven:
+            nursery.start_soon(ask_proven)
+    candidates = [Candidate(o, source="direct") for o in direct] + [Candidate(o) for o in offers]
     return rank(candidates, query, now=network.now(), source="DHT", standing=standing)

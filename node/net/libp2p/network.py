@@ -34,7 +34,6 @@ from dgpu.node.net.interface import (
     DEFAULT_REQUEST_TIMEOUT_S,
     OFFER_PROTOCOL,
     Handler,
-    MessageStream,
     PeerRef,
 )
 from dgpu.node.net.libp2p.config import Libp2pConfig
@@ -53,7 +52,7 @@ from dgpu.node.net.records import (
 from dgpu.node.net.serving import OfferFanout, StreamClient, run_guarded
 from dgpu.protocol.errors import ProtocolError
 from dgpu.protocol.identity import Identity
-from dgpu.protocol.messages import ErrorMessage, Offer
+from dgpu.protocol.messages import Offer
 from dgpu.protocol.offers import offer_bytes
 from libp2p.abc import INetStream
 from libp2p.custom_types import TProtocol
@@ -253,13 +252,6 @@ class Libp2pNetwork(StreamClient):
             log.warning("DHT refused our offer under %s", key, exc_info=True)
         except LIBP2P_IO_ERRORS:
             log.info("storing %s failed", key, exc_info=True)
-
-    async def _serve_offer(self, stream: MessageStream, peer: str) -> None:
-        offer = self._advertised
-        if offer is None or offer.expires_at <= self.now():
-            await stream.send(ErrorMessage(code="no_capacity", message="no current offer"))
-        else:
-            await stream.send(offer)
 
     async def _fetch_offer(
         self, info: PeerInfo, model: str, found: list[Offer], limiter: trio.CapacityLimiter

@@ -27,6 +27,7 @@ from dgpu.node.net.framing import (
 from dgpu.node.net.interface import (
     DEFAULT_FIND_TIMEOUT_S,
     DEFAULT_REQUEST_TIMEOUT_S,
+    OFFER_PROTOCOL,
     Handler,
     PeerRef,
 )
@@ -78,6 +79,8 @@ class MemoryNetwork(StreamClient):
         self._public_key = identity.public_key
         self.closed = False
         self.crashed = False
+        self._advertised: Offer | None = None
+        self.serve(OFFER_PROTOCOL, self._serve_offer)
 
     # -- Network ---------------------------------------------------------------------
     @property
@@ -95,6 +98,7 @@ class MemoryNetwork(StreamClient):
         self._check_open()
         check_own_offer(offer, self._identity, now=self.now())
         data = offer_bytes(offer)
+        self._advertised = offer
         with trio.move_on_after(timeout) as scope:
             await self._round_trip()
             self._hub.store_provider(self._peer_id, provider_key(offer.gpu_model))
