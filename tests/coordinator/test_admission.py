@@ -34,6 +34,8 @@ from tests.coordinator.conftest import (
     receipt_for,
     running_server,
 )
+from tests.coordinator.pg import Cluster
+from tests.coordinator.test_replicas import replica
 
 DGPU_BIN = Path(sys.executable).parent / "dgpu"
 
@@ -209,3 +211,23 @@ async def test_only_offers_of_providers_that_answer_as_their_key_are_served(
     assert by_name["honest"]["probe"]["reachable"] is True
     assert by_name["silent"]["probe"]["reachable"] is False
     assert by_name["impostor"]["probe"]["reachable"] is False
+
+
+@pytest.mark.slow
+async def test_replicas_count_new_keys_per_address_together(pg_cluster: Cluster) -> None:
+    """Two ``dgpu coordinator serve`` processes on one PostgreSQL database: the new keys an
+    address posts through either count against one limit."""
+    db = pg_cluster.new_database("admission")
+    limit = ("--new-keys-per-ip", "2")
+    with replica(db, "a", *limit) as (url_a, _), replica(db, "b", *limit) as (url_b, _):
+        now = int(time.time())
+        answers = []
+        for index, url in enumerate((url_a, url_b, url_a, url_b)):
+            identity = Identity.from_label(f"adm-replica-{index}")
+            async with httpx.AsyncClient(base_url=url, timeout=30) as http:
+                try:
+                    await CoordinatorClient(http, identity).post_offer(offer_for(identity, now=now))
+                    answers.append("created")
+                except CoordinatorClientError as exc:
+                    answers.append(exc.code)
+    assert answers == ["created", "created", "too_many_new_keys", "too_many_new_keys"]
