@@ -229,5 +229,5 @@ async def test_replicas_count_new_keys_per_address_together(pg_cluster: Cluster)
                     await CoordinatorClient(http, identity).post_offer(offer_for(identity, now=now))
                     answers.append("created")
                 except CoordinatorClientError as exc:
-                    answers.append(exc.code)
+                    answers.append(str(exc.code))
     assert answers == ["created", "created", "too_many_new_keys", "too_many_new_keys"]
