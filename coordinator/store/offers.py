@@ -221,10 +221,11 @@ class OfferRepo:
         return int(await self._db.scalar("SELECT count(*) FROM offers"))
 
     async def live_rows(self, now: int) -> list[Row]:
-        """Every live offer (model, count, price, provider): input of reference prices."""
+        """Every live admitted offer (model, count, price, provider): input of reference
+        prices (offers waiting for their probe do not move the market)."""
         rows = await self._db.fetchall(
             "SELECT model_key, gpu_model, gpu_count, price_per_gpu_second, provider, simulated,"
-            " vram_mb FROM offers WHERE expires_at > ?",
+            " vram_mb FROM offers WHERE expires_at > ? AND admitted = 1",
             (now,),
         )
         return list(rows)
@@ -234,7 +235,7 @@ class OfferRepo:
         row = await self._db.fetchone(
             "SELECT count(*) AS offers, coalesce(sum(gpu_count), 0) AS gpus,"  # noqa: S608 (constant CURRENT)
             " count(DISTINCT provider) AS providers FROM offers o"
-            f" WHERE o.expires_at > ? AND {CURRENT}",
+            f" WHERE o.expires_at > ? AND o.admitted = 1 AND {CURRENT}",
             (now, now),
         )
         assert row is not None
@@ -244,7 +245,7 @@ class OfferRepo:
         rows = await self._db.fetchall(
             "SELECT model_key, sum(gpu_count) AS gpus, count(*) AS offers,"  # noqa: S608 (constant CURRENT)
             " sum(simulated * gpu_count) AS simulated_gpus, min(price_per_gpu_second) AS cheapest"
-            f" FROM offers o WHERE o.expires_at > ? AND {CURRENT}"
+            f" FROM offers o WHERE o.expires_at > ? AND o.admitted = 1 AND {CURRENT}"
             " GROUP BY model_key ORDER BY gpus DESC, model_key",
             (now, now),
         )
@@ -252,7 +253,8 @@ class OfferRepo:
 
     async def distinct(self, column: Literal["model_key", "region"], now: int) -> list[str]:
         rows = await self._db.fetchall(
-            f"SELECT DISTINCT {column} FROM offers WHERE expires_at > ? ORDER BY 1",  # noqa: S608
+            f"SELECT DISTINCT {column} FROM offers"  # noqa: S608 (column is a Literal)
+            " WHERE expires_at > ? AND admitted = 1 ORDER BY 1",
             (now,),
         )
         return [row[0] for row in rows]
@@ -296,7 +298,7 @@ async def live_candidates(db: Database, now: int) -> list[Row]:
     rows = await db.fetchall(
         "SELECT o.model_key, o.gpu_count, o.vram_mb, o.price_per_gpu_second, o.region,"  # noqa: S608 (constant CURRENT)
         " o.simulated, o.provider_score AS score FROM offers o"
-        f" WHERE o.expires_at > ? AND {CURRENT}",
+        f" WHERE o.expires_at > ? AND o.admitted = 1 AND {CURRENT}",
         (now, now),
     )
     return list(rows)
