@@ -10,10 +10,11 @@ first, then the provider's score, then more VRAM, then the provider key (so the 
 deterministic). When nothing matches, the
 counts of offers each filter excluded say why.
 
-On the DHT path the renter also asks the providers it has proven (its own history) for
-their offer directly, at the same time: a DHT node keeps only the first 20 provider records
-of a key, so 20 fake providers can hide a real one from every search (LIBP2P.md hazard 14),
-but not from a renter that remembers it.
+On the DHT path the renter first asks the providers it has proven (its own history) for
+their offer directly: a DHT node keeps only the first 20 provider records of a key, so 20
+fake providers can hide a real one from every search (LIBP2P.md hazard 14), but not from a
+renter that remembers it. When one of them offers a match, the DHT search only looks for
+fallbacks, with a short deadline.
 """
 
 from __future__ import annotations
@@ -42,8 +43,11 @@ log = logging.getLogger(__name__)
 PROVEN_ASKED = 8
 """Proven providers asked directly for their offer on a DHT search."""
 DIRECT_ASK_TIMEOUT_S = 3.0
-"""How long a proven provider has to answer for its offer (asked during the DHT search,
-which takes longer: it adds no time when the provider answers)."""
+"""How long a proven provider has to answer for its offer (asked before the DHT search:
+one round trip when it answers, this much more when none of them does)."""
+FALLBACK_SEARCH_S = 5.0
+"""The DHT search's deadline when a proven provider already offered a match: it only
+looks for fallbacks then (a DHT lookup among fakes can take its full 20 s)."""
 
 StandingOf = Callable[[bytes], int]
 """A provider key's standing with this renter: lower ranks first (see ``peers``)."""
@@ -249,23 +253,17 @@ async def find_offers(
             if found.candidates:
                 return found
             log.info("the coordinator's index has no match; searching the DHT")
-    offers: list[Offer] = []
-    direct: list[Offer] = []
-
-    async def search_dht() -> None:
-        try:
-            offers.extend(
-                await network.find_offers(query.model, limit=query.limit * 2, timeout=timeout_s)
-            )
-        except NetError as exc:
-            log.warning("DHT search failed: %s", exc)
-
-    async def ask_proven() -> None:
-        direct.extend(await ask_providers(network, proven))
-
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(search_dht)
-        if proven:
-            nursery.start_soon(ask_proven)
+    # Proven providers first (one round trip each, all at once): when one of them offers
+    # what is asked, it ranks first whatever the DHT returns, so the DHT search only has to
+    # find fallbacks and gets a short deadline (it returns what it found by then).
+    direct = await ask_providers(network, proven) if proven else []
+    now = network.now()
+    if any(exclusion(offer, query, now=now) is None for offer in direct):
+        timeout_s = min(timeout_s, FALLBACK_SEARCH_S)
+    try:
+        offers = await network.find_offers(query.model, limit=query.limit * 2, timeout=timeout_s)
+    except NetError as exc:
+        log.warning("DHT search failed: %s", exc)
+        offers = []
     candidates = [Candidate(o, source="direct") for o in direct] + [Candidate(o) for o in offers]
     return rank(candidates, query, now=network.now(), source="DHT", standing=standing)
