@@ -76,7 +76,7 @@ class Metrics:
             registry=r,
         )
         self.probes = Counter(
-            "dgpu_coordinator_probes",
+            "dgpu_coordinator_reachability_checks",
             "Reachability probes of providers by result (reachable, refused)",
             ["result"],
             registry=r,

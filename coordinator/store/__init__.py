@@ -13,6 +13,7 @@ from dgpu.coordinator.store.admission import AdmissionRepo, Due, OfferAdmission
 from dgpu.coordinator.store.channels import ChannelKey, ChannelRepo, ReceiptStatus, Unsettled
 from dgpu.coordinator.store.offers import IngestStatus, OfferQuery, OfferRepo, offer_json
 from dgpu.coordinator.store.providers import PriceRepo, PriceSnapshot, ProviderRepo
+from dgpu.coordinator.store.verdicts import VerdictRepo, verdict_json
 
 
 @dataclass(frozen=True)
@@ -22,6 +23,7 @@ class Store:
     channels: ChannelRepo
     providers: ProviderRepo
     prices: PriceRepo
+    verdicts: VerdictRepo
     admission: AdmissionRepo
 
 
@@ -30,7 +32,13 @@ async def open_store(target: str | Path) -> AsyncIterator[Store]:
     """The store in ``target``: a sqlite file path or a ``postgresql://`` URL."""
     async with open_database(target) as db:
         yield Store(
-            db, OfferRepo(db), ChannelRepo(db), ProviderRepo(db), PriceRepo(db), AdmissionRepo(db)
+            db,
+            OfferRepo(db),
+            ChannelRepo(db),
+            ProviderRepo(db),
+            PriceRepo(db),
+            VerdictRepo(db),
+            AdmissionRepo(db),
         )
 
 
@@ -49,6 +57,8 @@ __all__ = [
     "ReceiptStatus",
     "Store",
     "Unsettled",
+    "VerdictRepo",
     "offer_json",
     "open_store",
+    "verdict_json",
 ]

@@ -55,7 +55,7 @@ class OfferAdmission:
             await self._count_new_key(conn, provider, self.client, now)
         if self.probing:
             probe = await conn.fetchone(
-                "SELECT reachable, valid_until FROM probes WHERE provider = ?", (provider,)
+                "SELECT reachable, valid_until FROM reachability WHERE provider = ?", (provider,)
             )
             self.admitted = (
                 probe is not None and bool(probe["reachable"]) and probe["valid_until"] > now
@@ -100,7 +100,7 @@ class AdmissionRepo:
         addresses of their newest live offer."""
         rows = await self._db.fetchall(
             "SELECT o.provider, o.multiaddrs FROM offers o"
-            " LEFT JOIN probes p ON p.provider = o.provider"
+            " LEFT JOIN reachability p ON p.provider = o.provider"
             " WHERE o.expires_at > ? AND (p.provider IS NULL OR p.valid_until <= ?)"
             " ORDER BY o.provider, o.created_at DESC",
             (now, now),
@@ -120,7 +120,7 @@ class AdmissionRepo:
         how many offers changed."""
         async with self._db.transaction() as conn:
             await conn.execute(
-                "INSERT INTO probes (provider, reachable, detail, checked_at, valid_until)"
+                "INSERT INTO reachability (provider, reachable, detail, checked_at, valid_until)"
                 " VALUES (?, ?, ?, ?, ?) ON CONFLICT (provider) DO UPDATE SET"
                 " reachable = excluded.reachable, detail = excluded.detail,"
                 " checked_at = excluded.checked_at, valid_until = excluded.valid_until",
@@ -132,9 +132,10 @@ class AdmissionRepo:
                 (int(reachable), provider, now, int(reachable)),
             )
 
-    async def probe_of(self, provider: str) -> dict[str, object] | None:
+    async def reachability_of(self, provider: str) -> dict[str, object] | None:
         row = await self._db.fetchone(
-            "SELECT reachable, detail, checked_at, valid_until FROM probes WHERE provider = ?",
+            "SELECT reachable, detail, checked_at, valid_until FROM reachability"
+            " WHERE provider = ?",
             (provider,),
         )
         if row is None:

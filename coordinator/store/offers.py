@@ -7,8 +7,10 @@ import json
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final, Literal
 
+import msgspec
 from dgpu.coordinator.db import Connection, Database, Row
 from dgpu.coordinator.errors import ApiError
+from dgpu.coordinator.store.verdicts import VERIFIED_SINCE
 from dgpu.protocol.identity import address_of
 from dgpu.protocol.messages import Offer
 
@@ -52,6 +54,8 @@ class OfferQuery:
     """Only each provider's current offer (see CURRENT): what the explorer shows."""
     admitted_only: bool = True
     """Only offers whose provider passed admission (reached and proved its key)."""
+    verified_since: int | None = None
+    """Only providers with a ``verified`` probe verdict since then (see VERIFIED_SINCE)."""
 
     def where(self, now: int, *, for_count: bool = False) -> tuple[str, list[Any]]:
         """The WHERE clause and its parameters. For a page, the expiry test is written
@@ -79,6 +83,9 @@ class OfferQuery:
         if self.current_only:
             clauses.append(CURRENT)
             params.append(now)
+        if self.verified_since is not None:
+            clauses.append(VERIFIED_SINCE)
+            params.append(self.verified_since)
         return " AND ".join(clauses), params
 
 
@@ -123,8 +130,25 @@ def offer_json(row: Row) -> dict[str, Any]:
         "provider_score": row["score"] / 10_000,
         "provider_proven": bool(row["provider_proven"]),
         "admitted": bool(row["admitted"]),
+        **device_json(bytes(row["raw"])),
         "raw": base64.b64encode(bytes(row["raw"])).decode(),
     }
+
+
+DEVICE_FIELDS: Final = ("gpu_vendor", "gpu_name", "driver_version", "gpu_uuids", "executor")
+
+
+def device_json(raw: bytes) -> dict[str, Any]:
+    """What the provider's GPU backend read, from the signed offer (validated at ingest;
+    these fields have no columns of their own: nothing searches them here)."""
+    fields = msgspec.msgpack.decode(raw)
+    defaults: dict[str, Any] = {
+        "gpu_vendor": "unknown", "gpu_name": "", "driver_version": "", "gpu_uuids": [],
+        "executor": "docker",
+    }  # fmt: skip
+    if not isinstance(fields, dict):
+        return defaults
+    return {name: fields.get(name, defaults[name]) for name in DEVICE_FIELDS}
 
 
 class OfferRepo:

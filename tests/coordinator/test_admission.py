@@ -200,7 +200,7 @@ async def test_only_offers_of_providers_that_answer_as_their_key_are_served(
                             (await http.get(f"/api/v1/providers/{i.address}")).json()
                             for i, _ in offers.values()
                         ]
-                        if all(p.get("probe") for p in probes):
+                        if all(p.get("reachability") for p in probes):
                             break
                         await trio.sleep(0.2)
                 found = await client.search_offers(region="probed")
@@ -208,9 +208,9 @@ async def test_only_offers_of_providers_that_answer_as_their_key_are_served(
     assert {p["admission"] for p in posted.values()} == {"pending"}
     assert [o.offer.provider for o in found.offers] == [honest.public_key]
     by_name = dict(zip(offers, probes, strict=True))
-    assert by_name["honest"]["probe"]["reachable"] is True
-    assert by_name["silent"]["probe"]["reachable"] is False
-    assert by_name["impostor"]["probe"]["reachable"] is False
+    assert by_name["honest"]["reachability"]["reachable"] is True
+    assert by_name["silent"]["reachability"]["reachable"] is False
+    assert by_name["impostor"]["reachability"]["reachable"] is False
 
 
 @pytest.mark.slow

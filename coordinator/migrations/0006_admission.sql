@@ -16,7 +16,7 @@ CREATE INDEX offers_pending ON offers (admitted, expires_at);
 
 -- The last reachability probe of each provider key, shared by the replicas: an offer of a
 -- provider whose probe passed and is still valid is admitted without another dial.
-CREATE TABLE probes (
+CREATE TABLE reachability (
     provider TEXT PRIMARY KEY,
     reachable INTEGER NOT NULL,
     detail TEXT NOT NULL,
