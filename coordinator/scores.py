@@ -8,7 +8,7 @@ Each part is in ``[0, 1]``; the score is their weighted sum::
     price-performance  P = min(1, reference / (2 * price)), median over the live offers
                            with a reference price (0.5 at the reference, 1 at half of it)
 
-    score = verification_factor(0.40 R + 0.30 A + 0.10 V + 0.20 P) * H
+    score = verification_factor((0.40 R + 0.30 A + 0.10 V + 0.20 P) * H)
     H     = 1 for a proven provider (at least one completed job), NEW_KEY_WEIGHT otherwise
 
 No history is not a good history: before this factor a brand-new key offering at price 1
@@ -98,7 +98,7 @@ class ScoreParts:
             + WEIGHTS["volume"] * self.volume
             + WEIGHTS["price_performance"] * self.price_performance
         )
-        return verification_factor(weighted, self.verification) * self.history_weight
+        return verification_factor(weighted * self.history_weight, self.verification)
 
     def as_json(self) -> dict[str, object]:
         return {
