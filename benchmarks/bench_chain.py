@@ -37,6 +37,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 import trio
@@ -53,7 +54,7 @@ from solders.keypair import Keypair
 from solders.litesvm import LiteSVM
 from solders.pubkey import Pubkey
 from solders.system_program import TransferParams, transfer
-from solders.transaction import Transaction
+from solders.transaction import Transaction, VersionedTransaction
 
 SOL = 10**9
 
@@ -101,27 +102,33 @@ def start_serve(state_dir: Path, *extra: str) -> tuple[subprocess.Popen[str], di
 SERVE = [sys.executable, "-m", "dgpu.cli.main", "chain", "serve"]
 
 
+def call(http: httpx.Client, method: str, *params: object) -> Any:
+    """One JSON-RPC call to ``dgpu chain serve``; its result."""
+    body = {"jsonrpc": "2.0", "id": 1, "method": method, "params": list(params)}
+    answer = http.post("/", json=body).json()
+    assert "result" in answer, answer
+    return answer["result"]
+
+
+def latest_blockhash(http: httpx.Client) -> Hash:
+    return Hash.from_string(call(http, "getLatestBlockhash")["value"]["blockhash"])
+
+
+def send(http: httpx.Client, tx: Transaction | VersionedTransaction) -> None:
+    """``sendTransaction`` (answered after the journal commit)."""
+    call(http, "sendTransaction", base64.b64encode(bytes(tx)).decode(), {"encoding": "base64"})
+
+
 def bench_serve(n: int, tmp: Path) -> float:
     proc, info = start_serve(tmp / "serve", "--no-escrow")
     try:
         url = info["rpc_url"]
         with httpx.Client(base_url=url, timeout=30) as http:
-
-            def call(method: str, *params: object) -> object:
-                body = {"jsonrpc": "2.0", "id": 1, "method": method, "params": list(params)}
-                answer = http.post("/", json=body).json()
-                assert "result" in answer, answer
-                return answer["result"]
-
             payer = Keypair()
-            call("requestAirdrop", str(payer.pubkey()), 10**5 * SOL)
+            call(http, "requestAirdrop", str(payer.pubkey()), 10**5 * SOL)
             start = time.perf_counter()
             for i in range(n):
-                latest = call("getLatestBlockhash")
-                assert isinstance(latest, dict)
-                blockhash = Hash.from_string(latest["value"]["blockhash"])
-                raw = base64.b64encode(bytes(_transfer(payer, blockhash, SOL + i))).decode()
-                call("sendTransaction", raw, {"encoding": "base64"})
+                send(http, _transfer(payer, latest_blockhash(http), SOL + i))
             return n / (time.perf_counter() - start)
     finally:
         proc.terminate()
@@ -203,22 +210,9 @@ def bench_settle_serve(rounds: int, with_table: bool, tmp: Path) -> float:
 
         payer, batches, table = trio.run(setup)
         with httpx.Client(base_url=url, timeout=30) as http:
-
-            def call(method: str, *params: object) -> object:
-                body = {"jsonrpc": "2.0", "id": 1, "method": method, "params": list(params)}
-                answer = http.post("/", json=body).json()
-                assert "result" in answer, answer
-                return answer["result"]
-
             start = time.perf_counter()
             for items in batches:
-                latest = call("getLatestBlockhash")
-                assert isinstance(latest, dict)
-                blockhash = Hash.from_string(latest["value"]["blockhash"])
-                tx = settle_transaction(payer, items, blockhash, table)
-                call(
-                    "sendTransaction", base64.b64encode(bytes(tx)).decode(), {"encoding": "base64"}
-                )
+                send(http, settle_transaction(payer, items, latest_blockhash(http), table))
             return rounds / (time.perf_counter() - start)
     finally:
         proc.terminate()
