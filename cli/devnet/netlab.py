@@ -119,6 +119,13 @@ class Lab:
         problem = lab_problem()
         if problem is not None:
             raise LabError(problem)
+        try:
+            self._build_internet()
+        except BaseException:  # Ctrl-C or a failed command half-way: nothing left
+            self.close()
+            raise
+
+    def _build_internet(self) -> None:
         self.subnet = self._free_subnet()
         self.inet = self._namespace("inet")
         _run("ip", "netns", "exec", self.inet, "ip", "link", "add", "br0", "type", "bridge")
