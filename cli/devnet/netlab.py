@@ -226,6 +226,14 @@ class Lab:
     def heal(self, a: Host, b: Host) -> None:
         self._partition("-D", a, b)
 
+    def reset(self, a: Host, b: Host) -> None:
+        """Drop the TCP connections between ``a`` and ``b`` on both sides, as a router
+        that lost its state would: each host's sockets to the other's public address
+        are aborted (``ss -K``). With a :meth:`cut` in place first, no new connection
+        can replace them until :meth:`heal`."""
+        a.run("ss", "-K", "dst", b.public_ip)
+        b.run("ss", "-K", "dst", a.public_ip)
+
     # -- teardown ---------------------------------------------------------------------
     def close(self) -> None:
         """Stop the lab's processes, then delete every namespace and link (idempotent)."""
