@@ -19,6 +19,7 @@ from dgpu.node.net.libp2p.host import LIBP2P_IO_ERRORS, build_host, listen_multi
 from dgpu.node.net.libp2p.quiet import quiet_libp2p_logs
 from dgpu.node.net.libp2p.relay import (
     check_reachability,
+    limit_circuits_per_peer,
     limit_reservations_per_ip,
     reserve_on,
     serve_dialback,
@@ -210,6 +211,7 @@ async def start_services(identity: Identity, config: Libp2pConfig) -> AsyncItera
     if relay is not None:
         serve_dialback(host)
         limit_reservations_per_ip(host, circuit, relay.reservations_per_ip)
+        limit_circuits_per_peer(circuit, relay.circuits_per_peer)
     async with (
         host.run(listen_addrs=listen_multiaddrs(config)),
         background_trio_service(dht),
