@@ -338,6 +338,8 @@ class RenterJob:
                 if isinstance(first, ErrorMessage):
                     raise JobRefused(first.code, first.message)
                 await self._handle(first, stream)
+                if within is not None:  # a redial: the receipt lost with the old stream
+                    await self._resend_last_receipt(stream)
                 lost: NetError | None = None
                 async with trio.open_nursery() as nursery:
                     nursery.start_soon(self._send_cancel_on_request, stream)
@@ -351,6 +353,13 @@ class RenterJob:
         except _StreamLost as broke:
             return broke.error
         return None
+
+    async def _resend_last_receipt(self, stream: MessageStream) -> None:
+        """The receipt signed last may have been lost with the old connection: send it
+        again (receipts are cumulative, a copy the provider has changes nothing)."""
+        last = self.store.latest_receipt("renter", self.job_id)
+        if last is not None:
+            await stream.send(last)
 
     async def _redial(self, announce: ChannelOpened, lost: NetError) -> NetError | None:
         """The metering stream broke while the job ran: dial the provider again and

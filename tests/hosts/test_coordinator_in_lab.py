@@ -39,6 +39,7 @@ async def test_discovery_and_settlement_through_the_coordinator_on_the_public_ho
     assert result["connection"] == "relayed"
     assert result["amount_paid"] == PRICE * result["seconds_billed"]
     assert (tmp_path / "outputs" / "seven.txt").read_bytes() == b"7\n"
+    assert "matching offers (coordinator)" in job.stderr  # found through its index
     # the coordinator's batcher settles the receipt (the provider stays up meanwhile)
     fee_free = result["amount_paid"] * 95 // 100
     batches: list[str] = []

@@ -87,17 +87,27 @@ def test_an_unprivileged_user_gets_a_clear_error(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 @pytest.mark.docker
-def test_demo_with_a_provider_behind_a_home_router_is_relayed(
-    tmp_path: Path, busybox_image: str
+@pytest.mark.parametrize(
+    ("topology", "connection"),
+    [
+        ("public", "direct"),
+        ("nat", "relayed"),
+        # until DCUtR hole punching lands, two home routers are crossed by the relay
+        ("double-nat", "relayed"),
+        ("symmetric", "relayed"),
+    ],
+)
+def test_demo_across_hosts_says_how_the_renter_reached_the_provider(
+    tmp_path: Path, busybox_image: str, topology: str, connection: str
 ) -> None:
     state = tmp_path / "devnet"
     done = _devnet(
-        tmp_path, "--hosts", "nat", "--providers", "1", "--demo", "--json",
+        tmp_path, "--hosts", topology, "--providers", "1", "--demo", "--json",
         "--state-dir", str(state), timeout=UP_S + 300,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-4000:]
     summary = json.loads(done.stdout.strip().splitlines()[-1])
-    assert summary["connection"] == "relayed"
+    assert summary["connection"] == connection
     assert summary["state"] == "succeeded"
     assert summary["paid_to_provider"] > 0
     total = summary["paid_to_provider"] + summary["platform_fee"] + summary["refunded_to_renter"]
