@@ -1,8 +1,10 @@
-"""Topology 5: a lossy link between renter and provider. The issue asks for netem (2 %
-loss, 80 ms); this kernel has no ``sch_netem``, so the lab falls back to iptables'
-``statistic`` match — random loss only, NO delay (:meth:`Lab.netem` returns
-``"loss-only"`` then, and this test says which one it got). A busybox job still runs end
-to end, outputs fetched and amounts checked on chain."""
+"""Topology 5: a lossy link between renter and provider. The issue asks for netem (loss
+and delay); this kernel has no ``sch_netem``, so the lab falls back to iptables'
+``statistic`` match on the provider's link to the internet (``build_topology("lossy")``:
+1 % random loss each way on every packet in and out) — loss only, NO delay
+(:meth:`Lab.netem` returns ``"loss-only"`` then; the test prints which it got). A
+busybox job still runs end to end over it: discovery, negotiation, funding, receipts,
+outputs over libp2p streams, settlement checked on chain."""
 
 from __future__ import annotations
 

@@ -21,11 +21,28 @@ import pytest
 import trio
 from dgpu.cli.devnet.netlab import Lab, build_topology
 
-from tests.hosts.midjob import settled, start_provider
+from tests.hosts.midjob import MidJob, settled, start_provider
 from tests.hosts.swarm import open_swarm
 from tests.node.clikit import PRICE
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
+
+
+async def _drop_mid_job(
+    job: MidJob, client: docker.DockerClient, script: str, away_s: float
+) -> None:
+    """Run ``script``; once it runs, cut the link and abort the connections between
+    renter and provider for ``away_s``, then heal; wait for the renter's result."""
+    lab, topo = job.swarm.topology.lab, job.swarm.topology
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(job.run, script)
+        await job.container_running(client)
+        await trio.sleep(3)  # a few receipts first
+        lab.cut(topo.renter, topo.provider)
+        lab.reset(topo.renter, topo.provider)
+        await trio.sleep(away_s)
+        lab.heal(topo.renter, topo.provider)
+        await job.done.wait()
 
 
 async def test_a_dropped_connection_healed_within_grace_is_redialled_and_paid_in_full(
@@ -34,15 +51,9 @@ async def test_a_dropped_connection_healed_within_grace_is_redialled_and_paid_in
     topo = build_topology(lab, "public")
     swarm = await open_swarm(topo, tmp_path)
     job = await start_provider(swarm, tmp_path, "--grace", "20")
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(job.run, "echo started; sleep 15; echo 7 > /out/seven.txt")
-        await job.container_running(docker_client)
-        await trio.sleep(3)
-        lab.cut(topo.renter, topo.provider)
-        lab.reset(topo.renter, topo.provider)
-        await trio.sleep(5)  # well within interval + grace (21 s)
-        lab.heal(topo.renter, topo.provider)
-        await job.done.wait()
+    await _drop_mid_job(
+        job, docker_client, "echo started; sleep 15; echo 7 > /out/seven.txt", away_s=5
+    )  # well within interval + grace (21 s)
 
     assert job.code == 0, job.stderr[-3000:]
     result = job.result
@@ -65,15 +76,9 @@ async def test_a_dropped_connection_past_grace_stops_the_job_paid_what_was_signe
     topo = build_topology(lab, "public")
     swarm = await open_swarm(topo, tmp_path)
     job = await start_provider(swarm, tmp_path)  # interval 1 s, grace 5 s
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(job.run, "echo started; sleep 300")
-        await job.container_running(docker_client)
-        await trio.sleep(3)
-        lab.cut(topo.renter, topo.provider)
-        lab.reset(topo.renter, topo.provider)
-        await trio.sleep(15)  # past interval + grace (6 s)
-        lab.heal(topo.renter, topo.provider)
-        await job.done.wait()
+    await _drop_mid_job(
+        job, docker_client, "echo started; sleep 300", away_s=15
+    )  # past interval + grace (6 s)
 
     assert job.code != 0
     result = job.result
