@@ -373,6 +373,15 @@ class RenterJob:
         if self.meter is None or self.cancel.is_set():
             return lost  # it never ran (nothing to take back) or we are leaving
         window = quote.interval_s + quote.grace_s
+        if isinstance(lost, NetTimeout):
+            # silent for longer than interval + grace: nothing was signed meanwhile, so
+            # the provider has stopped the job already; a redial could only hear that
+            self._redial_note = (
+                f"nothing came from the provider for longer than interval + grace ({window}s):"
+                " cut off (a partition?); it stops such a job for non-payment, so what was"
+                " signed before is what it is paid"
+            )
+            return lost
         while True:
             log.warning(
                 "job %s: lost the provider (%s); redialling for up to %ds",

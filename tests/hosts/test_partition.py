@@ -40,7 +40,9 @@ async def test_partition_mid_job_stops_the_job_and_pays_what_was_signed(
     assert result["state"] == "aborted", job.stderr[-3000:]
     assert result["amount_paid"] > 0, "receipts were signed before the cut"
     # the renter says what happened, in words
-    assert "lost the provider" in result["detail"] or "went silent" in result["detail"], result
+    detail = result["detail"]
+    assert "lost the provider" in detail or "went silent" in detail, result
+    assert "what was signed before is what it is paid" in detail, result
     # the provider stopped the job for want of receipts, not because it ended
     log = job.provider_log()
     assert "stopping (non_payment)" in log or "stopping (renter_gone)" in log, log[-3000:]
