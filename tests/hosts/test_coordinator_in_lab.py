@@ -1,7 +1,7 @@
 """The normal path across hosts: the coordinator on the public server host. A provider
 behind a home router (topology 2) posts its offer to the coordinator; the renter on its
 own host finds it through the coordinator's index (not the DHT), reaches the provider
-through the relay, and the coordinator's settlement batcher pays the provider on chain.
+through the relay (then directly, by a hole punch), and the coordinator's settlement batcher pays the provider on chain.
 Real processes in the lab's namespaces: ``dgpu chain serve``, ``dgpu coordinator
 serve``, ``dgpu bootstrap serve``, ``dgpu provider start``, ``dgpu run``; Docker."""
 
@@ -36,7 +36,7 @@ async def test_discovery_and_settlement_through_the_coordinator_on_the_public_ho
     assert job.code == 0, job.stderr[-3000:]
     result = job.result
     assert result["state"] == "succeeded"
-    assert result["connection"] == "relayed"
+    assert result["connection"] == "hole-punched"  # through the relay, then DCUtR
     assert result["amount_paid"] == PRICE * result["seconds_billed"]
     assert (tmp_path / "outputs" / "seven.txt").read_bytes() == b"7\n"
     assert "matching offers (coordinator)" in job.stderr  # found through its index

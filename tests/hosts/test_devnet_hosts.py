@@ -91,9 +91,9 @@ def test_an_unprivileged_user_gets_a_clear_error(tmp_path: Path) -> None:
     ("topology", "connection"),
     [
         ("public", "direct"),
-        ("nat", "relayed"),
-        # until DCUtR hole punching lands, two home routers are crossed by the relay
-        ("double-nat", "relayed"),
+        # through the relay first, then DCUtR punches through the home routers
+        ("nat", "hole-punched"),
+        ("double-nat", "hole-punched"),
         ("symmetric", "relayed"),
     ],
 )

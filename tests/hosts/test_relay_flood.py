@@ -1,5 +1,6 @@
 """A hostile peer floods the bootstrap's circuit relay while an honest job runs through
-it (topology 2: the provider behind a home router, reachable only by the relay).
+it (topology 4: the provider behind a symmetric NAT, so the job stays on the relay —
+no hole punch takes it off).
 
 The attacker, on a host of its own, asks for reservations under many fresh peer IDs from
 its one IP and for many circuits to the honest provider at once (``relay_flood.py``, a
@@ -34,7 +35,7 @@ FLOOD_CIRCUITS = 12
 async def test_a_relay_flood_is_refused_while_an_honest_relayed_job_keeps_its_circuit(
     lab: Lab, tmp_path: Path, docker_client: docker.DockerClient, busybox_image: str
 ) -> None:
-    topo = build_topology(lab, "nat")
+    topo = build_topology(lab, "symmetric")
     evil = lab.public("evil")
     swarm = await open_swarm(
         topo,
