@@ -1,9 +1,10 @@
 """The normal path across hosts: the coordinator on the public server host. A provider
 behind a home router (topology 2) posts its offer to the coordinator; the renter on its
 own host finds it through the coordinator's index (not the DHT), reaches the provider
-through the relay (then directly, by a hole punch), and the coordinator's settlement batcher pays the provider on chain.
-Real processes in the lab's namespaces: ``dgpu chain serve``, ``dgpu coordinator
-serve``, ``dgpu bootstrap serve``, ``dgpu provider start``, ``dgpu run``; Docker."""
+through the relay (then directly, by a hole punch), and the coordinator's settlement
+batcher pays the provider on chain. Real processes in the lab's namespaces: ``dgpu
+chain serve``, ``dgpu coordinator serve``, ``dgpu bootstrap serve``, ``dgpu provider
+start``, ``dgpu run``; Docker."""
 
 from __future__ import annotations
 
