@@ -35,10 +35,10 @@ from dgpu.node.net.interface import (
     DEFAULT_REQUEST_TIMEOUT_S,
     OFFER_PROTOCOL,
     Handler,
-    MessageStream,
     PeerRef,
 )
 from dgpu.node.net.libp2p.config import Libp2pConfig
+from dgpu.node.net.libp2p.connections import remote_ip_of_stream
 from dgpu.node.net.libp2p.dht import find_providers_fresh, get_value_fresh
 from dgpu.node.net.libp2p.host import LIBP2P_IO_ERRORS, Libp2pByteStream
 from dgpu.node.net.libp2p.punch import direct_connections, remote_addr
@@ -54,7 +54,7 @@ from dgpu.node.net.records import (
 from dgpu.node.net.serving import OfferFanout, StreamClient, run_guarded
 from dgpu.protocol.errors import ProtocolError
 from dgpu.protocol.identity import Identity
-from dgpu.protocol.messages import ErrorMessage, Offer
+from dgpu.protocol.messages import Offer
 from dgpu.protocol.offers import offer_bytes
 from libp2p.abc import INetStream
 from libp2p.custom_types import TProtocol
@@ -145,6 +145,7 @@ class Libp2pNetwork(StreamClient):
             try:
                 peer = stream.muxed_conn.peer_id.to_base58()
                 framed = self._framed(Libp2pByteStream(stream), peer, protocol)
+                framed.remote_ip = remote_ip_of_stream(stream)
                 await run_guarded(handler, framed, self._admission)
             except Exception:
                 log.exception("inbound %s stream failed before its handler", protocol)
@@ -284,13 +285,6 @@ class Libp2pNetwork(StreamClient):
             log.warning("DHT refused our offer under %s", key, exc_info=True)
         except LIBP2P_IO_ERRORS:
             log.info("storing %s failed", key, exc_info=True)
-
-    async def _serve_offer(self, stream: MessageStream, peer: str) -> None:
-        offer = self._advertised
-        if offer is None or offer.expires_at <= self.now():
-            await stream.send(ErrorMessage(code="no_capacity", message="no current offer"))
-        else:
-            await stream.send(offer)
 
     async def _fetch_offer(
         self, info: PeerInfo, model: str, found: list[Offer], limiter: trio.CapacityLimiter
