@@ -72,6 +72,12 @@ def _psk(ctx: click.Context, param: click.Parameter, value: str | None) -> bytes
     "--relay-circuits-per-peer", default=8, show_default=True, help="Open circuits per peer."
 )
 @click.option(
+    "--relay-circuits-per-source",
+    default=2,
+    show_default=True,
+    help="Of a peer's circuits, those one source peer (or IP) may hold.",
+)
+@click.option(
     "--relay-circuit-bytes",
     default=256 * 1024 * 1024,
     show_default=True,
@@ -90,6 +96,7 @@ def serve(
     relay_reservations: int,
     relay_reservations_per_ip: int,
     relay_circuits_per_peer: int,
+    relay_circuits_per_source: int,
     relay_circuit_bytes: int,
     relay_circuit_seconds: int,
     as_json: bool,
@@ -103,6 +110,7 @@ def serve(
             max_reservations=relay_reservations,
             reservations_per_ip=relay_reservations_per_ip,
             circuits_per_peer=relay_circuits_per_peer,
+            circuits_per_source=relay_circuits_per_source,
             circuit_bytes=relay_circuit_bytes,
             circuit_seconds=relay_circuit_seconds,
         )

@@ -1,19 +1,22 @@
 """A hostile peer flooding a circuit relay v2 (run inside a lab host, its own process):
 
     python -m tests.hosts.relay_flood RELAY_MULTIADDR TARGET_PEER_ID \\
-        --reservations N --circuits M --hold SECONDS
+        --reservations N --circuits M --circuit-peers K --hold SECONDS
 
 1. ``N`` fresh peer identities, all from this host's one IP, each ask the relay for a
    reservation (HOP RESERVE) at once;
-2. one more identity asks for ``M`` circuits to ``TARGET_PEER_ID`` (HOP CONNECT) at once.
+2. ``K`` more identities together ask for ``M`` circuits to ``TARGET_PEER_ID`` (HOP
+   CONNECT) at once.
 
-Everything granted is held for ``SECONDS``; then one JSON line says how many requests
-were granted and refused. Speaks the relay protocol with py-libp2p's own messages."""
+Once every request is answered, one JSON line says how many were granted and refused;
+everything granted is then held for ``SECONDS`` or until stdin closes, whichever comes
+first. Speaks the relay protocol with py-libp2p's own messages."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 
 import multiaddr
@@ -34,10 +37,19 @@ ASK_TIMEOUT_S = 20.0
 
 
 class Tally:
-    def __init__(self) -> None:
+    def __init__(self, expected: int, answered: trio.Event) -> None:
         self.granted = 0
         self.refused = 0
         self.failed = 0
+        self.expected = expected
+        self.answered = answered
+        if not expected:
+            answered.set()
+
+    def count(self, what: str, n: int = 1) -> None:
+        setattr(self, what, getattr(self, what) + n)
+        if self.granted + self.refused + self.failed >= self.expected:
+            self.answered.set()
 
 
 async def _ask(host: IHost, relay: ID, message: HopMessage, tally: Tally, hold: trio.Event) -> None:
@@ -48,13 +60,13 @@ async def _ask(host: IHost, relay: ID, message: HopMessage, tally: Tally, hold: 
             await write_delimited_msg(stream, message)
             answer = await read_delimited_msg(stream, HopMessage)
     except Exception:  # the library's errors are not typed (LIBP2P.md hazard 24): counted
-        tally.failed += 1
+        tally.count("failed")
         return
     status = StatusCode(answer.status) if answer.HasField("status") else StatusCode.OK
     if status != StatusCode.OK:
-        tally.refused += 1
+        tally.count("refused")
         return
-    tally.granted += 1
+    tally.count("granted")
     await hold.wait()
 
 
@@ -73,28 +85,42 @@ async def _peer(
                         message.peer.CopyFrom(CircuitPeerId(id=host.get_id().to_bytes()))
                     nursery.start_soon(_ask, host, relay.peer_id, message, tally, hold)
     except* (*LIBP2P_IO_ERRORS, trio.TooSlowError):
-        tally.failed += len(work)
+        tally.count("failed", len(work))
+
+
+async def _until_stdin_closes() -> None:
+    stdin = trio.lowlevel.FdStream(os.dup(sys.stdin.fileno()))
+    while await stdin.receive_some():
+        pass
 
 
 async def flood(
-    relay_addr: str, target: str, reservations: int, circuits: int, hold_s: float
-) -> dict[str, int]:
+    relay_addr: str, target: str, reservations: int, circuits: int, peers: int, hold_s: float
+) -> None:
     relay = info_from_p2p_addr(multiaddr.Multiaddr(relay_addr))
     listen = "/ip4/0.0.0.0/tcp/0"
     hold = trio.Event()
-    booked, circuit = Tally(), Tally()
+    booked, circuit = Tally(reservations, trio.Event()), Tally(circuits, trio.Event())
     target_id = ID.from_base58(target).to_bytes()
     async with trio.open_nursery() as nursery:
         for _ in range(reservations):
             reserve = [HopMessage(type=HopMessage.RESERVE)]
             nursery.start_soon(_peer, relay, listen, hold, reserve, booked)
-        connects = [
-            HopMessage(type=HopMessage.CONNECT, peer=CircuitPeerId(id=target_id))
-            for _ in range(circuits)
-        ]
-        nursery.start_soon(_peer, relay, listen, hold, connects, circuit)
-        await trio.sleep(hold_s)
+        for k in range(peers):
+            connects = [
+                HopMessage(type=HopMessage.CONNECT, peer=CircuitPeerId(id=target_id))
+                for _ in range(k, circuits, peers)
+            ]
+            nursery.start_soon(_peer, relay, listen, hold, connects, circuit)
+        await booked.answered.wait()
+        await circuit.answered.wait()
+        print(json.dumps(_summary(booked, circuit)), flush=True)
+        with trio.move_on_after(hold_s):
+            await _until_stdin_closes()
         hold.set()
+
+
+def _summary(booked: Tally, circuit: Tally) -> dict[str, int]:
     return {
         "reservations_granted": booked.granted,
         "reservations_refused": booked.refused,
@@ -111,10 +137,14 @@ def main() -> None:
     parser.add_argument("target")
     parser.add_argument("--reservations", type=int, default=12)
     parser.add_argument("--circuits", type=int, default=24)
+    parser.add_argument("--circuit-peers", type=int, default=1)
     parser.add_argument("--hold", type=float, default=20.0)
     args = parser.parse_args()
-    result = trio.run(flood, args.relay, args.target, args.reservations, args.circuits, args.hold)
-    print(json.dumps(result), flush=True)
+    trio.run(
+        flood,
+        *(args.relay, args.target, args.reservations, args.circuits),
+        *(args.circuit_peers, args.hold),
+    )
     sys.exit(0)
 
 

@@ -51,6 +51,9 @@ class RelayService:
     """Reservations held at once, in all."""
     circuits_per_peer: int = 8
     """Concurrent circuits to one reserved peer."""
+    circuits_per_source: int = 2
+    """Of those, held by one source peer, and by all peers from one IP together (ours:
+    one source cannot take all of a provider's circuits)."""
     circuit_bytes: int = 256 * 1024 * 1024
     """Bytes one circuit may carry (both directions together), then it is closed."""
     circuit_seconds: int = 3600

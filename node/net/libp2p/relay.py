@@ -18,7 +18,7 @@ Dialers take the STOP role only: with CLIENT a pure dialer also reserves (hazard
 from __future__ import annotations
 
 import logging
-from typing import Final
+from typing import Final, TypeVar
 
 import multiaddr
 import trio
@@ -39,6 +39,7 @@ log = logging.getLogger(__name__)
 DIALBACK_PROTOCOL: Final = TProtocol("/dgpu/dialback/1.0.0")
 DIALBACK_TIMEOUT_S: Final = 3.0
 _MAX_REQUEST: Final = 16
+_K = TypeVar("_K")
 
 
 def is_circuit(addr: str) -> bool:
@@ -207,30 +208,58 @@ def limit_reservations_per_ip(host: IHost, circuit: CircuitV2Protocol, limit: in
     manager.can_accept_reservation = can_accept_reservation  # type: ignore[method-assign]
 
 
-def limit_circuits_per_peer(circuit: CircuitV2Protocol, limit: int) -> None:
+def limit_circuits_per_peer(
+    host: IHost, circuit: CircuitV2Protocol, limit: int, per_source: int
+) -> None:
     """py-libp2p checks a reserved peer's circuit count when a CONNECT arrives but only
     counts the circuit once the destination answered, seconds later: CONNECTs sent at
     once all pass the check (a flood of 12 got 12 circuits past a limit of 4, seen in
     ``tests/hosts/test_relay_flood.py``). Count circuits to each destination from the
-    moment they are asked for, in flight included, and refuse past ``limit``."""
+    moment they are asked for, in flight included, and refuse past ``limit``.
+
+    ``limit`` counts per destination only, so one source could take all of a provider's
+    circuits and lock its renters out: of those, one source peer — and all peers
+    connecting from one IP together — may hold ``per_source``."""
     handle_connect = circuit._handle_connect
     circuits: dict[ID, int] = {}
+    sources: dict[tuple[ID, str], int] = {}
+
+    async def refuse(stream: INetStream, why: str) -> None:
+        await circuit._send_status(stream, StatusCode.RESOURCE_LIMIT_EXCEEDED, why)
+        await stream.reset()
 
     async def counted(stream: INetStream, msg: HopMessage) -> None:
         peer = ID(msg.peer.id)
+        source = stream.muxed_conn.peer_id
+        keys = [(peer, f"peer {source}")]
+        ip = _peer_ip(host, source)
+        if ip is not None:
+            keys.append((peer, f"ip {ip}"))
         if circuits.get(peer, 0) >= limit:
             log.info("refused a relay circuit to %s: %d open or opening", peer, limit)
-            await circuit._send_status(
-                stream, StatusCode.RESOURCE_LIMIT_EXCEEDED, "too many circuits to this peer"
+            await refuse(stream, "too many circuits to this peer")
+            return
+        if any(sources.get(key, 0) >= per_source for key in keys):
+            log.info(
+                "refused a relay circuit from %s (%s) to %s: %d open or opening from it",
+                *(source, ip, peer, per_source),
             )
-            await stream.reset()
+            await refuse(stream, "too many circuits from this source to this peer")
             return
         circuits[peer] = circuits.get(peer, 0) + 1
+        for key in keys:
+            sources[key] = sources.get(key, 0) + 1
         try:
             await handle_connect(stream, msg)
         finally:
-            circuits[peer] -= 1
-            if not circuits[peer]:
-                del circuits[peer]
+            _release(circuits, peer)
+            for key in keys:
+                _release(sources, key)
 
     circuit._handle_connect = counted  # type: ignore[method-assign]
+
+
+def _release(counts: dict[_K, int], key: _K) -> None:
+    counts[key] -= 1
+    if not counts[key]:
+        del counts[key]

@@ -215,7 +215,7 @@ async def start_services(identity: Identity, config: Libp2pConfig) -> AsyncItera
     if relay is not None:
         serve_dialback(host)
         limit_reservations_per_ip(host, circuit, relay.reservations_per_ip)
-        limit_circuits_per_peer(circuit, relay.circuits_per_peer)
+        limit_circuits_per_peer(host, circuit, relay.circuits_per_peer, relay.circuits_per_source)
     else:
         services.puncher = HolePuncher(host, addresses)
     async with (
