@@ -50,6 +50,16 @@ class PeerRef:
         return peer if isinstance(peer, PeerRef) else cls(peer)
 
 
+@dataclass(frozen=True)
+class CircuitLimit:
+    """What a relay lets one circuit carry, as the relay states it (0: no limit)."""
+
+    data_bytes: int
+    """Bytes, both directions together; then the relay closes the circuit."""
+    seconds: int
+    """The circuit's lifetime."""
+
+
 class MessageStream(Protocol):
     """A bidirectional stream of length-prefixed canonical messages with one peer.
 
@@ -180,3 +190,9 @@ class Network(Protocol):
         ...
 
     def unprotect(self, peer: str) -> None: ...
+
+    def circuit_limit(self, peer: str) -> CircuitLimit | None:
+        """When ``peer`` is connected to us only through a relay circuit: the limits the
+        relay stated for it; None when a direct connection exists, there is no
+        connection, or the relay stated none."""
+        ...

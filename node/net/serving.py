@@ -20,7 +20,13 @@ import trio
 from dgpu.node.net.admission import StreamAdmission
 from dgpu.node.net.errors import NetError, NetTimeout
 from dgpu.node.net.framing import FramedStream
-from dgpu.node.net.interface import DEFAULT_REQUEST_TIMEOUT_S, Handler, MessageStream, PeerRef
+from dgpu.node.net.interface import (
+    DEFAULT_REQUEST_TIMEOUT_S,
+    CircuitLimit,
+    Handler,
+    MessageStream,
+    PeerRef,
+)
 from dgpu.protocol.errors import ProtocolError
 from dgpu.protocol.messages import AnyMessage, ErrorMessage, Message, Offer
 
@@ -178,6 +184,10 @@ class StreamClient:
 
     def unprotect(self, peer: str) -> None:
         self._admission.unprotect(peer)
+
+    def circuit_limit(self, peer: str) -> CircuitLimit | None:
+        """No relay circuits here (libp2p's network overrides this)."""
+        return None
 
     def _check_open(self) -> None:
         raise NotImplementedError

@@ -17,6 +17,7 @@ from dgpu.contracts_client.money import Escrow
 from dgpu.node.config import ProviderConfig
 from dgpu.node.executors.errors import JobSpecError
 from dgpu.node.executors.spec import JobSpec as ExecSpec
+from dgpu.node.net.interface import CircuitLimit
 from dgpu.node.store import NodeStore
 from dgpu.protocol.errors import DgpuError, StateError
 from dgpu.protocol.identity import Identity, public_key_of_peer_id
@@ -81,6 +82,29 @@ def check_request(request: JobRequest, peer: str, config: ProviderConfig, store:
         )
     except JobSpecError as exc:
         raise Refusal("bad_request", str(exc)) from exc
+
+
+def check_circuit(request: JobRequest, limit: CircuitLimit) -> None:
+    """Refuse, before any money moves, a job that the relay circuit the renter reaches us
+    through cannot carry: its inputs and outputs above the bytes the relay lets one
+    circuit carry, or its duration above the circuit's lifetime (both as the relay
+    stated them). The words name both numbers."""
+    moved = request.max_output_bytes + request.max_input_bytes
+    if limit.data_bytes and moved > limit.data_bytes:
+        raise Refusal(
+            "over_limit",
+            f"this provider is reached only through a relay whose circuits carry at most "
+            f"{limit.data_bytes} bytes; the job may move {moved} bytes (outputs "
+            f"{request.max_output_bytes} + inputs {request.max_input_bytes}): ask for less "
+            "output or choose a provider reached directly",
+        )
+    if limit.seconds and request.max_duration_s > limit.seconds:
+        raise Refusal(
+            "over_limit",
+            f"this provider is reached only through a relay whose circuits last at most "
+            f"{limit.seconds} s; the job may run {request.max_duration_s} s: ask for a "
+            "shorter duration or choose a provider reached directly",
+        )
 
 
 async def verify_channel(

@@ -41,7 +41,13 @@ from dgpu.node.net.interface import METERING_PROTOCOL, NEGOTIATE_PROTOCOL, Messa
 from dgpu.node.provider.bulk_inputs import InputDesk, InputsMissing, remove_tree
 from dgpu.node.provider.bulk_outputs import BulkOutputHost
 from dgpu.node.provider.capacity import GpuPool, model_price, offer_terms
-from dgpu.node.provider.funding import PendingJob, Refusal, check_request, verify_channel
+from dgpu.node.provider.funding import (
+    PendingJob,
+    Refusal,
+    check_circuit,
+    check_request,
+    verify_channel,
+)
 from dgpu.node.provider.health import StoreHealth
 from dgpu.node.provider.holds import HoldBook, check_funds
 from dgpu.node.provider.outputs import StreamOutputHost
@@ -81,6 +87,10 @@ INPUT_RATE_FLOOR = 2_000_000
 
 READ_TIMEOUT_S = 30.0
 SWEEP_INTERVAL_S = 5.0
+PUNCH_WAIT_S = 3.0
+"""How long a request that only a direct connection could carry waits for one: the
+renter starts a hole punch when it dials our relay circuit (one that works takes
+0.3-1 s), and its quote timeout is 5 s."""
 SETTLE_RETRY_S = 60
 
 
@@ -405,6 +415,7 @@ class Provider:
             quote = negotiation.on_request(
                 request, self.policy(request.gpu_model), now=self.clock()
             )
+            await self._check_circuit(request, peer)
             self.holds.admit(
                 request.renter, request.job_id, trio.current_time(), ip=stream.remote_ip
             )
@@ -443,6 +454,20 @@ class Provider:
         self.pool.extend(request.job_id, trio.current_time() + self._funding_window(request))
         self._capacity_change()
         await stream.send(countersigned)
+
+    async def _check_circuit(self, request: JobRequest, peer: str) -> None:
+        """Raise :class:`Refusal` when ``peer`` reaches us only through a relay circuit
+        too small for the job (:func:`check_circuit`), once a hole punch it may have
+        started had :data:`PUNCH_WAIT_S` to give us a direct connection."""
+        deadline = trio.current_time() + PUNCH_WAIT_S
+        while (limit := self.network.circuit_limit(peer)) is not None:
+            try:
+                check_circuit(request, limit)
+                return
+            except Refusal:
+                if trio.current_time() >= deadline:
+                    raise
+            await trio.sleep(0.2)
 
     def _funding_window(self, request: JobRequest) -> float:
         """Seconds an agreed job's GPUs wait for its channel: the funding timeout, plus

@@ -103,6 +103,7 @@ class Swarm:
     ) -> tuple[int, dict[str, Any], str]:
         """``dgpu run --p2p`` on the renter host; (exit code, JSON result, stderr)."""
         key = self.tmp / "renter.json"
+        key.unlink(missing_ok=True)  # a test may run several jobs
         save_identity(renter, key)
         argv = dgpu(
             "-v",

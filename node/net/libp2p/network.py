@@ -34,6 +34,7 @@ from dgpu.node.net.interface import (
     DEFAULT_FIND_TIMEOUT_S,
     DEFAULT_REQUEST_TIMEOUT_S,
     OFFER_PROTOCOL,
+    CircuitLimit,
     Handler,
     PeerRef,
 )
@@ -203,6 +204,15 @@ class Libp2pNetwork(StreamClient):
             return "relayed"
         puncher = self._services.puncher
         return "hole-punched" if puncher is not None and puncher.was_punched(peer_id) else "direct"
+
+    def circuit_limit(self, peer: str) -> CircuitLimit | None:
+        try:
+            peer_id = ID.from_base58(peer)
+        except ValueError:
+            return None
+        if self.connection_kind(peer) != "relayed":
+            return None
+        return self._services.circuit_limits.get(peer_id)
 
     def connection_addr(self, peer: str) -> str | None:
         """The remote address new streams to ``peer`` take now (``/ip4/IP/tcp/PORT`` of

@@ -22,17 +22,19 @@ from typing import Final, TypeVar
 
 import multiaddr
 import trio
+from dgpu.node.net.interface import CircuitLimit
 from dgpu.node.net.libp2p.addresses import AddressBook
 from dgpu.node.net.libp2p.host import LIBP2P_IO_ERRORS, Libp2pByteStream
 from libp2p.abc import IHost, INetStream
 from libp2p.custom_types import TProtocol
 from libp2p.peer.id import ID
 from libp2p.peer.peerinfo import info_from_p2p_addr
-from libp2p.relay.circuit_v2.pb.circuit_pb2 import HopMessage
+from libp2p.relay.circuit_v2.pb.circuit_pb2 import HopMessage, StopMessage
 from libp2p.relay.circuit_v2.protocol import PROTOCOL_ID as HOP_PROTOCOL_ID
-from libp2p.relay.circuit_v2.protocol import CircuitV2Protocol
+from libp2p.relay.circuit_v2.protocol import STREAM_READ_TIMEOUT, CircuitV2Protocol
 from libp2p.relay.circuit_v2.protocol_buffer import StatusCode
 from libp2p.relay.circuit_v2.transport import CircuitV2Transport
+from libp2p.relay.circuit_v2.utils import read_delimited_msg
 
 log = logging.getLogger(__name__)
 
@@ -178,6 +180,45 @@ async def dial_circuit(transport: CircuitV2Transport, addr: multiaddr.Multiaddr)
         raise ConnectionError(f"circuit {addr} failed: {exc!r}") from exc
 
 
+MAX_REMEMBERED_CIRCUITS: Final = 1024
+
+
+def remember_circuit_limits(circuit: CircuitV2Protocol) -> dict[ID, CircuitLimit]:
+    """The limits relays state for the circuits others open to us, by source peer (the
+    last circuit from each; at most :data:`MAX_REMEMBERED_CIRCUITS` peers).
+
+    A relay v2 STOP CONNECT carries the circuit's ``Limit`` (bytes, seconds); py-libp2p
+    reads and drops it. This STOP handler is the library's (answer OK, then upgrade the
+    stream into a connection) with the limit kept, so a provider can tell a renter it
+    reaches only through a relay, at negotiation, that its job would not fit."""
+    limits: dict[ID, CircuitLimit] = {}
+
+    async def handle_stop(stream: INetStream) -> None:
+        try:
+            with trio.fail_after(STREAM_READ_TIMEOUT):
+                msg = await read_delimited_msg(stream, StopMessage)
+            if msg.type != StopMessage.CONNECT:
+                await circuit._send_stop_status(
+                    stream, StatusCode.MALFORMED_MESSAGE, "Invalid message type"
+                )
+                await circuit._close_stream(stream)
+                return
+            source = ID(msg.peer.id)
+            limits.pop(source, None)
+            if msg.HasField("limit"):
+                limits[source] = CircuitLimit(data_bytes=msg.limit.data, seconds=msg.limit.duration)
+                while len(limits) > MAX_REMEMBERED_CIRCUITS:
+                    del limits[next(iter(limits))]
+            await circuit._send_stop_status(stream, StatusCode.OK, "Connection established")
+            await circuit.handle_incoming_connection(stream, msg.peer.id)
+        except Exception as exc:  # handler boundary: as the library's, the stream ends
+            log.info("relayed connection refused: %r", exc)
+            await circuit._close_stream(stream)
+
+    circuit._handle_stop_stream = handle_stop  # type: ignore[method-assign]
+    return limits
+
+
 def _peer_ip(host: IHost, peer: ID) -> str | None:
     for conn in host.get_network().get_connections(peer):
         try:
@@ -226,7 +267,7 @@ def limit_circuits_per_peer(
 
     async def refuse(stream: INetStream, why: str) -> None:
         await circuit._send_status(stream, StatusCode.RESOURCE_LIMIT_EXCEEDED, why)
-        await stream.reset()
+        await stream.close()  # not reset: the STATUS reaches the asker before the end
 
     async def counted(stream: INetStream, msg: HopMessage) -> None:
         peer = ID(msg.peer.id)

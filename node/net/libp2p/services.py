@@ -12,6 +12,7 @@ import base58
 import multiaddr
 import trio
 from dgpu.node.net.admission import StreamAdmission
+from dgpu.node.net.interface import CircuitLimit
 from dgpu.node.net.libp2p.addresses import AddressBook
 from dgpu.node.net.libp2p.config import Libp2pConfig, RelayService
 from dgpu.node.net.libp2p.connections import ConnectionPolicy, install_connection_policy
@@ -23,6 +24,7 @@ from dgpu.node.net.libp2p.relay import (
     check_reachability,
     limit_circuits_per_peer,
     limit_reservations_per_ip,
+    remember_circuit_limits,
     reserve_on,
     serve_dialback,
 )
@@ -72,6 +74,8 @@ class Libp2pServices:
         self.addresses = AddressBook()
         self.relay_transport: CircuitV2Transport | None = None
         self.puncher: HolePuncher | None = None
+        self.circuit_limits: dict[ID, CircuitLimit] = {}
+        """Limits of circuits others opened to us, by source (relay.remember_circuit_limits)."""
         """DCUtR hole punching (every node but relays)."""
         self.gossip_refused = 0
 
@@ -212,6 +216,7 @@ async def start_services(identity: Identity, config: Libp2pConfig) -> AsyncItera
     )
     roles = RelayRole.STOP | RelayRole.CLIENT if config.reserve_when_unreachable else RelayRole.STOP
     services.relay_transport = CircuitV2Transport(host, circuit, RelayConfig(roles=roles))
+    services.circuit_limits = remember_circuit_limits(circuit)
     if relay is not None:
         serve_dialback(host)
         limit_reservations_per_ip(host, circuit, relay.reservations_per_ip)
