@@ -18,7 +18,8 @@ Dialers take the STOP role only: with CLIENT a pure dialer also reserves (hazard
 from __future__ import annotations
 
 import logging
-from typing import Final, TypeVar
+from contextvars import ContextVar
+from typing import Any, Final, TypeVar
 
 import multiaddr
 import trio
@@ -260,10 +261,12 @@ def limit_circuits_per_peer(
 
     ``limit`` counts per destination only, so one source could take all of a provider's
     circuits and lock its renters out: of those, one source peer — and all peers
-    connecting from one IP together — may hold ``per_source``."""
+    connecting from one IP together — may hold ``per_source``. And each circuit's
+    clean-up closes its own streams only (:class:`_PerCircuit`)."""
     handle_connect = circuit._handle_connect
     circuits: dict[ID, int] = {}
     sources: dict[tuple[ID, str], int] = {}
+    relays = circuit._active_relays = _PerCircuit()
 
     async def refuse(stream: INetStream, why: str) -> None:
         await circuit._send_status(stream, StatusCode.RESOURCE_LIMIT_EXCEEDED, why)
@@ -290,14 +293,51 @@ def limit_circuits_per_peer(
         circuits[peer] = circuits.get(peer, 0) + 1
         for key in keys:
             sources[key] = sources.get(key, 0) + 1
+        token = _CIRCUIT.set(stream)
         try:
             await handle_connect(stream, msg)
         finally:
+            _CIRCUIT.reset(token)
+            relays.forget(stream)
             _release(circuits, peer)
             for key in keys:
                 _release(sources, key)
 
     circuit._handle_connect = counted  # type: ignore[method-assign]
+
+
+_CIRCUIT: ContextVar[INetStream | None] = ContextVar("dgpu_relay_circuit", default=None)
+"""The HOP stream of the CONNECT a relay task is handling (its relaying tasks inherit it)."""
+
+
+class _PerCircuit(dict[Any, tuple[INetStream, INetStream | None]]):
+    """py-libp2p keeps a relay's open circuits by peer ID only, and when one circuit
+    ends it closes the streams stored under that peer — those of the latest circuit to
+    the same peer, someone else's: a renter's circuit to a provider was cut the moment an
+    attacker's circuits to that provider timed out (``tests/hosts/test_relay_flood.py``).
+    Stored here under (peer, the circuit's HOP stream), so each circuit's clean-up finds
+    its own streams only."""
+
+    def _key(self, peer: object) -> tuple[object, INetStream | None]:
+        return (peer, _CIRCUIT.get())
+
+    def __setitem__(self, peer: Any, value: tuple[INetStream, INetStream | None]) -> None:
+        super().__setitem__(self._key(peer), value)
+
+    def __getitem__(self, peer: Any) -> tuple[INetStream, INetStream | None]:
+        return super().__getitem__(self._key(peer))
+
+    def __contains__(self, peer: object) -> bool:
+        return super().__contains__(self._key(peer))
+
+    def __delitem__(self, peer: Any) -> None:
+        super().__delitem__(self._key(peer))
+
+    def forget(self, circuit: INetStream) -> None:
+        """Drop what a circuit left behind (the library leaves an entry when the
+        destination could not be reached)."""
+        for key in [k for k in self.keys() if k[1] is circuit]:
+            super().__delitem__(key)
 
 
 def _release(counts: dict[_K, int], key: _K) -> None:
