@@ -17,6 +17,7 @@ import base58
 import nacl.exceptions
 import nacl.signing
 from dgpu.protocol.errors import SignatureError
+from solders.pubkey import Pubkey
 
 if TYPE_CHECKING:
     from solders.keypair import Keypair
@@ -37,9 +38,11 @@ def domain_tag(kind: str) -> bytes:
 
 
 def address_of(public_key: bytes) -> str:
-    """Solana address (base58 of the 32-byte public key)."""
+    """Solana address (base58 of the 32-byte public key). Encoded by solders (Rust): the
+    pure-Python ``base58`` took ~14 µs a key, a tenth of an ed25519 verification, and batch
+    receipt intake encodes several keys per receipt."""
     _check_public_key(public_key)
-    return base58.b58encode(public_key).decode()
+    return str(Pubkey.from_bytes(public_key))
 
 
 def public_key_of_address(address: str) -> bytes:

@@ -191,11 +191,13 @@ class OfferRepo:
         return int(await self._db.scalar("SELECT count(*) FROM offers"))
 
     async def live_rows(self, now: int) -> list[Row]:
-        """Every live offer (model, count, price, provider): input of reference prices."""
+        """Every provider's current offer (model, count, price, provider): input of
+        reference prices (a superseded offer is not supply)."""
         rows = await self._db.fetchall(
-            "SELECT model_key, gpu_model, gpu_count, price_per_gpu_second, provider, simulated,"
-            " vram_mb FROM offers WHERE expires_at > ?",
-            (now,),
+            "SELECT o.model_key, o.gpu_model, o.gpu_count, o.price_per_gpu_second,"  # noqa: S608 (constant CURRENT)
+            " o.provider, o.simulated, o.vram_mb FROM offers o"
+            f" WHERE o.expires_at > ? AND {CURRENT}",
+            (now, now),
         )
         return list(rows)
 
