@@ -174,6 +174,7 @@ def create_app(
                 clock=clock,
             )
             metrics.replica.labels(coord.replica_id).set(1)
+            metrics.settler_candidate.set(1 if settler is not None else 0)
             if settler is not None:
                 await _take_lease(coord, settler)
             await coord.market.snapshot(coord.now())
