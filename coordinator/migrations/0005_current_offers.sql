@@ -18,7 +18,32 @@ CREATE INDEX offers_count ON offers (
 -- Score and age orders under the filters most searches carry (a model, a region): the page
 -- walks these to its LIMIT instead of sorting every match or walking offers_score past rows
 -- of other models (at 10,000 offers: a score page of one model took ~2 ms sorting ~1,700 rows).
+-- dialect: sqlite
 CREATE INDEX offers_model_score ON offers (model_key, provider_score DESC, price_per_gpu_second);
 CREATE INDEX offers_model_created ON offers (model_key, created_at);
 CREATE INDEX offers_region_score ON offers (region, provider_score DESC, price_per_gpu_second);
 CREATE INDEX offers_region_created ON offers (region, created_at);
+-- dialect: postgresql
+-- Every search order ends in the rowid (stable pages). sqlite keeps the rowid in every index,
+-- so an index on the sort columns yields that order as is; PostgreSQL's rowid is a plain
+-- column, and without it in the index the planner sorts each group of equal keys: offers
+-- signed in the same second (a restart re-advertising a fleet) made one group of 10,000
+-- and an age-ordered page took ~30 ms instead of ~0.2 ms. The sort indexes end in rowid.
+DROP INDEX offers_price;
+CREATE INDEX offers_price ON offers (price_per_gpu_second, rowid);
+DROP INDEX offers_created;
+CREATE INDEX offers_created ON offers (created_at, rowid);
+DROP INDEX offers_score;
+CREATE INDEX offers_score ON offers (provider_score DESC, price_per_gpu_second, rowid);
+DROP INDEX offers_model_price;
+CREATE INDEX offers_model_price ON offers (model_key, price_per_gpu_second, rowid);
+DROP INDEX offers_region;
+CREATE INDEX offers_region ON offers (region, price_per_gpu_second, rowid);
+CREATE INDEX offers_model_score ON offers (
+    model_key, provider_score DESC, price_per_gpu_second, rowid
+);
+CREATE INDEX offers_model_created ON offers (model_key, created_at, rowid);
+CREATE INDEX offers_region_score ON offers (
+    region, provider_score DESC, price_per_gpu_second, rowid
+);
+CREATE INDEX offers_region_created ON offers (region, created_at, rowid);
