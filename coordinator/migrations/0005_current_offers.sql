@@ -47,3 +47,11 @@ CREATE INDEX offers_region_score ON offers (
     region, provider_score DESC, price_per_gpu_second, rowid
 );
 CREATE INDEX offers_region_created ON offers (region, created_at, rowid);
+-- A search counts its matches; PostgreSQL answers that from offers_count alone (an index-only
+-- scan) only for pages its visibility map marks all-visible, which autovacuum maintains. At
+-- the default thresholds (20 % of the table changed) a busy offer book stays mostly unmarked
+-- and every count visits the table: ~5 ms instead of ~0.5 ms over 10,000 offers.
+ALTER TABLE offers SET (
+    autovacuum_vacuum_scale_factor = 0.02, autovacuum_vacuum_insert_scale_factor = 0.02,
+    autovacuum_analyze_scale_factor = 0.02
+);
