@@ -20,6 +20,7 @@ import os
 import signal
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +59,7 @@ from dgpu.node.renter import (
     Declined,
     Ended,
     Estimated,
+    EventSink,
     Forward,
     Funded,
     InputsSent,
@@ -215,6 +217,12 @@ def _env(values: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
     type=click.Choice(["docker", "local"]),
     help="Only providers that run jobs this way (Apple Silicon providers run local processes).",
 )
+@click.option(
+    "--verified",
+    is_flag=True,
+    help="Only providers with a recent verified probe verdict (needs --coordinator; see "
+    "dgpu probe).",
+)
 @click.option("--max-price", required=True, help="Most you pay, dGPU per GPU-hour.")
 @click.option("--image", required=True, help="Container image to run.")
 @click.option("--duration", default=600, show_default=True, help="Most seconds the job may run.")
@@ -265,6 +273,7 @@ def job(
     region: str | None,
     vendor: str | None,
     executor: str | None,
+    verified: bool,
     max_price: str,
     image: str,
     duration: int,
@@ -284,6 +293,10 @@ def job(
     if detach:
         start_detached(data_dir, as_json=as_json)
         return
+    if verified and (coordinator_url is None or p2p):
+        raise click.UsageError(
+            "--verified needs --coordinator (and no --p2p): the coordinator keeps the verdicts"
+        )
     try:
         forwards = tuple(Forward.parse(item) for item in port_items)
     except TunnelError as exc:
@@ -313,6 +326,7 @@ def job(
         mint=config.mint,
         vendor=vendor,
         executor=executor,
+        verified=verified,
     )
     job_id = bytes.fromhex(job_id_hex) if job_id_hex else new_job_id(os.urandom(32))
     main = functools.partial(
@@ -362,7 +376,11 @@ async def _run(
     as_json: bool,
     input_paths: tuple[Path, ...] = (),
     forwards: tuple[Forward, ...] = (),
+    offers: Sequence[Offer] | None = None,
+    tap: EventSink | None = None,
 ) -> tuple[JobResult, str]:
+    """Run one job (``offers``: on these, in order, instead of searching); ``tap`` sees
+    every event after the progress display."""
     identity = load_key(identity_path)
     running = data_dir / "running"
     running.mkdir(parents=True, exist_ok=True)
@@ -418,17 +436,19 @@ async def _run(
                             functools.partial(cancel_on_signals, first=cancel),
                             nursery.cancel_scope,
                         )
+                        progress = Progress(
+                            status,
+                            as_json=as_json,
+                            files=JobFiles.of(data_dir, job_id.hex()),
+                            output_dir=output_dir,
+                        )
                         result = await renter.run_job(
                             spec,
                             query=query,
+                            offers=offers,
                             p2p=p2p,
                             output_dir=output_dir,
-                            events=Progress(
-                                status,
-                                as_json=as_json,
-                                files=JobFiles.of(data_dir, job_id.hex()),
-                                output_dir=output_dir,
-                            ),
+                            events=progress if tap is None else _both(progress, tap),
                             cancel=cancel,
                             job_id=job_id,
                             inputs=inputs,
@@ -443,6 +463,14 @@ async def _run(
         finally:
             pidfile.unlink(missing_ok=True)
     return result, fetcher.stats.connection
+
+
+def _both(first: EventSink, second: EventSink) -> EventSink:
+    def sink(event: RenterEvent) -> None:
+        first(event)
+        second(event)
+
+    return sink
 
 
 SETTLE_WAIT_S = 10.0

@@ -26,6 +26,7 @@ COMMANDS: Final[dict[str, str]] = {
     "devnet": "A whole local network: chain, coordinator, peers, providers.",
     "jobs": "Your jobs: ls, logs [-f], attach, stop, outputs, resume.",
     "keys": "Node keys: one key is the Solana wallet and the libp2p ID.",
+    "probe": "Check a provider's GPU claims with a short paid job; sign the verdict.",
     "provider": "Offer GPUs for rent, run the jobs, get paid per second.",
     "run": "Run a container on a rented GPU, or manage jobs.",
     "sim": "Simulate many nodes in virtual time, or a whole market.",

@@ -17,7 +17,15 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
-from dgpu.coordinator.api import market, offers, providers, receipts, settlements, system
+from dgpu.coordinator.api import (
+    market,
+    offers,
+    providers,
+    receipts,
+    settlements,
+    system,
+    verdicts,
+)
 from dgpu.coordinator.config import CoordinatorConfig
 from dgpu.coordinator.errors import ApiError, ChannelConflict, StoreUnavailable
 from dgpu.coordinator.explorer import views as explorer
@@ -168,7 +176,12 @@ def create_app(
             coord = Coordinator(
                 config=config,
                 store=store,
-                market=Market(store, card, availability_window_s=config.availability_window_s),
+                market=Market(
+                    store,
+                    card,
+                    availability_window_s=config.availability_window_s,
+                    verified_window_s=config.verified_window_s,
+                ),
                 metrics=metrics,
                 settler=settler,
                 clock=clock,
@@ -223,6 +236,7 @@ def create_app(
             *providers.routes,
             *settlements.routes,
             *system.routes,
+            *verdicts.routes,
             *explorer.routes,
             Mount("/static", StaticFiles(packages=[("dgpu.coordinator", "static")]), name="static"),
         ],

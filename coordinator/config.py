@@ -58,6 +58,10 @@ class CoordinatorConfig:
     """Interval of the reference price snapshots shown in the explorer's chart."""
     availability_window_s: int = 24 * 3600
     """Offer uptime is measured over this trailing window."""
+    verified_window_s: int = 7 * 24 * 3600
+    """A probe verdict is "recent" for this long: a ``verified`` one lets the provider's
+    offers match ``verified=true`` searches (``dgpu run --verified``), and the latest
+    verified or mismatch verdict in it weighs on the provider's score."""
     max_page: int = 200
     """Largest ``limit`` a search accepts."""
     mint: str | None = None

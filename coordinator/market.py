@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from dgpu.coordinator.scores import ScoreParts, score_parts
+from dgpu.coordinator.scores import ScoreParts, score_parts, with_verification
 from dgpu.coordinator.store import PriceSnapshot, Store
 from dgpu.pricing import RateCard, ReferencePrice, UnknownModel, market_stats, reference_prices
 from dgpu.pricing.card import model_tokens
@@ -28,10 +28,18 @@ class _Priced:
 
 
 class Market:
-    def __init__(self, store: Store, card: RateCard, *, availability_window_s: int) -> None:
+    def __init__(
+        self,
+        store: Store,
+        card: RateCard,
+        *,
+        availability_window_s: int,
+        verified_window_s: int = 7 * 24 * 3600,
+    ) -> None:
         self.store = store
         self.card = card
         self.availability_window_s = availability_window_s
+        self.verified_window_s = verified_window_s
         self._refs: dict[str, ReferencePrice] = {}
         self._refs_at: int | None = None
         self._scored_at: dict[str, int] = {}
@@ -120,6 +128,8 @@ class Market:
             offers=await self.store.providers.live_offer_prices(address, now),
             references={name: ref.price_per_gpu_second for name, ref in refs.items()},
         )
+        standing = await self.store.verdicts.standing(address, now - self.verified_window_s)
+        parts = with_verification(parts, standing)
         if save:
             await self.store.providers.save_score(address, parts, now)
             self._scored_at[address] = now

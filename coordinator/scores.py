@@ -22,6 +22,15 @@ Where the inputs come from:
 * **settled_dgpu** is the sum of the on-chain ``settled`` high-water marks of the provider's
   channels, in dGPU (1000 dGPU settled gives V = 1).
 * **P** is 0 for a provider with no live offer of a model the rate card knows.
+
+Probe verdicts (issue 20) then move the weighted sum, in :func:`verification_factor` only::
+
+    verified (recent)   score + 0.10 (1 - score)   a checked claim ranks above an unchecked one
+    mismatch (recent)   score x 0.5                a contradicted claim ranks far below
+    none / simulated    score                      (inconclusive probes are not counted)
+
+"Recent" is the coordinator's ``verified_window_s`` (default 7 days); the provider's latest
+verified, mismatch or simulated verdict in it decides (:meth:`VerdictRepo.standing`).
 """
 
 from __future__ import annotations
@@ -29,7 +38,7 @@ from __future__ import annotations
 import math
 import statistics
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Final, Literal
 
 from dgpu.pricing import BASE_UNITS_PER_DGPU
@@ -57,15 +66,18 @@ class ScoreParts:
     window_s: int
     settled: int
     """Base units."""
+    verification: str | None = None
+    """The provider's recent decisive probe verdict (see :func:`verification_factor`)."""
 
     @property
     def score(self) -> float:
-        return (
+        weighted = (
             WEIGHTS["reliability"] * self.reliability
             + WEIGHTS["availability"] * self.availability
             + WEIGHTS["volume"] * self.volume
             + WEIGHTS["price_performance"] * self.price_performance
         )
+        return verification_factor(weighted, self.verification)
 
     def as_json(self) -> dict[str, object]:
         return {
@@ -84,7 +96,26 @@ class ScoreParts:
                 "window_s": self.window_s,
                 "settled": self.settled,
             },
+            "verification": self.verification,
         }
+
+
+VERIFIED_BONUS: Final = 0.10
+MISMATCH_FACTOR: Final = 0.5
+
+
+def verification_factor(score: float, verdict: str | None) -> float:
+    """``score`` moved by the provider's recent probe verdict (module docstring); stays in
+    [0, 1]."""
+    if verdict == "verified":
+        return score + VERIFIED_BONUS * (1.0 - score)
+    if verdict == "mismatch":
+        return score * MISMATCH_FACTOR
+    return score
+
+
+def with_verification(parts: ScoreParts, verdict: str | None) -> ScoreParts:
+    return replace(parts, verification=verdict)
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,8 @@ The formula, with its parts
        hourly = model.per_hour + vram_gb * vram_per_gb_hour + power_w * power_per_watt_hour
 
    Default card (dGPU per GPU-hour): RTX 4090 0.50, RTX 4080 0.40, A100 2.00, H100 3.00,
-   M3 Ultra 1.20, M2 Ultra 1.00; VRAM 0.02 per GB-hour; power 0.001 per watt-hour;
+   M3 Ultra 1.20, M2 Ultra 1.00, M1 Ultra 0.80, MI300X 2.50, MI250X 1.60, MI250 1.40,
+   MI210 0.80, RX 7900 XTX 0.30; VRAM 0.02 per GB-hour; power 0.001 per watt-hour;
    platform fee 500 bps (5 %). Override it with a TOML file (:mod:`.config`).
 
 2. **Multiplier** from the market (:mod:`.market`), bounded to ``[min_bps, max_bps]``
@@ -47,9 +48,21 @@ The formula, with its parts
 Golden: H100, 80 GB, 700 W on the default card at 1x is 5.30 dGPU/h = 1_472_223 base
 units per GPU-second; one hour of it on 1 GPU is 5_300_002_800, fee 265_000_140.
 
+Probe bands (:mod:`.bands`): the GFLOP/s a healthy GPU of each card model measures on the
+probe job's workload, from vendors' datasheets.
+
 Errors: see :mod:`.errors` (``PricingError`` and its tree).
 """
 
+from dgpu.pricing.bands import (
+    PROBE_BANDS,
+    PROBE_FLOPS,
+    PROBE_ITERATIONS,
+    PROBE_SIZE,
+    PROBE_WORKLOAD,
+    ThroughputBand,
+    band_for,
+)
 from dgpu.pricing.card import (
     DEFAULT_RATE_CARD,
     NEUTRAL_BPS,
@@ -94,6 +107,11 @@ __all__ = [
     "DEFAULT_RATE_CARD",
     "MAX_AMOUNT",
     "NEUTRAL_BPS",
+    "PROBE_BANDS",
+    "PROBE_FLOPS",
+    "PROBE_ITERATIONS",
+    "PROBE_SIZE",
+    "PROBE_WORKLOAD",
     "SECONDS_PER_HOUR",
     "AmountError",
     "CostEstimate",
@@ -107,8 +125,10 @@ __all__ = [
     "RateCard",
     "ReferencePrice",
     "Rental",
+    "ThroughputBand",
     "UnknownModel",
     "amount_for",
+    "band_for",
     "base_units_to_dgpu",
     "dgpu_to_base_units",
     "estimate_cost",

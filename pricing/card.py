@@ -175,13 +175,22 @@ DEFAULT_RATE_CARD: Final = RateCard(
         ModelRate("H100", _dgpu(300), reference_vram_gb=80, reference_power_w=700),
         ModelRate("M3 Ultra", _dgpu(120), reference_vram_gb=96, reference_power_w=480),
         ModelRate("M2 Ultra", _dgpu(100), reference_vram_gb=64, reference_power_w=295),
+        ModelRate("M1 Ultra", _dgpu(80), reference_vram_gb=64, reference_power_w=370),
+        # AMD: Instinct priced a little under the NVIDIA part of its generation (MI300X
+        # against H100, MI250X/MI250 against A100; fewer ready-made images), Radeon RX 7900
+        # XTX under the RTX 4080; VRAM and power on top as for every GPU
+        ModelRate("MI300X", _dgpu(250), reference_vram_gb=192, reference_power_w=750),
+        ModelRate("MI250X", _dgpu(160), reference_vram_gb=128, reference_power_w=560),
+        ModelRate("MI250", _dgpu(140), reference_vram_gb=128, reference_power_w=500),
+        ModelRate("MI210", _dgpu(80), reference_vram_gb=64, reference_power_w=300),
+        ModelRate("RX 7900 XTX", _dgpu(30), reference_vram_gb=24, reference_power_w=355),
     ),
     vram_per_gb_hour=_dgpu(2),  # 0.02 dGPU
     power_per_watt_hour=BASE_UNITS_PER_DGPU // 1000,  # 0.001 dGPU
     platform_fee_bps=500,  # 5 %
 )
 """The default card. Reference specs are nominal: VRAM of the common variant, board power
-(NVIDIA) or the maximum system power of the Mac Studio (Apple)."""
+(NVIDIA, AMD) or the maximum system power of the Mac Studio (Apple)."""
 
 
 def price_per_gpu_hour(

@@ -308,6 +308,34 @@ class ErrorMessage(Message, tag="error", kw_only=True, frozen=True):
     job_id: Id16 | None = None
 
 
+# What a renter's probe job concluded about a provider's offer (see
+# dgpu.node.renter.probe): "verified" (the devices read inside the job match the offer and
+# the timed workload fell in the model's band), "mismatch" (something contradicts the
+# offer: ``reasons`` names it), "simulated" (the offer's GPUs do not exist; never
+# "verified"), "inconclusive" (nothing could be checked, e.g. no device was readable).
+VerdictKind = Literal["verified", "mismatch", "simulated", "inconclusive"]
+VERDICTS: Final[tuple[VerdictKind, ...]] = ("verified", "mismatch", "simulated", "inconclusive")
+
+
+class ProbeVerdict(Message, tag="probe_verdict", kw_only=True, frozen=True):
+    """A probe's verdict on one offer, signed by the renter that ran (and paid) the probe
+    job ``job_id``; posted to the coordinator, which stores it beside the provider's score.
+    Not a stream message: it travels over HTTP only."""
+
+    renter: PublicKey
+    provider: PublicKey
+    offer_id: Id16
+    job_id: Id16
+    gpu_model: ModelName
+    verdict: VerdictKind
+    reasons: Annotated[list[ShortText], Meta(max_length=8)] = []
+    workload: Annotated[str, Meta(max_length=32, pattern=r"^[a-z0-9-]*\Z")] = ""
+    measured_gflops: U64 = 0
+    """What the workload measured (0: it did not run)."""
+    at: U64
+    sig: Sig = b""
+
+
 AnyMessage = (
     Offer
     | JobRequest

@@ -24,6 +24,7 @@ from dgpu.protocol.messages import (
     Message,
     Offer,
     OutputManifest,
+    ProbeVerdict,
     Quote,
     Receipt,
     UsageReport,
@@ -41,6 +42,7 @@ SIGNED_KINDS: dict[type[Message], str] = {
     UsageReport: "usage_report",
     Cancel: "cancel",
     OutputManifest: "output_manifest",
+    ProbeVerdict: "probe_verdict",
 }
 AGREEMENT_KIND = "agreement"
 

@@ -94,8 +94,12 @@ async def post_offer(request: Request) -> JSONResponse:
     )
 
 
-def parse_offer_query(params: Mapping[str, str], market: Market, max_page: int) -> OfferQuery:
-    """Search filters from query parameters (shared by the API and the explorer's form)."""
+def parse_offer_query(
+    params: Mapping[str, str], market: Market, max_page: int, *, coord_now: int
+) -> OfferQuery:
+    """Search filters from query parameters (shared by the API and the explorer's form);
+    ``verified=true`` keeps providers with a verified probe verdict since ``coord_now``
+    minus the market's ``verified_window_s``."""
     model = str_param(params, "gpu_model")
     sort = params.get("sort", "price")
     if sort not in SORTS:
@@ -109,6 +113,9 @@ def parse_offer_query(params: Mapping[str, str], market: Market, max_page: int) 
         min_score_bps=_bps_or_none(float_param(params, "min_score", low=0.0, high=1.0)),
         simulated=bool_param(params, "simulated"),
         provider=str_param(params, "provider", pattern=BASE58, max_len=44),
+        verified_since=(
+            coord_now - market.verified_window_s if bool_param(params, "verified") else None
+        ),
         sort=sort,
         limit=int_param(params, "limit", low=1, high=max_page, default=50) or 50,
         offset=int_param(params, "offset", low=0, high=1_000_000, default=0) or 0,
@@ -124,8 +131,11 @@ def _bps_or_none(value: float | None) -> int | None:
 
 async def search_offers(request: Request) -> JSONResponse:
     coord = coordinator(request)
-    query = parse_offer_query(request.query_params, coord.market, coord.config.max_page)
-    total, rows = await coord.store.offers.search(query, coord.now())
+    now = coord.now()
+    query = parse_offer_query(
+        request.query_params, coord.market, coord.config.max_page, coord_now=now
+    )
+    total, rows = await coord.store.offers.search(query, now)
     return ok(
         {
             "total": total,

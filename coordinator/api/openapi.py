@@ -145,6 +145,11 @@ def _offer_filters(max_page: int) -> list[dict[str, Any]]:
         ),
         _query("simulated", {"type": "string", "enum": ["true", "false", "any"]}, "simulated GPUs"),
         _query("provider", _pattern(BASE58, maxLength=44), "one provider's address; empty: any"),
+        _query(
+            "verified",
+            {"type": "string", "enum": ["true", "false", "any"]},
+            "true: only providers with a recent verified probe verdict",
+        ),
         _query("sort", {"type": "string", "enum": list(SORTS)}, "ordering"),
         *_page(max_page),
     ]
@@ -222,6 +227,18 @@ def openapi_document(max_page: int = 200) -> dict[str, Any]:
                     "required": True,
                     "content": {"application/json": {"schema": _ref("Report")}},
                 },
+                security=_SIGNED,
+            )
+        },
+        "/api/v1/verdicts": {
+            "post": _op(
+                "Store a probe verdict (posted by the renter that signed it, once the probe "
+                "job's receipts reached the index; 409 unknown_job before)",
+                {
+                    "200": _json(obj, "this job's verdict was already stored"),
+                    "201": _json(obj, "recorded"),
+                },
+                requestBody=_signed_message_body("verdict", "ProbeVerdict"),
                 security=_SIGNED,
             )
         },
@@ -330,6 +347,14 @@ def openapi_document(max_page: int = 200) -> dict[str, Any]:
                         "region": STR,
                         "expires_at": INT,
                         "provider_score": {"type": "number"},
+                        "gpu_vendor": {
+                            "type": "string",
+                            "enum": ["nvidia", "amd", "apple", "unknown"],
+                        },
+                        "gpu_name": STR,
+                        "driver_version": STR,
+                        "gpu_uuids": {"type": "array", "items": STR},
+                        "executor": {"type": "string", "enum": ["docker", "local"]},
                     },
                 },
                 "OfferPage": {

@@ -7,7 +7,7 @@ from typing import Any
 from dgpu.coordinator.api.common import coordinator, int_param, ok
 from dgpu.coordinator.errors import bad_request, not_found
 from dgpu.coordinator.service import Coordinator
-from dgpu.coordinator.store import OfferQuery, offer_json
+from dgpu.coordinator.store import OfferQuery, offer_json, verdict_json
 from dgpu.protocol.errors import SignatureError
 from dgpu.protocol.identity import public_key_of_address
 from starlette.requests import Request
@@ -31,6 +31,8 @@ async def provider_profile(
     totals = await coord.store.channels.provider_totals(address)
     channels = await coord.store.channels.for_provider(address)
     history = await coord.store.channels.provider_history(address)
+    verdicts = await coord.store.verdicts.for_provider(address)
+    per_offer = await coord.store.verdicts.for_offers(offers)
     return {
         "address": address,
         "first_seen": row["first_seen"],
@@ -43,7 +45,10 @@ async def provider_profile(
             "settled": totals["settled"],
             "owed": totals["owed"],
         },
-        "offers": [offer_json(o) for o in offers],
+        "offers": [
+            {**offer_json(o), "verdict": per_offer.get(bytes(o["offer_id"]))} for o in offers
+        ],
+        "verdicts": [verdict_json(v) for v in verdicts],
         "channels": [
             {
                 "channel": c["channel"],

@@ -182,13 +182,15 @@ async def offers_page(request: Request) -> Response:
     now = coord.now()
     params = without_blanks(request.query_params)
     query = replace(
-        parse_offer_query(params, coord.market, coord.config.max_page), current_only=True
+        parse_offer_query(params, coord.market, coord.config.max_page, coord_now=now),
+        current_only=True,
     )
     total, rows = await coord.store.offers.search(query, now)
+    verdicts = await coord.store.verdicts.for_offers(rows)
     return _render(
         request,
         "offers.html",
-        offers=[offer_json(r) for r in rows],
+        offers=[{**offer_json(r), "verdict": verdicts.get(bytes(r["offer_id"]))} for r in rows],
         total=total,
         query=query,
         params=params,
@@ -204,7 +206,7 @@ async def why_page(request: Request) -> Response:
     coord = _coord(request)
     now = coord.now()
     params = without_blanks(request.query_params)
-    query = parse_offer_query(params, coord.market, coord.config.max_page)
+    query = parse_offer_query(params, coord.market, coord.config.max_page, coord_now=now)
     rows = await live_candidates(coord.store.db, now)
     candidates = [
         Candidate(
@@ -243,7 +245,8 @@ async def provider_page(request: Request) -> Response:
 async def providers_page(request: Request) -> Response:
     coord = _coord(request)
     total, rows = await coord.store.providers.listing(coord.now(), 200, 0)
-    return _render(request, "providers.html", total=total, providers=rows)
+    verdicts = await coord.store.verdicts.latest_per_provider([r["address"] for r in rows])
+    return _render(request, "providers.html", total=total, providers=rows, verdicts=verdicts)
 
 
 async def settlements_view(request: Request) -> Response:

@@ -12,6 +12,7 @@ from dgpu.coordinator.db import Database, open_database
 from dgpu.coordinator.store.channels import ChannelKey, ChannelRepo, ReceiptStatus, Unsettled
 from dgpu.coordinator.store.offers import IngestStatus, OfferQuery, OfferRepo, offer_json
 from dgpu.coordinator.store.providers import PriceRepo, PriceSnapshot, ProviderRepo
+from dgpu.coordinator.store.verdicts import VerdictRepo, verdict_json
 
 
 @dataclass(frozen=True)
@@ -21,13 +22,16 @@ class Store:
     channels: ChannelRepo
     providers: ProviderRepo
     prices: PriceRepo
+    verdicts: VerdictRepo
 
 
 @asynccontextmanager
 async def open_store(target: str | Path) -> AsyncIterator[Store]:
     """The store in ``target``: a sqlite file path or a ``postgresql://`` URL."""
     async with open_database(target) as db:
-        yield Store(db, OfferRepo(db), ChannelRepo(db), ProviderRepo(db), PriceRepo(db))
+        yield Store(
+            db, OfferRepo(db), ChannelRepo(db), ProviderRepo(db), PriceRepo(db), VerdictRepo(db)
+        )
 
 
 __all__ = [
@@ -42,6 +46,8 @@ __all__ = [
     "ReceiptStatus",
     "Store",
     "Unsettled",
+    "VerdictRepo",
     "offer_json",
     "open_store",
+    "verdict_json",
 ]

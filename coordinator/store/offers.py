@@ -7,8 +7,10 @@ import json
 from dataclasses import dataclass
 from typing import Any, Final, Literal
 
+import msgspec
 from dgpu.coordinator.db import Connection, Database, Row
 from dgpu.coordinator.errors import ApiError
+from dgpu.coordinator.store.verdicts import VERIFIED_SINCE
 from dgpu.protocol.identity import address_of
 from dgpu.protocol.messages import Offer
 
@@ -43,6 +45,8 @@ class OfferQuery:
     offset: int = 0
     current_only: bool = False
     """Only each provider's current offer (see CURRENT): what the explorer shows."""
+    verified_since: int | None = None
+    """Only providers with a ``verified`` probe verdict since then (see VERIFIED_SINCE)."""
 
     def where(self, now: int, *, for_count: bool = False) -> tuple[str, list[Any]]:
         """The WHERE clause and its parameters. For a page, the expiry test is written
@@ -68,6 +72,9 @@ class OfferQuery:
         if self.current_only:
             clauses.append(CURRENT)
             params.append(now)
+        if self.verified_since is not None:
+            clauses.append(VERIFIED_SINCE)
+            params.append(self.verified_since)
         return " AND ".join(clauses), params
 
 
@@ -110,8 +117,25 @@ def offer_json(row: Row) -> dict[str, Any]:
         "expires_at": row["expires_at"],
         "source": row["source"],
         "provider_score": row["score"] / 10_000,
+        **device_json(bytes(row["raw"])),
         "raw": base64.b64encode(bytes(row["raw"])).decode(),
     }
+
+
+DEVICE_FIELDS: Final = ("gpu_vendor", "gpu_name", "driver_version", "gpu_uuids", "executor")
+
+
+def device_json(raw: bytes) -> dict[str, Any]:
+    """What the provider's GPU backend read, from the signed offer (validated at ingest;
+    these fields have no columns of their own: nothing searches them here)."""
+    fields = msgspec.msgpack.decode(raw)
+    defaults: dict[str, Any] = {
+        "gpu_vendor": "unknown", "gpu_name": "", "driver_version": "", "gpu_uuids": [],
+        "executor": "docker",
+    }  # fmt: skip
+    if not isinstance(fields, dict):
+        return defaults
+    return {name: fields.get(name, defaults[name]) for name in DEVICE_FIELDS}
 
 
 class OfferRepo:

@@ -28,7 +28,7 @@ from dgpu.protocol.codec import encode
 from dgpu.protocol.errors import ProtocolError
 from dgpu.protocol.http_auth import sign_request
 from dgpu.protocol.identity import Identity
-from dgpu.protocol.messages import Offer, Receipt
+from dgpu.protocol.messages import Offer, ProbeVerdict, Receipt
 from dgpu.protocol.offers import parse_offer
 
 log = logging.getLogger(__name__)
@@ -109,6 +109,11 @@ class CoordinatorClient:
         body = json.dumps({"job_id": job_id.hex(), "provider": provider, "outcome": outcome})
         return await self._signed("POST", "/api/v1/reports", body.encode(), "application/json")
 
+    async def post_verdict(self, verdict: ProbeVerdict) -> dict[str, Any]:
+        """Hand in a probe verdict (as the renter that signed it); 409 ``unknown_job``
+        until the probe job's receipts have reached the coordinator."""
+        return await self._signed("POST", "/api/v1/verdicts", encode(verdict), MSGPACK)
+
     async def run_settlement(self) -> dict[str, Any]:
         """Start a settlement round now (the identity must be one of the admins)."""
         return await self._signed("POST", "/api/v1/settlements/run", b"", "application/json")
@@ -125,6 +130,8 @@ class CoordinatorClient:
         region: str | None = None,
         min_score: float | None = None,
         simulated: bool | None = None,
+        verified: bool = False,
+        provider: str | None = None,
         sort: str = "price",
         limit: int = 50,
         offset: int = 0,
@@ -137,11 +144,14 @@ class CoordinatorClient:
             ("max_price", max_price),
             ("region", region),
             ("min_score", min_score),
+            ("provider", provider),
         ):
             if value is not None:
                 params[name] = str(value)
         if simulated is not None:
             params["simulated"] = "true" if simulated else "false"
+        if verified:
+            params["verified"] = "true"
         page = await self._get("/api/v1/offers", params)
         now = int(self.clock())
         found: list[IndexedOffer] = []
@@ -155,6 +165,14 @@ class CoordinatorClient:
                 continue
             found.append(IndexedOffer(offer, float(row["provider_score"]), str(row["source"])))
         return OfferSearch(total=int(page["total"]), offers=found, rejected=rejected)
+
+    async def offer(self, offer_id: bytes) -> Offer:
+        """One offer by id, validated here (signature, time window)."""
+        doc = await self._get(f"/api/v1/offers/{offer_id.hex()}")
+        try:
+            return parse_offer(base64.b64decode(doc["raw"]), now=int(self.clock()))
+        except (ProtocolError, ValueError, KeyError) as exc:
+            raise CoordinatorClientError(f"offer {offer_id.hex()} is not usable: {exc}") from exc
 
     async def estimate(self, model: str, count: int, duration_s: int) -> dict[str, Any]:
         params = {"model": model, "count": str(count), "duration": str(duration_s)}

@@ -21,6 +21,7 @@ import httpx
 from dgpu.node.gpu.models import normalize_model_name
 from dgpu.node.net.errors import NetError
 from dgpu.node.net.interface import Network
+from dgpu.node.renter.errors import NoMatchingOffer
 from dgpu.protocol.errors import DgpuError, ProtocolError
 from dgpu.protocol.messages import Offer
 from dgpu.protocol.offers import validate_offer
@@ -56,6 +57,9 @@ class OfferQuery:
     """Only offers whose backend read this vendor ("nvidia", "amd", "apple")."""
     executor: str | None = None
     """Only offers whose jobs run this way ("docker" containers, "local" processes)."""
+    verified: bool = False
+    """Only offers of providers with a recent ``verified`` probe verdict. The coordinator
+    keeps the verdicts: such a search asks its index only, never the DHT."""
 
     @property
     def model(self) -> str:
@@ -106,6 +110,7 @@ class CoordinatorIndex:
             min_vram_mb=query.min_vram_mb or None,
             max_price=query.max_price_per_gpu_second,
             region=query.region,
+            verified=query.verified,
             limit=min(max(query.limit * 2, 10), 100),
         )
         return [Candidate(o.offer, o.provider_score, "coordinator") for o in page.offers]
@@ -188,8 +193,15 @@ async def find_offers(
     standing: StandingOf = _no_history,
 ) -> FoundOffers:
     """Ask the index (unless ``p2p`` or there is none), falling back to the DHT when the
-    index fails or has nothing that matches."""
+    index fails or has nothing that matches — except for a ``verified`` query, which only
+    the index can answer (the DHT knows no verdicts)."""
     now = network.now()
+    if query.verified:
+        if index is None or p2p:
+            raise NoMatchingOffer("only a coordinator knows which providers are verified")
+        return rank(
+            await index.search(query), query, now=now, source="coordinator", standing=standing
+        )
     if index is not None and not p2p:
         try:
             found = rank(

@@ -4,6 +4,7 @@ running coordinator filled with real signed offers and a real settlement."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import re
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -16,7 +17,11 @@ import trio
 from dgpu.contracts_client.chain import LiteSVMChain
 from dgpu.contracts_client.money import ChainEscrow
 from dgpu.coordinator.settlement import SettlementBackend
+from dgpu.pricing import DEFAULT_RATE_CARD
+from dgpu.protocol.codec import decode_as
 from dgpu.protocol.identity import Identity
+from dgpu.protocol.messages import Offer, ProbeVerdict, VerdictKind
+from dgpu.protocol.signing import sign
 
 from tests.coordinator.conftest import (
     ADMIN,
@@ -123,7 +128,7 @@ def test_overview_renders_the_network(explorer: tuple[Server, Filled], page: Any
     assert points is not None and len(points.split()) >= 2
     settled = page.locator("#volume-settled").inner_text()
     assert settled == f"{filled.settled_amount / 10**9:,.4f}"
-    assert page.locator("#reference-prices tbody tr").count() == 6
+    assert page.locator("#reference-prices tbody tr").count() == len(DEFAULT_RATE_CARD.models)
     shoot(page, "explorer-overview.png")
 
 
@@ -295,3 +300,56 @@ def test_overview_shows_new_offers_and_settlements_without_reload(
     assert "0.1230" in newest, newest
     assert page.evaluate("() => window.notReloaded") is True
     shoot(page, "explorer-overview-live.png")
+
+
+async def _post_verdicts(server: Server, filled: Filled, kinds: dict[int, VerdictKind]) -> None:
+    """Verdicts of the fill's renter on its jobs with providers ``kinds`` names."""
+    renter = filled.world.renters[0]
+    for index, kind in kinds.items():
+        address = filled.providers[index].address
+        profile = api(server, f"/api/v1/providers/{address}")
+        offer = decode_as(Offer, base64.b64decode(profile["offers"][0]["raw"]))
+        job_id = bytes.fromhex(profile["channels"][0]["job_id"])
+        verdict = ProbeVerdict(
+            renter=renter.public_key,
+            provider=offer.provider,
+            offer_id=offer.offer_id,
+            job_id=job_id,
+            gpu_model=offer.gpu_model,
+            verdict=kind,
+            reasons=[f"explorer test: {kind}"],
+            at=int(server.clock()),
+        )
+        async with client_for(server, renter) as client:
+            assert (await client.post_verdict(sign(verdict, renter)))["status"] == "recorded"
+
+
+def test_probe_verdicts_and_devices_show_and_filter(
+    explorer: tuple[Server, Filled], page: Any
+) -> None:
+    # last in this module: it adds verdicts to the shared world
+    server, filled = explorer
+    trio.run(_post_verdicts, server, filled, {2: "verified", 1: "mismatch"})
+    page.goto(f"{server.url}/offers")
+    verdicts = page.locator("#offers-table td[data-verdict]")
+    shown = sorted(v for v in verdicts.evaluate_all("els => els.map(e => e.dataset.verdict)") if v)
+    assert shown == ["mismatch", "verified"]
+    assert page.locator("#offers-table .badge.verified").count() == 1
+    assert page.locator("#offers-table .badge.mismatch").count() == 1
+    # the fill's offers carry no backend reading: vendor "unknown", containers
+    devices = page.locator('#offers-table td[data-vendor="unknown"]')
+    assert devices.count() == page.locator("#offers-table tbody tr").count() > 0
+    assert "docker" in devices.first.inner_text()
+    page.check("input[name=verified]")
+    page.click("#offer-filters button[type=submit]")
+    page.wait_for_url(re.compile(r"verified=true"))
+    rows = page.locator("#offers-table tbody tr")
+    assert rows.count() == 1
+    assert "H100" in rows.first.inner_text()
+    verified = filled.providers[2].address
+    page.goto(f"{server.url}/providers/{verified}")
+    assert page.locator("#provider-verification .badge.verified").count() == 1
+    assert page.locator('#provider-verdicts tbody tr[data-verdict="verified"]').count() == 1
+    page.goto(f"{server.url}/providers")
+    assert page.locator("#providers-table .badge.mismatch").count() == 1
+    shoot(page, "explorer-verdicts.png")

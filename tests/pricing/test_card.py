@@ -33,6 +33,12 @@ def test_default_rates_in_base_units() -> None:
         "H100": 3_000_000_000,
         "M3 Ultra": 1_200_000_000,
         "M2 Ultra": 1_000_000_000,
+        "M1 Ultra": 800_000_000,
+        "MI300X": 2_500_000_000,
+        "MI250X": 1_600_000_000,
+        "MI250": 1_400_000_000,
+        "MI210": 800_000_000,
+        "RX 7900 XTX": 300_000_000,
     }
     assert DEFAULT_RATE_CARD.vram_per_gb_hour == 20_000_000
     assert DEFAULT_RATE_CARD.power_per_watt_hour == 1_000_000
@@ -58,6 +64,12 @@ def test_golden_h100_80gb_700w() -> None:
         ("H100", 5_300_000_000, 1_472_223),  # 3.00 + 80 GB + 700 W
         ("M3 Ultra", 3_600_000_000, 1_000_000),  # 1.20 + 96 GB + 480 W, exact
         ("M2 Ultra", 2_575_000_000, 715_278),  # 1.00 + 64 GB + 295 W
+        ("M1 Ultra", 2_450_000_000, 680_556),  # 0.80 + 64 GB + 370 W
+        ("MI300X", 7_090_000_000, 1_969_445),  # 2.50 + 192 GB + 750 W
+        ("MI250X", 4_720_000_000, 1_311_112),  # 1.60 + 128 GB + 560 W
+        ("MI250", 4_460_000_000, 1_238_889),  # 1.40 + 128 GB + 500 W
+        ("MI210", 2_380_000_000, 661_112),  # 0.80 + 64 GB + 300 W
+        ("RX 7900 XTX", 1_135_000_000, 315_278),  # 0.30 + 24 GB + 355 W
     ],
 )
 def test_golden_reference_specs(model: str, hourly: int, per_second: int) -> None:
@@ -82,6 +94,9 @@ def test_bare_model_rate_per_second() -> None:
         ("NVIDIA GeForce RTX 4080 SUPER", "RTX 4080"),
         ("Apple M3 Ultra", "M3 Ultra"),
         ("apple m2-ultra", "M2 Ultra"),
+        ("AMD Instinct MI300X", "MI300X"),
+        ("AMD Instinct MI250X / MI250", "MI250X"),
+        ("AMD Radeon RX 7900 XTX", "RX 7900 XTX"),
     ],
 )
 def test_model_names_resolve(name: str, model: str) -> None:
