@@ -227,7 +227,7 @@ async def store_searches(
     latencies: list[float] = []
     async with open_store(db) as store:
         market = Market(store, DEFAULT_RATE_CARD, availability_window_s=86400)
-        queries = [parse_offer_query(p, market, 200) for p in plans]
+        queries = [parse_offer_query(p, market, 200, coord_now=now) for p in plans]
 
         async def worker(chunk: list[OfferQuery]) -> None:
             for query in chunk:
