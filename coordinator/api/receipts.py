@@ -163,8 +163,8 @@ async def post_receipt_batch(request: Request) -> JSONResponse:
             continue
         counted[status] += 1
         results[index] = {**_result(receipt, "accepted"), "stored": status}
-    for status, count in counted.items():  # one metric update per status, not per receipt
-        coord.metrics.receipts_ingested.labels(status).inc(count)
+    for outcome, count in counted.items():  # one metric update per outcome, not per receipt
+        coord.metrics.receipts_ingested.labels(outcome).inc(count)
     if any(r.get("stored") == "created" for r in results):
         await coord.market.touch(signer, now)
     accepted = sum(r["status"] == "accepted" for r in results)
