@@ -26,14 +26,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import signal
-import subprocess
-import sys
 import tempfile
 import time
-from collections.abc import Awaitable, Callable, Iterator, Sequence
-from contextlib import ExitStack, contextmanager, suppress
+from collections.abc import Awaitable, Callable, Sequence
+from contextlib import ExitStack, suppress
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -59,36 +56,13 @@ from benchmarks.bench_coordinator import (
 from tests.contracts_client.support import serve_node
 from tests.coordinator.escrow_world import DGPU, World, make_world
 from tests.coordinator.pg import Cluster, running_cluster
+from tests.coordinator.test_replicas import replica
 
-DGPU_BIN = Path(sys.executable).parent / "dgpu"
+QUIET = ("--snapshot-every", "3600")  # no price snapshot or rescoring during a run
 UNLIMITED = (
     *("--ip-rate", "1e9", "--ip-burst", "1000000000"),
     *("--key-rate", "1e9", "--key-burst", "1000000000"),
 )
-
-
-@contextmanager
-def replica(db: Path | str, name: str, *extra: str) -> Iterator[tuple[str, subprocess.Popen[str]]]:
-    """One ``dgpu coordinator serve`` process; (url, process)."""
-    proc = subprocess.Popen(
-        [
-            *(str(DGPU_BIN), "coordinator", "serve", "--listen", "127.0.0.1:0"),
-            *("--db", str(db), "--replica-id", name, "--snapshot-every", "3600", "--json"),
-            *extra,
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
-    try:
-        assert proc.stdout is not None
-        url = json.loads(proc.stdout.readline())["url"]
-        httpx.get(f"{url}/healthz", timeout=120).raise_for_status()
-        yield url, proc
-    finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            proc.wait(60)
 
 
 def cluster_cpu(cluster: Cluster) -> float:
@@ -126,7 +100,9 @@ def measure(
     plans = search_plans(args.requests)
     with ExitStack() as stack:
         started = [
-            stack.enter_context(replica(db, f"r{k}", "--settle-every", "0", *UNLIMITED))
+            stack.enter_context(
+                replica(str(db), f"r{k}", *QUIET, "--settle-every", "0", *UNLIMITED)
+            )
             for k in range(replicas)
         ]
         urls = [url for url, _ in started]
@@ -216,8 +192,8 @@ async def failover_once(
     opened = [await world.open(renter, provider, deposit=DGPU) for _ in range(channels)]
     settle = ("--settle-every", "0.5", "--settler-lease", f"{lease_s:g}")
     with ExitStack() as stack:
-        url_a, proc_a = stack.enter_context(replica(db, "first", *chain_args, *settle))
-        url_b, _ = stack.enter_context(replica(db, "second", *chain_args, *settle))
+        url_a, proc_a = stack.enter_context(replica(db, "first", *QUIET, *chain_args, *settle))
+        url_b, _ = stack.enter_context(replica(db, "second", *QUIET, *chain_args, *settle))
         with trio.fail_after(60):
             await _until(url_a, _settling)
         proc_a.send_signal(signal.SIGKILL)
