@@ -127,7 +127,7 @@ def throughput_section(tmp: Path, cluster: Cluster, args: argparse.Namespace) ->
         started = time.perf_counter()
         asyncio.run(load_offers(db, args.offers, args.superseded, now))
         kind = "sqlite" if db == sqlite_db else "PostgreSQL"
-        if db == pg_db:  # the state autovacuum keeps (migration 6 tunes it for offers)
+        if db == pg_db:  # the state autovacuum keeps (migration 7 tunes it for offers)
             cluster.query(pg_db, "VACUUM ANALYZE offers")
         print(
             f"  (loaded {args.offers + args.superseded:,} offers into {kind} in "

@@ -14,8 +14,9 @@ from dgpu.contracts_client.chain import ChainError, RpcChain
 from dgpu.contracts_client.errors import EscrowClientError
 from dgpu.contracts_client.escrow import EscrowClient
 from dgpu.contracts_client.money import ChainEscrow
+from dgpu.coordinator.admission import Prober
 from dgpu.coordinator.app import create_app
-from dgpu.coordinator.config import CoordinatorConfig, RateLimit
+from dgpu.coordinator.config import AdmissionLimits, CoordinatorConfig, RateLimit
 from dgpu.coordinator.db import is_database_url
 from dgpu.coordinator.proxy import TrustedProxies
 from dgpu.coordinator.server import Listen, bind, serve_app
@@ -105,6 +106,35 @@ def command() -> None:
     multiple=True,
     help="Reverse proxy address or CIDR whose X-Forwarded-For is believed (repeatable).",
 )
+@click.option(
+    "--no-probe",
+    is_flag=True,
+    help="Serve offers without first reaching their provider over libp2p (closed deployments"
+    " whose providers are all known; /healthz then says probing: false).",
+)
+@click.option(
+    "--psk-file",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    help="Private-network key of the swarm, for the prober's libp2p node.",
+)
+@click.option(
+    "--probe-timeout", default=10.0, show_default=True, help="Seconds to reach a provider."
+)
+@click.option(
+    "--probe-ttl",
+    default=600,
+    show_default=True,
+    help="Seconds a passed probe admits a provider's offers before it is probed again.",
+)
+@click.option(
+    "--offers-per-key", default=8, show_default=True, help="Live offers one provider key may hold."
+)
+@click.option(
+    "--new-keys-per-ip",
+    default=20,
+    show_default=True,
+    help="New provider keys accepted from one client address per hour.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the listening address as JSON.")
 def serve(
     listen: str,
@@ -126,6 +156,12 @@ def serve(
     replica_id: str,
     settler_lease: float,
     trusted_proxies: tuple[str, ...],
+    no_probe: bool,
+    psk_file: Path | None,
+    probe_timeout: float,
+    probe_ttl: int,
+    offers_per_key: int,
+    new_keys_per_ip: int,
     as_json: bool,
 ) -> None:
     """Serve the API and the explorer until SIGINT/SIGTERM."""
@@ -147,6 +183,7 @@ def serve(
         snapshot_every_s=snapshot_every,
         mint=mint,
         verify_channels_on_intake=not no_intake_check,
+        admission=_admission(probe_timeout, probe_ttl, offers_per_key, new_keys_per_ip),
     )
     try:
         TrustedProxies(trusted_proxies)
@@ -166,7 +203,41 @@ def serve(
         stderr.print(
             f"coordinator listening on http://{host}:{port} (database {config.describe_database()})"
         )
-    asyncio.run(_serve(config, card, sock, rpc_url, key_path, poll_interval))
+    if no_probe:
+        asyncio.run(_serve(config, card, sock, rpc_url, key_path, poll_interval, None))
+        return
+    # imported here: py-libp2p takes about a second to import
+    from dgpu.cli.nodeopts import read_psk
+    from dgpu.cli.probing import ProberStartError, running_prober
+    from dgpu.node.net.libp2p import Libp2pConfig
+
+    try:
+        with running_prober(
+            Libp2pConfig(psk=read_psk(psk_file)), timeout_s=probe_timeout
+        ) as prober:
+            log.info("probing providers from libp2p peer %s", prober.peer_id)
+            asyncio.run(_serve(config, card, sock, rpc_url, key_path, poll_interval, prober))
+    except ProberStartError as exc:
+        raise click.ClickException(f"{exc} (--no-probe serves without it)") from exc
+
+
+def _admission(
+    timeout_s: float, ttl_s: int, offers_per_key: int, new_keys_per_ip: int
+) -> AdmissionLimits:
+    for name, value in (
+        ("--offers-per-key", offers_per_key),
+        ("--new-keys-per-ip", new_keys_per_ip),
+    ):
+        if value < 1:
+            raise click.BadParameter("must be at least 1", param_hint=name)
+    if timeout_s <= 0 or ttl_s < 1:
+        raise click.BadParameter("must be positive", param_hint="--probe-timeout/--probe-ttl")
+    return AdmissionLimits(
+        live_offers_per_key=offers_per_key,
+        new_keys_per_ip_per_hour=new_keys_per_ip,
+        probe_timeout_s=timeout_s,
+        probe_ttl_s=ttl_s,
+    )
 
 
 async def _serve(
@@ -176,9 +247,10 @@ async def _serve(
     rpc_url: str | None,
     key_path: Path | None,
     poll_interval: float,
+    prober: Prober | None,
 ) -> None:
     if rpc_url is None:
-        await serve_app(create_app(config, card=card), sock)
+        await serve_app(create_app(config, card=card, prober=prober), sock)
         return
     assert key_path is not None
     settler = load_identity(key_path)
@@ -190,4 +262,4 @@ async def _serve(
             log.warning("escrow config not readable at %s: %s", rpc_url, exc)
         backend = SettlementBackend(ChainEscrow(escrow), settler)
         config = replace(config, program_id=backend.program_id)
-        await serve_app(create_app(config, backend=backend, card=card), sock)
+        await serve_app(create_app(config, backend=backend, card=card, prober=prober), sock)

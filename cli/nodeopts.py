@@ -49,7 +49,10 @@ data_option = click.option(
 )
 json_option = click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 
-DEFAULT_LISTEN = "/ip4/127.0.0.1/tcp/0"
+DEFAULT_LISTEN = "/ip4/0.0.0.0/tcp/0"
+"""Renters: every interface, any port. Nobody needs to dial a renter first, but a hole
+punch (DCUtR) needs a listener on the interface facing the NAT: its dials leave from the
+listen port, which a port-preserving NAT keeps (a loopback listener cannot be punched)."""
 PROVIDER_LISTEN = "/ip4/0.0.0.0/tcp/4001"
 """Providers are dialled by strangers: every interface, and a fixed port (a port-preserving
 NAT then maps it to the same public port, which hole punching predicts). What is

@@ -17,6 +17,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
+from dgpu.coordinator.admission import Admitter, Prober
 from dgpu.coordinator.api import (
     market,
     offers,
@@ -35,6 +36,7 @@ from dgpu.coordinator.proxy import TrustedProxies
 from dgpu.coordinator.service import Coordinator
 from dgpu.coordinator.settlement import CoordinatorSettler, SettlementBackend
 from dgpu.coordinator.store import open_store
+from dgpu.coordinator.store.admission import KEY_WINDOW_S
 from dgpu.pricing import DEFAULT_RATE_CARD, RateCard
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -159,8 +161,11 @@ def create_app(
     backend: SettlementBackend | None = None,
     card: RateCard = DEFAULT_RATE_CARD,
     clock: Callable[[], float] = time.time,
+    prober: Prober | None = None,
 ) -> Starlette:
-    """The coordinator app; the store opens (and the timers start) in its lifespan."""
+    """The coordinator app; the store opens (and the timers start) in its lifespan. With a
+    ``prober``, offers are served only once their provider was reached and proved its key
+    (:mod:`dgpu.coordinator.admission`)."""
     metrics = Metrics()
     holder = _Holder()
     proxies = TrustedProxies(config.trusted_proxies)
@@ -186,6 +191,8 @@ def create_app(
                 settler=settler,
                 clock=clock,
             )
+            if prober is not None:
+                coord.admitter = Admitter(store, prober, config.admission, metrics, now=coord.now)
             metrics.replica.labels(coord.replica_id).set(1)
             metrics.settler_candidate.set(1 if settler is not None else 0)
             if settler is not None:
@@ -203,6 +210,8 @@ def create_app(
                         )
                     )
                 ]
+                if coord.admitter is not None:
+                    jobs.append(tasks.create_task(coord.admitter.run()))
                 if settler is not None:
                     jobs.append(tasks.create_task(_keep_lease(coord, settler)))
                     if config.settle_every_s > 0:
@@ -261,6 +270,7 @@ async def _housekeeping(coord: Coordinator) -> None:
     await coord.market.rescore_all(now)
     await coord.store.offers.prune(now - OFFER_RETENTION_S)
     await coord.store.prices.prune(now - SNAPSHOT_RETENTION_S)
+    await coord.store.admission.prune(now - KEY_WINDOW_S)
     await coord.ip_limiter.prune(coord.clock())
     await coord.key_limiter.prune(coord.clock())
 

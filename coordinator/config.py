@@ -21,6 +21,30 @@ class RateLimit:
 
 
 @dataclass(frozen=True)
+class AdmissionLimits:
+    """What an offer must pass to be indexed and served (see :mod:`dgpu.coordinator.admission`)."""
+
+    live_offers_per_key: int = 8
+    """Live offers one provider key may hold at once (a node advertises one at a time; the
+    offers it replaced stay live until they expire)."""
+    new_keys_per_ip_per_hour: int = 20
+    """Provider keys first posted from one client address in an hour (direct posts only:
+    a trusted relay does its own limiting)."""
+    probe_ttl_s: int = 600
+    """A passed probe admits the key's offers this long, then the provider is probed again."""
+    failed_probe_retry_s: int = 60
+    """A failed probe is retried after this many seconds (its offers wait meanwhile)."""
+    probe_timeout_s: float = 10.0
+    probe_concurrency: int = 16
+    probe_every_s: float = 5.0
+    """Due probes are looked for this often, and at once when a new offer arrives."""
+
+    def __post_init__(self) -> None:
+        if self.live_offers_per_key < 1 or self.new_keys_per_ip_per_hour < 1:
+            raise ValueError("admission limits must be at least 1")
+
+
+@dataclass(frozen=True)
 class CoordinatorConfig:
     db_path: Path
     """The sqlite file (``:memory:`` is refused: the store must survive restarts); not used
@@ -70,6 +94,8 @@ class CoordinatorConfig:
     """When set, receipts for another escrow program are refused (base58 address)."""
     verify_channels_on_intake: bool = True
     """With a chain, check a receipt's channel on chain when it first arrives."""
+    admission: AdmissionLimits = AdmissionLimits()
+    """Per-key and per-address offer limits; the reachability probe."""
     site_name: str = "dgpu explorer"
     explorer_refresh_s: float = 5.0
     """The overview page polls its live figures this often (0: never)."""

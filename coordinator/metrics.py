@@ -81,6 +81,12 @@ class Metrics:
             ["replica"],
             registry=r,
         )
+        self.probes = Counter(
+            "dgpu_coordinator_reachability_checks",
+            "Reachability probes of providers by result (reachable, refused)",
+            ["result"],
+            registry=r,
+        )
         self.failures = Counter(
             "dgpu_coordinator_failures",
             "Internal failures by kind (handler, settlement, snapshot)",

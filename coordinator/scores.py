@@ -8,7 +8,17 @@ Each part is in ``[0, 1]``; the score is their weighted sum::
     price-performance  P = min(1, reference / (2 * price)), median over the live offers
                            with a reference price (0.5 at the reference, 1 at half of it)
 
-    score = 0.40 R + 0.30 A + 0.10 V + 0.20 P
+    score = verification_factor((0.40 R + 0.30 A + 0.10 V + 0.20 P) * H)
+    H     = 1 for a proven provider (at least one completed job), NEW_KEY_WEIGHT otherwise
+
+No history is not a good history: before this factor a brand-new key offering at price 1
+scored ~0.7 (R = 0.5 by the prior, A = 1 over a span of zero, P = 1), above most providers
+that had actually run jobs, so a flood of fresh keys took the top of every search. A key
+without a completed job now scores at most ``NEW_KEY_WEIGHT`` (0.25) and searches also put
+proven providers first whatever their price (``proven`` is copied onto their offers). To
+become proven a provider must complete a job a renter reports as completed (or whose channel
+settled on chain): a fake must run jobs, or pay for channels and settlements on chain with
+a key of its own per fake, to rank.
 
 Where the inputs come from:
 
@@ -52,6 +62,8 @@ WEIGHTS: Final = {
     "price_performance": 0.20,
 }
 VOLUME_FULL_DGPU_LOG10: Final = 3.0
+NEW_KEY_WEIGHT: Final = 0.25
+"""The score factor of a provider without a completed job (see the module docstring)."""
 
 
 @dataclass(frozen=True)
@@ -70,6 +82,15 @@ class ScoreParts:
     """The provider's recent decisive probe verdict (see :func:`verification_factor`)."""
 
     @property
+    def proven(self) -> bool:
+        """Has completed a job: what ranks a provider above every new key."""
+        return self.jobs_completed > 0
+
+    @property
+    def history_weight(self) -> float:
+        return 1.0 if self.proven else NEW_KEY_WEIGHT
+
+    @property
     def score(self) -> float:
         weighted = (
             WEIGHTS["reliability"] * self.reliability
@@ -77,12 +98,14 @@ class ScoreParts:
             + WEIGHTS["volume"] * self.volume
             + WEIGHTS["price_performance"] * self.price_performance
         )
-        return verification_factor(weighted, self.verification)
+        return verification_factor(weighted * self.history_weight, self.verification)
 
     def as_json(self) -> dict[str, object]:
         return {
             "score": round(self.score, 4),
             "weights": dict(WEIGHTS),
+            "proven": self.proven,
+            "history_weight": self.history_weight,
             "parts": {
                 "reliability": round(self.reliability, 4),
                 "availability": round(self.availability, 4),

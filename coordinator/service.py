@@ -13,6 +13,7 @@ from dgpu.coordinator.auth import ReplayGuard, SignatureGuard
 from dgpu.coordinator.config import CoordinatorConfig
 from dgpu.coordinator.market import Market
 from dgpu.coordinator.metrics import Metrics
+from dgpu.coordinator.proxy import TrustedProxies
 from dgpu.coordinator.ratelimit import Limiter, RateLimiter
 from dgpu.coordinator.replicas import (
     SETTLER_LEASE,
@@ -23,6 +24,7 @@ from dgpu.coordinator.replicas import (
 from dgpu.coordinator.store import Store
 
 if TYPE_CHECKING:
+    from dgpu.coordinator.admission import Admitter
     from dgpu.coordinator.settlement import CoordinatorSettler
 
 
@@ -34,6 +36,9 @@ class Coordinator:
     metrics: Metrics
     settler: CoordinatorSettler | None = None
     clock: Callable[[], float] = time.time
+    admitter: Admitter | None = None
+    """Probes providers before their offers are served; None: every offer is served."""
+    proxies: TrustedProxies = field(init=False)
     guard: SignatureGuard = field(init=False)
     key_limiter: Limiter = field(init=False)
     ip_limiter: Limiter = field(init=False)
@@ -53,6 +58,7 @@ class Coordinator:
             self.guard = ReplayGuard(config.auth_window_s)
             self.key_limiter = RateLimiter(config.per_key_limit, name="signer")
             self.ip_limiter = RateLimiter(config.per_ip_limit, name="client address")
+        self.proxies = TrustedProxies(config.trusted_proxies)
         self.replica_id = config.replica_id or f"{socket.gethostname()}:{os.getpid()}"
         self.lease = Lease(
             db, name=SETTLER_LEASE, holder=self.replica_id, term_s=config.settler_lease_s

@@ -81,6 +81,9 @@ class ProviderConfig:
     (short on purpose: see :mod:`dgpu.node.provider.holds`)."""
     max_unfunded_per_renter: int = 1
     """Holds one renter key may have at once before funding one of them."""
+    max_unfunded_per_ip: int = 4
+    """Unfunded holds of renters connecting from one IP address at once (renters whose
+    address is unknown, e.g. relayed, are not counted: their relay limits them per IP)."""
     unfunded_cooldown_s: int = 60
     """A key whose hold expired unfunded gets no new hold this long (doubling per repeat)."""
     proof_of_funds: bool = True
@@ -117,6 +120,7 @@ class ProviderConfig:
             "agreement_timeout_s",
             "funding_timeout_s",
             "max_unfunded_per_renter",
+            "max_unfunded_per_ip",
         ):
             _positive(name, getattr(self, name))
         if not 1 <= self.max_duration_s <= MAX_DURATION_CAP_S:

@@ -20,8 +20,8 @@ from dgpu.coordinator.api.common import (
 )
 from dgpu.coordinator.errors import ApiError, bad_request, forbidden, not_found, unprocessable
 from dgpu.coordinator.market import Market
-from dgpu.coordinator.store import OfferQuery, offer_json
-from dgpu.coordinator.store.offers import SORTS
+from dgpu.coordinator.store import OfferAdmission, OfferQuery, offer_json
+from dgpu.coordinator.store.offers import DEFAULT_SORT, SORTS
 from dgpu.protocol.errors import (
     DecodeError,
     MessageTooLarge,
@@ -73,22 +73,36 @@ async def post_offer(request: Request) -> JSONResponse:
         raise unprocessable(
             f"this coordinator indexes offers in mint {coord.config.mint}", "wrong_mint"
         )
+    direct = signer == provider
+    admission = OfferAdmission(
+        coord.config.admission,
+        # a trusted relay forwards many providers' offers from its one address
+        client=coord.proxies.client_of(request.scope) if direct else None,
+        probing=coord.admitter is not None,
+    )
     status = await coord.store.offers.ingest(
         offer,
         data,
         model_key=coord.market.model_key(offer.gpu_model),
-        source="direct" if signer == provider else "relay",
+        source="direct" if direct else "relay",
         now=now,
+        admission=admission,
     )
     coord.metrics.offers_ingested.labels(status).inc()
     if status in ("created", "refreshed"):
         await coord.market.touch(provider, now)
+    admitted = admission.admitted
+    if not admitted and coord.admitter is not None:
+        coord.admitter.wake()
     return ok(
         {
             "status": status,
             "offer_id": offer.offer_id.hex(),
             "provider": provider,
             "expires_at": offer.expires_at,
+            # pending: stored, served once the coordinator has reached the provider at the
+            # offer's addresses and the provider proved its key there
+            "admission": "admitted" if admitted else "pending",
         },
         status=201 if status == "created" else 200,
     )
@@ -101,7 +115,7 @@ def parse_offer_query(
     ``verified=true`` keeps providers with a verified probe verdict since ``coord_now``
     minus the market's ``verified_window_s``."""
     model = str_param(params, "gpu_model")
-    sort = params.get("sort", "price")
+    sort = params.get("sort", DEFAULT_SORT)
     if sort not in SORTS:
         raise bad_request(f"sort must be one of {', '.join(SORTS)}", "invalid_parameter")
     return OfferQuery(

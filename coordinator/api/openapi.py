@@ -347,6 +347,8 @@ def openapi_document(max_page: int = 200) -> dict[str, Any]:
                         "region": STR,
                         "expires_at": INT,
                         "provider_score": {"type": "number"},
+                        "provider_proven": {"type": "boolean"},
+                        "admitted": {"type": "boolean"},
                         "gpu_vendor": {
                             "type": "string",
                             "enum": ["nvidia", "amd", "apple", "unknown"],
@@ -377,6 +379,7 @@ def openapi_document(max_page: int = 200) -> dict[str, Any]:
                         "offer_id": STR,
                         "provider": STR,
                         "expires_at": INT,
+                        "admission": {"type": "string", "enum": ["admitted", "pending"]},
                     },
                 },
                 "Report": {

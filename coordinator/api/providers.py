@@ -26,7 +26,14 @@ async def provider_profile(
     if parts is None or row is None:
         return None
     _, offers = await coord.store.offers.search(
-        OfferQuery(provider=address, limit=100, sort="newest", current_only=current_only), now
+        OfferQuery(
+            provider=address,
+            limit=100,
+            sort="newest",
+            current_only=current_only,
+            admitted_only=False,
+        ),
+        now,
     )
     totals = await coord.store.channels.provider_totals(address)
     channels = await coord.store.channels.for_provider(address)
@@ -39,6 +46,7 @@ async def provider_profile(
         "last_seen": row["last_seen"],
         "online": bool(offers),
         **parts.as_json(),
+        "reachability": await coord.store.admission.reachability_of(address),
         "totals": {
             "channels": totals["channels"],
             "jobs": totals["jobs"],

@@ -13,7 +13,9 @@ from starlette.routing import Route
 async def healthz(request: Request) -> JSONResponse:
     """Alive and reaching its database (503 ``database_unavailable`` otherwise); which
     replica this is, and which one runs the settlement rounds (``settler``: the holder of
-    the settler lease, ``null`` when none holds it now)."""
+    the settler lease, ``null`` when none holds it now). ``probing`` false: offers are served
+    without checking that their provider can be reached and holds its key (``--no-probe``);
+    ``pending_offers``: live offers waiting for that check."""
     coord = coordinator(request)
     offers = await coord.store.offers.count()
     return ok(
@@ -26,6 +28,8 @@ async def healthz(request: Request) -> JSONResponse:
             "replica": coord.replica_id,
             "settling": coord.settling,
             "settler": await coord.lease.current_holder() if coord.settler else None,
+            "probing": coord.admitter is not None,
+            "pending_offers": await coord.store.admission.pending(coord.now()),
         }
     )
 

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from dgpu.coordinator.db import Database, open_database
+from dgpu.coordinator.store.admission import AdmissionRepo, Due, OfferAdmission
 from dgpu.coordinator.store.channels import ChannelKey, ChannelRepo, ReceiptStatus, Unsettled
 from dgpu.coordinator.store.offers import IngestStatus, OfferQuery, OfferRepo, offer_json
 from dgpu.coordinator.store.providers import PriceRepo, PriceSnapshot, ProviderRepo
@@ -23,6 +24,7 @@ class Store:
     providers: ProviderRepo
     prices: PriceRepo
     verdicts: VerdictRepo
+    admission: AdmissionRepo
 
 
 @asynccontextmanager
@@ -30,14 +32,23 @@ async def open_store(target: str | Path) -> AsyncIterator[Store]:
     """The store in ``target``: a sqlite file path or a ``postgresql://`` URL."""
     async with open_database(target) as db:
         yield Store(
-            db, OfferRepo(db), ChannelRepo(db), ProviderRepo(db), PriceRepo(db), VerdictRepo(db)
+            db,
+            OfferRepo(db),
+            ChannelRepo(db),
+            ProviderRepo(db),
+            PriceRepo(db),
+            VerdictRepo(db),
+            AdmissionRepo(db),
         )
 
 
 __all__ = [
+    "AdmissionRepo",
     "ChannelKey",
     "ChannelRepo",
+    "Due",
     "IngestStatus",
+    "OfferAdmission",
     "OfferQuery",
     "OfferRepo",
     "PriceRepo",

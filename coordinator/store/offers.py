@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import json
 from dataclasses import dataclass
-from typing import Any, Final, Literal
+from typing import TYPE_CHECKING, Any, Final, Literal
 
 import msgspec
 from dgpu.coordinator.db import Connection, Database, Row
@@ -14,9 +14,13 @@ from dgpu.coordinator.store.verdicts import VERIFIED_SINCE
 from dgpu.protocol.identity import address_of
 from dgpu.protocol.messages import Offer
 
+if TYPE_CHECKING:
+    from dgpu.coordinator.store.admission import OfferAdmission
+
 IngestStatus = Literal["created", "refreshed", "duplicate", "stale"]
-SortKey = Literal["price", "-price", "score", "vram", "count", "newest"]
+SortKey = Literal["rank", "price", "-price", "score", "vram", "count", "newest"]
 SORTS: Final[dict[str, str]] = {
+    "rank": "o.provider_proven DESC, o.price_per_gpu_second ASC, o.rowid ASC",
     "price": "o.price_per_gpu_second ASC, o.rowid ASC",
     "-price": "o.price_per_gpu_second DESC, o.rowid DESC",
     "score": "o.provider_score DESC, o.price_per_gpu_second ASC, o.rowid ASC",
@@ -24,7 +28,10 @@ SORTS: Final[dict[str, str]] = {
     "count": "o.gpu_count DESC, o.price_per_gpu_second ASC, o.rowid ASC",
     "newest": "o.created_at DESC, o.rowid DESC",
 }
-"""Every order ends in the rowid, so pages are stable and price/age orders follow an index."""
+"""Every order ends in the rowid, so pages are stable and price/age orders follow an index.
+``rank`` (the default) is price order with proven providers first: a flood of new keys at
+price 1 cannot push a provider that has completed jobs off the first page."""
+DEFAULT_SORT: Final = "rank"
 
 
 @dataclass(frozen=True)
@@ -40,11 +47,13 @@ class OfferQuery:
     """Provider score at least this, in basis points of 1.0."""
     simulated: bool | None = None
     provider: str | None = None
-    sort: str = "price"
+    sort: str = DEFAULT_SORT
     limit: int = 50
     offset: int = 0
     current_only: bool = False
     """Only each provider's current offer (see CURRENT): what the explorer shows."""
+    admitted_only: bool = True
+    """Only offers whose provider passed admission (reached and proved its key)."""
     verified_since: int | None = None
     """Only providers with a ``verified`` probe verdict since then (see VERIFIED_SINCE)."""
 
@@ -54,6 +63,8 @@ class OfferQuery:
         collecting every live offer through the expiry index and sorting them."""
         clauses = ["o.expires_at > ?" if for_count else "+o.expires_at > ?"]
         params: list[Any] = [now]
+        if self.admitted_only:
+            clauses.append("o.admitted = 1")
         for column, op, value in (
             ("o.model_key", "=", self.model_key),
             ("o.gpu_count", ">=", self.count),
@@ -92,7 +103,7 @@ _SELECT = (
     "SELECT o.offer_id, o.provider, o.gpu_model, o.model_key, o.gpu_count, o.vram_mb,"
     " o.power_w, o.simulated, o.price_per_gpu_second, o.mint, o.region, o.max_duration_s,"
     " o.multiaddrs, o.created_at, o.expires_at, o.source, o.received_at, o.raw,"
-    " o.provider_score AS score FROM offers o"
+    " o.provider_score AS score, o.provider_proven, o.admitted FROM offers o"
 )
 
 
@@ -117,6 +128,8 @@ def offer_json(row: Row) -> dict[str, Any]:
         "expires_at": row["expires_at"],
         "source": row["source"],
         "provider_score": row["score"] / 10_000,
+        "provider_proven": bool(row["provider_proven"]),
+        "admitted": bool(row["admitted"]),
         **device_json(bytes(row["raw"])),
         "raw": base64.b64encode(bytes(row["raw"])).decode(),
     }
@@ -143,14 +156,27 @@ class OfferRepo:
         self._db = db
 
     async def ingest(
-        self, offer: Offer, raw: bytes, *, model_key: str, source: str, now: int
+        self,
+        offer: Offer,
+        raw: bytes,
+        *,
+        model_key: str,
+        source: str,
+        now: int,
+        admission: OfferAdmission | None = None,
     ) -> IngestStatus:
-        """Store ``offer`` (already verified) unless a same-or-newer version is known."""
+        """Store ``offer`` (already verified) unless a same-or-newer version is known.
+        With ``admission``, its limits are checked first (refusals raise
+        :class:`~dgpu.coordinator.errors.ApiError`) and the offer is stored admitted or
+        pending as its provider's last probe says."""
         provider = address_of(offer.provider)
+        admitted = 1
         async with self._db.transaction() as conn:
             # One provider's offers are ingested one at a time across replicas: the look-up
             # below and the presence interval are read-then-write.
             await conn.lock(f"offers:{provider}")
+            if admission is not None:
+                admitted = int(await admission.check(conn, offer, provider, now))
             known = await conn.fetchone(
                 "SELECT provider, created_at, raw FROM offers WHERE offer_id = ?",
                 (offer.offer_id,),
@@ -168,8 +194,10 @@ class OfferRepo:
                 "INSERT INTO offers (offer_id, provider, gpu_model, model_key, gpu_count,"
                 " vram_mb, power_w, simulated, price_per_gpu_second, mint, region,"
                 " max_duration_s, multiaddrs, created_at, expires_at, source, received_at, raw,"
-                " provider_score) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,"
-                " coalesce((SELECT score FROM providers WHERE address = ?), 0))",
+                " admitted, provider_score, provider_proven)"
+                " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,"
+                " coalesce((SELECT score FROM providers WHERE address = ?), 0),"
+                " coalesce((SELECT proven FROM providers WHERE address = ?), 0))",
                 (
                     offer.offer_id,
                     provider,
@@ -189,6 +217,8 @@ class OfferRepo:
                     source,
                     now,
                     raw,
+                    admitted,
+                    provider,
                     provider,
                 ),
             )
@@ -216,12 +246,13 @@ class OfferRepo:
         return int(await self._db.scalar("SELECT count(*) FROM offers"))
 
     async def live_rows(self, now: int) -> list[Row]:
-        """Every provider's current offer (model, count, price, provider): input of
-        reference prices (a superseded offer is not supply)."""
+        """Every provider's current admitted offer (model, count, price, provider): input of
+        reference prices (neither a superseded offer nor one waiting for its probe is
+        supply)."""
         rows = await self._db.fetchall(
             "SELECT o.model_key, o.gpu_model, o.gpu_count, o.price_per_gpu_second,"  # noqa: S608 (constant CURRENT)
             " o.provider, o.simulated, o.vram_mb FROM offers o"
-            f" WHERE o.expires_at > ? AND {CURRENT}",
+            f" WHERE o.expires_at > ? AND o.admitted = 1 AND {CURRENT}",
             (now, now),
         )
         return list(rows)
@@ -231,7 +262,7 @@ class OfferRepo:
         row = await self._db.fetchone(
             "SELECT count(*) AS offers, coalesce(sum(gpu_count), 0) AS gpus,"  # noqa: S608 (constant CURRENT)
             " count(DISTINCT provider) AS providers FROM offers o"
-            f" WHERE o.expires_at > ? AND {CURRENT}",
+            f" WHERE o.expires_at > ? AND o.admitted = 1 AND {CURRENT}",
             (now, now),
         )
         assert row is not None
@@ -241,7 +272,7 @@ class OfferRepo:
         rows = await self._db.fetchall(
             "SELECT model_key, sum(gpu_count) AS gpus, count(*) AS offers,"  # noqa: S608 (constant CURRENT)
             " sum(simulated * gpu_count) AS simulated_gpus, min(price_per_gpu_second) AS cheapest"
-            f" FROM offers o WHERE o.expires_at > ? AND {CURRENT}"
+            f" FROM offers o WHERE o.expires_at > ? AND o.admitted = 1 AND {CURRENT}"
             " GROUP BY model_key ORDER BY gpus DESC, model_key",
             (now, now),
         )
@@ -249,7 +280,8 @@ class OfferRepo:
 
     async def distinct(self, column: Literal["model_key", "region"], now: int) -> list[str]:
         rows = await self._db.fetchall(
-            f"SELECT DISTINCT {column} FROM offers WHERE expires_at > ? ORDER BY 1",  # noqa: S608
+            f"SELECT DISTINCT {column} FROM offers"  # noqa: S608 (column is a Literal)
+            " WHERE expires_at > ? AND admitted = 1 ORDER BY 1",
             (now,),
         )
         return [row[0] for row in rows]
@@ -310,7 +342,7 @@ async def live_candidates(db: Database, now: int) -> list[Row]:
     rows = await db.fetchall(
         "SELECT o.model_key, o.gpu_count, o.vram_mb, o.price_per_gpu_second, o.region,"  # noqa: S608 (constant CURRENT)
         " o.simulated, o.provider_score AS score FROM offers o"
-        f" WHERE o.expires_at > ? AND {CURRENT}",
+        f" WHERE o.expires_at > ? AND o.admitted = 1 AND {CURRENT}",
         (now, now),
     )
     return list(rows)

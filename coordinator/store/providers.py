@@ -79,7 +79,7 @@ class ProviderRepo:
         async with self._db.transaction() as conn:
             await conn.execute(
                 "UPDATE providers SET score = ?, reliability = ?, availability = ?, volume = ?,"
-                " price_performance = ?, scored_at = ? WHERE address = ?",
+                " price_performance = ?, scored_at = ?, proven = ? WHERE address = ?",
                 (
                     _bps(parts.score),
                     _bps(parts.reliability),
@@ -87,12 +87,13 @@ class ProviderRepo:
                     _bps(parts.volume),
                     _bps(parts.price_performance),
                     now,
+                    int(parts.proven),
                     address,
                 ),
             )
             await conn.execute(
-                "UPDATE offers SET provider_score = ? WHERE provider = ?",
-                (_bps(parts.score), address),
+                "UPDATE offers SET provider_score = ?, provider_proven = ? WHERE provider = ?",
+                (_bps(parts.score), int(parts.proven), address),
             )
 
     async def addresses(self, since: int = 0) -> list[str]:

@@ -44,6 +44,8 @@ class IndexedOffer:
     offer: Offer
     provider_score: float
     source: str
+    provider_proven: bool = False
+    """The index has seen this provider complete a job (it ranks above new keys)."""
 
 
 @dataclass(frozen=True)
@@ -132,7 +134,7 @@ class CoordinatorClient:
         simulated: bool | None = None,
         verified: bool = False,
         provider: str | None = None,
-        sort: str = "price",
+        sort: str = "rank",
         limit: int = 50,
         offset: int = 0,
     ) -> OfferSearch:
@@ -163,7 +165,14 @@ class CoordinatorClient:
                 log.warning("index returned an offer that does not validate: %s", exc)
                 rejected += 1
                 continue
-            found.append(IndexedOffer(offer, float(row["provider_score"]), str(row["source"])))
+            found.append(
+                IndexedOffer(
+                    offer,
+                    float(row["provider_score"]),
+                    str(row["source"]),
+                    bool(row.get("provider_proven", False)),
+                )
+            )
         return OfferSearch(total=int(page["total"]), offers=found, rejected=rejected)
 
     async def offer(self, offer_id: bytes) -> Offer:

@@ -118,6 +118,7 @@ class FramedStream:
         *,
         remote_peer: str,
         protocol: str,
+        remote_ip: str = "",
         max_frame: int = MAX_MESSAGE_BYTES,
         read_timeout: float = DEFAULT_READ_TIMEOUT_S,
         write_timeout: float = DEFAULT_WRITE_TIMEOUT_S,
@@ -128,6 +129,7 @@ class FramedStream:
         self._receive_lock = trio.Lock()
         self.remote_peer = remote_peer
         self.protocol = protocol
+        self.remote_ip = remote_ip
         self.max_frame = max_frame
         self.read_timeout = read_timeout
         self.write_timeout = write_timeout

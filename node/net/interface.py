@@ -61,6 +61,9 @@ class MessageStream(Protocol):
 
     remote_peer: str
     protocol: str
+    remote_ip: str
+    """The IP address an inbound stream comes from, when the network knows it ("" when it
+    does not, or when the connection is relayed): for per-address limits in handlers."""
 
     async def send(self, message: Message, *, timeout: float | None = None) -> None: ...
 

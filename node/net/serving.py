@@ -22,7 +22,7 @@ from dgpu.node.net.errors import NetError, NetTimeout
 from dgpu.node.net.framing import FramedStream
 from dgpu.node.net.interface import DEFAULT_REQUEST_TIMEOUT_S, Handler, MessageStream, PeerRef
 from dgpu.protocol.errors import ProtocolError
-from dgpu.protocol.messages import AnyMessage, Message, Offer
+from dgpu.protocol.messages import AnyMessage, ErrorMessage, Message, Offer
 
 log = logging.getLogger(__name__)
 
@@ -156,6 +156,20 @@ class StreamClient:
     _fanout: OfferFanout
     _peer_id: str
     _admission: StreamAdmission
+    _advertised: Offer | None = None
+    """The offer this node advertised last: what it answers on ``OFFER_PROTOCOL``."""
+
+    def now(self) -> int:
+        raise NotImplementedError
+
+    async def _serve_offer(self, stream: MessageStream, peer: str) -> None:
+        """``OFFER_PROTOCOL``: answer with this node's current offer (asked by renters that
+        know it, and by a coordinator checking it can reach the offer's provider)."""
+        offer = self._advertised
+        if offer is None or offer.expires_at <= self.now():
+            await stream.send(ErrorMessage(code="no_capacity", message="no current offer"))
+        else:
+            await stream.send(offer)
 
     def protect(self, peer: str) -> None:
         """Serve ``peer``'s streams from the reserved room, without per-peer caps (a

@@ -27,12 +27,15 @@ outright, but both add an on-chain step to every honest job or a protocol change
 sides; the mix above keeps the honest path as fast as before, and what remains — a funded
 key per hold, at most one hold per key, 40 s each, then an escalating ban — is bounded.
 
-Per-IP limits on holds need the remote address, which the network interface does not
-give; connections are limited per IP by the libp2p connection policy instead.
+5. **Unfunded holds per IP address** (``max_unfunded_per_ip``): fresh funded keys are
+   cheap to make from one machine; the address they connect from is not. The network passes
+   the stream's remote IP up (``MessageStream.remote_ip``); relayed renters have none here
+   (their relay limits reservations per IP) and are counted by key only.
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, field
 
 from dgpu.contracts_client.money import Escrow
@@ -55,15 +58,34 @@ class HoldBook:
     """Unfunded holds and cool-downs per renter key. Times are trio clock values."""
 
     def __init__(
-        self, *, max_unfunded_per_renter: int, cooldown_s: float, max_keys: int = 65_536
+        self,
+        *,
+        max_unfunded_per_renter: int,
+        cooldown_s: float,
+        max_unfunded_per_ip: int = 4,
+        max_keys: int = 65_536,
     ) -> None:
         self.max_unfunded_per_renter = max_unfunded_per_renter
+        self.max_unfunded_per_ip = max_unfunded_per_ip
         self.cooldown_s = cooldown_s
         self._max_keys = max_keys
         self._keys: dict[bytes, _KeyRecord] = {}
+        self._ip_of: dict[bytes, str] = {}
+        """Unfunded job -> the address its renter spoke from (known addresses only)."""
+        self._per_ip: Counter[str] = Counter()
 
-    def admit(self, renter: bytes, job_id: bytes, now: float) -> None:
-        """Count a new unfunded hold of ``renter``; :class:`Refusal` when it may not have one."""
+    def unfunded_from(self, ip: str) -> int:
+        return self._per_ip[ip]
+
+    def admit(self, renter: bytes, job_id: bytes, now: float, *, ip: str = "") -> None:
+        """Count a new unfunded hold of ``renter`` (speaking from ``ip``, "" when unknown);
+        :class:`Refusal` when it may not have one."""
+        if ip and self._per_ip[ip] >= self.max_unfunded_per_ip:
+            raise Refusal(
+                "over_limit",
+                f"{self._per_ip[ip]} agreements from your address are not funded yet (limit"
+                f" {self.max_unfunded_per_ip}); fund one or wait until they expire",
+            )
         record = self._keys.get(renter)
         if record is not None:
             if record.banned_until > now:
@@ -77,12 +99,23 @@ class HoldBook:
             self._forget_idle()
             record = self._keys[renter] = _KeyRecord()
         record.unfunded.add(job_id)
+        if ip:
+            self._ip_of[job_id] = ip
+            self._per_ip[ip] += 1
 
     def funded(self, renter: bytes, job_id: bytes) -> None:
         """The job's channel checked out: its hold no longer counts as unfunded."""
         record = self._keys.get(renter)
         if record is not None:
             record.unfunded.discard(job_id)
+        self._forget_ip(job_id)
+
+    def _forget_ip(self, job_id: bytes) -> None:
+        ip = self._ip_of.pop(job_id, None)
+        if ip is not None:
+            self._per_ip[ip] -= 1
+            if self._per_ip[ip] <= 0:
+                del self._per_ip[ip]
 
     def released(self, renter: bytes, job_id: bytes) -> None:
         """The hold ended before an agreement (refused, or the renter walked away)."""
@@ -92,6 +125,7 @@ class HoldBook:
         """An agreed hold ran out unfunded: the key cools down, longer at each repeat."""
         record = self._keys.setdefault(renter, _KeyRecord())
         record.unfunded.discard(job_id)
+        self._forget_ip(job_id)
         record.expired += 1
         ban = min(self.cooldown_s * 2 ** (record.expired - 1), MAX_COOLDOWN_S)
         record.banned_until = max(record.banned_until, now + ban)

@@ -153,6 +153,7 @@ class Provider:
         served from the room the network keeps for funded work."""
         self.holds = HoldBook(
             max_unfunded_per_renter=config.max_unfunded_per_renter,
+            max_unfunded_per_ip=config.max_unfunded_per_ip,
             cooldown_s=config.unfunded_cooldown_s,
         )
 
@@ -404,7 +405,9 @@ class Provider:
             quote = negotiation.on_request(
                 request, self.policy(request.gpu_model), now=self.clock()
             )
-            self.holds.admit(request.renter, request.job_id, trio.current_time())
+            self.holds.admit(
+                request.renter, request.job_id, trio.current_time(), ip=stream.remote_ip
+            )
         except Refusal as refusal:
             await self._refuse(stream, refusal.for_job(request.job_id))
             return

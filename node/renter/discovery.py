@@ -4,25 +4,35 @@ Whatever the source, every offer is re-validated here (signature, time window), 
 filtered by what the renter asked (model, GPU count, VRAM, region, price, duration, mint,
 vendor, how jobs run) and ranked: first by the renter's own standing of the provider
 (proven, then unknown — a new key however cheap —, then those backing off after failing it;
-see :mod:`dgpu.node.renter.peers`), then cheapest first, then the provider's score, then more
-VRAM, then the provider key (so the order is deterministic). When nothing matches, the
+see :mod:`dgpu.node.renter.peers`), then providers the index has seen complete jobs before
+those it has not (a flood of new keys at price 1 cannot push them down), then cheapest
+first, then the provider's score, then more VRAM, then the provider key (so the order is
+deterministic). When nothing matches, the
 counts of offers each filter excluded say why.
+
+On the DHT path the renter first asks the providers it has proven (its own history) for
+their offer directly: a DHT node keeps only the first 20 provider records of a key, so 20
+fake providers can hide a real one from every search (LIBP2P.md hazard 14), but not from a
+renter that remembers it. When one of them offers a match, the DHT search only looks for
+fallbacks, with a short deadline.
 """
 
 from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
 import httpx
+import trio
 from dgpu.node.gpu.models import normalize_model_name
 from dgpu.node.net.errors import NetError
-from dgpu.node.net.interface import Network
+from dgpu.node.net.interface import OFFER_PROTOCOL, Network, PeerRef
 from dgpu.node.renter.errors import NoMatchingOffer
 from dgpu.protocol.errors import DgpuError, ProtocolError
+from dgpu.protocol.identity import peer_id_of
 from dgpu.protocol.messages import Offer
 from dgpu.protocol.offers import validate_offer
 
@@ -30,6 +40,15 @@ if TYPE_CHECKING:
     from dgpu.node.coordinator_client import CoordinatorClient
 
 log = logging.getLogger(__name__)
+
+PROVEN_ASKED = 8
+"""Proven providers asked directly for their offer on a DHT search."""
+DIRECT_ASK_TIMEOUT_S = 3.0
+"""How long a proven provider has to answer for its offer (asked before the DHT search:
+one round trip when it answers, this much more when none of them does)."""
+FALLBACK_SEARCH_S = 5.0
+"""The DHT search's deadline when a proven provider already offered a match: it only
+looks for fallbacks then (a DHT lookup among fakes can take its full 20 s)."""
 
 StandingOf = Callable[[bytes], int]
 """A provider key's standing with this renter: lower ranks first (see ``peers``)."""
@@ -71,6 +90,8 @@ class Candidate:
     offer: Offer
     score: float = 0.0
     source: str = "dht"
+    vouched: bool = False
+    """The index has seen this provider complete jobs (``provider_proven``)."""
 
 
 @dataclass(frozen=True)
@@ -113,7 +134,10 @@ class CoordinatorIndex:
             verified=query.verified,
             limit=min(max(query.limit * 2, 10), 100),
         )
-        return [Candidate(o.offer, o.provider_score, "coordinator") for o in page.offers]
+        return [
+            Candidate(o.offer, o.provider_score, "coordinator", o.provider_proven)
+            for o in page.offers
+        ]
 
 
 def _same_model(a: str, b: str) -> bool:
@@ -174,6 +198,7 @@ def rank(
         best.values(),
         key=lambda c: (
             standing(c.offer.provider),
+            not c.vouched,
             c.offer.price_per_gpu_second,
             -c.score,
             -c.offer.vram_mb,
@@ -181,6 +206,31 @@ def rank(
         ),
     )
     return FoundOffers(ordered[: query.limit], source, len(candidates), dict(excluded))
+
+
+async def ask_providers(
+    network: Network, providers: Sequence[bytes], *, timeout_s: float = DIRECT_ASK_TIMEOUT_S
+) -> list[Offer]:
+    """Each of ``providers``' current offer, asked of the provider itself (all at once);
+    those that do not answer in time, or answer with someone else's offer, give none."""
+    found: list[Offer] = []
+
+    async def ask(provider: bytes) -> None:
+        peer = PeerRef(peer_id_of(provider))
+        with trio.move_on_after(timeout_s):
+            try:
+                async with network.open_stream(peer, OFFER_PROTOCOL, timeout=timeout_s) as stream:
+                    answer = await stream.receive(timeout=timeout_s)
+            except (NetError, ProtocolError) as exc:
+                log.info("provider %s did not give its offer: %s", peer.peer_id, exc)
+                return
+            if isinstance(answer, Offer) and answer.provider == provider:
+                found.append(answer)
+
+    async with trio.open_nursery() as nursery:
+        for provider in providers:
+            nursery.start_soon(ask, provider)
+    return found
 
 
 async def find_offers(
@@ -191,10 +241,12 @@ async def find_offers(
     p2p: bool = False,
     timeout_s: float = 20.0,
     standing: StandingOf = _no_history,
+    proven: Sequence[bytes] = (),
 ) -> FoundOffers:
     """Ask the index (unless ``p2p`` or there is none), falling back to the DHT when the
     index fails or has nothing that matches — except for a ``verified`` query, which only
-    the index can answer (the DHT knows no verdicts)."""
+    the index can answer (the DHT knows no verdicts). With the DHT, the ``proven``
+    providers are asked directly first."""
     now = network.now()
     if query.verified:
         if index is None or p2p:
@@ -213,10 +265,17 @@ async def find_offers(
             if found.candidates:
                 return found
             log.info("the coordinator's index has no match; searching the DHT")
+    # Proven providers first (one round trip each, all at once): when one of them offers
+    # what is asked, it ranks first whatever the DHT returns, so the DHT search only has to
+    # find fallbacks and gets a short deadline (it returns what it found by then).
+    direct = await ask_providers(network, proven) if proven else []
+    now = network.now()
+    if any(exclusion(offer, query, now=now) is None for offer in direct):
+        timeout_s = min(timeout_s, FALLBACK_SEARCH_S)
     try:
         offers = await network.find_offers(query.model, limit=query.limit * 2, timeout=timeout_s)
     except NetError as exc:
         log.warning("DHT search failed: %s", exc)
         offers = []
-    candidates = [Candidate(o) for o in offers]
+    candidates = [Candidate(o, source="direct") for o in direct] + [Candidate(o) for o in offers]
     return rank(candidates, query, now=network.now(), source="DHT", standing=standing)

@@ -33,7 +33,13 @@ from dgpu.contracts_client.money import Escrow
 from dgpu.node.config import RenterConfig
 from dgpu.node.net.interface import Network
 from dgpu.node.renter.attempts import AttemptPolicy, negotiate_first
-from dgpu.node.renter.discovery import FoundOffers, OfferIndex, OfferQuery, find_offers
+from dgpu.node.renter.discovery import (
+    PROVEN_ASKED,
+    FoundOffers,
+    OfferIndex,
+    OfferQuery,
+    find_offers,
+)
 from dgpu.node.renter.errors import (
     InputError,
     JobRefused,
@@ -121,7 +127,12 @@ class Renter:
     async def find_offers(self, query: OfferQuery, *, p2p: bool = False) -> FoundOffers:
         """Matching offers, best first (coordinator index unless ``p2p``, else the DHT)."""
         return await find_offers(
-            query, network=self.network, index=self.index, p2p=p2p, standing=self.peers.standing
+            query,
+            network=self.network,
+            index=self.index,
+            p2p=p2p,
+            standing=self.peers.standing,
+            proven=self.peers.proven(PROVEN_ASKED),
         )
 
     def estimate(self, offer: Offer, spec: JobSpec) -> CostEstimate:

@@ -79,6 +79,14 @@ class PeerMemory:
             return Standing.BACKING_OFF
         return Standing.PROVEN if record.successes else Standing.UNKNOWN
 
+    def proven(self, limit: int) -> list[bytes]:
+        """Up to ``limit`` providers in good standing, most recently successful first:
+        the ones worth asking directly for their offer (a flood of fake provider records
+        can hide them from a DHT search)."""
+        good = [r for r in self._records.values() if self.standing(r.provider) is Standing.PROVEN]
+        good.sort(key=lambda r: (-r.last_success_at, r.provider))
+        return [r.provider for r in good[:limit]]
+
     def failed(self, provider: bytes, reason: str) -> None:
         now = self._now()
         record = self.record(provider)

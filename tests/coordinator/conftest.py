@@ -15,8 +15,9 @@ from typing import Any
 
 import httpx
 import pytest
+from dgpu.coordinator.admission import Prober
 from dgpu.coordinator.app import create_app
-from dgpu.coordinator.config import CoordinatorConfig, RateLimit
+from dgpu.coordinator.config import AdmissionLimits, CoordinatorConfig, RateLimit
 from dgpu.coordinator.server import Listen, bind, serve_app
 from dgpu.coordinator.service import Coordinator
 from dgpu.coordinator.settlement import SettlementBackend
@@ -29,6 +30,8 @@ from dgpu.protocol.signing import sign_receipt
 from tests.coordinator.pg import Cluster, running_cluster
 
 GENEROUS = RateLimit(per_second=10_000.0, burst=100_000)
+OPEN_ADMISSION = AdmissionLimits(live_offers_per_key=1_000, new_keys_per_ip_per_hour=100_000)
+"""Tests post many keys' offers from one loopback address; the limits have their own tests."""
 MINT = bytes(range(32))
 PROGRAM = bytes(range(1, 33))
 
@@ -72,10 +75,11 @@ def running_server(
     *,
     backend: SettlementBackend | None = None,
     clock: Callable[[], float] = time.time,
+    prober: Prober | None = None,
 ) -> Iterator[Server]:
     sock = bind(Listen("127.0.0.1", 0))
     host, port = sock.getsockname()[:2]
-    app = create_app(config, backend=backend, clock=clock)
+    app = create_app(config, backend=backend, clock=clock, prober=prober)
     ready = threading.Event()
     state: dict[str, Any] = {}
 
@@ -114,6 +118,7 @@ def make_config(tmp: Path, **changes: Any) -> CoordinatorConfig:
         db_path=tmp / "coordinator.sqlite",
         per_key_limit=GENEROUS,
         per_ip_limit=GENEROUS,
+        admission=OPEN_ADMISSION,
         settle_every_s=0,
         snapshot_every_s=3600,
     )
@@ -190,6 +195,7 @@ def offer_for(
     now: int,
     ttl_s: int = 600,
     offer_id: bytes | None = None,
+    multiaddrs: tuple[str, ...] = ("/ip4/127.0.0.1/tcp/4001",),
 ) -> Offer:
     terms = OfferTerms(
         gpu_model=model,
@@ -204,7 +210,7 @@ def offer_for(
     return make_offer(
         provider,
         terms,
-        multiaddrs=["/ip4/127.0.0.1/tcp/4001"],
+        multiaddrs=list(multiaddrs),
         now=now,
         ttl_s=ttl_s,
         offer_id=offer_id if offer_id is not None else os.urandom(16),

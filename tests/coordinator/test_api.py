@@ -8,6 +8,7 @@ import httpx
 import msgspec
 import pytest
 from dgpu.coordinator.market import REFERENCE_MAX_AGE_S
+from dgpu.coordinator.scores import NEW_KEY_WEIGHT
 from dgpu.node.coordinator_client import CoordinatorClientError
 from dgpu.pricing import DEFAULT_RATE_CARD, estimate_cost
 from dgpu.protocol.identity import Identity, address_of
@@ -337,7 +338,10 @@ async def test_provider_profile_and_listing(server: Server) -> None:
             await client.provider(missing)
     parts = profile["parts"]
     weights = profile["weights"]
-    assert profile["score"] == pytest.approx(sum(weights[k] * parts[k] for k in parts), abs=1e-3)
+    weighted = sum(weights[k] * parts[k] for k in parts)
+    # no completed job yet: a new key's score is a quarter of its weighted parts
+    assert profile["proven"] is False and profile["history_weight"] == NEW_KEY_WEIGHT
+    assert profile["score"] == pytest.approx(weighted * NEW_KEY_WEIGHT, abs=1e-3)
     assert profile["online"] is True
     assert [o["gpu_count"] for o in profile["offers"]] == [3]
     assert absent.value.status == 404

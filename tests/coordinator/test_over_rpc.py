@@ -39,6 +39,7 @@ def coordinator_process(db: Path, *args: str) -> Iterator[tuple[str, subprocess.
             "--db",
             str(db),
             "--json",
+            "--no-probe",
             *args,
         ],
         stdout=subprocess.PIPE,

@@ -44,7 +44,7 @@ def replica(db: str, name: str, *args: str) -> Iterator[tuple[str, subprocess.Po
     proc = subprocess.Popen(
         [
             *(str(DGPU_BIN), "coordinator", "serve", "--listen", "127.0.0.1:0", "--db", db),
-            *("--replica-id", name, "--json", *args),
+            *("--replica-id", name, "--json", "--no-probe", *args),
         ],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

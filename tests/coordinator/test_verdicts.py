@@ -103,6 +103,8 @@ async def test_a_mismatch_halves_the_score_and_ends_verified(server: Server) -> 
         left = await client.search_offers(region="vd-flag", verified=True)
     assert profile["verification"] == "mismatch"  # a tie between a pass and a flag: the flag
     weighted = sum(profile["weights"][k] * profile["parts"][k] for k in profile["parts"])
+    # (times the history weight: a key without a completed job scores a quarter)
+    weighted *= profile["history_weight"]
     assert profile["score"] == pytest.approx(weighted * 0.5, abs=1e-3)
     assert profile["score"] < plain["score"]
     assert left.offers == []

@@ -197,7 +197,12 @@ async def bad_frames(world: World, stop: trio.Event, *, per_s: float = 20.0) -> 
 async def connection_flood(world: World, stop: trio.Event, *, count: int = 300) -> int:
     """Attack 2: ``count`` connections from fresh identities (full Noise + Yamux
     handshakes), held until ``stop``; returns how many got in."""
-    info = info_from_p2p_addr(multiaddr.Multiaddr(world.multiaddr))
+    return await flood_connections(world.multiaddr, stop, count=count)
+
+
+async def flood_connections(target: str, stop: trio.Event, *, count: int = 300) -> int:
+    """:func:`connection_flood` against the full multiaddr ``target`` (any host)."""
+    info = info_from_p2p_addr(multiaddr.Multiaddr(target))
     admitted = 0
     limiter = trio.CapacityLimiter(32)
 

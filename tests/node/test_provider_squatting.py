@@ -16,6 +16,7 @@ import pytest
 import trio
 import trio.testing
 from dgpu.node.net import NEGOTIATE_PROTOCOL, NetError, PeerRef, open_memory_network
+from dgpu.node.net.memory import MemoryNetworkConfig
 from dgpu.protocol.identity import Identity
 from dgpu.protocol.messages import Agreement, ErrorMessage, Quote
 from dgpu.protocol.negotiation import RenterNegotiation
@@ -29,11 +30,13 @@ CHANGES: dict[str, object] = {"agreement_timeout_s": AGREE_S, "funding_timeout_s
 
 
 @asynccontextmanager
-async def squatter(m: MemoryMarket, *, tokens: int = 10**12) -> AsyncIterator[Squatter]:
+async def squatter(
+    m: MemoryMarket, *, tokens: int = 10**12, ip: str = ""
+) -> AsyncIterator[Squatter]:
     identity = Identity.generate()
     if tokens:
         m.ledger.mint_to(identity.public_key, MINT, tokens)
-    async with open_memory_network(m.hub, identity) as net:
+    async with open_memory_network(m.hub, identity, MemoryNetworkConfig(ip=ip)) as net:
         yield Squatter(m, identity, net)
 
 
@@ -115,6 +118,30 @@ async def test_unfunded_holds_are_short_one_per_key_and_a_repeat_cools_down(
         # an honest renter is served throughout
         result = await m.renter.run_job(job_spec("echo ok", gpu_count=2))
         assert result.state == "succeeded"
+
+
+async def test_unfunded_holds_are_limited_per_address_whatever_the_keys(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    """Fresh funded keys are cheap to make on one machine; its address is not."""
+    changes = {**CHANGES, "max_unfunded_per_ip": 1}
+    async with (
+        memory_market(tmp_path, provider_changes=changes) as m,
+        squatter(m, ip="198.51.100.7") as first,
+        squatter(m, ip="198.51.100.7") as second,
+        squatter(m, ip="203.0.113.9") as elsewhere,
+    ):
+        start = trio.current_time()
+        assert isinstance(await first.agree(gpus=1), Agreement)
+        refused = await second.agree(gpus=1)
+        assert isinstance(refused, ErrorMessage) and refused.code == "over_limit"
+        assert "from your address are not funded yet (limit 1)" in refused.message
+        assert m.provider.holds.unfunded_from("198.51.100.7") == 1
+        # another address is served; the refused key was not charged a cool-down
+        assert isinstance(await elsewhere.agree(gpus=1), Agreement)
+        await trio.sleep_until(start + FUND_S + 5)  # both holds expired, the sweep ran
+        assert m.provider.holds.unfunded_from("198.51.100.7") == 0
+        assert isinstance(await second.agree(gpus=1), Agreement)
 
 
 async def test_a_key_without_the_deposit_holds_nothing(

@@ -80,6 +80,20 @@ def _remote_ip(stream: Any) -> str:
     return str(address[0]) if address else "?"
 
 
+def remote_ip_of_stream(stream: Any) -> str:
+    """The IP address a stream's connection comes from, for per-IP limits above the network
+    (unfunded holds); "" when unknown or relayed (a circuit's address is its relay's, shared
+    by everyone the relay serves: its own per-IP reservation limits apply instead)."""
+    try:
+        conn = stream.swarm_conn
+        if conn is not None and conn.get_connection_type().name == "RELAYED":
+            return ""
+    except AttributeError:
+        return ""
+    ip = _remote_ip(stream)
+    return "" if ip == "?" else ip
+
+
 def install_connection_policy(host: IHost, policy: ConnectionPolicy) -> None:
     swarm: Any = host.get_network()
     library_handler = swarm._do_handle_inbound_connection

@@ -13,6 +13,7 @@ Task tree (every task owned by ``open_libp2p_network``)::
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -34,12 +35,13 @@ from dgpu.node.net.interface import (
     DEFAULT_REQUEST_TIMEOUT_S,
     OFFER_PROTOCOL,
     Handler,
-    MessageStream,
     PeerRef,
 )
 from dgpu.node.net.libp2p.config import Libp2pConfig
+from dgpu.node.net.libp2p.connections import remote_ip_of_stream
 from dgpu.node.net.libp2p.dht import find_providers_fresh, get_value_fresh
 from dgpu.node.net.libp2p.host import LIBP2P_IO_ERRORS, Libp2pByteStream
+from dgpu.node.net.libp2p.punch import direct_connections, remote_addr
 from dgpu.node.net.libp2p.relay import dial_circuit, is_circuit
 from dgpu.node.net.libp2p.services import Libp2pServices, start_services
 from dgpu.node.net.records import (
@@ -52,7 +54,7 @@ from dgpu.node.net.records import (
 from dgpu.node.net.serving import OfferFanout, StreamClient, run_guarded
 from dgpu.protocol.errors import ProtocolError
 from dgpu.protocol.identity import Identity
-from dgpu.protocol.messages import ErrorMessage, Offer
+from dgpu.protocol.messages import Offer
 from dgpu.protocol.offers import offer_bytes
 from libp2p.abc import INetStream
 from libp2p.custom_types import TProtocol
@@ -143,6 +145,7 @@ class Libp2pNetwork(StreamClient):
             try:
                 peer = stream.muxed_conn.peer_id.to_base58()
                 framed = self._framed(Libp2pByteStream(stream), peer, protocol)
+                framed.remote_ip = remote_ip_of_stream(stream)
                 await run_guarded(handler, framed, self._admission)
             except Exception:
                 log.exception("inbound %s stream failed before its handler", protocol)
@@ -186,20 +189,51 @@ class Libp2pNetwork(StreamClient):
         self._host.set_stream_handler(TProtocol(protocol), on_stream)
 
     def connection_kind(self, peer: str) -> str:
-        """``direct``, ``relayed`` (only circuits through a relay) or ``none``: how we
-        are connected to ``peer`` now."""
+        """``direct``, ``hole-punched`` (direct, opened by DCUtR from a relayed
+        connection), ``relayed`` (only circuits through a relay) or ``none``: how we are
+        connected to ``peer`` now."""
         try:
-            conns = self._host.get_network().get_connections(ID.from_base58(peer))
+            peer_id = ID.from_base58(peer)
         except ValueError:
             return "none"
+        conns = self._host.get_network().get_connections(peer_id)
         if not conns:
             return "none"
-        relayed = [c for c in conns if c.get_connection_type().name == "RELAYED"]
-        return "relayed" if len(relayed) == len(conns) else "direct"
+        if not direct_connections(self._host, peer_id):
+            return "relayed"
+        puncher = self._services.puncher
+        return "hole-punched" if puncher is not None and puncher.was_punched(peer_id) else "direct"
+
+    def connection_addr(self, peer: str) -> str | None:
+        """The remote address new streams to ``peer`` take now (``/ip4/IP/tcp/PORT`` of
+        the socket, or the circuit address through a relay), None when not connected."""
+        try:
+            peer_id = ID.from_base58(peer)
+        except ValueError:
+            return None
+        conns = self._host.get_network().get_connections(peer_id)
+        direct = direct_connections(self._host, peer_id)
+        return remote_addr((direct or conns)[0]) if conns else None
 
     async def open_raw_stream(self, peer: PeerRef | str, protocol: str) -> ByteStream:
-        """The bare byte stream of a new stream (tests of hostile peers)."""
-        return await self._new_stream(PeerRef.of(peer), protocol, DEFAULT_REQUEST_TIMEOUT_S)
+        """The bare byte stream of a new stream (bulk bytes: outputs, inputs). A hole
+        punch to the peer that is in flight is waited for first (it is bounded), so bulk
+        bytes take the direct connection when one can be had."""
+        ref = PeerRef.of(peer)
+        await self.settle_connection(ref)
+        return await self._new_stream(ref, protocol, DEFAULT_REQUEST_TIMEOUT_S)
+
+    async def settle_connection(self, peer: PeerRef | str) -> str:
+        """Connect to ``peer`` (direct, else through a relay, which starts a hole punch)
+        and wait for a punch in flight to end (bounded by the punch timeout); then
+        :meth:`connection_kind`. Raises :class:`PeerUnreachable` when no dial worked."""
+        ref = PeerRef.of(peer)
+        puncher = self._services.puncher
+        with trio.move_on_after(self._config.dial_timeout_s) as scope:
+            peer_id = await self._connect(ref)
+        if puncher is not None and not scope.cancelled_caught:
+            await puncher.settled(peer_id)
+        return self.connection_kind(ref.peer_id)
 
     async def connect(self, peer: PeerRef | str, *, timeout: float | None = None) -> None:
         """Make sure a connection to ``peer`` is open (dials it if needed)."""
@@ -252,13 +286,6 @@ class Libp2pNetwork(StreamClient):
         except LIBP2P_IO_ERRORS:
             log.info("storing %s failed", key, exc_info=True)
 
-    async def _serve_offer(self, stream: MessageStream, peer: str) -> None:
-        offer = self._advertised
-        if offer is None or offer.expires_at <= self.now():
-            await stream.send(ErrorMessage(code="no_capacity", message="no current offer"))
-        else:
-            await stream.send(offer)
-
     async def _fetch_offer(
         self, info: PeerInfo, model: str, found: list[Offer], limiter: trio.CapacityLimiter
     ) -> None:
@@ -294,7 +321,8 @@ class Libp2pNetwork(StreamClient):
 
     async def _connect(self, ref: PeerRef) -> ID:
         """Direct addresses first; then relay circuits (py-libp2p's ``connect`` drops
-        them: hazard 18), one at a time."""
+        them: hazard 18), one at a time; over a circuit, a hole punch in the background
+        (:mod:`~dgpu.node.net.libp2p.punch`)."""
         try:
             peer_id = ID.from_base58(ref.peer_id)
         except ValueError as exc:
@@ -329,8 +357,18 @@ class Libp2pNetwork(StreamClient):
                 failure = exc
                 continue
             log.info("connected to %s through relay %s", ref.peer_id, circuit)
+            if self._services.puncher is not None:
+                self._services.puncher.start(peer_id, functools.partial(self._redial, circuit))
             return peer_id
         raise PeerUnreachable(ref.peer_id, f"dial failed: {failure}") from failure
+
+    async def _redial(self, circuit: multiaddr.Multiaddr) -> None:
+        transport = self._services.relay_transport
+        if transport is not None:
+            try:
+                await dial_circuit(transport, circuit)
+            except ConnectionError as exc:
+                log.info("redialling %s failed: %s", circuit, exc)
 
     async def _new_stream(self, ref: PeerRef, protocol: str, timeout: float) -> Libp2pByteStream:
         self._check_open()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
@@ -16,6 +17,7 @@ from dgpu.node.net.libp2p.config import Libp2pConfig, RelayService
 from dgpu.node.net.libp2p.connections import ConnectionPolicy, install_connection_policy
 from dgpu.node.net.libp2p.guard import StrikeBook, guard_stream_handlers
 from dgpu.node.net.libp2p.host import LIBP2P_IO_ERRORS, build_host, listen_multiaddrs
+from dgpu.node.net.libp2p.punch import HolePuncher
 from dgpu.node.net.libp2p.quiet import quiet_libp2p_logs
 from dgpu.node.net.libp2p.relay import (
     check_reachability,
@@ -68,6 +70,8 @@ class Libp2pServices:
         self.on_gossip_offer: Callable[[Offer], None] = lambda offer: None
         self.addresses = AddressBook()
         self.relay_transport: CircuitV2Transport | None = None
+        self.puncher: HolePuncher | None = None
+        """DCUtR hole punching (every node but relays)."""
         self.gossip_refused = 0
 
     def gossip_offer(self, message: rpc_pb2.Message) -> Offer:
@@ -210,16 +214,23 @@ async def start_services(identity: Identity, config: Libp2pConfig) -> AsyncItera
     if relay is not None:
         serve_dialback(host)
         limit_reservations_per_ip(host, circuit, relay.reservations_per_ip)
+    else:
+        services.puncher = HolePuncher(host, addresses)
     async with (
         host.run(listen_addrs=listen_multiaddrs(config)),
         background_trio_service(dht),
         background_trio_service(pubsub),
         background_trio_service(router),
         background_trio_service(circuit),
+        contextlib.AsyncExitStack() as stack,
     ):
+        if services.puncher is not None:
+            await stack.enter_async_context(background_trio_service(services.puncher.dcutr))
         await pubsub.wait_until_ready()
         subscription = await pubsub.subscribe(config.offers_topic)
         async with trio.open_nursery() as nursery:
+            if services.puncher is not None:
+                await nursery.start(services.puncher.run)
             nursery.start_soon(services.read_gossip, subscription)
             await services.join()
             if config.reserve_when_unreachable:

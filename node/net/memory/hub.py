@@ -62,6 +62,10 @@ class MemoryHubConfig:
     faults: Faults = field(default_factory=Faults)
     replication: int = 8
     provider_ttl_s: float = 48 * 3600.0
+    max_providers_per_key: int | None = None
+    """Provider records one DHT node keeps per key, as py-libp2p does (20: the first ones
+    stay until they expire, later providers are ignored; LIBP2P.md hazard 14). None keeps
+    every one (the simulations' market)."""
     epoch: int = DEFAULT_EPOCH
     """Unix time at the hub's start: ``now()`` is ``epoch + elapsed trio time``."""
 
@@ -276,9 +280,17 @@ class MemoryHub:
     def store_provider(self, writer: str, key: str) -> int:
         expiry = trio.current_time() + self.config.provider_ttl_s
         stored = 0
+        cap = self.config.max_providers_per_key
+        now = trio.current_time()
         for peer in self._closest(key, writer, self.config.replication):
             if self._rpc_ok():
-                self._providers.setdefault(peer, {}).setdefault(key, {})[writer] = expiry
+                records = self._providers.setdefault(peer, {}).setdefault(key, {})
+                if cap is not None and writer not in records:
+                    for gone in [p for p, until in records.items() if until <= now]:
+                        del records[gone]
+                    if len(records) >= cap:
+                        continue
+                records[writer] = expiry
                 stored += 1
         return stored
 

@@ -27,6 +27,7 @@ from dgpu.node.net.framing import (
 from dgpu.node.net.interface import (
     DEFAULT_FIND_TIMEOUT_S,
     DEFAULT_REQUEST_TIMEOUT_S,
+    OFFER_PROTOCOL,
     Handler,
     PeerRef,
 )
@@ -52,6 +53,9 @@ class MemoryNetworkConfig:
     write_timeout_s: float = DEFAULT_WRITE_TIMEOUT_S
     admission: AdmissionConfig = field(default_factory=AdmissionConfig)
     subscription_buffer: int = 256
+    ip: str = ""
+    """The address this peer's streams come from, as its listeners see it ("": unknown, as
+    for a relayed libp2p peer); tests of per-address limits give peers one."""
 
 
 class MemoryNetwork(StreamClient):
@@ -75,6 +79,8 @@ class MemoryNetwork(StreamClient):
         self._public_key = identity.public_key
         self.closed = False
         self.crashed = False
+        self._advertised: Offer | None = None
+        self.serve(OFFER_PROTOCOL, self._serve_offer)
 
     # -- Network ---------------------------------------------------------------------
     @property
@@ -92,6 +98,7 @@ class MemoryNetwork(StreamClient):
         self._check_open()
         check_own_offer(offer, self._identity, now=self.now())
         data = offer_bytes(offer)
+        self._advertised = offer
         with trio.move_on_after(timeout) as scope:
             await self._round_trip()
             self._hub.store_provider(self._peer_id, provider_key(offer.gpu_model))
@@ -180,6 +187,7 @@ class MemoryNetwork(StreamClient):
             remote,
             remote_peer=self._peer_id,
             protocol=protocol,
+            remote_ip=cfg.ip,
             max_frame=tcfg.max_frame,
             read_timeout=tcfg.read_timeout_s,
             write_timeout=tcfg.write_timeout_s,

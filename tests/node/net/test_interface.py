@@ -14,6 +14,7 @@ from dgpu.node.net import (
     StreamClosed,
 )
 from dgpu.node.net.framing import encode_frame, encode_uvarint
+from dgpu.node.net.libp2p import Libp2pNetwork
 from dgpu.node.net.memory import open_memory_network
 from dgpu.node.net.records import offer_key
 from dgpu.protocol import Identity, OfferError, encode
@@ -205,3 +206,19 @@ async def test_a_closed_network_refuses_calls(cluster: Cluster) -> None:
         await net.find_offers("H100")
     with pytest.raises(NetworkClosed):
         net.serve(ECHO, echo)
+
+
+async def test_handlers_see_the_address_a_stream_comes_from(cluster: Cluster) -> None:
+    """Per-address limits above the network (unfunded holds) need it: libp2p gives the
+    connection's remote IP; the memory network gives what the peer was configured with
+    (nothing here)."""
+    server, client = cluster.net(1), cluster.net(2)
+    seen: list[str] = []
+
+    async def record(stream: MessageStream, peer: str) -> None:
+        seen.append(stream.remote_ip)
+        await stream.send(await stream.receive())
+
+    server.serve("/dgpu/test-remote-ip/1", record)
+    await client.request(server.peer_id, "/dgpu/test-remote-ip/1", status("x"), timeout=10)
+    assert seen == (["127.0.0.1"] if isinstance(server, Libp2pNetwork) else [""])

@@ -9,11 +9,12 @@ UPDATE offers SET superseded = 1 WHERE EXISTS (
     AND (n.created_at > offers.created_at
          OR (n.created_at = offers.created_at AND n.rowid > offers.rowid))
 );
--- Counting matches still reads this covering index only.
+-- Counting matches still reads this covering index only (with the flags every search tests:
+-- superseded, and admission's admitted from migration 6).
 DROP INDEX offers_count;
 CREATE INDEX offers_count ON offers (
     model_key, expires_at, price_per_gpu_second, gpu_count, vram_mb, region, provider_score,
-    simulated, provider, superseded
+    simulated, provider, superseded, admitted
 );
 -- Score and age orders under the filters most searches carry (a model, a region): the page
 -- walks these to its LIMIT instead of sorting every match or walking offers_score past rows
@@ -39,6 +40,8 @@ DROP INDEX offers_model_price;
 CREATE INDEX offers_model_price ON offers (model_key, price_per_gpu_second, rowid);
 DROP INDEX offers_region;
 CREATE INDEX offers_region ON offers (region, price_per_gpu_second, rowid);
+DROP INDEX offers_ranked;
+CREATE INDEX offers_ranked ON offers (provider_proven DESC, price_per_gpu_second, rowid);
 CREATE INDEX offers_model_score ON offers (
     model_key, provider_score DESC, price_per_gpu_second, rowid
 );
