@@ -135,6 +135,8 @@ def serve_process(db: Path | str, *extra: str) -> Iterator[tuple[str, int]]:
             str(Path(sys.executable).parent / "dgpu"),
             *("coordinator", "serve", "--listen", "127.0.0.1:0", "--db", str(db)),
             *("--settle-every", "0", "--snapshot-every", "3600"),
+            # the bench's providers listen nowhere: no prober dialling them during the run
+            "--no-probe",
             *("--ip-rate", "1e9", "--ip-burst", "1000000000"),
             *("--key-rate", "1e9", "--key-burst", "1000000000", "--json", *extra),
         ],

@@ -58,7 +58,9 @@ from tests.coordinator.escrow_world import DGPU, World, make_world
 from tests.coordinator.pg import Cluster, running_cluster
 from tests.coordinator.test_replicas import replica
 
-QUIET = ("--snapshot-every", "3600")  # no price snapshot or rescoring during a run
+# no price snapshot or rescoring during a run, and no prober dialling the bench's providers
+# (they listen nowhere)
+QUIET = ("--snapshot-every", "3600", "--no-probe")
 UNLIMITED = (
     *("--ip-rate", "1e9", "--ip-burst", "1000000000"),
     *("--key-rate", "1e9", "--key-burst", "1000000000"),
