@@ -1,5 +1,5 @@
 """``dgpu chain``: the local chain (``serve``), deploying the escrow program to a cluster
-(``deploy``) and the escrow program's identity (``info``)."""
+(``deploy``), the escrow program's identity (``info``) and its IDL (``idl``)."""
 
 from __future__ import annotations
 
@@ -44,6 +44,40 @@ def info(as_json: bool) -> None:
     else:
         for key, value in facts.items():
             click.echo(f"{key:10} {value}")
+
+
+@command.command("idl")
+@click.option(
+    "--anchor",
+    is_flag=True,
+    help="In the Anchor 0.30+ shape (what @coral-xyz/anchor reads) instead of the shipped one.",
+)
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Write to this file instead of standard output.",
+)
+def idl_command(anchor: bool, out: Path | None) -> None:
+    """Print the escrow program's IDL as JSON: the shipped legacy one (anchorpy 0.21), or
+    with --anchor the Anchor 0.30+ one derived from it (address, discriminators)."""
+    import json
+
+    from dgpu.contracts_client.anchor_spec import anchor_spec
+
+    path = Path(escrow_info()["idl_path"])
+    try:
+        legacy = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise ChainError(f"{path}: the shipped IDL is unreadable ({exc})") from None
+    text = json.dumps(anchor_spec(legacy) if anchor else legacy, indent=2) + "\n"
+    if out is None:
+        click.echo(text, nl=False)
+        return
+    try:
+        out.write_text(text)
+    except OSError as exc:
+        raise ChainError(f"cannot write {out}: {exc.strerror or exc}") from None
 
 
 @command.command("deploy")

@@ -34,6 +34,10 @@ class AccountDecodeError(EscrowClientError):
         self.what = what
 
 
+class IdlConversionError(EscrowClientError):
+    """A legacy IDL that has no Anchor 0.30+ form (see :mod:`dgpu.contracts_client.anchor_spec`)."""
+
+
 class ChannelNotFound(EscrowClientError):
     def __init__(self, channel: Pubkey) -> None:
         super().__init__(f"no open escrow channel at {channel}")

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Install what the JavaScript interop tests run: Node.js (Debian's, when no node is on the
 # machine) and the npm packages pinned in tests/contracts_client/js/package-lock.json
-# (@solana/web3.js 1.x, @solana/spl-token) into that folder's node_modules.
+# (@solana/web3.js 1.x, @solana/spl-token, @coral-xyz/anchor 0.32) into that folder's node_modules.
 #
 # Idempotent: does nothing when node is present and node_modules matches the lock file.
 set -euo pipefail

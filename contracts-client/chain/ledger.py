@@ -71,6 +71,8 @@ LAMPORTS_PER_SIGNATURE = 5_000
 AIRDROP_POOL_LAMPORTS = 10**18
 MAX_ACCOUNT_DATA_LEN = 10 * 1024 * 1024
 SLOT_HASHES_KEPT = 512  # what the SlotHashes sysvar holds on a cluster
+SLOT_HASHES_SYSVAR = Pubkey.from_string("SysvarS1otHashes111111111111111111111111111")
+LOOKUP_TABLE_PROGRAM = Pubkey.from_string("AddressLookupTab1e1111111111111111111111111")
 LOADER_V3 = Pubkey.from_string("BPFLoaderUpgradeab1e11111111111111111111111")
 # SIMD-0167's "disable new loader-v3 deployments": LiteSVM() turns on every feature, which
 # makes DeployWithMaxDataLen fail. Real clusters still deploy through loader v3, so the
@@ -206,6 +208,7 @@ class SvmLedger:
         self._history_cap = None if path is not None else history
         self._recent: deque[Hash] = deque(maxlen=blockhash_window)
         self._slot_hashes: deque[tuple[int, Hash]] = deque(maxlen=SLOT_HASHES_KEPT)
+        self._slot_hashes_stale = False
         self._listeners: list[Listener] = []
         self._journal = Journal(path)
         if start_time is None and time_source is not None:
@@ -266,7 +269,7 @@ class SvmLedger:
             self._recent.append(Hash.from_string(block.blockhash))
         for block in blocks:
             self._slot_hashes.appendleft((block.slot, Hash.from_string(block.blockhash)))
-        self._svm.set_slot_hashes(list(self._slot_hashes))
+        self._slot_hashes_stale = True
 
     def _head(self) -> dict[str, Any]:
         c = self._svm.get_clock()
@@ -378,10 +381,31 @@ class SvmLedger:
             self._listeners.append(listener)
 
     def _publish_slot_hash(self) -> None:
-        """Record the current slot in the SlotHashes sysvar (newest first), so that
-        programs that need a recent slot (address lookup tables) accept it."""
+        """Record the current slot for the SlotHashes sysvar (newest first), so that
+        programs that need a recent slot (address lookup tables) accept it. Written to
+        LiteSVM only when something reads it (:meth:`_flush_slot_hashes`): every sysvar
+        write in the LiteSVM that solders 0.26 bundles copies the whole account map, so a
+        write per transaction made the chain slower the more accounts it held."""
         self._slot_hashes.appendleft((self._slot, self._recent[-1]))
-        self._svm.set_slot_hashes(list(self._slot_hashes))
+        self._slot_hashes_stale = True
+
+    def _flush_slot_hashes(self) -> None:
+        if self._slot_hashes_stale:
+            self._svm.set_slot_hashes(list(self._slot_hashes))
+            self._slot_hashes_stale = False
+
+    def _before_running(self, tx: AnyTransaction) -> None:
+        """Bring SlotHashes up to date when ``tx`` may read it: it names the sysvar or the
+        lookup-table program (create, deactivate, close), or loads addresses from a table
+        (whose deactivation is judged against it). Nothing else can read it."""
+        message = tx.message
+        keys = message.account_keys
+        if (
+            SLOT_HASHES_SYSVAR in keys
+            or LOOKUP_TABLE_PROGRAM in keys
+            or getattr(message, "address_table_lookups", None)
+        ):
+            self._flush_slot_hashes()
 
     def _record(
         self,
@@ -458,6 +482,7 @@ class SvmLedger:
         keys = h.account_keys(tx, self._live)
         pre_balances = [int(self._svm.get_balance(k) or 0) for k in keys.keys]
         pre_tokens = h.token_balances(keys.keys, self._live)
+        self._before_running(tx)
         result = self._svm.send_transaction(tx)
         if isinstance(result, FailedTransactionMetadata):
             err = result.err()
@@ -468,6 +493,7 @@ class SvmLedger:
         return self._record(tx, result, None, keys, pre_balances, pre_tokens)
 
     def _simulate(self, tx: AnyTransaction, addresses: Sequence[Pubkey]) -> Simulation:
+        self._before_running(tx)
         result = self._svm.simulate_transaction(tx)
         if isinstance(result, FailedTransactionMetadata):
             meta = result.meta()
@@ -552,6 +578,8 @@ class SvmLedger:
     # -- accounts ---------------------------------------------------------------------
 
     def _live(self, pubkey: Pubkey) -> Account | None:
+        if pubkey == SLOT_HASHES_SYSVAR:
+            self._flush_slot_hashes()
         # A cluster purges accounts left with no lamports; LiteSVM keeps them around.
         account = self._svm.get_account(pubkey)
         return account if account is not None and account.lamports > 0 else None

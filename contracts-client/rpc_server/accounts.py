@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import base58
+import zstandard
 from dgpu.contracts_client.chain import SvmLedger
 from dgpu.contracts_client.chain.history import TOKEN_PROGRAMS, ui_token_amount
 from dgpu.contracts_client.chain.layout import (
@@ -40,8 +41,6 @@ Filter = Callable[[Account], bool]
 
 def account_view(cfg: dict[str, Any]) -> tuple[str, tuple[int, int] | None]:
     encoding = p.choice(cfg, "encoding", ACCOUNT_ENCODINGS, "binary")
-    if encoding == "base64+zstd":
-        raise p.invalid("base64+zstd is not supported by this node; use base64")
     slice_cfg = cfg.get("dataSlice")
     if slice_cfg is None:
         return encoding, None
@@ -125,6 +124,8 @@ def encode_account(
             )
         text = base58.b58encode(data).decode()
         encoded = text if encoding == "binary" else [text, "base58"]
+    elif encoded is None and encoding == "base64+zstd":
+        encoded = [base64.b64encode(zstandard.compress(data)).decode(), "base64+zstd"]
     elif encoded is None:  # base64, and jsonParsed falls back to base64 for data it cannot parse
         encoded = [base64.b64encode(data).decode(), "base64"]
     return {

@@ -71,8 +71,8 @@ def simulate_transaction(ledger: SvmLedger, params: list[Any]) -> Any:
             raise p.invalid("accounts must be an object")
         addresses = p.pubkeys(accounts_cfg.get("addresses"), "accounts.addresses", 64)
         account_encoding = p.choice(accounts_cfg, "encoding", ACCOUNT_ENCODINGS, "base64")
-        if account_encoding in ("base58", "binary", "base64+zstd"):
-            raise p.invalid("accounts.encoding must be base64 or jsonParsed")
+        if account_encoding in ("base58", "binary"):
+            raise p.invalid("accounts.encoding must be base64, base64+zstd or jsonParsed")
     tx = p.transaction(params[0], encoding)
     sim = ledger.simulate(tx, sig_verify=sig_verify, replace_blockhash=replace, addresses=addresses)
     value = _simulation_value(sim)

@@ -39,6 +39,12 @@ from dgpu.protocol.messages import Receipt
 log = logging.getLogger(__name__)
 
 
+IN_FLIGHT = (
+    "the chain became unavailable while this receipt's settlement was in flight; whether it "
+    "landed is read from the chain at the next settle"
+)
+
+
 @dataclass(frozen=True)
 class SettleResult:
     channel: bytes
@@ -132,10 +138,16 @@ class _StoreJournal:
 
     def finish(self, error: str) -> list[SettleResult]:
         """The results in the order of the receipts; one the round never reached (the
-        chain became unavailable) is recorded as failed with the last error seen."""
+        chain became unavailable) is recorded as failed with the last error seen, one whose
+        transaction was sent without an answer as failed for now (:data:`IN_FLIGHT`)."""
+        tried = {c.opening for claims in self._batches.values() for c in claims}
         for receipt in self.receipts:
             opening = receipt.channel, receipt.open_nonce
-            if opening not in self.results:
+            if opening in self.results:
+                continue
+            if opening in tried and opening not in self._errors:
+                self._failed(receipt, IN_FLIGHT)
+            else:
                 self._failed(receipt, self._errors.get(opening, error))
         return [self.results[r.channel, r.open_nonce] for r in self.receipts]
 

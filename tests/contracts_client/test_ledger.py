@@ -3,17 +3,22 @@ program loading."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from dgpu.contracts import PROGRAM_ID, so_path
 from dgpu.contracts_client import localnet
 from dgpu.contracts_client.chain import (
     ChainError,
+    Landed,
     LiteSVMChain,
     Simulation,
     SvmLedger,
     TransactionFailed,
     escrow_program,
 )
+from dgpu.contracts_client.chain.ledger import SLOT_HASHES_SYSVAR
+from dgpu.contracts_client.lookup_table import create_lookup_table
 from solders.hash import Hash
 from solders.keypair import Keypair
 from solders.system_program import TransferParams, transfer
@@ -113,3 +118,50 @@ def test_history_is_bounded() -> None:
     for _ in range(3):
         ledger.submit(_transfer(ledger, payer, 1, ledger.latest_blockhash()[0]))
     assert ledger.statuses([first]) == [None]
+
+
+def _slot_hashes(ledger: SvmLedger) -> list[tuple[int, Hash]]:
+    account = ledger.get_account(SLOT_HASHES_SYSVAR)
+    assert account is not None
+    data = bytes(account.data)
+    count = int.from_bytes(data[:8], "little")
+    entries = [data[8 + 40 * i : 48 + 40 * i] for i in range(count)]
+    return [(int.from_bytes(e[:8], "little"), Hash(e[8:])) for e in entries]
+
+
+def test_slot_hashes_are_current_whenever_they_can_be_read(tmp_path: Path) -> None:
+    """SlotHashes is written to LiteSVM lazily (each write costs O(accounts)); a read,
+    a lookup-table instruction and a restart still see every slot, newest first."""
+    ledger = SvmLedger(path=tmp_path / "ledger.sqlite")
+    payer = Keypair()
+    ledger.airdrop(payer.pubkey(), SOL)
+    for i in range(5):
+        ix = transfer(
+            TransferParams(from_pubkey=payer.pubkey(), to_pubkey=Keypair().pubkey(), lamports=i + 1)
+        )
+        blockhash = ledger.latest_blockhash()[0]
+        tx = Transaction.new_signed_with_payer([ix], payer.pubkey(), [payer], blockhash)
+        landed = ledger.submit(tx)
+        assert isinstance(landed, Landed) and landed.err is None
+        seen = _slot_hashes(ledger)
+        assert seen[0] == (ledger.slot, blockhash_of(ledger, ledger.slot))
+        assert [s for s, _ in seen] == list(range(ledger.slot, 0, -1))
+    # one more slot nobody read, then a lookup table made at it: the program finds it
+    ledger.airdrop(Keypair().pubkey(), SOL)
+    recent = ledger.slot
+    create, _table = create_lookup_table(payer.pubkey(), payer.pubkey(), recent)
+    tx = Transaction.new_signed_with_payer(
+        [create], payer.pubkey(), [payer], ledger.latest_blockhash()[0]
+    )
+    landed = ledger.submit(tx)
+    assert isinstance(landed, Landed) and landed.err is None
+    before = _slot_hashes(ledger)
+    ledger.close()
+    reopened = SvmLedger(path=tmp_path / "ledger.sqlite")
+    assert _slot_hashes(reopened) == before
+
+
+def blockhash_of(ledger: SvmLedger, slot: int) -> Hash:
+    found = ledger.block(slot)
+    assert found is not None
+    return Hash.from_string(found[0].blockhash)
