@@ -64,7 +64,10 @@ class OfferQuery:
         clauses = ["o.expires_at > ?" if for_count else "+o.expires_at > ?"]
         params: list[Any] = [now]
         if self.admitted_only:
-            clauses.append("o.admitted = 1")
+            # ``+``: never the index a page walks (sqlite took offers_pending for unfiltered
+            # searches and sorted all 10,000 live offers, ~25 ms); the count's covering
+            # index holds the flag
+            clauses.append("+o.admitted = 1")
         for column, op, value in (
             ("o.model_key", "=", self.model_key),
             ("o.gpu_count", ">=", self.count),
