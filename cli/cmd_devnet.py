@@ -12,17 +12,20 @@ While it runs, a part that dies is restarted on the same ports with the same sta
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import shutil
 import signal
 import time
+from contextlib import ExitStack
 from pathlib import Path
 from types import FrameType
 
 import click
 from dgpu.cli import profile as profiles
 from dgpu.cli.devnet.demo import run_demo
+from dgpu.cli.devnet.hosts import HOSTS_TOPOLOGIES, HostsTopology, check_hosts, open_hosts
 from dgpu.cli.devnet.parts import (
     Options,
     Running,
@@ -98,6 +101,15 @@ def cleanup_containers(running: Running | None) -> int:
 )
 @click.option("--fresh", is_flag=True, help="Delete the state directory first.")
 @click.option(
+    "--hosts",
+    type=click.Choice(HOSTS_TOPOLOGIES),
+    default=None,
+    help="Spread the devnet over simulated hosts (Linux network namespaces; root): chain,"
+    " coordinator and bootstrap on a public host, providers behind the topology's NAT"
+    " (public: none; nat: a home router; double-nat: renter behind one too; symmetric:"
+    " a symmetric NAT, relay only), the demo's renter on its own host.",
+)
+@click.option(
     "--executor",
     type=click.Choice(["auto", "docker", "local"]),
     default="auto",
@@ -111,6 +123,7 @@ def command(
     as_json: bool,
     state_dir: Path,
     fresh: bool,
+    hosts: HostsTopology | None,
     executor: str,
 ) -> None:
     """Start a local dgpu network: chain, coordinator + explorer, bootstrap, providers."""
@@ -118,6 +131,8 @@ def command(
         raise click.BadParameter("at least one provider", param_hint="--providers")
     if keep and not demo:
         raise click.BadParameter("only with --demo", param_hint="--keep")
+    if hosts is not None:
+        check_hosts()  # before anything is written: no root, nothing done
     if fresh and state_dir.exists():
         shutil.rmtree(state_dir)
     state_dir.mkdir(parents=True, exist_ok=True)
@@ -136,8 +151,20 @@ def command(
     wallets = load_wallets(state_dir, providers)
     _stop_on_sigterm()
     running: Running | None = None
-    with supervised(state_dir) as sup:
+    lab_id: str | None = None
+    with ExitStack() as stack, supervised(state_dir) as sup:
+        # the supervisor (entered last) stops the parts before the lab goes away
         try:
+            if hosts is not None:
+                with stderr.status(f"building the network lab ({hosts})…"):
+                    lab, placement = stack.enter_context(open_hosts(hosts))
+                options, lab_id = dataclasses.replace(options, placement=placement), lab.id
+                write_state(state_dir, {**read_state(state_dir), "lab": lab_id})
+                stderr.print(
+                    f"network lab {lab.id} ({hosts}): server {placement.server_ip},"
+                    f" providers on {placement.provider_ip}",
+                    highlight=False,
+                )
             with stderr.status("starting the devnet (chain, coordinator, bootstrap, providers)…"):
                 running = start_network(sup, options, wallets)
             if demo:
@@ -163,6 +190,8 @@ def command(
                 "profile": DEVNET_PROFILE if profile is not None else None,
                 "ports": options.ports.as_json(),
                 "pids": sup.pids(),
+                "hosts": hosts,
+                "lab": lab_id,
             }
             write_state(state_dir, ready)
             if as_json and not demo:  # --demo --json printed its summary already
@@ -251,6 +280,7 @@ def _print_summary(summary: dict[str, object], as_json: bool) -> None:
         ("paid to provider", dgpu("paid_to_provider")),
         ("platform fee", dgpu("platform_fee")),
         ("refunded to renter", dgpu("refunded_to_renter")),
+        ("connection", summary.get("connection") or "-"),
         ("settlement tx", ", ".join(map(str, summary["settlement_signatures"]))),  # type: ignore[call-overload]
         (
             "explorer",

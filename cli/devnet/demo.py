@@ -57,9 +57,11 @@ async def balances(rpc_url: str, mint: Pubkey, provider: str, wallets: Wallets) 
         )
 
 
-def _dgpu_json(args: list[str], *, what: str, timeout: float) -> dict[str, Any]:
+def _dgpu_json(
+    args: list[str], *, what: str, timeout: float, prefix: tuple[str, ...] = ()
+) -> dict[str, Any]:
     done = subprocess.run(
-        [*dgpu_command(), *args],
+        [*prefix, *dgpu_command(), *args],
         capture_output=True,
         text=True,
         timeout=timeout,
@@ -112,7 +114,13 @@ def run_demo(options: Options, running: Running, wallets: Wallets) -> dict[str, 
     state = options.state_dir
     provider_guess = running.provider_addresses[0]
     before = trio.run(balances, running.rpc_url, running.mint, provider_guess, wallets)
-    job = _dgpu_json(run_args(options, running, as_json=True), what="the demo job", timeout=300)
+    renter_host = options.placement.renter  # its own host with --hosts, else here
+    job = _dgpu_json(
+        run_args(options, running, as_json=True),
+        what="the demo job",
+        timeout=300,
+        prefix=renter_host,
+    )
     if job.get("state") != "succeeded":
         raise DevnetError(f"the demo job ended {job.get('state')}: {job.get('detail')}")
     provider = str(job["provider"])
@@ -129,6 +137,7 @@ def run_demo(options: Options, running: Running, wallets: Wallets) -> dict[str, 
          "--data-dir", str(state / "renter"), "--rpc", running.rpc_url, "--json"],
         what="reclaiming the rest of the deposit",
         timeout=120,
+        prefix=renter_host,
     )  # fmt: skip
     after = trio.run(balances, running.rpc_url, running.mint, provider, wallets)
 
@@ -153,6 +162,8 @@ def run_demo(options: Options, running: Running, wallets: Wallets) -> dict[str, 
         "channel": job["channel"],
         "chain_clock_warped_s": wait,
         "outputs": job["outputs"],
+        # how the renter reached the provider when the outputs moved
+        "connection": job.get("connection"),
         "explorer_url": running.explorer_url,
     }
     total = summary["paid_to_provider"] + summary["platform_fee"] + summary["refunded_to_renter"]

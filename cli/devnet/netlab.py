@@ -119,6 +119,13 @@ class Lab:
         problem = lab_problem()
         if problem is not None:
             raise LabError(problem)
+        try:
+            self._build_internet()
+        except BaseException:  # Ctrl-C or a failed command half-way: nothing left
+            self.close()
+            raise
+
+    def _build_internet(self) -> None:
         self.subnet = self._free_subnet()
         self.inet = self._namespace("inet")
         _run("ip", "netns", "exec", self.inet, "ip", "link", "add", "br0", "type", "bridge")
@@ -218,6 +225,14 @@ class Lab:
 
     def heal(self, a: Host, b: Host) -> None:
         self._partition("-D", a, b)
+
+    def reset(self, a: Host, b: Host) -> None:
+        """Drop the TCP connections between ``a`` and ``b`` on both sides, as a router
+        that lost its state would: each host's sockets to the other's public address
+        are aborted (``ss -K``). With a :meth:`cut` in place first, no new connection
+        can replace them until :meth:`heal`."""
+        a.run("ss", "-K", "dst", b.public_ip)
+        b.run("ss", "-K", "dst", a.public_ip)
 
     # -- teardown ---------------------------------------------------------------------
     def close(self) -> None:

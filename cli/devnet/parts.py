@@ -42,6 +42,22 @@ DEMO_SCRIPT = (
 
 
 @dataclass(frozen=True)
+class Placement:
+    """Where the parts run: all on loopback here (the default), or on the hosts of a
+    network lab (``dgpu devnet --hosts``): chain, coordinator and bootstrap on a public
+    server host, the providers on a host of their own (behind the topology's NAT), the
+    demo's renter on a third. A prefix (``ip netns exec <ns>``) runs a part on its host."""
+
+    server_ip: str = HOST
+    provider_ip: str = HOST
+    server: tuple[str, ...] = ()
+    provider: tuple[str, ...] = ()
+    renter: tuple[str, ...] = ()
+    topology: str | None = None
+    """The lab's topology; None on loopback."""
+
+
+@dataclass(frozen=True)
 class Options:
     state_dir: Path
     providers: int
@@ -50,6 +66,7 @@ class Options:
     interval_s: int = 2
     grace_s: int = 6
     settle_every_s: float = 5.0
+    placement: Placement = Placement()
 
 
 @dataclass(frozen=True)
@@ -77,13 +94,14 @@ def start_chain(sup: Supervisor, options: Options, wallets: Wallets) -> tuple[st
         "chain",
         [
             "chain", "serve",
-            "--host", HOST,
+            "--host", options.placement.server_ip,
             "--port", str(options.ports.chain),
             "--state-dir", str(options.state_dir / "chain"),
             "--no-escrow",  # deployed below through the upgradeable loader, as on a cluster
             "--json",
         ],
         on_restart=partial(_chain_restarted, wallets),
+        prefix=options.placement.server,
     ).ready  # fmt: skip
     return str(ready["rpc_url"]), _mint(ready)
 
@@ -101,7 +119,7 @@ async def prepare_money(rpc_url: str, wallets: Wallets, mint: TokenMint) -> None
 
 
 def start_network(sup: Supervisor, options: Options, wallets: Wallets) -> Running:
-    state = options.state_dir
+    state, place = options.state_dir, options.placement
     rpc_url, mint = start_chain(sup, options, wallets)
     trio.run(prepare_money, rpc_url, wallets, mint)
 
@@ -109,7 +127,7 @@ def start_network(sup: Supervisor, options: Options, wallets: Wallets) -> Runnin
         "coordinator",
         [
             "coordinator", "serve",
-            "--listen", f"{HOST}:{options.ports.coordinator}",
+            "--listen", f"{place.server_ip}:{options.ports.coordinator}",
             "--db", str(state / "coordinator.db"),
             "--rpc", rpc_url,
             "--key", str(key_path(state, "coordinator")),
@@ -120,6 +138,7 @@ def start_network(sup: Supervisor, options: Options, wallets: Wallets) -> Runnin
             "--mint", str(mint.address),
             "--json",
         ],
+        prefix=place.server,
     ).ready  # fmt: skip
     coordinator_url = str(coordinator["url"])
 
@@ -127,23 +146,27 @@ def start_network(sup: Supervisor, options: Options, wallets: Wallets) -> Runnin
         "bootstrap",
         [
             "bootstrap", "serve",
-            "--listen", f"/ip4/{HOST}/tcp/{options.ports.bootstrap}",
+            "--listen", f"/ip4/{place.server_ip}/tcp/{options.ports.bootstrap}",
             "--key", str(key_path(state, "bootstrap")),
             "--index", coordinator_url,
             "--json",
         ],
+        prefix=place.server,
     ).ready  # fmt: skip
     bootstrap_addr = str(bootstrap["multiaddr"])
 
     for i in range(options.providers):
+        # on loopback the outputs take a plain TCP channel; across hosts libp2p streams
+        # (Noise, over whatever connection exists: direct or through the relay)
+        bulk = () if place.topology else ("--bulk-listen", f"{HOST}:{options.ports.bulk[i]}")
         sup.start(
             f"provider-{i}",
             [
                 "provider", "start",
                 "--key", str(key_path(state, f"provider-{i}")),
                 "--data-dir", str(state / f"provider-{i}"),
-                "--listen", f"/ip4/{HOST}/tcp/{options.ports.providers[i]}",
-                "--bulk-listen", f"{HOST}:{options.ports.bulk[i]}",
+                "--listen", f"/ip4/{place.provider_ip}/tcp/{options.ports.providers[i]}",
+                *bulk,
                 "--bootstrap", bootstrap_addr,
                 "--rpc", rpc_url,
                 "--mint", str(mint.address),
@@ -159,6 +182,7 @@ def start_network(sup: Supervisor, options: Options, wallets: Wallets) -> Runnin
                 "--json",
             ],
             timeout=120,
+            prefix=place.provider,
         )  # fmt: skip
     return Running(
         rpc_url=rpc_url,

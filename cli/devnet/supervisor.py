@@ -59,6 +59,9 @@ class PartSpec:
     # Called (in the supervisor's thread) after a *restart* is ready, with the ready
     # report; e.g. the chain's wallets are funded again. Errors are shown, not raised.
     on_restart: Callable[[dict[str, Any]], None] | None = None
+    # Runs the part elsewhere, e.g. ``ip netns exec <ns>`` (a host of a network lab);
+    # such a prefix execs into the part, so the pid and process group stay the part's.
+    prefix: tuple[str, ...] = ()
 
 
 @dataclass
@@ -127,7 +130,7 @@ class Supervisor:
                 err.write(f"\n--- dgpu devnet: restarting {spec.name} at {time.ctime()} ---\n")
                 err.flush()
             process = subprocess.Popen(
-                [*dgpu_command(), *spec.args],
+                [*spec.prefix, *dgpu_command(), *spec.args],
                 stdout=out,
                 stderr=err,
                 stdin=subprocess.DEVNULL,
@@ -146,9 +149,11 @@ class Supervisor:
         timeout: float = 60.0,
         env: dict[str, str] | None = None,
         on_restart: Callable[[dict[str, Any]], None] | None = None,
+        prefix: tuple[str, ...] = (),
     ) -> Child:
-        """Start ``dgpu <args>`` and wait for its first JSON line (its ready report)."""
-        spec = PartSpec(name, tuple(args), timeout, tuple((env or {}).items()), on_restart)
+        """Start ``dgpu <args>`` (after ``prefix``, e.g. ``ip netns exec <ns>``) and wait
+        for its first JSON line (its ready report)."""
+        spec = PartSpec(name, tuple(args), timeout, tuple((env or {}).items()), on_restart, prefix)
         process, log_path, out_path = self._spawn(spec, append=False)
         child = Child(spec, process, log_path, out_path, started_at=time.monotonic())
         self.children.append(child)

@@ -31,6 +31,7 @@ stopped while we ran.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import shutil
@@ -167,6 +168,7 @@ class ProviderSession:
         self._paid_changed = trio.Event()
         self._renter_gone = False  # no metering stream now (the renter may come back)
         self._stream_back = trio.Event()
+        self._reading_old = trio.CancelScope()  # the receive loop's read of a stream
         self.finished = trio.Event()  # set when run() returns
         self._ended = False
         self._log_seq = 0
@@ -193,9 +195,14 @@ class ProviderSession:
         on it. False when the job is over."""
         if self._ended or self.finished.is_set():
             return False
-        self.stream = stream
+        old, self.stream = self.stream, stream
         self._renter_gone = False
         self._stream_back.set()
+        # the old stream may be dead without knowing it yet (a connection dropped
+        # silently): stop reading it, so the receive loop turns to the new one
+        self._reading_old.cancel()
+        with trio.move_on_after(1), contextlib.suppress(NetError):
+            await old.reset()
         log.info("job %s: the renter is back", self.job_id.hex())
         return await self._send(JobStatus(job_id=self.job_id, state="running", detail="resumed"))
 
@@ -431,13 +438,17 @@ class ProviderSession:
                 await self._stream_back.wait()
             stream = self.stream
             try:
-                message = await stream.receive(timeout=math.inf)
+                with trio.CancelScope() as reading:
+                    self._reading_old = reading
+                    message = await stream.receive(timeout=math.inf)
             except NetError as exc:
                 if stream is self.stream:
                     self._lost(exc)
                 continue
             except ProtocolError as exc:
                 log.info("job %s: bad message from the renter: %s", self.job_id.hex(), exc)
+                continue
+            if reading.cancelled_caught:  # a new stream was attached (:meth:`attach`)
                 continue
             if isinstance(message, Receipt):
                 await self._on_receipt(message)

@@ -108,6 +108,14 @@ async def _turn(gate: AgreementGate | None) -> AsyncIterator[bool]:
         yield go
 
 
+class _StreamLost(DgpuError):
+    """The metering stream broke after it ran (carries why; caught where raised)."""
+
+    def __init__(self, error: NetError) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
 class RenterJob:
     """One job with one provider (see the module docstring)."""
 
@@ -154,6 +162,8 @@ class RenterJob:
         self._receipts_signed = 0
         self._clock_offset: int | None = None  # least (our clock - a report's at) seen
         self._too_late = ""  # why nothing more is signed (we answered after the deadline)
+        self.reconnects = 0  # metering streams attached again after a loss
+        self._redial_note = ""  # why a lost connection was not taken back
 
     # -- negotiation ------------------------------------------------------------------
 
@@ -280,7 +290,8 @@ class RenterJob:
     # -- running ----------------------------------------------------------------------
 
     async def execute(self) -> JobResult:
-        """Announce the channel, pay as the job runs, fetch the outputs."""
+        """Announce the channel, pay as the job runs, fetch the outputs. A metering
+        stream lost while the job runs is redialled (:meth:`_redial`)."""
         quote, channel = self.quote, self.channel
         assert quote is not None and channel is not None
         announce = self._announce or self.negotiation.channel_opened(
@@ -291,14 +302,44 @@ class RenterJob:
         )
         detail = ""
         try:
+            lost = await self._meter_on_stream(announce)
+            if lost is not None:
+                lost = await self._redial(announce, lost)
+            if lost is not None:
+                raise lost
+        except JobRefused:
+            self._record_end("failed", None, "refused after funding")
+            raise
+        except NetTimeout as exc:
+            detail = f"the provider went silent: {exc}"
+        except NetError as exc:
+            detail = f"lost the provider: {exc}"
+        if self._redial_note:
+            detail = f"{detail}; {self._redial_note}" if detail else self._redial_note
+        outputs = await self._fetch_outputs() if self.final is not None else []
+        return self._result(outputs, detail)
+
+    async def _meter_on_stream(
+        self, announce: ChannelOpened, *, within: float | None = None
+    ) -> NetError | None:
+        """One metering stream: announce the channel (opened and first answered
+        ``within`` seconds, when given), then pay until the job's final status. Returns
+        the error that broke the stream once it ran (None: the job ended on it); raises
+        when it could not be opened or the provider refused."""
+        open_s, first_s = self.config.negotiate_timeout_s, self.config.start_timeout_s
+        if within is not None:
+            open_s, first_s = min(open_s, within), min(first_s, within)
+        try:
             async with self.network.open_stream(
-                self.peer, METERING_PROTOCOL, timeout=self.config.negotiate_timeout_s
+                self.peer, METERING_PROTOCOL, timeout=open_s
             ) as stream:
                 await stream.send(announce)
-                first = await self._receive(stream, self.config.start_timeout_s)
+                first = await self._receive(stream, first_s)
                 if isinstance(first, ErrorMessage):
                     raise JobRefused(first.code, first.message)
                 await self._handle(first, stream)
+                if within is not None:  # a redial: the receipt lost with the old stream
+                    await self._resend_last_receipt(stream)
                 lost: NetError | None = None
                 async with trio.open_nursery() as nursery:
                     nursery.start_soon(self._send_cancel_on_request, stream)
@@ -308,16 +349,81 @@ class RenterJob:
                         lost = exc
                     nursery.cancel_scope.cancel()
                 if lost is not None:
-                    raise lost
-        except JobRefused:
-            self._record_end("failed", None, "refused after funding")
-            raise
-        except NetTimeout as exc:
-            detail = f"the provider went silent: {exc}"
-        except NetError as exc:
-            detail = f"lost the provider: {exc}"
-        outputs = await self._fetch_outputs() if self.final is not None else []
-        return self._result(outputs, detail)
+                    raise _StreamLost(lost)  # leaves the stream by a reset
+        except _StreamLost as broke:
+            return broke.error
+        return None
+
+    async def _resend_last_receipt(self, stream: MessageStream) -> None:
+        """The receipt signed last may have been lost with the old connection: send it
+        again (receipts are cumulative, a copy the provider has changes nothing)."""
+        last = self.store.latest_receipt("renter", self.job_id)
+        if last is not None:
+            await stream.send(last)
+
+    async def _redial(self, announce: ChannelOpened, lost: NetError) -> NetError | None:
+        """The metering stream broke while the job ran: dial the provider again and
+        attach a new metering stream to the running job (the provider takes one from
+        this very key for this very channel). The provider keeps an unpaid job for
+        interval + grace, so that is how long this tries after each loss; a provider
+        that ended the job meanwhile refuses, and what was signed stays what is paid.
+        Returns the last loss when the job could not be taken back, else None."""
+        quote = self.quote
+        assert quote is not None
+        if self.meter is None or self.cancel.is_set():
+            return lost  # it never ran (nothing to take back) or we are leaving
+        window = quote.interval_s + quote.grace_s
+        if isinstance(lost, NetTimeout):
+            # silent for longer than interval + grace: nothing was signed meanwhile, so
+            # the provider has stopped the job already; a redial could only hear that
+            self._redial_note = (
+                f"nothing came from the provider for longer than interval + grace ({window}s):"
+                " cut off (a partition?); it stops such a job for non-payment, so what was"
+                " signed before is what it is paid"
+            )
+            return lost
+        while True:
+            log.warning(
+                "job %s: lost the provider (%s); redialling for up to %ds",
+                self.job_id.hex(),
+                lost,
+                window,
+            )
+            deadline = trio.current_time() + window
+            tries = 0
+            while True:
+                if self.cancel.is_set() or trio.current_time() >= deadline:
+                    self._redial_note = (
+                        f"the connection dropped and {tries} redial(s) in {window}s"
+                        " (interval + grace) did not reach the provider; what was signed"
+                        " before is what it is paid"
+                    )
+                    return lost
+                tries += 1
+                try:
+                    again = await self._meter_on_stream(
+                        announce, within=max(0.1, deadline - trio.current_time())
+                    )
+                except JobRefused as exc:
+                    self._redial_note = (
+                        f"the connection dropped; redialled, the provider had ended the job"
+                        f" ({exc.reason}); what was signed before is what it is paid"
+                    )
+                    return lost
+                except NetError as exc:
+                    log.info("job %s: redial %d failed: %s", self.job_id.hex(), tries, exc)
+                    await trio.sleep(min(1.0, max(0.0, deadline - trio.current_time())))
+                    continue
+                self.reconnects += 1
+                log.warning(
+                    "job %s: reconnected to the provider (redial %d); metering resumed",
+                    self.job_id.hex(),
+                    tries,
+                )
+                if again is None:
+                    return None  # the job ended on the new stream
+                lost = again
+                break
 
     def resume(
         self,

@@ -32,6 +32,8 @@ from tests.node.clikit import (
 START_TIMEOUT_S = 90.0
 CHAIN_PORT = 8899
 BOOTSTRAP_PORT = 4001
+COORDINATOR_PORT = 8080
+SETTLE_EVERY_S = 2
 
 
 def read_json_line(proc: subprocess.Popen[str], log: Path, timeout_s: float) -> dict[str, Any]:
@@ -71,6 +73,9 @@ class Swarm:
     world: LocalChain
     bootstrap: str
     """Full multiaddr of the bootstrap peer (on the server host's public address)."""
+    coordinator_url: str | None = None
+    """The coordinator on the server host (``open_swarm(coordinator=True)``): offers
+    found through its index, receipts settled by its batcher — the normal path."""
 
     def provider_args(self, identity: Identity, *extra: str) -> list[str]:
         key = self.tmp / "provider.json"
@@ -82,6 +87,7 @@ class Swarm:
             *("--interval", "1", "--grace", "5", "--price", PRICE_PER_HOUR),
             *("--max-duration", "600", "--offer-ttl", "120"),
             *("--bootstrap", self.bootstrap),
+            *(("--coordinator", self.coordinator_url) if self.coordinator_url else ()),
             *extra,
         ]
 
@@ -103,7 +109,10 @@ class Swarm:
             "run",
             *("--key", str(key), "--data-dir", str(self.tmp / "renter-data")),
             *("--rpc", self.chain.url, "--mint", str(self.chain.mint)),
-            *("--bootstrap", self.bootstrap, "--p2p"),
+            "--bootstrap",
+            self.bootstrap,
+            # with a coordinator, its index finds the offers; without, the DHT
+            *(("--coordinator", self.coordinator_url) if self.coordinator_url else ("--p2p",)),
             *("--gpu", "RTX 4090", "--max-price", "8", "--image", TEST_IMAGE),
             *("--duration", "120", "--output-dir", str(self.tmp / "outputs"), "--json"),
             *extra,
@@ -123,9 +132,12 @@ class Swarm:
         return done.returncode, result, stderr
 
 
-async def open_swarm(topology: Topology, tmp: Path, *bootstrap_args: str) -> Swarm:
-    """Chain and bootstrap on the server host; the test's own chain client reaches the
-    chain over the lab (the root namespace's seat on the lab's internet)."""
+async def open_swarm(
+    topology: Topology, tmp: Path, *bootstrap_args: str, coordinator: bool = False
+) -> Swarm:
+    """Chain and bootstrap (and with ``coordinator``, the coordinator) on the server
+    host; the test's own chain client reaches the chain over the lab (the root
+    namespace's seat on the lab's internet)."""
     server = topology.server
     chain_log = tmp / "chain.log"
     chain_proc = start(
@@ -175,4 +187,31 @@ async def open_swarm(topology: Topology, tmp: Path, *bootstrap_args: str) -> Swa
     )
     boot_info = read_json_line(boot, boot_log, START_TIMEOUT_S)
     world = await local_chain(node)
-    return Swarm(topology, tmp, node, world, boot_info["multiaddr"])
+    swarm = Swarm(topology, tmp, node, world, boot_info["multiaddr"])
+    if coordinator:
+        swarm.coordinator_url = await _start_coordinator(swarm)
+    return swarm
+
+
+async def _start_coordinator(swarm: Swarm) -> str:
+    """``dgpu coordinator serve`` on the server host, its settler key funded (fees)."""
+    server, tmp = swarm.topology.server, swarm.tmp
+    settler = Identity.generate()
+    await swarm.world.fund(settler)
+    key = tmp / "coordinator.json"
+    save_identity(settler, key)
+    log = tmp / "coordinator.log"
+    proc = start(
+        server,
+        [
+            *("-v", "coordinator", "serve", "--json"),
+            *("--listen", f"{server.ip}:{COORDINATOR_PORT}", "--db", str(tmp / "coord.db")),
+            *("--rpc", swarm.chain.url, "--mint", str(swarm.chain.mint), "--key", str(key)),
+            *("--settle-every", str(SETTLE_EVERY_S)),
+        ],
+        log,
+    )
+    info = read_json_line(proc, log, START_TIMEOUT_S)
+    url = str(info["url"])
+    assert server.ip in url, info
+    return url

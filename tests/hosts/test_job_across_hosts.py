@@ -19,7 +19,12 @@ from tests.node.clikit import PRICE
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
-EXPECTED_CONNECTION = {"public": "direct", "nat": "hole-punched", "symmetric": "relayed"}
+EXPECTED_CONNECTION = {
+    "public": "direct",
+    "nat": "hole-punched",
+    "symmetric": "relayed",
+    "lossy": "direct",
+}
 JOB = "echo hi from the job; sleep 2; echo 7 > /out/seven.txt"
 
 

@@ -28,8 +28,10 @@ from libp2p.abc import IHost, INetStream
 from libp2p.custom_types import TProtocol
 from libp2p.peer.id import ID
 from libp2p.peer.peerinfo import info_from_p2p_addr
+from libp2p.relay.circuit_v2.pb.circuit_pb2 import HopMessage
 from libp2p.relay.circuit_v2.protocol import PROTOCOL_ID as HOP_PROTOCOL_ID
 from libp2p.relay.circuit_v2.protocol import CircuitV2Protocol
+from libp2p.relay.circuit_v2.protocol_buffer import StatusCode
 from libp2p.relay.circuit_v2.transport import CircuitV2Transport
 
 log = logging.getLogger(__name__)
@@ -203,3 +205,32 @@ def limit_reservations_per_ip(host: IHost, circuit: CircuitV2Protocol, limit: in
         return bool(library_check(peer_id))
 
     manager.can_accept_reservation = can_accept_reservation  # type: ignore[method-assign]
+
+
+def limit_circuits_per_peer(circuit: CircuitV2Protocol, limit: int) -> None:
+    """py-libp2p checks a reserved peer's circuit count when a CONNECT arrives but only
+    counts the circuit once the destination answered, seconds later: CONNECTs sent at
+    once all pass the check (a flood of 12 got 12 circuits past a limit of 4, seen in
+    ``tests/hosts/test_relay_flood.py``). Count circuits to each destination from the
+    moment they are asked for, in flight included, and refuse past ``limit``."""
+    handle_connect = circuit._handle_connect
+    circuits: dict[ID, int] = {}
+
+    async def counted(stream: INetStream, msg: HopMessage) -> None:
+        peer = ID(msg.peer.id)
+        if circuits.get(peer, 0) >= limit:
+            log.info("refused a relay circuit to %s: %d open or opening", peer, limit)
+            await circuit._send_status(
+                stream, StatusCode.RESOURCE_LIMIT_EXCEEDED, "too many circuits to this peer"
+            )
+            await stream.reset()
+            return
+        circuits[peer] = circuits.get(peer, 0) + 1
+        try:
+            await handle_connect(stream, msg)
+        finally:
+            circuits[peer] -= 1
+            if not circuits[peer]:
+                del circuits[peer]
+
+    circuit._handle_connect = counted  # type: ignore[method-assign]

@@ -21,6 +21,7 @@ from dgpu.node.net.libp2p.punch import HolePuncher
 from dgpu.node.net.libp2p.quiet import quiet_libp2p_logs
 from dgpu.node.net.libp2p.relay import (
     check_reachability,
+    limit_circuits_per_peer,
     limit_reservations_per_ip,
     reserve_on,
     serve_dialback,
@@ -214,6 +215,7 @@ async def start_services(identity: Identity, config: Libp2pConfig) -> AsyncItera
     if relay is not None:
         serve_dialback(host)
         limit_reservations_per_ip(host, circuit, relay.reservations_per_ip)
+        limit_circuits_per_peer(circuit, relay.circuits_per_peer)
     else:
         services.puncher = HolePuncher(host, addresses)
     async with (
