@@ -43,7 +43,7 @@ DEPOSIT = 5 * 10**9
 CUMULATIVE = 1_500_000_000
 
 
-def recipe() -> tuple[str, str, str, str]:
+def recipe() -> tuple[str, str, str]:
     """The section, its key and deploy commands and its node flags, as the README has them."""
     text = README.read_text()
     match = re.search(r"^## A real Solana cluster\n(.*?)^## ", text, re.S | re.M)
