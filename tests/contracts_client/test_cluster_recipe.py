@@ -172,6 +172,13 @@ def test_the_readme_cluster_recipe(tmp_path: Path) -> None:
         )
         assert "--program-id" in said and "is not a base58 address" in said, said
         settled = run(settle.format(chain_flags), **chain_fill)
+        # a coordinator given the shipped program id refuses to settle on this cluster too
+        coordinator = (
+            f"dgpu coordinator serve --listen 127.0.0.1:0 --db {tmp_path / 'coordinator.sqlite'}"
+            f" --key {provider_key} --no-probe {shipped}"
+        )
+        said = refused(coordinator, **{RPC_PLACEHOLDER: cluster.url})
+        assert f"no escrow program at {PROGRAM_ID}" in said, said
         assert [row["status"] for row in settled["settlements"]] == ["settled"]
         after = run(f"dgpu wallet balance --key {provider_key} {flags} --json", **node_flags)
         # paid by the deployed program: the receipt minus the config's (default) fee, once
