@@ -194,6 +194,7 @@ def create_app(
             if prober is not None:
                 coord.admitter = Admitter(store, prober, config.admission, metrics, now=coord.now)
             metrics.replica.labels(coord.replica_id).set(1)
+            metrics.settler_candidate.set(1 if settler is not None else 0)
             if settler is not None:
                 await _take_lease(coord, settler)
             await coord.market.snapshot(coord.now())

@@ -69,6 +69,12 @@ class Metrics:
             "1 while this replica holds the settler lease (runs the settlement rounds)",
             registry=r,
         )
+        self.settler_candidate = Gauge(
+            "dgpu_coordinator_settler_candidate",
+            "1 when this replica has a chain and competes for the settler lease (0: it never"
+            " settles); with dgpu_coordinator_settling, 'no replica settles' is an alert",
+            registry=r,
+        )
         self.replica = Gauge(
             "dgpu_coordinator_replica",
             "Always 1, labelled with this replica's id (join on it with dgpu_coordinator_settling)",

@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from typing import Any, Final
 
 import anyio
+import msgspec
 from dgpu.coordinator.auth import verify_request
 from dgpu.coordinator.errors import ApiError, bad_request
 from dgpu.coordinator.service import Coordinator
@@ -191,5 +192,16 @@ def without_blanks(params: Mapping[str, str]) -> dict[str, str]:
     return {k: v for k, v in params.items() if v != ""}
 
 
+class _JSON(JSONResponse):
+    """JSON rendered by msgspec (compact UTF-8, like starlette's, at a fraction of the
+    cost of ``json.dumps``: a search page of 50 offers is a few hundred values)."""
+
+    def render(self, content: Any) -> bytes:
+        return _ENCODER.encode(content)
+
+
+_ENCODER: Final = msgspec.json.Encoder()
+
+
 def ok(data: Any, status: int = 200) -> JSONResponse:
-    return JSONResponse(data, status_code=status)
+    return _JSON(data, status_code=status)

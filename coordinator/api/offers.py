@@ -133,6 +133,9 @@ def parse_offer_query(
         sort=sort,
         limit=int_param(params, "limit", low=1, high=max_page, default=50) or 50,
         offset=int_param(params, "offset", low=0, high=1_000_000, default=0) or 0,
+        # a provider's superseded offers stay signed and live until they expire; the API,
+        # like the explorer, shows its current one only
+        current_only=True,
     )
 
 

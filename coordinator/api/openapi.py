@@ -163,7 +163,8 @@ def openapi_document(max_page: int = 200) -> dict[str, Any]:
     paths: dict[str, Any] = {
         "/api/v1/offers": {
             "get": _op(
-                "Search live offers",
+                "Search live offers (each provider's current one: an offer its provider has"
+                " replaced is not listed, although still signed and unexpired)",
                 {"200": _json(_ref("OfferPage"), "matching live offers")},
                 parameters=_offer_filters(max_page),
             ),

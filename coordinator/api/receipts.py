@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import Annotated, Any, Final
 
 import msgspec
@@ -155,12 +156,15 @@ async def post_receipt_batch(request: Request) -> JSONResponse:
     stored = await coord.store.channels.ingest_many(
         [(receipt, data) for _, receipt, data in parsed], provider=signer, now=now
     )
+    counted: Counter[str] = Counter()
     for (index, receipt, _), status in zip(parsed, stored, strict=True):
         if isinstance(status, ChannelConflict):
             results[index] = {"status": "refused", "code": status.code, "message": str(status)}
             continue
-        coord.metrics.receipts_ingested.labels(status).inc()
+        counted[status] += 1
         results[index] = {**_result(receipt, "accepted"), "stored": status}
+    for outcome, count in counted.items():  # one metric update per outcome, not per receipt
+        coord.metrics.receipts_ingested.labels(outcome).inc(count)
     if any(r.get("stored") == "created" for r in results):
         await coord.market.touch(signer, now)
     accepted = sum(r["status"] == "accepted" for r in results)

@@ -34,8 +34,7 @@ class _SqliteConnection:
         await self._conn.executemany(sql, rows)
 
     async def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
-        async with self._conn.execute(sql, params) as cursor:
-            return list(await cursor.fetchall())
+        return await _fetchall(self._conn, sql, params)
 
     async def fetchone(self, sql: str, params: Sequence[Any] = ()) -> Row | None:
         async with self._conn.execute(sql, params) as cursor:
@@ -79,8 +78,7 @@ class SqliteDatabase:
             return list(await cursor.fetchall())
 
     async def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
-        async with self._conn.execute(sql, params) as cursor:
-            return list(await cursor.fetchall())
+        return await _fetchall(self._conn, sql, params)
 
     async def fetchone(self, sql: str, params: Sequence[Any] = ()) -> Row | None:
         async with self._conn.execute(sql, params) as cursor:
@@ -88,8 +86,15 @@ class SqliteDatabase:
             return row
 
     async def scalar(self, sql: str, params: Sequence[Any] = ()) -> Any:
-        row = await self.fetchone(sql, params)
-        return None if row is None else row[0]
+        """The first column of a one-row query (an aggregate, a key look-up)."""
+        rows = await _fetchall(self._conn, sql, params)
+        return rows[0][0] if rows else None
+
+
+async def _fetchall(conn: aiosqlite.Connection, sql: str, params: Sequence[Any]) -> list[Row]:
+    # One trip to aiosqlite's thread (execute, fetch and close there): a cursor costs three,
+    # each a wake-up of the event loop through its self-pipe, and a search makes two queries.
+    return list(await conn.execute_fetchall(sql, params))
 
 
 async def _schema_version(conn: aiosqlite.Connection) -> int:

@@ -64,7 +64,10 @@ class OfferQuery:
         clauses = ["o.expires_at > ?" if for_count else "+o.expires_at > ?"]
         params: list[Any] = [now]
         if self.admitted_only:
-            clauses.append("o.admitted = 1")
+            # ``+``: never the index a page walks (sqlite took offers_pending for unfiltered
+            # searches and sorted all 10,000 live offers, ~25 ms); the count's covering
+            # index holds the flag
+            clauses.append("+o.admitted = 1")
         for column, op, value in (
             ("o.model_key", "=", self.model_key),
             ("o.gpu_count", ">=", self.count),
@@ -91,13 +94,13 @@ class OfferQuery:
 
 # A provider advertises one offer at a time (the node re-signs it with a new offer_id when its
 # capacity changes), but the offer it replaced stays signed and live until it expires. Its
-# *current* offer is its newest live one (ties: the later stored); older live offers are
-# superseded and must not be counted twice as supply. ``o`` is the offer tested, bound to
-# the same ``now`` as the expiry test (the offers_provider index serves the subquery).
-CURRENT: Final = (
-    "NOT EXISTS (SELECT 1 FROM offers n WHERE n.provider = o.provider AND n.expires_at > ?"
-    " AND (n.created_at > o.created_at OR (n.created_at = o.created_at AND n.rowid > o.rowid)))"
-)
+# *current* offer is its newest one (latest created_at; ties: the later stored); older ones
+# are superseded and must not be counted twice as supply, nor come back when the newest
+# expires first. ``superseded`` is kept by OfferRepo.ingest (a flag, not a NOT EXISTS
+# subquery per row: that cost a look-up per candidate). The clause takes the same ``now``
+# as the expiry test (a current offer is a live one), so callers pass it twice; it is
+# written ``+o.expires_at`` so that it never steers a page onto the expiry index.
+CURRENT: Final = "o.superseded = 0 AND +o.expires_at > ?"
 
 _SELECT = (
     "SELECT o.offer_id, o.provider, o.gpu_model, o.model_key, o.gpu_count, o.vram_mb,"
@@ -222,6 +225,7 @@ class OfferRepo:
                     provider,
                 ),
             )
+            await _supersede(conn, provider)
             return "created" if known is None else "refreshed"
 
     async def search(self, query: OfferQuery, now: int) -> tuple[int, list[Row]]:
@@ -245,12 +249,14 @@ class OfferRepo:
         return int(await self._db.scalar("SELECT count(*) FROM offers"))
 
     async def live_rows(self, now: int) -> list[Row]:
-        """Every live admitted offer (model, count, price, provider): input of reference
-        prices (offers waiting for their probe do not move the market)."""
+        """Every provider's current admitted offer (model, count, price, provider): input of
+        reference prices (neither a superseded offer nor one waiting for its probe is
+        supply)."""
         rows = await self._db.fetchall(
-            "SELECT model_key, gpu_model, gpu_count, price_per_gpu_second, provider, simulated,"
-            " vram_mb FROM offers WHERE expires_at > ? AND admitted = 1",
-            (now,),
+            "SELECT o.model_key, o.gpu_model, o.gpu_count, o.price_per_gpu_second,"  # noqa: S608 (constant CURRENT)
+            " o.provider, o.simulated, o.vram_mb FROM offers o"
+            f" WHERE o.expires_at > ? AND o.admitted = 1 AND {CURRENT}",
+            (now, now),
         )
         return list(rows)
 
@@ -286,6 +292,23 @@ class OfferRepo:
     async def prune(self, before: int) -> int:
         """Drop offers expired before ``before`` (kept a while for the explorer)."""
         return await self._db.execute("DELETE FROM offers WHERE expires_at < ?", (before,))
+
+
+async def _supersede(conn: Connection, provider: str) -> None:
+    """Flag every offer of ``provider`` but its newest as superseded (at most two rows
+    change: the previous current offer and the one just stored)."""
+    newest = await conn.fetchone(
+        "SELECT offer_id FROM offers WHERE provider = ? ORDER BY created_at DESC, rowid DESC"
+        " LIMIT 1",
+        (provider,),
+    )
+    if newest is None:
+        return
+    await conn.execute(
+        "UPDATE offers SET superseded = CASE WHEN offer_id = ? THEN 0 ELSE 1 END"
+        " WHERE provider = ? AND (superseded = 0 OR offer_id = ?)",
+        (newest["offer_id"], provider, newest["offer_id"]),
+    )
 
 
 async def _extend_presence(conn: Connection, provider: str, start: int, end: int) -> None:

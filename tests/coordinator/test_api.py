@@ -7,6 +7,7 @@ import os
 import httpx
 import msgspec
 import pytest
+from dgpu.coordinator.market import REFERENCE_MAX_AGE_S
 from dgpu.coordinator.scores import NEW_KEY_WEIGHT
 from dgpu.node.coordinator_client import CoordinatorClientError
 from dgpu.pricing import DEFAULT_RATE_CARD, estimate_cost
@@ -64,14 +65,15 @@ async def test_relay_and_direct_posts_are_deduplicated(server: Server) -> None:
 
 async def test_search_filters_sort_and_pages(server: Server) -> None:
     now = now_of(server)
-    a, b = Identity.from_label("api-search-a"), Identity.from_label("api-search-b")
+    # one offer per provider: a provider's older offers are superseded (see the next test)
+    a, b, c, d = (Identity.from_label(f"api-search-{k}") for k in "abcd")
     region = "search"
     offers = [
         offer_for(a, now=now, region=region, model="RTX 4090", count=1, vram_mb=24_576, price=300),
-        offer_for(a, now=now, region=region, model="RTX 4090", count=4, vram_mb=24_576, price=500),
-        offer_for(b, now=now, region=region, model="A100 80GB", count=8, vram_mb=81_920, price=900),
+        offer_for(b, now=now, region=region, model="RTX 4090", count=4, vram_mb=24_576, price=500),
+        offer_for(c, now=now, region=region, model="A100 80GB", count=8, vram_mb=81_920, price=900),
         offer_for(
-            b,
+            d,
             now=now,
             region=region,
             model="H100",
@@ -81,8 +83,7 @@ async def test_search_filters_sort_and_pages(server: Server) -> None:
             simulated=False,
         ),
     ]
-    for offer in offers:
-        signer = a if offer.provider == a.public_key else b
+    for offer, signer in zip(offers, (a, b, c, d), strict=True):
         async with client_for(server, signer) as client:
             await client.post_offer(offer)
     async with client_for(server) as client:
@@ -104,6 +105,45 @@ async def test_search_filters_sort_and_pages(server: Server) -> None:
     assert [len(p.offers) for p in pages] == [3, 1]
     ids = {o.offer.offer_id for p in pages for o in p.offers}
     assert ids == {o.offer_id for o in offers}
+
+
+async def test_search_and_reference_prices_count_a_providers_current_offer_only(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    """A provider re-signs its offer when its capacity changes; the one it replaced stays
+    signed and live until it expires. Search and reference prices see the current one
+    only, as the explorer does (issue 17: one provider showed two rows)."""
+    from tests.coordinator.conftest import make_config, running_server
+
+    clock = ManualClock()
+    with running_server(make_config(tmp_path_factory.mktemp("current")), clock=clock) as srv:
+        now = int(clock())
+        moved, other = Identity.from_label("api-current-a"), Identity.from_label("api-current-b")
+        model = "NVIDIA H100 80GB HBM3"
+        old = offer_for(moved, now=now - 60, model=model, count=8, price=9_000_000, ttl_s=3600)
+        new = offer_for(moved, now=now, model=model, count=2, price=2_000_000, ttl_s=600)
+        theirs = offer_for(other, now=now, model=model, count=1, price=3_000_000, ttl_s=3600)
+        for identity, offer in ((moved, old), (moved, new), (other, theirs)):
+            async with client_for(srv, identity) as client:
+                await client.post_offer(offer)
+        clock.advance(REFERENCE_MAX_AGE_S + 1)  # past the reference prices' cache
+        async with client_for(srv) as client:
+            found = await client.search_offers(gpu_model=model)
+            prices = await client.prices()
+        async with httpx.AsyncClient(base_url=srv.url) as http:
+            mine = (await http.get("/api/v1/offers", params={"provider": moved.address})).json()
+        assert found.total == 2
+        assert {o.offer.offer_id for o in found.offers} == {new.offer_id, theirs.offer_id}
+        assert [o["offer_id"] for o in mine["offers"]] == [new.offer_id.hex()]
+        h100 = next(m for m in prices["models"] if m["model"] == "H100")
+        assert h100["supply_gpus"] == 3  # 2 + 1, not the superseded 8
+        assert h100["market"]["offers"] == 2
+        assert h100["market"]["high"] == 3_000_000  # the superseded 9,000,000 is gone
+        # the replaced offer does not come back when the current one expires first
+        clock.advance(600)
+        async with httpx.AsyncClient(base_url=srv.url) as http:
+            again = (await http.get("/api/v1/offers", params={"provider": moved.address})).json()
+        assert again["total"] == 0
 
 
 async def test_min_score_filter_uses_provider_scores(server: Server) -> None:

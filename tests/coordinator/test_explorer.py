@@ -33,7 +33,7 @@ from tests.coordinator.conftest import (
     running_server,
 )
 from tests.coordinator.escrow_world import World, make_world
-from tests.coordinator.explorer_data import FLEET, PROVIDERS, SUPERSEDED, Filled, fill
+from tests.coordinator.explorer_data import FLEET, PROVIDERS, Filled, fill
 
 pytestmark = pytest.mark.browser
 CHROMIUM = Path("/usr/bin/chromium")
@@ -117,10 +117,10 @@ def test_overview_renders_the_network(explorer: tuple[Server, Filled], page: Any
     server, filled = explorer
     page.goto(f"{server.url}/")
     assert page.locator("#providers-online").inner_text() == str(PROVIDERS)
-    # one offer per provider: the superseded ones (still live, still in the API) do not count
+    # one offer per provider: the superseded ones (still live) count neither here nor in the API
     assert page.locator("#gpus-live").inner_text() == str(sum(f[2] for f in FLEET))
     assert page.locator("#offers-live").inner_text() == str(len(FLEET))
-    assert api(server, "/api/v1/offers")["total"] == len(FLEET) + len(SUPERSEDED)
+    assert api(server, "/api/v1/offers")["total"] == len(FLEET)
     bars = page.locator("#gpus-by-model g.bar")
     assert bars.count() == len({"RTX 4090", "A100", "H100", "RTX 4080", "M3 Ultra"})
     assert page.locator("#price-chart polyline").count() >= 4

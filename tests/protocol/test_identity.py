@@ -8,9 +8,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import base58
 import pytest
 from dgpu.protocol import Identity, KeyFileError, load_identity, save_identity
-from dgpu.protocol.identity import public_key_of_address, public_key_of_peer_id
+from dgpu.protocol.errors import SignatureError
+from dgpu.protocol.identity import address_of, public_key_of_address, public_key_of_peer_id
 from hypothesis import given
 from hypothesis import strategies as st
 from solders.keypair import Keypair
@@ -22,6 +24,19 @@ def test_address_and_peer_id_round_trip(seed: bytes) -> None:
     assert public_key_of_address(identity.address) == identity.public_key
     assert public_key_of_peer_id(identity.peer_id) == identity.public_key
     assert identity.peer_id.startswith("12D3KooW")
+
+
+@given(st.integers(min_value=0, max_value=32), st.binary(min_size=32, max_size=32))
+def test_address_is_the_base58_of_any_32_bytes(zeros: int, key: bytes) -> None:
+    # leading zero bytes are base58's leading '1's: the case fast encoders get wrong
+    public_key = bytes(zeros) + key[zeros:]
+    assert address_of(public_key) == base58.b58encode(public_key).decode()
+    assert public_key_of_address(address_of(public_key)) == public_key
+
+
+def test_address_of_refuses_a_short_key() -> None:
+    with pytest.raises(SignatureError, match="32 bytes"):
+        address_of(bytes(31))
 
 
 def test_matches_solders_and_libp2p() -> None:
