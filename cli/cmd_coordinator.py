@@ -11,7 +11,7 @@ from pathlib import Path
 import click
 from dgpu.cli.output import emit_json, stderr
 from dgpu.contracts_client.chain import ChainError, RpcChain
-from dgpu.contracts_client.errors import EscrowClientError
+from dgpu.contracts_client.errors import EscrowClientError, ProgramNotDeployed
 from dgpu.contracts_client.escrow import EscrowClient
 from dgpu.contracts_client.money import ChainEscrow
 from dgpu.coordinator.admission import Prober
@@ -22,7 +22,9 @@ from dgpu.coordinator.proxy import TrustedProxies
 from dgpu.coordinator.server import Listen, bind, serve_app
 from dgpu.coordinator.settlement import SettlementBackend
 from dgpu.pricing import DEFAULT_RATE_CARD, RateCard, load_rate_card
+from dgpu.protocol.identity import address_of
 from dgpu.protocol.keyfile import load_identity
+from solders.pubkey import Pubkey
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +46,12 @@ def command() -> None:
     " replicas share one PostgreSQL database); created/migrated at start.",
 )
 @click.option("--rpc", "rpc_url", help="JSON-RPC URL of the chain to settle on.")
+@click.option(
+    "--program-id",
+    envvar="DGPU_PROGRAM_ID",
+    help="The escrow's program id: only its channels are settled, receipts for another are "
+    "refused (default: the shipped key's).",
+)
 @click.option(
     "--key",
     "key_path",
@@ -140,6 +148,7 @@ def serve(
     listen: str,
     db: str,
     rpc_url: str | None,
+    program_id: str | None,
     key_path: Path | None,
     settle_every: float,
     snapshot_every: float,
@@ -168,6 +177,9 @@ def serve(
     if rpc_url is not None and key_path is None:
         raise click.UsageError("--rpc needs --key (the settler key that pays settlements)")
     card: RateCard = load_rate_card(rate_card) if rate_card else DEFAULT_RATE_CARD
+    from dgpu.cli.nodeopts import program_id_bytes
+
+    program = program_id_bytes(program_id)
     is_url = is_database_url(db)
     config = CoordinatorConfig(
         db_path=Path("coordinator.sqlite") if is_url else Path(db),
@@ -182,6 +194,7 @@ def serve(
         settle_every_s=settle_every,
         snapshot_every_s=snapshot_every,
         mint=mint,
+        program_id=address_of(program) if program_id is not None else None,
         verify_channels_on_intake=not no_intake_check,
         admission=_admission(probe_timeout, probe_ttl, offers_per_key, new_keys_per_ip),
     )
@@ -204,7 +217,7 @@ def serve(
             f"coordinator listening on http://{host}:{port} (database {config.describe_database()})"
         )
     if no_probe:
-        asyncio.run(_serve(config, card, sock, rpc_url, key_path, poll_interval, None))
+        asyncio.run(_serve(config, card, sock, rpc_url, program, key_path, poll_interval, None))
         return
     # imported here: py-libp2p takes about a second to import
     from dgpu.cli.nodeopts import read_psk
@@ -216,7 +229,9 @@ def serve(
             Libp2pConfig(psk=read_psk(psk_file)), timeout_s=probe_timeout
         ) as prober:
             log.info("probing providers from libp2p peer %s", prober.peer_id)
-            asyncio.run(_serve(config, card, sock, rpc_url, key_path, poll_interval, prober))
+            asyncio.run(
+                _serve(config, card, sock, rpc_url, program, key_path, poll_interval, prober)
+            )
     except ProberStartError as exc:
         raise click.ClickException(f"{exc} (--no-probe serves without it)") from exc
 
@@ -245,6 +260,7 @@ async def _serve(
     card: RateCard,
     sock: socket.socket,
     rpc_url: str | None,
+    program_id: bytes,
     key_path: Path | None,
     poll_interval: float,
     prober: Prober | None,
@@ -255,7 +271,11 @@ async def _serve(
     assert key_path is not None
     settler = load_identity(key_path)
     async with RpcChain(rpc_url, poll_interval=poll_interval) as chain:
-        escrow = EscrowClient(chain)
+        escrow = EscrowClient(chain, program_id=Pubkey.from_bytes(program_id))
+        try:
+            await escrow.check_deployed()
+        except ProgramNotDeployed as exc:
+            raise ProgramNotDeployed(escrow.program_id, f"{exc.reason}, at {rpc_url}") from None
         try:
             await escrow.read_config()
         except (ChainError, EscrowClientError) as exc:

@@ -37,6 +37,7 @@ from dgpu.cli.nodeopts import (
     open_store,
     parse_address,
     program_id_bytes,
+    program_id_option,
     read_psk,
 )
 from dgpu.cli.output import emit_json, stderr
@@ -186,6 +187,7 @@ def outputs(data_dir: Path, as_json: bool, job: str) -> None:
 @data_option
 @common_network_options
 @click.option("--rpc", "rpc_url", required=True, help="JSON-RPC URL of the chain.")
+@program_id_option
 @click.option("--mint", required=True, help="The dGPU token mint (base58).")
 @json_option
 @click.argument("job")
@@ -196,6 +198,7 @@ def resume(
     bootstrap: tuple[str, ...],
     psk_file: Path | None,
     rpc_url: str,
+    program_id: str | None,
     mint: str,
     as_json: bool,
     job: str,
@@ -212,7 +215,9 @@ def resume(
     offer = files.offer()
     if offer is None:
         raise CliSetupError(f"job {job_id}: {files.meta} is missing: the provider is unknown")
-    config = RenterConfig(mint=parse_address(mint, "--mint"), program_id=program_id_bytes())
+    config = RenterConfig(
+        mint=parse_address(mint, "--mint"), program_id=program_id_bytes(program_id)
+    )
     main = functools.partial(
         _resume,
         key_path=key_path,
@@ -262,7 +267,7 @@ async def _resume(
         pidfiles.write(pidfile)
         try:
             async with (
-                open_escrow(rpc_url, store=store) as escrow,
+                open_escrow(rpc_url, program_id=config.program_id, store=store) as escrow,
                 open_network(identity, listen=listen, bootstrap=bootstrap, psk=psk) as network,
             ):
                 renter = Renter(

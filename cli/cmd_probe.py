@@ -38,6 +38,7 @@ from dgpu.cli.nodeopts import (
     parse_address,
     per_second,
     program_id_bytes,
+    program_id_option,
     read_psk,
 )
 from dgpu.cli.output import emit_json, stderr
@@ -95,6 +96,7 @@ async def report(client: CoordinatorClient, verdict: ProbeVerdict, wait_s: float
 @data_option
 @common_network_options
 @click.option("--rpc", "rpc_url", required=True, help="JSON-RPC URL of the chain.")
+@program_id_option
 @click.option("--mint", required=True, help="The dGPU token mint (base58).")
 @click.option(
     "--coordinator", "coordinator_url", required=True, help="Where offers and verdicts live."
@@ -112,6 +114,7 @@ def command(
     bootstrap: tuple[str, ...],
     psk_file: Path | None,
     rpc_url: str,
+    program_id: str | None,
     mint: str,
     coordinator_url: str,
     image: str,
@@ -124,7 +127,9 @@ def command(
     """Check the GPUs of PROVIDER_OR_OFFER (an address or a 32-hex offer id) with a paid
     probe job, and sign the verdict."""
     identity = load_key(key_path)
-    config = RenterConfig(mint=parse_address(mint, "--mint"), program_id=program_id_bytes())
+    config = RenterConfig(
+        mint=parse_address(mint, "--mint"), program_id=program_id_bytes(program_id)
+    )
     limit = per_second(max_price, "--max-price") if max_price is not None else None
     outcome = trio.run(
         functools.partial(

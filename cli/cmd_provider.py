@@ -41,6 +41,7 @@ from dgpu.cli.nodeopts import (
     per_second,
     print_rows,
     program_id_bytes,
+    program_id_option,
     read_psk,
     run_on_chain,
 )
@@ -171,6 +172,7 @@ def _data_home() -> Path:
 @data_option
 @common_network_options
 @click.option("--rpc", "rpc_url", required=True, help="JSON-RPC URL of the chain.")
+@program_id_option
 @click.option("--mint", required=True, help="The dGPU token mint (base58).")
 @click.option("--coordinator", "coordinator_url", help="Coordinator URL (offers, settlement).")
 @click.option(
@@ -253,6 +255,7 @@ def start(
     bootstrap: tuple[str, ...],
     psk_file: Path | None,
     rpc_url: str,
+    program_id: str | None,
     mint: str,
     coordinator_url: str | None,
     gpu_backend: str,
@@ -287,7 +290,7 @@ def start(
     identity = load_key(key_path)
     config = ProviderConfig(
         mint=parse_address(mint, "--mint"),
-        program_id=program_id_bytes(),
+        program_id=program_id_bytes(program_id),
         region=region,
         pricing=ProviderPricing(
             floor_per_gpu_second=per_second(floor, "--floor") if floor else 0,
@@ -444,7 +447,7 @@ async def _serve(
             now=int(time.time()),
         )
         async with (
-            open_escrow(rpc_url, store=store) as escrow,
+            open_escrow(rpc_url, program_id=config.program_id, store=store) as escrow,
             _open_executor(executor_kind, identity.address, data_dir, docker_url) as executor,
             open_network(
                 identity,
@@ -539,10 +542,14 @@ def _announce(provider: Provider, as_json: bool) -> None:
 @key_option
 @data_option
 @click.option("--rpc", "rpc_url", required=True, help="JSON-RPC URL of the chain.")
+@program_id_option
 @json_option
-def settle(key_path: Path, data_dir: Path, rpc_url: str, as_json: bool) -> None:
+def settle(
+    key_path: Path, data_dir: Path, rpc_url: str, program_id: str | None, as_json: bool
+) -> None:
     """Submit every unsettled receipt on chain yourself (no coordinator needed)."""
     identity = load_key(key_path)
+    program = program_id_bytes(program_id)
     rows = run_on_chain(
         data_dir,
         rpc_url,
@@ -550,6 +557,7 @@ def settle(key_path: Path, data_dir: Path, rpc_url: str, as_json: bool) -> None:
         lambda store, escrow: settle_on_chain(
             store, escrow, identity, now=lambda: int(time.time())
         ),
+        program_id=program,
         cumulative=lambda r: r.cumulative,
         signature=lambda r: r.signature,
         error=lambda r: r.error,
@@ -574,13 +582,15 @@ def settle(key_path: Path, data_dir: Path, rpc_url: str, as_json: bool) -> None:
     help="Read what was settled from this chain (the profile's network); without it the "
     "store's last record of it is shown, which can lag the chain.",
 )
+@program_id_option
 @json_option
-def status(data_dir: Path, rpc_url: str | None, as_json: bool) -> None:
+def status(data_dir: Path, rpc_url: str | None, program_id: str | None, as_json: bool) -> None:
     """Jobs, receipts and settlements: what the store holds, and what the chain paid."""
     if not (data_dir / "node.sqlite").exists():
         raise CliSetupError(f"no node store in {data_dir}")
     with NodeStore.open(data_dir / "node.sqlite") as store:
-        settled = trio.run(_settled_on_chain, store, rpc_url) if rpc_url else None
+        program = program_id_bytes(program_id)
+        settled = trio.run(_settled_on_chain, store, rpc_url, program) if rpc_url else None
         info = provider_report(store, settled)
     if as_json:
         emit_json(info)
@@ -596,13 +606,15 @@ def status(data_dir: Path, rpc_url: str | None, as_json: bool) -> None:
     stderr.print(f"unsettled receipts: {len(info['unsettled'])} (settlement read from {where})")
 
 
-async def _settled_on_chain(store: NodeStore, rpc_url: str) -> dict[tuple[bytes, int], int]:
+async def _settled_on_chain(
+    store: NodeStore, rpc_url: str, program_id: bytes
+) -> dict[tuple[bytes, int], int]:
     """What the chain paid on each channel opening the store knows (an opening whose
     account is gone or reopened is left out: the chain no longer says)."""
     openings = {(s.channel, s.open_nonce) for s in store.settlements()}
     openings |= {(r.channel, r.open_nonce) for r in store.latest_receipts("provider")}
     ordered = sorted(openings)
-    async with open_escrow(rpc_url, store=store) as escrow:
+    async with open_escrow(rpc_url, program_id=program_id, store=store) as escrow:
         states = await escrow.read_channels([channel for channel, _ in ordered])
     return {
         (channel, nonce): state.settled

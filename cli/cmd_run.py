@@ -45,6 +45,7 @@ from dgpu.cli.nodeopts import (
     per_second,
     print_rows,
     program_id_bytes,
+    program_id_option,
     read_psk,
     run_on_chain,
 )
@@ -200,6 +201,7 @@ def _env(values: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
 @data_option
 @common_network_options
 @click.option("--rpc", "rpc_url", required=True, help="JSON-RPC URL of the chain.")
+@program_id_option
 @click.option("--mint", required=True, help="The dGPU token mint (base58).")
 @click.option("--coordinator", "coordinator_url", help="Find offers through this coordinator.")
 @click.option("--p2p", is_flag=True, help="Find offers through the DHT even with a coordinator.")
@@ -264,6 +266,7 @@ def job(
     bootstrap: tuple[str, ...],
     psk_file: Path | None,
     rpc_url: str,
+    program_id: str | None,
     mint: str,
     coordinator_url: str | None,
     p2p: bool,
@@ -302,7 +305,9 @@ def job(
     except TunnelError as exc:
         raise click.BadParameter(str(exc), param_hint="--port") from exc
     identity = load_key(key_path)
-    config = RenterConfig(mint=parse_address(mint, "--mint"), program_id=program_id_bytes())
+    config = RenterConfig(
+        mint=parse_address(mint, "--mint"), program_id=program_id_bytes(program_id)
+    )
     price = per_second(max_price, "--max-price")
     spec = JobSpec(
         image=image,
@@ -397,7 +402,7 @@ async def _run(
         pidfiles.write(pidfile)
         try:
             async with (
-                open_escrow(rpc_url, store=store) as escrow,
+                open_escrow(rpc_url, program_id=config.program_id, store=store) as escrow,
                 open_network(identity, listen=listen, bootstrap=bootstrap, psk=psk) as network,
                 open_coordinator(coordinator_url, identity) as coordinator,
             ):
@@ -610,14 +615,21 @@ def close_stale_jobs(data_dir: Path) -> list[str]:
 @key_option
 @data_option
 @click.option("--rpc", "rpc_url", required=True, help="JSON-RPC URL of the chain.")
+@program_id_option
 @click.option("--channel", help="Only this channel (base58).")
 @json_option
 def reclaim(
-    key_path: Path, data_dir: Path, rpc_url: str, channel: str | None, as_json: bool
+    key_path: Path,
+    data_dir: Path,
+    rpc_url: str,
+    program_id: str | None,
+    channel: str | None,
+    as_json: bool,
 ) -> None:
     """Take back what is left in your channels once they expired."""
     identity = load_key(key_path)
     only = parse_address(channel, "--channel") if channel else None
+    program = program_id_bytes(program_id)
     rows = run_on_chain(
         data_dir,
         rpc_url,
@@ -625,6 +637,7 @@ def reclaim(
         lambda store, escrow: reclaim_channels(
             store, escrow, identity, now=lambda: int(time.time()), channel=only
         ),
+        program_id=program,
         amount=lambda r: r.amount,
         signature=lambda r: r.signature,
         reclaimable_at=lambda r: r.reclaimable_at,

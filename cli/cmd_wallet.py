@@ -34,6 +34,8 @@ from dgpu.cli.nodeopts import (
     open_escrow,
     open_store,
     parse_address,
+    program_id_bytes,
+    program_id_option,
 )
 from dgpu.cli.output import emit_json, stderr
 from dgpu.cli.profile import ProfileCommand
@@ -45,7 +47,14 @@ from dgpu.protocol.identity import Identity, address_of
 LAMPORTS_PER_SOL = 1_000_000_000
 T = TypeVar("T")
 
-rpc_option = click.option("--rpc", "rpc_url", required=True, help="JSON-RPC URL of the chain.")
+_rpc = click.option("--rpc", "rpc_url", required=True, help="JSON-RPC URL of the chain.")
+
+
+def rpc_option(fn: click.decorators.FC) -> click.decorators.FC:
+    """--rpc and --program-id: the chain and the escrow on it."""
+    return _rpc(program_id_option(fn))
+
+
 mint_option = click.option("--mint", required=True, help="The dGPU token mint (base58).")
 
 
@@ -54,9 +63,20 @@ def command() -> None:
     """Your node key's money: balances, history, transfers, devnet airdrops."""
 
 
-def _on_chain(rpc_url: str, status: str, work: Callable[[ChainEscrow], Awaitable[T]]) -> T:
+def _on_chain(
+    rpc_url: str,
+    program_id: str | None,
+    status: str,
+    work: Callable[[ChainEscrow], Awaitable[T]],
+    *,
+    needs_program: bool = True,
+) -> T:
+    """``work`` over the escrow at ``program_id``; ``needs_program=False`` for what only
+    reads or moves tokens and SOL (it works on a chain without the escrow, too)."""
+    key = program_id_bytes(program_id)
+
     async def main() -> T:
-        async with open_escrow(rpc_url) as escrow:
+        async with open_escrow(rpc_url, program_id=key, verify=needs_program) as escrow:
             with stderr.status(status):
                 return await work(escrow)
 
@@ -76,11 +96,14 @@ async def _balances(escrow: ChainEscrow, identity: Identity, mint: bytes) -> dic
 @rpc_option
 @mint_option
 @json_option
-def balance(key_path: Path, rpc_url: str, mint: str, as_json: bool) -> None:
+def balance(key_path: Path, rpc_url: str, program_id: str | None, mint: str, as_json: bool) -> None:
     """SOL (for fees) and dGPU (for jobs) held by the key."""
     identity = load_key(key_path)
     mint_key = parse_address(mint, "--mint")
-    held = _on_chain(rpc_url, "reading balances…", lambda e: _balances(e, identity, mint_key))
+    held = _on_chain(
+        rpc_url, program_id, "reading balances…", lambda e: _balances(e, identity, mint_key),
+        needs_program=False,
+    )  # fmt: skip
     info = {"address": identity.address, "mint": mint, **held}
     if as_json:
         emit_json(info)
@@ -95,7 +118,9 @@ def balance(key_path: Path, rpc_url: str, mint: str, as_json: bool) -> None:
 @data_option
 @rpc_option
 @json_option
-def history(key_path: Path, data_dir: Path, rpc_url: str, as_json: bool) -> None:
+def history(
+    key_path: Path, data_dir: Path, rpc_url: str, program_id: str | None, as_json: bool
+) -> None:
     """Deposits, payments (signed receipts), settlements and refunds of this node."""
     identity = load_key(key_path)
     with open_store(data_dir) as store:
@@ -112,7 +137,7 @@ def history(key_path: Path, data_dir: Path, rpc_url: str, as_json: bool) -> None
                 states[c.channel] = exc
         return states
 
-    states = _on_chain(rpc_url, "reading channels…", read) if channels else {}
+    states = _on_chain(rpc_url, program_id, "reading channels…", read) if channels else {}
     rows: list[dict[str, Any]] = []
     for c in sorted(channels, key=lambda c: c.updated_at):
         base = {"channel": address_of(c.channel), "job_id": c.job_id.hex()}
@@ -162,7 +187,14 @@ def history(key_path: Path, data_dir: Path, rpc_url: str, as_json: bool) -> None
 @click.option("--sol", "in_sol", is_flag=True, help="AMOUNT is SOL, not dGPU.")
 @json_option
 def transfer(
-    key_path: Path, rpc_url: str, mint: str, to: str, amount: str, in_sol: bool, as_json: bool
+    key_path: Path,
+    rpc_url: str,
+    program_id: str | None,
+    mint: str,
+    to: str,
+    amount: str,
+    in_sol: bool,
+    as_json: bool,
 ) -> None:
     """Send AMOUNT dGPU (or SOL with --sol) to the address TO."""
     identity = load_key(key_path)
@@ -197,7 +229,7 @@ def transfer(
         return str(await transfer_tokens(escrow.chain, sender, source, dest, units))
 
     try:
-        signature = _on_chain(rpc_url, "sending…", send)
+        signature = _on_chain(rpc_url, program_id, "sending…", send, needs_program=False)
     except DgpuError as exc:
         raise CliSetupError(f"transfer refused by the chain: {exc}") from exc
     unit = "lamports" if in_sol else "base units"
@@ -223,6 +255,7 @@ def transfer(
 def airdrop(
     key_path: Path,
     rpc_url: str,
+    program_id: str | None,
     mint: str,
     sol: str,
     dgpu_amount: str,
@@ -263,7 +296,7 @@ def airdrop(
         return await _balances(escrow, identity, mint_key)
 
     try:
-        held = _on_chain(rpc_url, "airdropping…", drop)
+        held = _on_chain(rpc_url, program_id, "airdropping…", drop, needs_program=False)
     except DgpuError as exc:
         raise CliSetupError(f"airdrop refused (is this a devnet?): {exc}") from exc
     if as_json:

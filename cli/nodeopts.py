@@ -116,10 +116,23 @@ def per_second(dgpu_per_hour: str, what: str) -> int:
     return ceil_div(hourly, SECONDS_PER_HOUR)
 
 
-def program_id_bytes() -> bytes:
-    from dgpu.contracts import PROGRAM_ID
+program_id_option = click.option(
+    "--program-id",
+    envvar="DGPU_PROGRAM_ID",
+    default=None,
+    help="The escrow's program id on this chain (default: the shipped key's; give yours "
+    "when the escrow was deployed under your own key with `dgpu chain deploy`).",
+)
 
-    return bytes(PROGRAM_ID)
+
+def program_id_bytes(value: str | None = None) -> bytes:
+    """The escrow's program id: ``value`` (``--program-id``, ``$DGPU_PROGRAM_ID`` or a
+    profile's ``program_id``) or, when none is given, the shipped key's."""
+    if value is None:
+        from dgpu.contracts import PROGRAM_ID
+
+        return bytes(PROGRAM_ID)
+    return parse_address(value, "--program-id")
 
 
 def read_psk(path: Path | None) -> bytes | None:
@@ -149,18 +162,33 @@ class ChainMismatch(CliSetupError):
 
 @asynccontextmanager
 async def open_escrow(
-    rpc_url: str, *, store: NodeStore | None = None
+    rpc_url: str,
+    *,
+    program_id: bytes | None = None,
+    store: NodeStore | None = None,
+    verify: bool = True,
 ) -> AsyncIterator[ChainEscrow]:
-    """The escrow program through the JSON-RPC chain at ``rpc_url``. With ``store``, the
-    chain must be the one the store's records are on (:func:`check_chain`)."""
+    """The escrow program deployed under ``program_id`` (:func:`program_id_bytes`) through
+    the JSON-RPC chain at ``rpc_url``; :class:`CliSetupError` when no executable program
+    lives there (unless not ``verify``: for work that never calls the program). With
+    ``store``, the chain must be the one the store's records are on (:func:`check_chain`)."""
     from dgpu.contracts_client.chain import RpcChain
+    from dgpu.contracts_client.errors import ProgramNotDeployed
     from dgpu.contracts_client.escrow import EscrowClient
+    from solders.pubkey import Pubkey
 
     chain = RpcChain(rpc_url, confirm_timeout=60.0, poll_interval=0.2)
     try:
         if store is not None:
             await check_chain(store, str(await chain.genesis_hash()), rpc_url)
-        yield ChainEscrow(EscrowClient(chain))
+        key = None if program_id is None else Pubkey.from_bytes(program_id)
+        client = EscrowClient(chain, program_id=key)
+        try:
+            if verify:
+                await client.check_deployed()
+        except ProgramNotDeployed as exc:
+            raise CliSetupError(f"{rpc_url}: {exc}") from exc
+        yield ChainEscrow(client)
     finally:
         with trio.CancelScope(shield=True):
             await chain.aclose()
@@ -185,15 +213,18 @@ def run_on_chain(
     rpc_url: str,
     status: str,
     work: Callable[[NodeStore, ChainEscrow], Awaitable[Sequence[ChannelResult]]],
+    *,
+    program_id: bytes | None = None,
     **fields: Callable[[Any], object],
 ) -> list[dict[str, object]]:
-    """Run ``work`` over the node's store and the chain (a spinner saying ``status``) and
+    """Run ``work`` over the node's store and the escrow deployed under ``program_id`` (a
+    spinner saying ``status``) and
     turn what it returns, one result per channel, into rows: ``channel`` (base58),
     ``job_id`` (hex), ``status`` and ``fields`` (name -> how to read it from a result)."""
 
     async def main() -> Sequence[ChannelResult]:
         with open_store(data_dir) as store:
-            async with open_escrow(rpc_url, store=store) as escrow:
+            async with open_escrow(rpc_url, program_id=program_id, store=store) as escrow:
                 with stderr.status(status):
                     return await work(store, escrow)
 

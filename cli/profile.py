@@ -7,6 +7,7 @@ One TOML file in the XDG place (``$XDG_CONFIG_HOME/dgpu/config.toml``, by defaul
 
     [profiles.devnet]                     # a network ...
     rpc = "http://127.0.0.1:8899"
+    program_id = "…"                      # the escrow's (default: the shipped key's)
     mint = "…"
     coordinator = "http://127.0.0.1:8000"
     bootstrap = ["/ip4/127.0.0.1/tcp/4001/p2p/…"]
@@ -43,6 +44,7 @@ Value = str | int | bool | list[str]
 
 NETWORK_KEYS: Final[dict[str, type]] = {
     "rpc": str,
+    "program_id": str,
     "mint": str,
     "coordinator": str,
     "bootstrap": list,

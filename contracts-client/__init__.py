@@ -24,9 +24,16 @@ from dgpu.contracts_client.errors import (
     ConfigNotFound,
     EscrowClientError,
     EscrowProgramError,
+    ProgramNotDeployed,
 )
 from dgpu.contracts_client.escrow import EscrowClient, OpenedChannel
-from dgpu.contracts_client.idl import ChannelAccount, ConfigState, EscrowIdl, default_idl
+from dgpu.contracts_client.idl import (
+    ChannelAccount,
+    ConfigState,
+    EscrowIdl,
+    default_idl,
+    idl_for,
+)
 from dgpu.contracts_client.instructions import (
     DEFAULT_BOUNDS,
     DEFAULT_DISPUTE_WINDOW,
@@ -66,6 +73,7 @@ __all__ = [
     "EscrowIdl",
     "EscrowProgramError",
     "OpenedChannel",
+    "ProgramNotDeployed",
     "Settlement",
     "SignedMessage",
     "associated_token_address",
@@ -73,6 +81,7 @@ __all__ = [
     "config_address",
     "default_idl",
     "ed25519_instruction",
+    "idl_for",
     "lookup_table_entries",
     "receipts_per_transaction",
     "settle_instructions",

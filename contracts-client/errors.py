@@ -5,6 +5,7 @@
     │   ├── AccountDecodeError       account data that is not the expected escrow account
     │   ├── ChannelNotFound          no open channel at an address
     │   ├── ConfigNotFound           the program's config was never initialized
+    │   ├── ProgramNotDeployed       no executable program at the configured program id
     │   └── BatchTooLarge            more receipts than fit one transaction
     └── ChainError (dgpu.contracts_client.chain)
         └── TransactionFailed
@@ -48,6 +49,20 @@ class ConfigNotFound(EscrowClientError):
     def __init__(self, config: Pubkey) -> None:
         super().__init__(f"the escrow config {config} is not initialized")
         self.config = config
+
+
+class ProgramNotDeployed(EscrowClientError):
+    """No executable program at the program id the client was configured with: the escrow
+    was deployed under another key, or not at all, on this chain."""
+
+    def __init__(self, program_id: Pubkey, reason: str) -> None:
+        super().__init__(
+            f"no escrow program at {program_id} on this chain ({reason}): deploy it with"
+            " `dgpu chain deploy`, or give the program id it was deployed under"
+            " (--program-id, $DGPU_PROGRAM_ID or `dgpu config set program_id ...`)"
+        )
+        self.program_id = program_id
+        self.reason = reason
 
 
 class BatchTooLarge(EscrowClientError):

@@ -21,8 +21,15 @@ from dgpu.contracts_client.errors import (
     ChannelNotFound,
     ConfigNotFound,
     EscrowProgramError,
+    ProgramNotDeployed,
 )
-from dgpu.contracts_client.idl import ChannelAccount, ConfigState, EscrowIdl, default_idl
+from dgpu.contracts_client.idl import (
+    ChannelAccount,
+    ConfigState,
+    EscrowIdl,
+    default_idl,
+    idl_for,
+)
 from dgpu.contracts_client.instructions import (
     DEFAULT_BOUNDS,
     DEFAULT_DISPUTE_WINDOW,
@@ -66,13 +73,32 @@ class OpenedChannel:
 
 
 class EscrowClient:
-    """The escrow program over a chain; ``idl`` fixes the program id (default: shipped)."""
+    """The escrow program over a chain, deployed under ``program_id`` (default: the shipped
+    key's). The program id is held once, by the IDL: PDAs, instructions, owner checks,
+    receipts and the money seam (:class:`~dgpu.contracts_client.money.ChainEscrow`) all
+    read it from here. ``idl`` (bound to its own program id) excludes ``program_id``."""
 
-    def __init__(self, chain: Chain, *, idl: EscrowIdl | None = None) -> None:
+    def __init__(
+        self, chain: Chain, *, program_id: Pubkey | None = None, idl: EscrowIdl | None = None
+    ) -> None:
+        if idl is not None and program_id is not None and idl.program_id != program_id:
+            raise ValueError(f"the IDL is bound to {idl.program_id}, not {program_id}")
         self.chain = chain
-        self.idl = idl or default_idl()
+        self.idl = idl or (default_idl() if program_id is None else idl_for(program_id))
         self.program_id = self.idl.program_id
         self.config_address = config_address(self.program_id)
+
+    async def check_deployed(self) -> None:
+        """Raise :class:`ProgramNotDeployed` unless an executable program lives at the
+        program id on this chain (a node pointed at a cluster where the escrow runs under
+        another key would otherwise fail later on a missing config or channel)."""
+        account = await self.chain.get_account(self.program_id)
+        if account is None:
+            raise ProgramNotDeployed(self.program_id, "no account there")
+        if not account.executable:
+            raise ProgramNotDeployed(
+                self.program_id, f"the account there is not executable (owner {account.owner})"
+            )
 
     # -- reads ------------------------------------------------------------------------
 

@@ -207,7 +207,14 @@ class EscrowIdl:
             raise AccountDecodeError(address, account, str(exc)) from None
 
 
-@cache
 def default_idl() -> EscrowIdl:
     """The shipped IDL bound to :data:`dgpu.contracts.PROGRAM_ID` (parsed once)."""
-    return EscrowIdl.load()
+    return idl_for(PROGRAM_ID)
+
+
+@cache
+def idl_for(program_id: Pubkey) -> EscrowIdl:
+    """The shipped IDL bound to ``program_id``: the escrow deployed under another key (parsed
+    once per program id). Every address, instruction and owner check of an
+    :class:`EscrowClient` follows from it."""
+    return EscrowIdl.load(program_id=program_id)

@@ -22,6 +22,7 @@ from dgpu.cli.devnet.ports import HOST, Ports
 from dgpu.cli.devnet.supervisor import Supervisor
 from dgpu.cli.devnet.wallets import Wallets, ensure_escrow_config, fund, key_path
 from dgpu.cli.profile import Value
+from dgpu.contracts import PROGRAM_ID
 from dgpu.contracts_client.chain import RpcChain
 from dgpu.contracts_client.deploy import deploy_escrow
 from dgpu.contracts_client.localnet import DGPU_DECIMALS, TokenMint
@@ -199,6 +200,7 @@ def profile_values(options: Options, running: Running) -> dict[str, Value]:
     state = options.state_dir
     return {
         "rpc": running.rpc_url,
+        "program_id": str(PROGRAM_ID),  # deploy_escrow's default key (prepare_money)
         "mint": str(running.mint),
         "coordinator": running.coordinator_url,
         "bootstrap": [running.bootstrap],

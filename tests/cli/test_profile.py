@@ -141,3 +141,44 @@ def test_provider_init_then_start_reads_the_profile(tmp_path: Path) -> None:
     # start, with no flag at all, gets as far as the chain the profile names
     result = CliRunner().invoke(cli, ["provider", "start"])
     assert "ChainUnavailable('http://127.0.0.1:9" in repr(result.exception)
+
+
+def test_program_id_from_a_profile_or_the_environment_is_checked(tmp_path: Path) -> None:
+    """``program_id`` (issue 14): a profile key and ``$DGPU_PROGRAM_ID`` for every chain
+    command (here ``dgpu run reclaim``); a bad value is named by where it came from,
+    before any chain is dialled (the RPC URL answers nothing)."""
+    from dgpu.protocol.identity import Identity
+    from dgpu.protocol.keyfile import save_identity
+
+    save_identity(Identity.generate(), tmp_path / "me.json")
+    values: dict[str, profiles.Value] = {
+        "rpc": "http://127.0.0.1:9",
+        "program_id": "n0t-base58",
+        "key": str(tmp_path / "me.json"),
+        "data_dir": str(tmp_path / "data"),
+    }
+    profiles.save(profiles.ConfigFile(config_file(), "p", {"p": profiles.Profile("p", values)}))
+    runner = CliRunner()
+    bad = runner.invoke(cli, ["run", "reclaim"])
+    assert str(bad.exception) == (
+        f"program_id in profile 'p' of {config_file()}: 'n0t-base58' is not a base58 address"
+    )
+    env = runner.invoke(cli, ["run", "reclaim"], env={"DGPU_PROGRAM_ID": "zz"})
+    assert str(env.exception) == "$DGPU_PROGRAM_ID: 'zz' is not a base58 address"
+    typed = runner.invoke(
+        cli,
+        [
+            "provider",
+            "settle",
+            "--program-id",
+            "zz",
+            "--key",
+            str(tmp_path / "me.json"),
+            "--data-dir",
+            str(tmp_path),
+            "--rpc",
+            "http://127.0.0.1:9",
+        ],
+    )
+    assert "Invalid value for --program-id" in typed.output
+    assert "program_id" in dict(profiles.NETWORK_KEYS)

@@ -1,9 +1,12 @@
 """The README's "A real Solana cluster" recipe, its commands read from the README itself,
-run against ``dgpu chain serve --no-escrow`` standing in for the cluster: 1. ``dgpu chain
-deploy`` exactly as written (placeholders filled in); 2. the config initialised with
-``EscrowClient.initialize`` signed by the upgrade authority; 3. nodes pointed at it with
-``--rpc URL --mint MINT``: ``dgpu wallet balance`` reads, and ``dgpu provider settle`` is
-paid by the program that step 1 deployed. A README edit that breaks the recipe fails here."""
+run against ``dgpu chain serve --no-escrow`` standing in for the cluster: 1. a fresh
+program key from ``dgpu keys new`` and ``dgpu chain deploy`` under it, exactly as written
+(placeholders filled in); 2. the config initialised with ``EscrowClient(chain,
+program_id=...).initialize`` signed by the upgrade authority; 3. nodes pointed at it with
+``--rpc URL --program-id ID --mint MINT``: ``dgpu wallet balance`` reads, and ``dgpu
+provider settle`` is paid by the program that step 1 deployed. The same settle without
+``--program-id`` (the shipped key's id, not deployed there) or with a malformed one is
+refused in words and moves nothing. A README edit that breaks the recipe fails here."""
 
 from __future__ import annotations
 
@@ -17,7 +20,7 @@ from typing import Any
 
 import anyio
 import pytest
-from dgpu.contracts import PROGRAM_ID, program_keypair_path, so_sha256
+from dgpu.contracts import PROGRAM_ID, so_sha256
 from dgpu.contracts_client import localnet
 from dgpu.contracts_client.chain import RpcChain
 from dgpu.contracts_client.escrow import EscrowClient
@@ -28,6 +31,7 @@ from dgpu.protocol.keyfile import load_identity, save_identity
 from dgpu.protocol.messages import Receipt
 from dgpu.protocol.signing import sign_receipt
 from solders.keypair import Keypair
+from solders.pubkey import Pubkey
 
 from tests.contracts_client.support import SOL, serve_node
 
@@ -40,34 +44,48 @@ CUMULATIVE = 1_500_000_000
 
 
 def recipe() -> tuple[str, str, str]:
-    """The section, its deploy command and its node flags, as the README has them."""
+    """The section, its key and deploy commands and its node flags, as the README has them."""
     text = README.read_text()
     match = re.search(r"^## A real Solana cluster\n(.*?)^## ", text, re.S | re.M)
     assert match, "the README has no '## A real Solana cluster' section"
     section = match.group(1)
     commands = [" ".join(c.split()) for c in re.findall(r"`([^`]+)`", section)]
+    (new_key,) = [c for c in commands if c.startswith("dgpu keys new")]
     (deploy,) = [c for c in commands if c.startswith("dgpu chain deploy")]
     (flags,) = [c for c in commands if c.startswith("--rpc ")]
-    assert "EscrowClient.initialize" in section
-    return section, deploy, flags
+    assert "EscrowClient(chain, program_id=...).initialize" in section
+    return new_key, deploy, flags
 
 
-def run(command: str, **fill: str) -> Any:
+def attempt(command: str, **fill: str) -> subprocess.CompletedProcess[str]:
+    """``command`` (placeholders filled in) as a user would type it."""
     for placeholder, value in fill.items():
         assert placeholder in command, (placeholder, command)
         command = command.replace(placeholder, value)
     argv = shlex.split(command)
     assert argv[0] == "dgpu" and "<" not in command, command
-    done = subprocess.run(
+    return subprocess.run(
         [sys.executable, "-m", "dgpu.cli.main", *argv[1:]],
         capture_output=True, text=True, timeout=300, check=False,
     )  # fmt: skip
+
+
+def run(command: str, **fill: str) -> Any:
+    done = attempt(command, **fill)
     assert done.returncode == 0, done.stderr[-3000:]
     return json.loads(done.stdout)
 
 
+def refused(command: str, **fill: str) -> str:
+    """The words a refused command printed (no traceback)."""
+    done = attempt(command, **fill)
+    assert done.returncode != 0, done.stdout
+    assert "Traceback" not in done.stderr, done.stderr
+    return " ".join(done.stderr.split())
+
+
 def test_the_readme_cluster_recipe(tmp_path: Path) -> None:
-    _, deploy, flags = recipe()
+    new_key, deploy, flags = recipe()
     payer_id = Identity.generate()
     payer_file = tmp_path / "payer.json"
     save_identity(payer_id, payer_file)
@@ -82,17 +100,20 @@ def test_the_readme_cluster_recipe(tmp_path: Path) -> None:
                 await chain.request_airdrop(payer.pubkey(), 10 * SOL)
 
         anyio.run(fund_payer)
-        # 1. the deploy command, word for word; the program key is the shipped one because
-        # the nodes' program id is dgpu.contracts.PROGRAM_ID (see the report on this)
+        # 1. a fresh program key and the deploy command under it, word for word
+        program_file = tmp_path / "program.json"
+        made = run(new_key, **{"<program.json>": str(program_file)})
+        program_id = Pubkey.from_string(made["address"])
+        assert program_id != PROGRAM_ID
         deployed = run(
             deploy,
             **{
                 RPC_PLACEHOLDER: cluster.url,
                 "<payer.json>": str(payer_file),
-                "<your program key>": str(program_keypair_path()),
+                "<program.json>": str(program_file),
             },
         )
-        assert deployed["program_id"] == str(PROGRAM_ID) and deployed["sha256"] == so_sha256()
+        assert deployed["program_id"] == str(program_id) and deployed["sha256"] == so_sha256()
         assert deployed["authority"] == str(payer.pubkey()) and deployed["signatures"]
 
         # 2. the config, once, signed by the upgrade authority (the payer of step 1)
@@ -101,7 +122,7 @@ def test_the_readme_cluster_recipe(tmp_path: Path) -> None:
 
         async def initialize_and_open() -> Receipt:
             async with RpcChain(cluster.url, poll_interval=0.05) as chain:
-                escrow = EscrowClient(chain)
+                escrow = EscrowClient(chain, program_id=program_id)
                 treasury = Keypair()
                 await localnet.fund_wallet(chain, treasury.pubkey(), mint=mint)
                 await escrow.initialize(payer, treasury=treasury.pubkey(), mints=[cluster.mint])
@@ -116,15 +137,19 @@ def test_the_readme_cluster_recipe(tmp_path: Path) -> None:
                 state = opened.state
                 receipt = Receipt(
                     job_id=bytes(state.address)[:16], seq=1, renter=renter_id.public_key,
-                    program_id=bytes(PROGRAM_ID), channel=bytes(state.address),
+                    program_id=bytes(program_id), channel=bytes(state.address),
                     open_nonce=state.open_nonce, cumulative=CUMULATIVE,
                 )  # fmt: skip
                 return sign_receipt(receipt, renter_id)
 
         receipt = anyio.run(initialize_and_open)
 
-        # 3. nodes pointed at the cluster with the README's flags
-        node_flags = {RPC_PLACEHOLDER: cluster.url, "<mint>": str(cluster.mint)}
+        # 3. nodes pointed at the cluster and the program with the README's flags
+        node_flags = {
+            RPC_PLACEHOLDER: cluster.url,
+            "<program id>": str(program_id),
+            "<mint>": str(cluster.mint),
+        }
         provider_key = tmp_path / "provider.json"
         save_identity(provider_id, provider_key)
         balance = run(f"dgpu wallet balance --key {provider_key} {flags} --json", **node_flags)
@@ -133,11 +158,27 @@ def test_the_readme_cluster_recipe(tmp_path: Path) -> None:
         data.mkdir()
         with NodeStore.open(data / "node.sqlite") as store:
             assert store.save_receipt("provider", receipt, now=1)
-        rpc_flag = flags.split(" --mint")[0]  # settle takes no mint: the receipt names it
-        settled = run(
-            f"dgpu provider settle --key {provider_key} --data-dir {data} {rpc_flag} --json",
-            **{RPC_PLACEHOLDER: cluster.url},
+        chain_flags = flags.split(" --mint")[0]  # settle takes no mint: the receipt names it
+        assert "--program-id <program id>" in chain_flags
+        settle = f"dgpu provider settle --key {provider_key} --data-dir {data} {{}} --json"
+        chain_fill = {k: v for k, v in node_flags.items() if k != "<mint>"}
+        # the same settle with the shipped program id (not deployed here) or a malformed
+        # one is refused in words before anything is sent
+        shipped = chain_flags.replace(" --program-id <program id>", "")
+        said = refused(settle.format(shipped), **{RPC_PLACEHOLDER: cluster.url})
+        assert f"no escrow program at {PROGRAM_ID}" in said and "--program-id" in said, said
+        said = refused(
+            settle.format(shipped) + " --program-id n0t-base58", **{RPC_PLACEHOLDER: cluster.url}
         )
+        assert "--program-id" in said and "is not a base58 address" in said, said
+        settled = run(settle.format(chain_flags), **chain_fill)
+        # a coordinator given the shipped program id refuses to settle on this cluster too
+        coordinator = (
+            f"dgpu coordinator serve --listen 127.0.0.1:0 --db {tmp_path / 'coordinator.sqlite'}"
+            f" --key {provider_key} --no-probe {shipped}"
+        )
+        said = refused(coordinator, **{RPC_PLACEHOLDER: cluster.url})
+        assert f"no escrow program at {PROGRAM_ID}" in said, said
         assert [row["status"] for row in settled["settlements"]] == ["settled"]
         after = run(f"dgpu wallet balance --key {provider_key} {flags} --json", **node_flags)
         # paid by the deployed program: the receipt minus the config's (default) fee, once
