@@ -7,13 +7,16 @@ import binascii
 import json
 import re
 from collections.abc import Mapping
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 import anyio
 import msgspec
 from dgpu.coordinator.auth import verify_request
 from dgpu.coordinator.errors import ApiError, bad_request
 from dgpu.coordinator.service import Coordinator
+from dgpu.protocol.codec import decode_as
+from dgpu.protocol.errors import DecodeError, MessageTooLarge
+from dgpu.protocol.messages import Message
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse
 
@@ -30,6 +33,8 @@ REGION: Final = re.compile(r"[a-z0-9-]*")
 BASE58: Final = re.compile(r"[1-9A-HJ-NP-Za-km-z]*")
 HEX32: Final = re.compile(r"[0-9a-fA-F]{32}")
 MSGPACK_TYPES: Final = ("application/msgpack", "application/x-msgpack", "application/octet-stream")
+
+M = TypeVar("M", bound=Message)
 
 
 def coordinator(request: Request) -> Coordinator:
@@ -115,6 +120,16 @@ def message_bytes(request: Request, body: bytes, field: str) -> bytes:
         "unsupported_media_type",
         "send application/msgpack (canonical message bytes) or application/json",
     )
+
+
+def decode_message(kind: type[M], data: bytes, *, limit: int) -> M:
+    """Canonical message bytes decoded as ``kind``: 413 past ``limit``, 400 when malformed."""
+    try:
+        return decode_as(kind, data, limit=limit)
+    except MessageTooLarge as exc:
+        raise ApiError(413, "message_too_large", str(exc)) from exc
+    except DecodeError as exc:
+        raise bad_request(str(exc), "invalid_message") from exc
 
 
 def json_object(body: bytes) -> dict[str, Any]:

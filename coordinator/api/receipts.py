@@ -8,6 +8,7 @@ from typing import Annotated, Any, Final
 import msgspec
 from dgpu.coordinator.api.common import (
     coordinator,
+    decode_message,
     json_object,
     message_bytes,
     ok,
@@ -25,8 +26,7 @@ from dgpu.coordinator.scores import OUTCOMES
 from dgpu.coordinator.service import Coordinator
 from dgpu.coordinator.settlement import IntakeRefused
 from dgpu.coordinator.store import ChannelKey
-from dgpu.protocol.codec import decode_as
-from dgpu.protocol.errors import DecodeError, MessageTooLarge, SignatureError
+from dgpu.protocol.errors import DecodeError, SignatureError
 from dgpu.protocol.identity import address_of, public_key_of_address
 from dgpu.protocol.messages import Receipt
 from dgpu.protocol.signing import verify_receipt
@@ -46,12 +46,7 @@ _BATCH: Final = msgspec.msgpack.Decoder(
 
 
 def parse_receipt_body(data: bytes) -> Receipt:
-    try:
-        receipt = decode_as(Receipt, data, limit=MAX_RECEIPT_BYTES)
-    except MessageTooLarge as exc:
-        raise ApiError(413, "message_too_large", str(exc)) from exc
-    except DecodeError as exc:
-        raise bad_request(str(exc), "invalid_message") from exc
+    receipt = decode_message(Receipt, data, limit=MAX_RECEIPT_BYTES)
     try:
         verify_receipt(receipt)
     except (SignatureError, DecodeError) as exc:

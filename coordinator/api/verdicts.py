@@ -4,10 +4,15 @@ from __future__ import annotations
 
 from typing import Final
 
-from dgpu.coordinator.api.common import coordinator, message_bytes, ok, signed_body
-from dgpu.coordinator.errors import ApiError, bad_request, forbidden, unprocessable
-from dgpu.protocol.codec import decode_as
-from dgpu.protocol.errors import DecodeError, MessageTooLarge, SignatureError
+from dgpu.coordinator.api.common import (
+    coordinator,
+    decode_message,
+    message_bytes,
+    ok,
+    signed_body,
+)
+from dgpu.coordinator.errors import ApiError, forbidden, unprocessable
+from dgpu.protocol.errors import SignatureError
 from dgpu.protocol.identity import address_of
 from dgpu.protocol.messages import ProbeVerdict
 from dgpu.protocol.signing import verify
@@ -22,12 +27,7 @@ MAX_CLOCK_SKEW_S: Final = 60
 
 
 def parse_verdict_body(data: bytes) -> ProbeVerdict:
-    try:
-        verdict = decode_as(ProbeVerdict, data, limit=MAX_VERDICT_BYTES)
-    except MessageTooLarge as exc:
-        raise ApiError(413, "message_too_large", str(exc)) from exc
-    except DecodeError as exc:
-        raise bad_request(str(exc), "invalid_message") from exc
+    verdict = decode_message(ProbeVerdict, data, limit=MAX_VERDICT_BYTES)
     try:
         verify(verdict, verdict.renter)
     except SignatureError as exc:
