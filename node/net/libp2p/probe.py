@@ -19,6 +19,10 @@ one JSON command per stdin line with one JSON line:
 
 A command that fails with a dgpu error answers ``{"error": "..."}``.
 
+The child logs to stderr as ``dgpu`` does at default verbosity (WARNING and up, py-libp2p's
+records through :mod:`~dgpu.node.net.libp2p.quiet`; ``-v`` INFO, ``-vv`` DEBUG), so what a
+swarm of probes writes there is what a swarm of nodes would show an operator.
+
 Parent side: :class:`ProbeProcess` (``async with ProbeProcess.spawn(...) as probe``).
 """
 
@@ -29,13 +33,14 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import logging
 import os
 import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import IO, Any
 
 import trio
 from dgpu.node.net.errors import StreamClosed
@@ -50,6 +55,8 @@ from dgpu.protocol.messages import JobStatus, Offer
 from dgpu.protocol.offers import OfferTerms, make_offer, offer_bytes
 
 ECHO_PROTOCOL = "/dgpu/probe-echo/1"
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+"""The child's log lines, as ``dgpu``'s own (cli/main.py)."""
 _JOB = bytes(16)
 
 
@@ -225,7 +232,9 @@ class ProbeProcess:
         psk: bytes | None = None,
         dial_timeout: float = 10.0,
         start_timeout: float = 60.0,
+        stderr: IO[bytes] | None = None,
     ) -> AsyncIterator[ProbeProcess]:
+        """``stderr``: where the child's log goes (the parent's stderr by default)."""
         argv = [sys.executable, "-m", "dgpu.node.net.libp2p.probe", "--label", label]
         for addr in bootstrap:
             argv += ["--bootstrap", addr]
@@ -236,6 +245,7 @@ class ProbeProcess:
             argv,
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
+            stderr=stderr,
             env={**os.environ, "PYTHONUNBUFFERED": "1"},
         )
         probe = cls(process, {})
@@ -244,7 +254,7 @@ class ProbeProcess:
             yield probe
         finally:
             with trio.CancelScope(shield=True):
-                await probe._stop()
+                await probe.stop()
 
     async def command(self, op: str, *, wait: float = 90.0, **fields: Any) -> dict[str, Any]:
         """Send ``{"op": op, **fields}``; wait at most ``wait`` seconds for the answer."""
@@ -265,7 +275,8 @@ class ProbeProcess:
         answer: dict[str, Any] = json.loads(line)
         return answer
 
-    async def _stop(self) -> None:
+    async def stop(self) -> None:
+        """Ask the child to quit (killed after 10 s); idempotent."""
         if self.process.poll() is None and self.process.stdin is not None:
             with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
                 await self.process.stdin.send_all(b'{"op": "quit"}\n')
@@ -282,7 +293,11 @@ def main() -> None:
     parser.add_argument("--bootstrap", action="append", default=[])
     parser.add_argument("--psk", default="")
     parser.add_argument("--dial-timeout", type=float, default=10.0)
-    trio.run(_child, parser.parse_args())
+    parser.add_argument("-v", "--verbose", action="count", default=0)
+    args = parser.parse_args()
+    level = {0: logging.WARNING, 1: logging.INFO}.get(args.verbose, logging.DEBUG)
+    logging.basicConfig(level=level, format=LOG_FORMAT)
+    trio.run(_child, args)
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from typing import IO
 
 import trio
 
@@ -33,7 +34,10 @@ class BootstrapProcess:
 
 
 @asynccontextmanager
-async def bootstrap_process(*extra: str) -> AsyncIterator[BootstrapProcess]:
+async def bootstrap_process(
+    *extra: str, stderr: IO[bytes] | None = None
+) -> AsyncIterator[BootstrapProcess]:
+    """``stderr``: where its log goes (the parent's stderr by default)."""
     argv = [
         sys.executable,
         "-m",
@@ -46,7 +50,7 @@ async def bootstrap_process(*extra: str) -> AsyncIterator[BootstrapProcess]:
         *extra,
     ]
     process = await trio.lowlevel.open_process(
-        argv, stdout=subprocess.PIPE, env={**os.environ, "PYTHONUNBUFFERED": "1"}
+        argv, stdout=subprocess.PIPE, stderr=stderr, env={**os.environ, "PYTHONUNBUFFERED": "1"}
     )
     try:
         assert process.stdout is not None
