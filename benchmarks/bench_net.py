@@ -6,9 +6,11 @@
 1. **Connection setup**: two fresh libp2p hosts in one process, dial + Noise + Yamux.
 2. **Request/response** on one open stream between two node processes (framed
    canonical messages), p50/p99.
-3. **Discovery** (issue 13, "Discovery at scale"): ``dgpu bootstrap serve`` plus N node
-   processes (``probe``, fresh peer IDs, started 8 at a time), all advertising one model;
-   no coordinator. 30 nodes in turn run ``find_offers(model, limit=N)``, p50/p95 and how
+3. **Discovery** (issue 13, "Discovery at scale"): a bootstrap plus N node processes
+   (``probe``, fresh peer IDs, started 8 at a time), all advertising one model; no
+   coordinator. All share 127.0.0.1, so each takes up to ``--max-per-ip`` inbound
+   connections from it (the default 32 a node, meant for distinct hosts, would refuse most
+   of the swarm). 30 nodes in turn run ``find_offers(model, limit=N)``, p50/p95 and how
    many of the N offers each found; then 30 other nodes (distinct ones where N allows)
    search at once. Earlier sessions' figures are printed beside, labelled as such.
 4. **Gossip**: one node publishes offers at 5/s; fraction delivered to the other nodes and
@@ -29,7 +31,6 @@ import logging
 import os
 import re
 import statistics
-import sys
 import tempfile
 import time
 from collections import Counter
@@ -41,9 +42,6 @@ from pathlib import Path
 from typing import IO
 
 import trio
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the shared test helpers
-
 from dgpu.node.net.bulk import (
     BulkGrant,
     BulkGrants,
@@ -54,10 +52,9 @@ from dgpu.node.net.bulk import (
 )
 from dgpu.node.net.interface import MessageStream, PeerRef
 from dgpu.node.net.libp2p import Libp2pConfig, Libp2pNetwork, open_libp2p_network
+from dgpu.node.net.libp2p.config import ConnectionLimits
 from dgpu.node.net.libp2p.probe import ProbeProcess
 from dgpu.protocol import Identity
-
-from tests.node.net.bootkit import bootstrap_process
 
 MB = 1024 * 1024
 MODEL = "BENCH"
@@ -132,7 +129,10 @@ async def bench_swarm(nodes: int, args: argparse.Namespace, logdir: Path) -> Swa
     async with AsyncExitStack() as stack:
         start = time.perf_counter()
         logs = _log_files(stack, logdir, [f"{nodes}-boot"] + [f"{nodes}-{i}" for i in range(nodes)])
-        boot = await stack.enter_async_context(bootstrap_process(stderr=logs[0]))
+        limit = args.max_per_ip or None
+        boot = await stack.enter_async_context(
+            ProbeProcess.spawn(f"{tag}-boot", stderr=logs[0], max_per_ip=limit)
+        )
         probes: list[ProbeProcess | None] = [None] * nodes
         # a few at a time: 100 processes joining at once on 2 cores starve the bootstrap
         # peer, and each node's swarm then refuses to dial it for a while (its dial backoff)
@@ -146,6 +146,7 @@ async def bench_swarm(nodes: int, args: argparse.Namespace, logdir: Path) -> Swa
                         bootstrap=(boot.multiaddr,),
                         start_timeout=300,
                         stderr=logs[i + 1],
+                        max_per_ip=limit,
                     )
                 )
 
@@ -265,7 +266,8 @@ def _count_logs(logdir: Path, nodes: int, stop_at: float) -> tuple[LogCounts, Lo
     nodes were told to stop (before and after ``stop_at``, unix time): records at WARNING
     and up, at ERROR and up, lines of tracebacks, and lines that are not log records at
     all; with each kind of record (level, logger, message with its addresses, peer IDs
-    and numbers blanked) and how often it came."""
+    and numbers blanked) and how often it came. Lines that follow a record are its
+    traceback; "other" lines come before the first record."""
     running, stopping = LogCounts(), LogCounts()
     for path in sorted(logdir.glob(f"{nodes}-*.log")):
         counts = {phase: dict.fromkeys(phase.per_node, 0) for phase in (running, stopping)}
@@ -273,7 +275,7 @@ def _count_logs(logdir: Path, nodes: int, stop_at: float) -> tuple[LogCounts, Lo
         for text in path.read_text(errors="replace").splitlines():
             record = _RECORD.match(text)
             if record:
-                in_traceback = False
+                in_traceback = True
                 when, level, name, message = record.groups()
                 stamp = time.mktime(time.strptime(when[:19], "%Y-%m-%d %H:%M:%S"))
                 phase = running if stamp + int(when[20:]) / 1000 < stop_at else stopping
@@ -284,8 +286,7 @@ def _count_logs(logdir: Path, nodes: int, stop_at: float) -> tuple[LogCounts, Lo
                 for pattern, blank in _VARIABLE:
                     message = pattern.sub(blank, message)
                 phase.kinds[f"{level} {name}: {message[:100]}"] += 1
-            elif text.startswith("Traceback (most recent call last)") or in_traceback:
-                in_traceback = True
+            elif in_traceback:  # the lines after a record: its traceback
                 counts[phase]["traceback"] += 1
             elif text.strip():
                 counts[phase]["other"] += 1
@@ -451,6 +452,13 @@ if __name__ == "__main__":
     parser.add_argument("--gossip", type=int, default=50)
     parser.add_argument("--connect-rounds", type=int, default=20)
     parser.add_argument("--bulk-mb", type=int, default=200)
+    parser.add_argument(
+        "--max-per-ip",
+        type=int,
+        default=ConnectionLimits.max_inbound,
+        help="inbound connections a node takes from one IP (all share 127.0.0.1 here; "
+        f"0: the default {ConnectionLimits.max_per_ip})",
+    )
     parser.add_argument("--swarm-only", action="store_true", help="only the swarm figures")
     parser.add_argument("--keep-logs", type=Path, help="directory to keep the nodes' logs in")
     arguments = parser.parse_args()

@@ -45,7 +45,7 @@ from typing import IO, Any
 import trio
 from dgpu.node.net.errors import StreamClosed
 from dgpu.node.net.interface import MessageStream
-from dgpu.node.net.libp2p.config import Libp2pConfig
+from dgpu.node.net.libp2p.config import ConnectionLimits, Libp2pConfig
 from dgpu.node.net.libp2p.dht import find_providers_fresh
 from dgpu.node.net.libp2p.network import Libp2pNetwork, open_libp2p_network
 from dgpu.node.net.records import provider_key
@@ -175,6 +175,7 @@ async def _child(args: argparse.Namespace) -> None:
         bootstrap=tuple(args.bootstrap),
         psk=bytes.fromhex(args.psk) if args.psk else None,
         dial_timeout_s=args.dial_timeout,
+        connections=ConnectionLimits(max_per_ip=args.max_per_ip),
     )
     async with open_libp2p_network(identity, config) as net, trio.open_nursery() as nursery:
         net.serve(ECHO_PROTOCOL, _echo)
@@ -233,14 +234,19 @@ class ProbeProcess:
         dial_timeout: float = 10.0,
         start_timeout: float = 60.0,
         stderr: IO[bytes] | None = None,
+        max_per_ip: int | None = None,
     ) -> AsyncIterator[ProbeProcess]:
-        """``stderr``: where the child's log goes (the parent's stderr by default)."""
+        """``stderr``: where the child's log goes (the parent's stderr by default);
+        ``max_per_ip``: its inbound connections from one IP (``ConnectionLimits``; many
+        processes on 127.0.0.1 share one)."""
         argv = [sys.executable, "-m", "dgpu.node.net.libp2p.probe", "--label", label]
         for addr in bootstrap:
             argv += ["--bootstrap", addr]
         if psk is not None:
             argv += ["--psk", psk.hex()]
         argv += ["--dial-timeout", str(dial_timeout)]
+        if max_per_ip is not None:
+            argv += ["--max-per-ip", str(max_per_ip)]
         process = await trio.lowlevel.open_process(
             argv,
             stdin=subprocess.PIPE,
@@ -293,6 +299,7 @@ def main() -> None:
     parser.add_argument("--bootstrap", action="append", default=[])
     parser.add_argument("--psk", default="")
     parser.add_argument("--dial-timeout", type=float, default=10.0)
+    parser.add_argument("--max-per-ip", type=int, default=ConnectionLimits.max_per_ip)
     parser.add_argument("-v", "--verbose", action="count", default=0)
     args = parser.parse_args()
     level = {0: logging.WARNING, 1: logging.INFO}.get(args.verbose, logging.DEBUG)

@@ -9,7 +9,6 @@ import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import IO
 
 import trio
 
@@ -34,10 +33,7 @@ class BootstrapProcess:
 
 
 @asynccontextmanager
-async def bootstrap_process(
-    *extra: str, stderr: IO[bytes] | None = None
-) -> AsyncIterator[BootstrapProcess]:
-    """``stderr``: where its log goes (the parent's stderr by default)."""
+async def bootstrap_process(*extra: str) -> AsyncIterator[BootstrapProcess]:
     argv = [
         sys.executable,
         "-m",
@@ -50,7 +46,7 @@ async def bootstrap_process(
         *extra,
     ]
     process = await trio.lowlevel.open_process(
-        argv, stdout=subprocess.PIPE, stderr=stderr, env={**os.environ, "PYTHONUNBUFFERED": "1"}
+        argv, stdout=subprocess.PIPE, env={**os.environ, "PYTHONUNBUFFERED": "1"}
     )
     try:
         assert process.stdout is not None
