@@ -78,6 +78,13 @@ class Libp2pServices:
         """Limits of circuits others opened to us, by source (relay.remember_circuit_limits)."""
         """DCUtR hole punching (every node but relays)."""
         self.gossip_refused = 0
+        self.bootstrap_ids: list[ID] = []
+        """Peer IDs of the configured bootstrap peers (those whose address parses)."""
+        for text in config.bootstrap:
+            try:
+                self.bootstrap_ids.append(info_from_p2p_addr(multiaddr.Multiaddr(text)).peer_id)
+            except (ValueError, multiaddr.exceptions.Error):
+                continue
 
     def gossip_offer(self, message: rpc_pb2.Message) -> Offer:
         """The offer in a gossip message; it must be published by its own provider."""
