@@ -34,7 +34,7 @@ from dgpu.node.net.errors import StreamClosed
 from dgpu.node.net.interface import MessageStream
 from dgpu.protocol.errors import ProtocolError
 from dgpu.protocol.messages import MAX_BOOK_ANSWER, Offer, OfferBookQuery
-from dgpu.protocol.offers import validate_offer
+from dgpu.protocol.offers import check_window, validate_offer
 
 log = logging.getLogger(__name__)
 
@@ -107,6 +107,12 @@ class OfferBook:
         self._model_of[offer.provider] = key
         return True
 
+    def holds(self, offer: Offer) -> bool:
+        """Whether this very offer (every field, the signature included) is kept: it was
+        validated when it came in, so only its time window needs checking again."""
+        key = self._model_of.get(offer.provider)
+        return key is not None and self._by_model[key][offer.provider] == offer
+
     def find(self, model: str, *, now: int, limit: int | None = None) -> list[Offer]:
         """The live offers of ``model`` (any case), cheapest first, at most ``limit``."""
         shelf = self._by_model.get(_model_key(model))
@@ -142,12 +148,20 @@ async def serve_book(book: OfferBook, stream: MessageStream, *, now: int) -> Non
 
 
 async def read_book_answer(
-    stream: MessageStream, model: str, *, limit: int, now: int, timeout: float
+    stream: MessageStream,
+    model: str,
+    *,
+    limit: int,
+    now: int,
+    timeout: float,
+    book: OfferBook | None = None,
 ) -> tuple[list[Offer], bool]:
     """Ask the peer on ``stream`` for its offers of ``model`` and read the answer: each
     offer validated now and of the model asked; an offer that is not ends the answer (the
-    peer misbehaves: what it sent before is kept). Returns what arrived by ``timeout`` and
-    whether the peer answered in full (it closed the stream, or sent ``limit`` offers)."""
+    peer misbehaves: what it sent before is kept). An offer ``book`` already holds, field
+    for field, is not verified again (several peers send the same offers). Returns what
+    arrived by ``timeout`` and whether the peer answered in full (it closed the stream,
+    or sent ``limit`` offers)."""
     wanted = _model_key(model)
     found: list[Offer] = []
     complete = False
@@ -160,7 +174,10 @@ async def read_book_answer(
                 complete = True
                 break
             try:
-                validate_offer(offer, now=now)
+                if book is not None and book.holds(offer):
+                    check_window(offer, now=now)
+                else:
+                    validate_offer(offer, now=now)
             except ProtocolError as exc:
                 log.info("peer %s sent an invalid offer in its book: %s", stream.remote_peer, exc)
                 break

@@ -220,7 +220,12 @@ class StreamClient:
                         peer, OFFER_BOOK_PROTOCOL, timeout=timeout
                     ) as stream:
                         offers, complete = await read_book_answer(
-                            stream, model, limit=limit, now=self.now(), timeout=timeout
+                            stream,
+                            model,
+                            limit=limit,
+                            now=self.now(),
+                            timeout=timeout,
+                            book=self._book,
                         )
                 except PEER_ERRORS as exc:
                     log.debug("peer %s did not give its offer book: %s", peer.peer_id, exc)

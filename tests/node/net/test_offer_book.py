@@ -184,6 +184,27 @@ async def test_an_answer_is_cut_at_its_first_bad_offer(
     assert clean == ([good, after], True)
 
 
+async def test_an_altered_copy_of_a_held_offer_is_verified_and_refused(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """Offers the asker's book already holds are not verified again — but only the very
+    same offer: a copy with its signature and another price is verified, and refused."""
+    a, b = ids("mem-copy", 2)
+    async with open_memory_hub(rng=random.Random(8)) as hub, AsyncExitStack() as stack:
+        asker = await stack.enter_async_context(open_memory_network(hub, a))
+        peer = await stack.enter_async_context(open_memory_network(hub, b))
+        held = offer_of(b, now=peer.now(), price=50)
+        book = OfferBook()
+        assert book.add(held, now=asker.now())
+        cheaper = msgspec.structs.replace(held, price_per_gpu_second=1)
+        peer.serve(OFFER_BOOK_PROTOCOL, lambda s, _p: _answer_with([held, cheaper], s))
+        async with asker.open_stream(peer.peer_id, OFFER_BOOK_PROTOCOL) as stream:
+            answer = await read_book_answer(
+                stream, "H100", limit=10, now=asker.now(), timeout=5, book=book
+            )
+    assert answer == ([held], False)
+
+
 async def test_no_peer_answering_falls_back_to_the_dht(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
