@@ -12,7 +12,7 @@ import pytest
 import trio
 import trio.testing
 from dgpu.node.net import MemoryNetworkConfig, open_memory_network
-from dgpu.node.net.interface import OFFER_BOOK_PROTOCOL, MessageStream
+from dgpu.node.net.interface import OFFER_BOOK_PROTOCOL, MessageStream, PeerRef
 from dgpu.node.net.libp2p import Libp2pConfig, Libp2pNetwork, open_libp2p_network
 from dgpu.node.net.memory import MemoryHubConfig, MemoryNetwork, open_memory_hub
 from dgpu.node.net.offer_book import OfferBook, OfferBookConfig, read_book_answer
@@ -269,3 +269,26 @@ def _count_dht_searches(net: Libp2pNetwork) -> list[str]:
 
     net._find_in_dht = counted  # type: ignore[method-assign]
     return searches
+
+
+@pytest.mark.slow
+async def test_libp2p_an_offer_advertised_before_any_peer_reaches_a_later_peers_book() -> None:
+    """A provider that advertises while no peer is connected yet (its bootstrap peer was
+    down, or the gossip mesh had not formed: py-libp2p then publishes to nobody) still
+    gets its offer into the book of the peer it connects to afterwards — published again
+    once the mesh has a peer, not only at the next re-advertise minutes later (gossipsub's
+    own IHAVE recovers a message only for its cache's few heartbeats)."""
+    async with AsyncExitStack() as stack:
+        boot = await stack.enter_async_context(
+            open_libp2p_network(Identity.from_label("book-early-boot"))
+        )
+        (identity,) = ids("book-early", 1)
+        net = await stack.enter_async_context(open_libp2p_network(identity))
+        offer = offer_of(identity, now=net.now(), addrs=net.listen_addrs)
+        await net.advertise(offer, timeout=2)
+        await trio.sleep(8)  # past gossipsub's message cache (5 heartbeats of 1 s)
+        await net.connect(PeerRef(boot.peer_id, tuple(boot.listen_addrs)))
+        with trio.move_on_after(60):  # bounded wait: well below the 150 s re-advertise
+            while not boot._book.holds(offer):  # noqa: ASYNC110 (library state)
+                await trio.sleep(0.2)
+        assert boot._book.find("H100", now=boot.now()) == [offer]
