@@ -131,7 +131,7 @@ class Progress:
             self._keep(self.files, event)
         if isinstance(event, OffersFound):
             found = event.found
-            stderr.print(f"{len(found.candidates)} matching offers ({found.source})")
+            stderr.print(f"{found.matched} matching offers ({found.source}), {found.seen} seen")
         elif isinstance(event, Estimated):
             e = event.estimate
             label = " SIMULATED" if event.offer.simulated else ""
@@ -334,6 +334,12 @@ def job(
         verified=verified,
     )
     job_id = bytes.fromhex(job_id_hex) if job_id_hex else new_job_id(os.urandom(32))
+    searches: list[OffersFound] = []
+
+    def keep_search(event: RenterEvent) -> None:
+        if isinstance(event, OffersFound):
+            searches.append(event)
+
     main = functools.partial(
         _run,
         identity_path=key_path,
@@ -352,11 +358,13 @@ def job(
         as_json=as_json,
         input_paths=input_paths,
         forwards=forwards,
+        tap=keep_search,
     )
     del identity
     result, connection = trio.run(main)
     if as_json:
-        emit_json({**result.to_json(), "connection": connection})
+        search = searches[-1].found.to_json() if searches else None
+        emit_json({**result.to_json(), "connection": connection, "search": search})
     else:
         _summary(result)
     if not result.ok:

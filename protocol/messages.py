@@ -21,6 +21,9 @@ Flow::
     provider ── ReceiptAck ─────▶ renter          (stored durably)
     either   ── Cancel / ErrorMessage
     provider ── OutputManifest ─▶ renter          (sha256 of every output file)
+
+    any node ── OfferBookQuery ─▶ a peer          (which offers of a model it knows)
+    the peer ── Offer, Offer, … ▶ the asker       (then closes the stream)
 """
 
 from __future__ import annotations
@@ -336,8 +339,23 @@ class ProbeVerdict(Message, tag="probe_verdict", kw_only=True, frozen=True):
     sig: Sig = b""
 
 
+MAX_BOOK_ANSWER: Final = 1024
+"""Offers one :class:`OfferBookQuery` can ask for (each is its own frame)."""
+
+
+class OfferBookQuery(Message, tag="offer_book_query", kw_only=True, frozen=True):
+    """Ask a peer for the offers of ``gpu_model`` it knows (its offer book: what it heard
+    by gossip and what its own searches found). The peer answers with up to ``limit``
+    signed :class:`Offer` messages, cheapest first, and closes the stream. Unsigned: the
+    offers carry their providers' signatures, and the asker checks each one."""
+
+    gpu_model: ModelName
+    limit: Annotated[int, Meta(ge=1, le=MAX_BOOK_ANSWER)]
+
+
 AnyMessage = (
     Offer
+    | OfferBookQuery
     | JobRequest
     | Quote
     | Agreement

@@ -30,6 +30,9 @@ METERING_PROTOCOL: Final = "/dgpu/metering/1.0.0"
 OFFERS_TOPIC: Final = "/dgpu/offers/1"
 OFFER_PROTOCOL: Final = "/dgpu/offer/1.0.0"
 """A provider answers a new stream on this protocol with its current signed offer."""
+OFFER_BOOK_PROTOCOL: Final = "/dgpu/offer-book/1.0.0"
+"""Any node answers an ``OfferBookQuery`` on this protocol with the offers of that model it
+knows, cheapest first (see :mod:`dgpu.node.net.offer_book`)."""
 DEFAULT_FIND_TIMEOUT_S: Final = 20.0
 DEFAULT_REQUEST_TIMEOUT_S: Final = 30.0
 
@@ -150,9 +153,13 @@ class Network(Protocol):
     async def find_offers(
         self, model: str, *, limit: int = 20, timeout: float = DEFAULT_FIND_TIMEOUT_S
     ) -> list[Offer]:
-        """Offers for GPU ``model`` found through the DHT: each one re-validated now
-        (signature, time window, signer = key owner), one (the newest) per provider. What
-        is found before ``timeout`` is returned; never raises for a slow DHT."""
+        """Offers for GPU ``model``, cheapest first, at most ``limit``: this node's offer
+        book (what it heard by gossip) merged with the books of a few peers it is connected
+        to, asked at once (one round trip); the DHT as well when no peer answered or none
+        knows an offer of the model (see :mod:`dgpu.node.net.offer_book`). Every offer is
+        validated (signature, time window, signer = key owner), one (the newest) per
+        provider. What is found before ``timeout`` is returned; never raises for a slow
+        DHT or a silent peer."""
         ...
 
     def subscribe_offers(self) -> OfferSubscription:

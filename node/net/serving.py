@@ -21,12 +21,15 @@ from dgpu.node.net.admission import StreamAdmission
 from dgpu.node.net.errors import NetError, NetTimeout
 from dgpu.node.net.framing import FramedStream
 from dgpu.node.net.interface import (
+    DEFAULT_FIND_TIMEOUT_S,
     DEFAULT_REQUEST_TIMEOUT_S,
+    OFFER_BOOK_PROTOCOL,
     CircuitLimit,
     Handler,
     MessageStream,
     PeerRef,
 )
+from dgpu.node.net.offer_book import OfferBook, read_book_answer, serve_book
 from dgpu.protocol.errors import ProtocolError
 from dgpu.protocol.messages import AnyMessage, ErrorMessage, Message, Offer
 
@@ -154,12 +157,13 @@ OpenStream = Callable[..., AbstractAsyncContextManager[MessageStream]]
 
 
 class StreamClient:
-    """The outbound half of :class:`~dgpu.node.net.interface.Network`, written once: a
-    network provides ``_fanout``, ``_check_open`` and ``_open_framed`` (dial, negotiate the
-    protocol, frame the stream), and gets ``open_stream``, ``request`` and
-    ``subscribe_offers``."""
+    """What both networks share of :class:`~dgpu.node.net.interface.Network`, written once:
+    a network provides ``_fanout``, ``_book``, ``_check_open``, ``_open_framed`` (dial,
+    negotiate the protocol, frame the stream), ``_book_peers`` and ``_find_in_dht``, and
+    gets ``open_stream``, ``request``, ``subscribe_offers`` and ``find_offers``."""
 
     _fanout: OfferFanout
+    _book: OfferBook
     _peer_id: str
     _admission: StreamAdmission
     _advertised: Offer | None = None
@@ -176,6 +180,72 @@ class StreamClient:
             await stream.send(ErrorMessage(code="no_capacity", message="no current offer"))
         else:
             await stream.send(offer)
+
+    async def find_offers(
+        self, model: str, *, limit: int = 20, timeout: float = DEFAULT_FIND_TIMEOUT_S
+    ) -> list[Offer]:
+        """See :meth:`~dgpu.node.net.interface.Network.find_offers`."""
+        self._check_open()
+        if not self._book.config.enabled:
+            return await self._find_in_dht(model, limit, timeout)
+        deadline = trio.current_time() + timeout
+        ask_timeout = min(timeout, self._book.config.ask_timeout_s)
+        answered = await self._ask_books(model, limit, ask_timeout)
+        if not answered or not self._book.find(model, now=self.now(), limit=1):
+            remaining = deadline - trio.current_time()
+            if remaining > 0:
+                for offer in await self._find_in_dht(model, limit, remaining):
+                    self._book.add(offer, now=self.now())
+        return self._book.find(model, now=self.now(), limit=limit)
+
+    def _remember_offer(self, offer: Offer) -> None:
+        """An offer this node heard or found (validated): into its book."""
+        if self._book.config.enabled:
+            self._book.add(offer, now=self.now())
+
+    async def _serve_book(self, stream: MessageStream, peer: str) -> None:
+        """``OFFER_BOOK_PROTOCOL``: the offers of the model asked, from this node's book."""
+        await serve_book(self._book, stream, now=self.now())
+
+    async def _ask_books(self, model: str, limit: int, timeout: float) -> int:
+        """Ask :meth:`_book_peers` (at most ``peers_asked``, all at once) for their offers
+        of ``model`` into this node's book; how many answered in full."""
+        answered = 0
+
+        async def ask(peer: PeerRef) -> None:
+            nonlocal answered
+            with trio.move_on_after(timeout):
+                try:
+                    async with self.open_stream(
+                        peer, OFFER_BOOK_PROTOCOL, timeout=timeout
+                    ) as stream:
+                        offers, complete = await read_book_answer(
+                            stream,
+                            model,
+                            limit=limit,
+                            now=self.now(),
+                            timeout=timeout,
+                            book=self._book,
+                        )
+                except PEER_ERRORS as exc:
+                    log.debug("peer %s did not give its offer book: %s", peer.peer_id, exc)
+                    return
+                for offer in offers:
+                    self._book.add(offer, now=self.now())
+                answered += complete
+
+        async with trio.open_nursery() as nursery:
+            for peer in self._book_peers()[: self._book.config.peers_asked]:
+                nursery.start_soon(ask, peer)
+        return answered
+
+    def _book_peers(self) -> list[PeerRef]:
+        """Peers to ask for their offer book, best first."""
+        raise NotImplementedError
+
+    async def _find_in_dht(self, model: str, limit: int, timeout: float) -> list[Offer]:
+        """Offers of ``model`` found through the DHT within ``timeout`` (validated)."""
+        raise NotImplementedError
 
     def protect(self, peer: str) -> None:
         """Serve ``peer``'s streams from the reserved room, without per-peer caps (a

@@ -10,11 +10,17 @@ first, then the provider's score, then more VRAM, then the provider key (so the 
 deterministic). When nothing matches, the
 counts of offers each filter excluded say why.
 
-On the DHT path the renter first asks the providers it has proven (its own history) for
-their offer directly: a DHT node keeps only the first 20 provider records of a key, so 20
-fake providers can hide a real one from every search (LIBP2P.md hazard 14), but not from a
-renter that remembers it. When one of them offers a match, the DHT search only looks for
-fallbacks, with a short deadline.
+Without a coordinator (``--p2p``, or when it is down) offers come from the peer-to-peer
+network: the node's offer book and those of a few peers, the DHT when they know none (see
+:mod:`dgpu.node.net.offer_book`). Up to :data:`SEEN_AT_MOST` offers of the model are seen,
+cheapest first, and all of them ranked, so the cheapest are kept whatever order they came
+in; :attr:`FoundOffers.seen` says how many were seen.
+
+The renter first asks the providers it has proven (its own history) for their offer
+directly: a peer can leave an offer out of its book's answer and a DHT node keeps only the
+first 20 provider records of a key (LIBP2P.md hazard 14), so fakes can hide a real
+provider from a search, but not from a renter that remembers it. When one of them offers a
+match, the search only looks for fallbacks, with a short deadline.
 """
 
 from __future__ import annotations
@@ -42,13 +48,17 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 PROVEN_ASKED = 8
-"""Proven providers asked directly for their offer on a DHT search."""
+"""Proven providers asked directly for their offer on a peer-to-peer search."""
 DIRECT_ASK_TIMEOUT_S = 3.0
-"""How long a proven provider has to answer for its offer (asked before the DHT search:
-one round trip when it answers, this much more when none of them does)."""
+"""How long a proven provider has to answer for its offer (asked before the peer-to-peer
+search: one round trip when it answers, this much more when none of them does)."""
 FALLBACK_SEARCH_S = 5.0
-"""The DHT search's deadline when a proven provider already offered a match: it only
-looks for fallbacks then (a DHT lookup among fakes can take its full 20 s)."""
+"""The peer-to-peer search's deadline when a proven provider already offered a match: it
+only looks for fallbacks then (a DHT lookup among fakes can take its full 20 s)."""
+
+SEEN_AT_MOST = 512
+"""Offers of the model a peer-to-peer search asks for (the cheapest; all when fewer)."""
+P2P_SOURCE = "peer-to-peer network"
 
 StandingOf = Callable[[bytes], int]
 """A provider key's standing with this renter: lower ranks first (see ``peers``)."""
@@ -89,7 +99,7 @@ class OfferQuery:
 class Candidate:
     offer: Offer
     score: float = 0.0
-    source: str = "dht"
+    source: str = "p2p"
     vouched: bool = False
     """The index has seen this provider complete jobs (``provider_proven``)."""
 
@@ -97,13 +107,28 @@ class Candidate:
 @dataclass(frozen=True)
 class FoundOffers:
     candidates: list[Candidate]
+    """The matching offers kept after ranking (at most the query's ``limit``)."""
     source: str
     seen: int
+    """Offers the search saw (before filtering and ranking)."""
     excluded: dict[str, int] = field(default_factory=dict)
+    matched: int = 0
+    """Providers whose offer matched (before the ranking kept ``limit`` of them)."""
 
     @property
     def offers(self) -> list[Offer]:
         return [c.offer for c in self.candidates]
+
+    def to_json(self) -> dict[str, object]:
+        """How the search went, for ``--json``: where from, offers seen, how many matched,
+        how many were kept after ranking, how many each filter excluded."""
+        return {
+            "source": self.source,
+            "seen": self.seen,
+            "matched": self.matched,
+            "kept": len(self.candidates),
+            "excluded": dict(sorted(self.excluded.items())),
+        }
 
     def why_none(self) -> str:
         if not self.seen:
@@ -205,7 +230,9 @@ def rank(
             c.offer.provider,
         ),
     )
-    return FoundOffers(ordered[: query.limit], source, len(candidates), dict(excluded))
+    return FoundOffers(
+        ordered[: query.limit], source, len(candidates), dict(excluded), matched=len(ordered)
+    )
 
 
 async def ask_providers(
@@ -243,10 +270,10 @@ async def find_offers(
     standing: StandingOf = _no_history,
     proven: Sequence[bytes] = (),
 ) -> FoundOffers:
-    """Ask the index (unless ``p2p`` or there is none), falling back to the DHT when the
-    index fails or has nothing that matches — except for a ``verified`` query, which only
-    the index can answer (the DHT knows no verdicts). With the DHT, the ``proven``
-    providers are asked directly first."""
+    """Ask the index (unless ``p2p`` or there is none), falling back to the peer-to-peer
+    network when the index fails or has nothing that matches — except for a ``verified``
+    query, which only the index can answer (peers know no verdicts). Peer to peer, the
+    ``proven`` providers are asked directly first."""
     now = network.now()
     if query.verified:
         if index is None or p2p:
@@ -260,22 +287,28 @@ async def find_offers(
                 await index.search(query), query, now=now, source="coordinator", standing=standing
             )
         except (DgpuError, httpx.HTTPError) as exc:
-            log.warning("the coordinator's index failed (%s); searching the DHT", exc)
+            log.warning(
+                "the coordinator's index failed (%s); searching the peer-to-peer network", exc
+            )
         else:
             if found.candidates:
                 return found
-            log.info("the coordinator's index has no match; searching the DHT")
+            log.info("the coordinator's index has no match; searching the peer-to-peer network")
     # Proven providers first (one round trip each, all at once): when one of them offers
-    # what is asked, it ranks first whatever the DHT returns, so the DHT search only has to
+    # what is asked, it ranks first whatever the search returns, so the search only has to
     # find fallbacks and gets a short deadline (it returns what it found by then).
     direct = await ask_providers(network, proven) if proven else []
     now = network.now()
     if any(exclusion(offer, query, now=now) is None for offer in direct):
         timeout_s = min(timeout_s, FALLBACK_SEARCH_S)
     try:
-        offers = await network.find_offers(query.model, limit=query.limit * 2, timeout=timeout_s)
+        offers = await network.find_offers(
+            query.model, limit=max(query.limit * 2, SEEN_AT_MOST), timeout=timeout_s
+        )
     except NetError as exc:
-        log.warning("DHT search failed: %s", exc)
+        log.warning("the peer-to-peer search failed: %s", exc)
         offers = []
-    candidates = [Candidate(o, source="direct") for o in direct] + [Candidate(o) for o in offers]
-    return rank(candidates, query, now=network.now(), source="DHT", standing=standing)
+    candidates = [Candidate(o, source="direct") for o in direct] + [
+        Candidate(o, source="p2p") for o in offers
+    ]
+    return rank(candidates, query, now=network.now(), source=P2P_SOURCE, standing=standing)

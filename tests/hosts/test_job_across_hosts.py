@@ -53,6 +53,8 @@ async def _job_end_to_end(lab: Lab, tmp_path: Path, name: TopologyName) -> dict[
     assert result["provider"] == provider_id.address
     assert result["seconds_billed"] >= 2
     assert result["amount_paid"] == PRICE * result["seconds_billed"]
+    assert result["search"]["source"] == "peer-to-peer network"
+    assert (result["search"]["seen"], result["search"]["matched"]) == (1, 1)
     (output,) = result["outputs"]
     assert output["sha256"] == hashlib.sha256(b"7\n").hexdigest()
     assert (tmp_path / "outputs" / "seven.txt").read_bytes() == b"7\n"

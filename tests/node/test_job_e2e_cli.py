@@ -76,6 +76,14 @@ async def test_dgpu_run_json_against_dgpu_provider_start(
         assert result["provider"] == provider_id.address
         assert result["seconds_billed"] >= 2
         assert result["amount_paid"] == PRICE * result["seconds_billed"]
+        # found peer to peer: in the book of its bootstrap peer (here the provider itself)
+        assert result["search"] == {
+            "source": "peer-to-peer network",
+            "seen": 1,
+            "matched": 1,
+            "kept": 1,
+            "excluded": {},
+        }
         (output,) = result["outputs"]
         assert output["path"] == "seven.txt"
         assert output["sha256"] == hashlib.sha256(b"7\n").hexdigest()

@@ -1,7 +1,8 @@
-"""Attack 6 of issue 12 over the DHT (``--p2p``): a DHT node keeps the first 20 provider
+"""Attack 6 of issue 12 peer to peer (``--p2p``): a DHT node keeps the first 20 provider
 records of a key and ignores later ones (py-libp2p; LIBP2P.md hazard 14), so 20 fake
-providers that advertise first hide a real one from every search. A renter that has proven
-a provider asks it directly as well, and finds it. In-memory network, virtual time."""
+providers that advertise first hide a real one from every search of the DHT alone. The
+offer books (gossip heard, peers asked) see past the cap; and a renter that has proven a
+provider asks it directly as well, and ranks it first. In-memory network, virtual time."""
 
 from __future__ import annotations
 
@@ -11,7 +12,13 @@ from contextlib import AsyncExitStack, asynccontextmanager
 import trio
 import trio.testing
 from dgpu.node.net import open_memory_network
-from dgpu.node.net.memory import MemoryHubConfig, MemoryNetwork, open_memory_hub
+from dgpu.node.net.memory import (
+    MemoryHubConfig,
+    MemoryNetwork,
+    MemoryNetworkConfig,
+    open_memory_hub,
+)
+from dgpu.node.net.offer_book import OfferBookConfig
 from dgpu.node.renter import OfferQuery, PeerMemory, Standing, find_offers
 from dgpu.node.renter.discovery import DIRECT_ASK_TIMEOUT_S
 from dgpu.protocol.identity import Identity
@@ -36,22 +43,31 @@ def offer_of(identity: Identity, net: MemoryNetwork, price: int) -> Offer:
     return make_offer(identity, terms, multiaddrs=net.listen_addrs, now=net.now(), ttl_s=600)
 
 
+DHT_ONLY = MemoryNetworkConfig(offer_book=OfferBookConfig(enabled=False))
+
+
 @asynccontextmanager
-async def crowded_swarm() -> AsyncIterator[tuple[MemoryNetwork, Offer, list[Offer]]]:
+async def crowded_swarm(
+    *, books: bool = False
+) -> AsyncIterator[tuple[MemoryNetwork, Offer, list[Offer]]]:
     """(the renter's network, the honest offer, the fakes' offers): every peer is up, the
     fakes advertise first, so every DHT node holding the model's key is full when the
-    honest provider advertises (e.g. after a restart)."""
+    honest provider advertises (e.g. after a restart). Without ``books`` no peer keeps an
+    offer book: the DHT alone is searched."""
     config = MemoryHubConfig(max_providers_per_key=20)
+    net_config = None if books else DHT_ONLY
     async with open_memory_hub(config) as hub, AsyncExitStack() as stack:
         fake_nets = []
         for index in range(FAKES):
             identity = Identity.from_label(f"crowd-fake-{index}")
-            net = await stack.enter_async_context(open_memory_network(hub, identity))
+            net = await stack.enter_async_context(open_memory_network(hub, identity, net_config))
             fake_nets.append((identity, net))
         honest_id = Identity.from_label("crowd-honest")
-        honest_net = await stack.enter_async_context(open_memory_network(hub, honest_id))
+        honest_net = await stack.enter_async_context(
+            open_memory_network(hub, honest_id, net_config)
+        )
         renter = await stack.enter_async_context(
-            open_memory_network(hub, Identity.from_label("crowd-renter"))
+            open_memory_network(hub, Identity.from_label("crowd-renter"), net_config)
         )
         fakes = []
         for identity, net in fake_nets:
@@ -79,6 +95,16 @@ async def test_a_proven_provider_is_found_when_fakes_crowd_its_key(
     assert found.offers[0] == honest and found.candidates[0].source == "direct"
     assert len(found.offers) == FAKES + 1
     assert memory.standing(honest.provider) is Standing.PROVEN
+
+
+async def test_offer_books_see_past_the_dht_cap(autojump_clock: trio.testing.MockClock) -> None:
+    """With offer books (the default) the honest provider is seen by a renter that has no
+    history with it: it ranks after the cheaper fakes, but it is among the candidates."""
+    async with crowded_swarm(books=True) as (renter, honest, fakes):
+        found = await find_offers(OfferQuery("RTX 4090"), network=renter, p2p=True)
+    assert found.seen == found.matched == FAKES + 1
+    assert found.offers[-1] == honest
+    assert {o.provider for o in found.offers[:-1]} == {f.provider for f in fakes}
 
 
 async def test_a_proven_provider_that_is_gone_costs_the_search_nothing_more(

@@ -94,9 +94,13 @@ def test_cheapest_first_then_score_then_vram_and_one_per_provider() -> None:
 
 
 def test_why_none_explains() -> None:
-    found = rank([Candidate(offer("a", region="us"))], QUERY, now=NOW, source="DHT")
+    found = rank(
+        [Candidate(offer("a", region="us"))], QUERY, now=NOW, source="peer-to-peer network"
+    )
     assert found.candidates == []
-    assert found.why_none() == "1 offers found through the DHT, none matches (1 by region)"
+    assert found.why_none() == (
+        "1 offers found through the peer-to-peer network, none matches (1 by region)"
+    )
 
 
 def test_renters_filter_on_vendor_and_executor() -> None:
@@ -121,6 +125,6 @@ def test_renters_filter_on_vendor_and_executor() -> None:
         "executor"
     )
     assert exclusion(mac, OfferQuery(gpu_model="M2 Ultra", vendor="amd"), now=NOW) == "vendor"
-    found = rank([Candidate(mac), Candidate(rocm)], local, now=NOW, source="dht")
+    found = rank([Candidate(mac), Candidate(rocm)], local, now=NOW, source="p2p")
     assert found.offers == [mac]
     assert found.excluded == {"executor": 1}

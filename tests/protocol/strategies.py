@@ -170,8 +170,14 @@ errors = st.builds(
     message=short,
     job_id=st.none() | id16,
 )
+book_queries = st.builds(
+    m.OfferBookQuery,
+    gpu_model=model,
+    limit=st.integers(1, m.MAX_BOOK_ANSWER),
+)
 any_message = st.one_of(
     offers,
+    book_queries,
     job_requests,
     quotes,
     agreements,

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from dgpu.node.net.admission import AdmissionConfig
 from dgpu.node.net.framing import DEFAULT_READ_TIMEOUT_S, DEFAULT_WRITE_TIMEOUT_S
 from dgpu.node.net.interface import OFFERS_TOPIC
+from dgpu.node.net.offer_book import OfferBookConfig
 from dgpu.protocol.messages import MAX_MESSAGE_BYTES
 
 PSK_BYTES = 32
@@ -85,11 +86,13 @@ class Libp2pConfig:
     connections: ConnectionLimits = field(default_factory=ConnectionLimits)
     """Inbound connections: per IP and in all, room kept for funded jobs."""
     subscription_buffer: int = 256
+    offer_book: OfferBookConfig = field(default_factory=OfferBookConfig)
+    """Offers heard by gossip, served to and asked of peers (``find_offers``)."""
     find_concurrency: int = 8
-    """Offers fetched in parallel by ``find_offers``."""
+    """Offers fetched in parallel by a DHT search."""
     offer_request_timeout_s: float = 3.0
-    """How long ``find_offers`` waits for a provider's own answer before reading its
-    offer from the DHT instead."""
+    """How long a DHT search waits for a provider's own answer before reading its offer
+    from the DHT instead."""
     rebootstrap_interval_s: float = 30.0
     """How often to re-dial the bootstrap peers while the routing table is empty."""
     relay_service: RelayService | None = None

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import random
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -33,6 +34,7 @@ from dgpu.node.net.framing import ByteStream, FramedStream
 from dgpu.node.net.interface import (
     DEFAULT_FIND_TIMEOUT_S,
     DEFAULT_REQUEST_TIMEOUT_S,
+    OFFER_BOOK_PROTOCOL,
     OFFER_PROTOCOL,
     CircuitLimit,
     Handler,
@@ -45,6 +47,7 @@ from dgpu.node.net.libp2p.host import LIBP2P_IO_ERRORS, Libp2pByteStream
 from dgpu.node.net.libp2p.punch import direct_connections, remote_addr
 from dgpu.node.net.libp2p.relay import dial_circuit, is_circuit
 from dgpu.node.net.libp2p.services import Libp2pServices, start_services
+from dgpu.node.net.offer_book import OfferBook
 from dgpu.node.net.records import (
     check_offer_record,
     check_own_offer,
@@ -82,12 +85,15 @@ class Libp2pNetwork(StreamClient):
         self._dht = services.dht
         self._admission = services.admission
         self._fanout = OfferFanout(config.subscription_buffer, self.now)
+        self._book = OfferBook(config.offer_book)
         self._peer_id = identity.peer_id
         self._public_key = identity.public_key
         self._advertised: Offer | None = None
         self.closed = False
         services.on_gossip_offer = self._on_gossip_offer
         self.serve(OFFER_PROTOCOL, self._serve_offer)
+        if config.offer_book.enabled:
+            self.serve(OFFER_BOOK_PROTOCOL, self._serve_book)
 
     # -- Network ---------------------------------------------------------------------
     @property
@@ -110,6 +116,7 @@ class Libp2pNetwork(StreamClient):
         check_own_offer(offer, self._identity, now=self.now())
         data = offer_bytes(offer)
         self._advertised = offer
+        self._remember_offer(offer)
         with trio.move_on_after(timeout) as scope:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self._provide, provider_key(offer.gpu_model))
@@ -118,13 +125,10 @@ class Libp2pNetwork(StreamClient):
             log.info("DHT advertise of %s timed out after %gs", offer.gpu_model, timeout)
         await self._services.publish_offer(data)
 
-    async def find_offers(
-        self, model: str, *, limit: int = 20, timeout: float = DEFAULT_FIND_TIMEOUT_S
-    ) -> list[Offer]:
-        """See :meth:`Network.find_offers`. Providers come from the DHT (py-libp2p keeps
-        at most 20 providers per key on each node, so at most about 20 offers per model
-        are found); each provider is asked for its offer directly, the DHT value is the
-        fallback."""
+    async def _find_in_dht(self, model: str, limit: int, timeout: float) -> list[Offer]:
+        """Providers come from the DHT (py-libp2p keeps at most 20 providers per key on
+        each node, so at most about 20 offers per model are found); each provider is asked
+        for its offer directly, the DHT value is the fallback."""
         self._check_open()
         found: list[Offer] = []
         with trio.move_on_after(timeout) as scope:
@@ -275,7 +279,17 @@ class Libp2pNetwork(StreamClient):
 
     def _on_gossip_offer(self, offer: Offer) -> None:
         if offer.provider != self._public_key:
+            self._remember_offer(offer)
             self._fanout.publish_nowait(offer)
+
+    def _book_peers(self) -> list[PeerRef]:
+        """Connected bootstrap peers first (they have run longest, so heard most), then
+        the other connected peers in random order."""
+        connected = set(self._host.get_connected_peers())
+        first = [p for p in self._services.bootstrap_ids if p in connected]
+        others = [p for p in connected if p not in first]
+        random.shuffle(others)
+        return [PeerRef(p.to_base58()) for p in first + others]
 
     def _remember_addrs(self, info: PeerInfo) -> None:
         if info.addrs and info.peer_id != self._host.get_id():

@@ -49,6 +49,10 @@ from libp2p.tools.anyio_service import background_trio_service
 
 log = logging.getLogger(__name__)
 
+MESH_WAIT_S = 120.0
+"""How long an offer published before the gossip mesh formed waits for it (past the
+bootstrap re-dial interval, below a 300 s offer's re-advertise)."""
+
 
 class Libp2pServices:
     """The host, DHT and pubsub of one node, and the offers-topic plumbing."""
@@ -78,6 +82,16 @@ class Libp2pServices:
         """Limits of circuits others opened to us, by source (relay.remember_circuit_limits)."""
         """DCUtR hole punching (every node but relays)."""
         self.gossip_refused = 0
+        self.router: GossipSub | None = None
+        self.nursery: trio.Nursery | None = None
+        """The services' own tasks (set while they run)."""
+        self.bootstrap_ids: list[ID] = []
+        """Peer IDs of the configured bootstrap peers (those whose address parses)."""
+        for text in config.bootstrap:
+            try:
+                self.bootstrap_ids.append(info_from_p2p_addr(multiaddr.Multiaddr(text)).peer_id)
+            except (ValueError, multiaddr.exceptions.Error):
+                continue
 
     def gossip_offer(self, message: rpc_pb2.Message) -> Offer:
         """The offer in a gossip message; it must be published by its own provider."""
@@ -97,6 +111,26 @@ class Libp2pServices:
         return True
 
     async def publish_offer(self, data: bytes) -> None:
+        """Gossip an offer. Until the topic's mesh has a peer (it forms at the heartbeats
+        after a connection) py-libp2p sends a publication to nobody: a node that has just
+        started publishes it once the mesh has one, in the background (for at most
+        :data:`MESH_WAIT_S`), so the bootstrap peers' offer books hear it."""
+        if self.nursery is None or self._mesh_size():
+            await self._publish(data)
+        else:
+            self.nursery.start_soon(self._publish_when_meshed, data)
+
+    def _mesh_size(self) -> int:
+        return len(self.router.mesh.get(self.config.offers_topic, ())) if self.router else 0
+
+    async def _publish_when_meshed(self, data: bytes) -> None:
+        with trio.move_on_after(MESH_WAIT_S):
+            # the mesh is the library's state, with no event to wait on: poll it
+            while not self._mesh_size():  # noqa: ASYNC110
+                await trio.sleep(self.config.gossip.heartbeat_interval_s / 4)
+        await self._publish(data)
+
+    async def _publish(self, data: bytes) -> None:
         with trio.move_on_after(self.config.write_timeout_s):
             try:
                 await self.pubsub.publish(self.config.offers_topic, data)
@@ -207,6 +241,7 @@ async def start_services(identity: Identity, config: Libp2pConfig) -> AsyncItera
     )
     pubsub = Pubsub(host, router, seen_ttl=g.seen_ttl_s)
     services = Libp2pServices(config, host, dht, pubsub, strikes, admission, connections)
+    services.router = router
     services.addresses = addresses
     pubsub.set_topic_validator(config.offers_topic, services.validate_gossip, False)
     # every node accepts relayed connections (STOP); bootstrap peers also relay (HOP);
@@ -237,6 +272,7 @@ async def start_services(identity: Identity, config: Libp2pConfig) -> AsyncItera
         await pubsub.wait_until_ready()
         subscription = await pubsub.subscribe(config.offers_topic)
         async with trio.open_nursery() as nursery:
+            services.nursery = nursery
             if services.puncher is not None:
                 await nursery.start(services.puncher.run)
             nursery.start_soon(services.read_gossip, subscription)

@@ -27,11 +27,13 @@ from dgpu.node.net.framing import (
 from dgpu.node.net.interface import (
     DEFAULT_FIND_TIMEOUT_S,
     DEFAULT_REQUEST_TIMEOUT_S,
+    OFFER_BOOK_PROTOCOL,
     OFFER_PROTOCOL,
     Handler,
     PeerRef,
 )
 from dgpu.node.net.memory.hub import MemoryHub
+from dgpu.node.net.offer_book import OfferBook, OfferBookConfig
 from dgpu.node.net.records import (
     check_own_offer,
     newest_per_provider,
@@ -53,6 +55,7 @@ class MemoryNetworkConfig:
     write_timeout_s: float = DEFAULT_WRITE_TIMEOUT_S
     admission: AdmissionConfig = field(default_factory=AdmissionConfig)
     subscription_buffer: int = 256
+    offer_book: OfferBookConfig = field(default_factory=OfferBookConfig)
     ip: str = ""
     """The address this peer's streams come from, as its listeners see it ("": unknown, as
     for a relayed libp2p peer); tests of per-address limits give peers one."""
@@ -75,12 +78,15 @@ class MemoryNetwork(StreamClient):
         self._handlers: dict[str, Handler] = {}
         self._admission = StreamAdmission(config.admission)
         self._fanout = OfferFanout(config.subscription_buffer, self.now)
+        self._book = OfferBook(config.offer_book)
         self._peer_id = identity.peer_id
         self._public_key = identity.public_key
         self.closed = False
         self.crashed = False
         self._advertised: Offer | None = None
         self.serve(OFFER_PROTOCOL, self._serve_offer)
+        if config.offer_book.enabled:
+            self.serve(OFFER_BOOK_PROTOCOL, self._serve_book)
 
     # -- Network ---------------------------------------------------------------------
     @property
@@ -99,6 +105,7 @@ class MemoryNetwork(StreamClient):
         check_own_offer(offer, self._identity, now=self.now())
         data = offer_bytes(offer)
         self._advertised = offer
+        self._remember_offer(offer)
         with trio.move_on_after(timeout) as scope:
             await self._round_trip()
             self._hub.store_provider(self._peer_id, provider_key(offer.gpu_model))
@@ -107,9 +114,7 @@ class MemoryNetwork(StreamClient):
             log.info("advertise of %s timed out after %gs", offer.gpu_model, timeout)
         self._hub.gossip(self._peer_id, data)
 
-    async def find_offers(
-        self, model: str, *, limit: int = 20, timeout: float = DEFAULT_FIND_TIMEOUT_S
-    ) -> list[Offer]:
+    async def _find_in_dht(self, model: str, limit: int, timeout: float) -> list[Offer]:
         self._check_open()
         found: list[Offer] = []
         with trio.move_on_after(timeout):
@@ -134,11 +139,22 @@ class MemoryNetwork(StreamClient):
     # -- hub side ---------------------------------------------------------------------
     @property
     def wants_gossip(self) -> bool:
-        return self._fanout.subscribed
+        return self._fanout.subscribed or self._book.config.enabled
 
     def deliver_gossip(self, offer: Offer) -> None:
         if offer.provider != self._public_key:
+            self._remember_offer(offer)
             self._fanout.publish_nowait(offer)
+
+    def _book_peers(self) -> list[PeerRef]:
+        """The hub's oldest peer first (as a libp2p node asks its bootstrap peers: they
+        have heard most), then the others in random order (the hub's seeded generator)."""
+        others = [p for p in self._hub.peers if p != self._peer_id]
+        if not others:
+            return []
+        rest = others[1:]
+        count = min(len(rest), self._book.config.peers_asked - 1)
+        return [PeerRef(p) for p in [others[0], *self._hub.rng.sample(rest, count)]]
 
     def accept(self, stream: FramedStream, protocol: str) -> bool:
         handler = self._handlers.get(protocol)
