@@ -1,7 +1,8 @@
 """Network figures of the node layer on this machine (loopback only).
 
-    python benchmarks/bench_net.py [--nodes 30 100] [--concurrent 30] [--swarm-only]
-                                   [--keep-logs DIR] [--echo 1000] [--bulk-mb 200]
+    python benchmarks/bench_net.py [--nodes 30 100] [--book on off] [--concurrent 30]
+                                   [--swarm-only] [--keep-logs DIR] [--echo 1000]
+                                   [--bulk-mb 200]
 
 1. **Connection setup**: two fresh libp2p hosts in one process, dial + Noise + Yamux.
 2. **Request/response** on one open stream between two node processes (framed
@@ -12,7 +13,8 @@
    connections from it (the default 32 a node, meant for distinct hosts, would refuse most
    of the swarm). 30 nodes in turn run ``find_offers(model, limit=N)``, p50/p95 and how
    many of the N offers each found; then 30 other nodes (distinct ones where N allows)
-   search at once. Earlier sessions' figures are printed beside, labelled as such.
+   search at once. Each size once per ``--book`` (``off``: the DHT alone, the search of
+   earlier sessions, whose figures are printed beside and labelled as such).
 4. **Gossip**: one node publishes offers at 5/s; fraction delivered to the other nodes and
    latency, p50/p95.
 5. **Logs** of each swarm at a node's default verbosity (each process's stderr): records
@@ -111,6 +113,7 @@ class SwarmFigures:
     """One swarm's figures, for the table side by side."""
 
     nodes: int
+    book: bool
     start_s: float = 0.0
     load: str = ""
     one: str = ""
@@ -121,17 +124,24 @@ class SwarmFigures:
     stop_logs: dict[str, str] = field(default_factory=dict)
     """Log figures once all nodes were told to stop."""
 
+    @property
+    def title(self) -> str:
+        return f"{self.nodes} nodes, {'offer book' if self.book else 'DHT only'}"
 
-async def bench_swarm(nodes: int, args: argparse.Namespace, logdir: Path) -> SwarmFigures:
-    figures = SwarmFigures(nodes)
-    tag = f"bench-{os.getpid()}-{nodes}"  # fresh peer IDs for each swarm of a run
-    label = f"[{nodes} nodes]"
+
+async def bench_swarm(
+    nodes: int, book: bool, args: argparse.Namespace, logdir: Path
+) -> SwarmFigures:
+    figures = SwarmFigures(nodes, book)
+    name = f"{nodes}-{'book' if book else 'dht'}"
+    tag = f"bench-{os.getpid()}-{name}"  # fresh peer IDs for each swarm of a run
+    label = f"[{figures.title}]"
     async with AsyncExitStack() as stack:
         start = time.perf_counter()
-        logs = _log_files(stack, logdir, [f"{nodes}-boot"] + [f"{nodes}-{i}" for i in range(nodes)])
+        logs = _log_files(stack, logdir, [f"{name}-boot"] + [f"{name}-{i}" for i in range(nodes)])
         limit = args.max_per_ip or None
         boot = await stack.enter_async_context(
-            ProbeProcess.spawn(f"{tag}-boot", stderr=logs[0], max_per_ip=limit)
+            ProbeProcess.spawn(f"{tag}-boot", stderr=logs[0], max_per_ip=limit, offer_book=book)
         )
         probes: list[ProbeProcess | None] = [None] * nodes
         # a few at a time: 100 processes joining at once on 2 cores starve the bootstrap
@@ -147,6 +157,7 @@ async def bench_swarm(nodes: int, args: argparse.Namespace, logdir: Path) -> Swa
                         start_timeout=300,
                         stderr=logs[i + 1],
                         max_per_ip=limit,
+                        offer_book=book,
                     )
                 )
 
@@ -165,7 +176,7 @@ async def bench_swarm(nodes: int, args: argparse.Namespace, logdir: Path) -> Swa
             async with trio.open_nursery() as nursery:  # all at once, not one after another
                 for p in peers:
                     nursery.start_soon(p.stop)
-    running, stopping = _count_logs(logdir, nodes, stop_at)
+    running, stopping = _count_logs(logdir, name, stop_at)
     figures.logs = running.figures()
     figures.stop_logs = stopping.figures()
     for phase, counts, top in (("running", running, 5), ("all stopping", stopping, 3)):
@@ -261,7 +272,7 @@ class LogCounts:
         }
 
 
-def _count_logs(logdir: Path, nodes: int, stop_at: float) -> tuple[LogCounts, LogCounts]:
+def _count_logs(logdir: Path, name: str, stop_at: float) -> tuple[LogCounts, LogCounts]:
     """Per node, what it wrote at default verbosity while the swarm ran and once all its
     nodes were told to stop (before and after ``stop_at``, unix time): records at WARNING
     and up, at ERROR and up, lines of tracebacks, and lines that are not log records at
@@ -269,7 +280,7 @@ def _count_logs(logdir: Path, nodes: int, stop_at: float) -> tuple[LogCounts, Lo
     and numbers blanked) and how often it came. Lines that follow a record are its
     traceback; "other" lines come before the first record."""
     running, stopping = LogCounts(), LogCounts()
-    for path in sorted(logdir.glob(f"{nodes}-*.log")):
+    for path in sorted(logdir.glob(f"{name}-*.log")):
         counts = {phase: dict.fromkeys(phase.per_node, 0) for phase in (running, stopping)}
         phase, in_traceback = running, False
         for text in path.read_text(errors="replace").splitlines():
@@ -419,7 +430,7 @@ def summary(swarms: Sequence[SwarmFigures]) -> None:
     rows.append(("load average at the end", [f.load for f in swarms]))
     width = max(len(text) for _, values in rows for text in values) + 2
     first = max(len(name) for name, _ in rows) + 2
-    print(f"{'':<{first}}" + "".join(f"{f'{f.nodes} nodes':<{width}}" for f in swarms))
+    print(f"{'':<{first}}" + "".join(f"{f.title:<{width}}" for f in swarms))
     for name, values in rows:
         print(f"{name:<{first}}" + "".join(f"{v:<{width}}" for v in values), flush=True)
 
@@ -433,7 +444,8 @@ async def main(args: argparse.Namespace) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         logdir = args.keep_logs or Path(tmp)
         for nodes in args.nodes:
-            swarms.append(await bench_swarm(nodes, args, logdir))
+            for book in args.book:
+                swarms.append(await bench_swarm(nodes, book == "on", args, logdir))
     if swarms:
         summary(swarms)
     if not args.swarm_only:
@@ -443,6 +455,14 @@ async def main(args: argparse.Namespace) -> None:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--nodes", type=int, nargs="*", default=[30, 100])
+    parser.add_argument(
+        "--book",
+        nargs="+",
+        choices=("on", "off"),
+        default=["on"],
+        help="each size once per value: offer books on (find_offers asks peers for "
+        "theirs), or off (the DHT alone, as before issue 13)",
+    )
     parser.add_argument("--concurrent", type=int, default=30, help="searches at once")
     parser.add_argument("--find-timeout", type=float, default=30.0, help="of each search, s")
     parser.add_argument(

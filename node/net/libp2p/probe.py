@@ -48,6 +48,7 @@ from dgpu.node.net.interface import MessageStream
 from dgpu.node.net.libp2p.config import ConnectionLimits, Libp2pConfig
 from dgpu.node.net.libp2p.dht import find_providers_fresh
 from dgpu.node.net.libp2p.network import Libp2pNetwork, open_libp2p_network
+from dgpu.node.net.offer_book import OfferBookConfig
 from dgpu.node.net.records import provider_key
 from dgpu.protocol.errors import DgpuError
 from dgpu.protocol.identity import Identity
@@ -176,6 +177,7 @@ async def _child(args: argparse.Namespace) -> None:
         psk=bytes.fromhex(args.psk) if args.psk else None,
         dial_timeout_s=args.dial_timeout,
         connections=ConnectionLimits(max_per_ip=args.max_per_ip),
+        offer_book=OfferBookConfig(enabled=not args.no_offer_book),
     )
     async with open_libp2p_network(identity, config) as net, trio.open_nursery() as nursery:
         net.serve(ECHO_PROTOCOL, _echo)
@@ -235,10 +237,12 @@ class ProbeProcess:
         start_timeout: float = 60.0,
         stderr: IO[bytes] | None = None,
         max_per_ip: int | None = None,
+        offer_book: bool = True,
     ) -> AsyncIterator[ProbeProcess]:
         """``stderr``: where the child's log goes (the parent's stderr by default);
         ``max_per_ip``: its inbound connections from one IP (``ConnectionLimits``; many
-        processes on 127.0.0.1 share one)."""
+        processes on 127.0.0.1 share one); ``offer_book``: off, ``find`` searches the DHT
+        alone."""
         argv = [sys.executable, "-m", "dgpu.node.net.libp2p.probe", "--label", label]
         for addr in bootstrap:
             argv += ["--bootstrap", addr]
@@ -247,6 +251,8 @@ class ProbeProcess:
         argv += ["--dial-timeout", str(dial_timeout)]
         if max_per_ip is not None:
             argv += ["--max-per-ip", str(max_per_ip)]
+        if not offer_book:
+            argv.append("--no-offer-book")
         process = await trio.lowlevel.open_process(
             argv,
             stdin=subprocess.PIPE,
@@ -300,6 +306,7 @@ def main() -> None:
     parser.add_argument("--psk", default="")
     parser.add_argument("--dial-timeout", type=float, default=10.0)
     parser.add_argument("--max-per-ip", type=int, default=ConnectionLimits.max_per_ip)
+    parser.add_argument("--no-offer-book", action="store_true")
     parser.add_argument("-v", "--verbose", action="count", default=0)
     args = parser.parse_args()
     level = {0: logging.WARNING, 1: logging.INFO}.get(args.verbose, logging.DEBUG)
