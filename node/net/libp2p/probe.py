@@ -178,6 +178,7 @@ async def _child(args: argparse.Namespace) -> None:
         dial_timeout_s=args.dial_timeout,
         connections=ConnectionLimits(max_per_ip=args.max_per_ip),
         offer_book=OfferBookConfig(enabled=not args.no_offer_book),
+        quiet_libp2p_logs=not args.loud,
     )
     async with open_libp2p_network(identity, config) as net, trio.open_nursery() as nursery:
         net.serve(ECHO_PROTOCOL, _echo)
@@ -238,11 +239,13 @@ class ProbeProcess:
         stderr: IO[bytes] | None = None,
         max_per_ip: int | None = None,
         offer_book: bool = True,
+        quiet: bool = True,
     ) -> AsyncIterator[ProbeProcess]:
         """``stderr``: where the child's log goes (the parent's stderr by default);
         ``max_per_ip``: its inbound connections from one IP (``ConnectionLimits``; many
         processes on 127.0.0.1 share one); ``offer_book``: off, ``find`` searches the DHT
-        alone."""
+        alone; ``quiet``: off, py-libp2p's records are not routed through
+        :mod:`~dgpu.node.net.libp2p.quiet` (its own defaults)."""
         argv = [sys.executable, "-m", "dgpu.node.net.libp2p.probe", "--label", label]
         for addr in bootstrap:
             argv += ["--bootstrap", addr]
@@ -253,6 +256,8 @@ class ProbeProcess:
             argv += ["--max-per-ip", str(max_per_ip)]
         if not offer_book:
             argv.append("--no-offer-book")
+        if not quiet:
+            argv.append("--loud")
         process = await trio.lowlevel.open_process(
             argv,
             stdin=subprocess.PIPE,
@@ -307,6 +312,7 @@ def main() -> None:
     parser.add_argument("--dial-timeout", type=float, default=10.0)
     parser.add_argument("--max-per-ip", type=int, default=ConnectionLimits.max_per_ip)
     parser.add_argument("--no-offer-book", action="store_true")
+    parser.add_argument("--loud", action="store_true", help="py-libp2p's logs as it sets them")
     parser.add_argument("-v", "--verbose", action="count", default=0)
     args = parser.parse_args()
     level = {0: logging.WARNING, 1: logging.INFO}.get(args.verbose, logging.DEBUG)

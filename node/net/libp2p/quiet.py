@@ -69,6 +69,12 @@ NOISE: Final[tuple[tuple[str, str], ...]] = (
     ("libp2p.kad_dht.provider_store", "Failed to send ADD_PROVIDER to"),
     ("libp2p.kad_dht.provider_store", "Error getting providers from"),
     ("libp2p.kad_dht.value_store", "Failed to store value at peer"),
+    ("libp2p.kad_dht.value_store", "Failed to get value from peer"),
+    # a lookup of a value nobody holds: returned to our code as "none"
+    ("libp2p.kad_dht.kad_dht", "Value not found for key"),
+    # a peer's PUT_VALUE our validator refused (a record expired in transit, or invalid):
+    # the request is reset; the message carries the whole record in hex
+    ("libp2p.kad_dht.kad_dht", "Failed to store value"),
     # py-libp2p logs this one on the root logger, for a peer whose identify is pending
     ("root", "Error getting transport addresses: 'peer ID not found'"),
 )

@@ -165,6 +165,18 @@ SEEN_AT_100_NODES = [
         "libp2p.kad_dht.value_store",
         f"Failed to store value at peer {PEER}: Peer {PEER} recently failed all addresses",
     ),
+    (
+        logging.WARNING,
+        "libp2p.kad_dht.value_store",
+        f"Failed to get value from peer {PEER}: Cannot read from stream; stream is reset",
+    ),
+    (logging.WARNING, "libp2p.kad_dht.kad_dht", f"Value not found for key /dgpu/offer/{PEER}"),
+    (
+        logging.WARNING,
+        "libp2p.kad_dht.kad_dht",
+        f"Failed to store value de0018a4 for key 2f6467 : invalid dgpu record under "
+        f"'/dgpu/offer/{PEER}': offer expired at 1796555020 (now 1796555101)",
+    ),
 ]
 
 
