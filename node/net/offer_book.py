@@ -7,9 +7,10 @@ on :data:`~dgpu.node.net.interface.OFFERS_TOPIC` (providers re-publish theirs we
 they expire): the book keeps them. A search then reads its own book and asks a few peers
 it is connected to for theirs (:data:`~dgpu.node.net.interface.OFFER_BOOK_PROTOCOL`: one
 :class:`~dgpu.protocol.messages.OfferBookQuery` answered by up to ``limit`` offers,
-cheapest first, then the end of the stream) — one round trip, however many providers
-there are. A node that just started (``dgpu run``) has an
-empty book and learns it from its bootstrap peers, which have run for long.
+cheapest first, packed in :class:`~dgpu.protocol.messages.OfferBookPage` frames, then the
+end of the stream) — one round trip, however many providers there are. A node that just
+started (``dgpu run``) has an empty book and learns it from its bootstrap peers, which
+have run for long.
 
 Every offer entering a book has been validated (signature, time window; gossip and DHT
 records on arrival, a peer's answer in :func:`read_book_answer`), so a peer can hide offers
@@ -28,12 +29,20 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import Final
 
 import trio
 from dgpu.node.net.errors import StreamClosed
 from dgpu.node.net.interface import MessageStream
+from dgpu.protocol.codec import encode
 from dgpu.protocol.errors import ProtocolError
-from dgpu.protocol.messages import MAX_BOOK_ANSWER, Offer, OfferBookQuery
+from dgpu.protocol.messages import (
+    MAX_BOOK_ANSWER,
+    MAX_MESSAGE_BYTES,
+    Offer,
+    OfferBookPage,
+    OfferBookQuery,
+)
 from dgpu.protocol.offers import check_window, validate_offer
 
 log = logging.getLogger(__name__)
@@ -139,12 +148,25 @@ class OfferBook:
         return len(self._by_model) < self.config.models
 
 
+PAGE_BYTES: Final = MAX_MESSAGE_BYTES - 1024
+"""Offer bytes packed into one :class:`OfferBookPage` (room left for its own fields)."""
+
+
 async def serve_book(book: OfferBook, stream: MessageStream, *, now: int) -> None:
     """Answer one :class:`OfferBookQuery` on ``stream`` (the handler's part; the caller
     closes the stream, which ends the answer)."""
     query = await stream.receive_as(OfferBookQuery)
+    page: list[Offer] = []
+    size = 0
     for offer in book.find(query.gpu_model, now=now, limit=min(query.limit, MAX_BOOK_ANSWER)):
-        await stream.send(offer)
+        length = len(encode(offer))
+        if page and size + length > PAGE_BYTES:
+            await stream.send(OfferBookPage(offers=page))
+            page, size = [], 0
+        page.append(offer)
+        size += length
+    if page:
+        await stream.send(OfferBookPage(offers=page))
 
 
 async def read_book_answer(
@@ -169,24 +191,29 @@ async def read_book_answer(
         await stream.send(OfferBookQuery(gpu_model=model, limit=min(limit, MAX_BOOK_ANSWER)))
         while len(found) < limit:
             try:
-                offer = await stream.receive_as(Offer, timeout=timeout)
+                page = await stream.receive_as(OfferBookPage, timeout=timeout)
             except StreamClosed:
                 complete = True
                 break
-            try:
-                if book is not None and book.holds(offer):
-                    check_window(offer, now=now)
-                else:
-                    validate_offer(offer, now=now)
-            except ProtocolError as exc:
-                log.info("peer %s sent an invalid offer in its book: %s", stream.remote_peer, exc)
-                break
-            if _model_key(offer.gpu_model) != wanted:
-                log.info(
-                    "peer %s answered for %s with a %s", stream.remote_peer, model, offer.gpu_model
-                )
-                break
-            found.append(offer)
+            for offer in page.offers:
+                if not _acceptable(offer, wanted, now, book, stream.remote_peer):
+                    return found, False
+                found.append(offer)
         else:
             complete = True
-    return found, complete
+    return found[:limit], complete
+
+
+def _acceptable(offer: Offer, wanted: str, now: int, book: OfferBook | None, peer: str) -> bool:
+    try:
+        if book is not None and book.holds(offer):
+            check_window(offer, now=now)
+        else:
+            validate_offer(offer, now=now)
+    except ProtocolError as exc:
+        log.info("peer %s sent an invalid offer in its book: %s", peer, exc)
+        return False
+    if _model_key(offer.gpu_model) != wanted:
+        log.info("peer %s answered for %s with a %s", peer, wanted, offer.gpu_model)
+        return False
+    return True

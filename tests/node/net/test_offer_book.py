@@ -19,7 +19,7 @@ from dgpu.node.net.offer_book import OfferBook, OfferBookConfig, read_book_answe
 from dgpu.protocol import Identity
 from dgpu.protocol.codec import decode, encode
 from dgpu.protocol.errors import DecodeError
-from dgpu.protocol.messages import MAX_BOOK_ANSWER, Offer, OfferBookQuery
+from dgpu.protocol.messages import MAX_BOOK_ANSWER, Offer, OfferBookPage, OfferBookQuery
 
 from tests.node.net.helpers import forged, offer_of
 
@@ -148,9 +148,10 @@ async def test_gossip_fills_the_book_of_a_running_node(
 
 
 async def _answer_with(offers: list[Offer], stream: MessageStream) -> None:
+    """A hand-made answer: two offers a page."""
     await stream.receive_as(OfferBookQuery)
-    for offer in offers:
-        await stream.send(offer)
+    for start in range(0, len(offers), 2):
+        await stream.send(OfferBookPage(offers=offers[start : start + 2]))
 
 
 @pytest.mark.parametrize("flaw", ["forged", "other model", "expired"])
@@ -203,6 +204,37 @@ async def test_an_altered_copy_of_a_held_offer_is_verified_and_refused(
                 stream, "H100", limit=10, now=asker.now(), timeout=5, book=book
             )
     assert answer == ([held], False)
+
+
+async def test_a_long_answer_comes_in_pages_that_each_fit_a_frame(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """300 offers with 8 long addresses each (~2.6 KB an offer, ~780 KB in all): the
+    answer is split into pages under the 64 KiB frame cap and arrives whole, cheapest
+    first; a smaller ``limit`` is honoured."""
+    addrs = [f"/dns4/{'x' * 200}{i}.example/tcp/4001" for i in range(8)]
+    async with open_memory_hub(rng=random.Random(9)) as hub, AsyncExitStack() as stack:
+        asker = await stack.enter_async_context(
+            open_memory_network(hub, Identity.from_label("mem-pages"))
+        )
+        peer = await stack.enter_async_context(
+            open_memory_network(hub, Identity.from_label("mem-pages-peer"))
+        )
+        offers = [
+            offer_of(identity, now=peer.now(), price=1000 - i, addrs=addrs)
+            for i, identity in enumerate(ids("mem-pages", 300))
+        ]
+        for offer in offers:
+            assert peer._book.add(offer, now=peer.now())
+        answers = []
+        for limit in (MAX_BOOK_ANSWER, 7):
+            async with asker.open_stream(peer.peer_id, OFFER_BOOK_PROTOCOL) as stream:
+                answers.append(
+                    await read_book_answer(stream, "H100", limit=limit, now=asker.now(), timeout=30)
+                )
+    cheapest_first = offers[::-1]
+    assert answers[0] == (cheapest_first, True)
+    assert answers[1] == (cheapest_first[:7], True)
 
 
 async def test_no_peer_answering_falls_back_to_the_dht(
