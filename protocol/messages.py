@@ -23,7 +23,7 @@ Flow::
     provider ── OutputManifest ─▶ renter          (sha256 of every output file)
 
     any node ── OfferBookQuery ─▶ a peer          (which offers of a model it knows)
-    the peer ── Offer, Offer, … ▶ the asker       (then closes the stream)
+    the peer ── OfferBookPage … ▶ the asker       (then closes the stream)
 """
 
 from __future__ import annotations
@@ -346,16 +346,26 @@ MAX_BOOK_ANSWER: Final = 1024
 class OfferBookQuery(Message, tag="offer_book_query", kw_only=True, frozen=True):
     """Ask a peer for the offers of ``gpu_model`` it knows (its offer book: what it heard
     by gossip and what its own searches found). The peer answers with up to ``limit``
-    signed :class:`Offer` messages, cheapest first, and closes the stream. Unsigned: the
-    offers carry their providers' signatures, and the asker checks each one."""
+    signed offers, cheapest first, in :class:`OfferBookPage` messages, and closes the
+    stream. Unsigned: the offers carry their providers' signatures, and the asker checks
+    each one."""
 
     gpu_model: ModelName
     limit: Annotated[int, Meta(ge=1, le=MAX_BOOK_ANSWER)]
 
 
+class OfferBookPage(Message, tag="offer_book_page", kw_only=True, frozen=True):
+    """Part of the answer to an :class:`OfferBookQuery`: as many offers as fit one frame
+    (one frame per offer would cost the answering peer a write, an encryption and a
+    muxer header each)."""
+
+    offers: Annotated[list[Offer], Meta(min_length=1, max_length=MAX_BOOK_ANSWER)]
+
+
 AnyMessage = (
     Offer
     | OfferBookQuery
+    | OfferBookPage
     | JobRequest
     | Quote
     | Agreement

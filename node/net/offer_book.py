@@ -7,18 +7,21 @@ on :data:`~dgpu.node.net.interface.OFFERS_TOPIC` (providers re-publish theirs we
 they expire): the book keeps them. A search then reads its own book and asks a few peers
 it is connected to for theirs (:data:`~dgpu.node.net.interface.OFFER_BOOK_PROTOCOL`: one
 :class:`~dgpu.protocol.messages.OfferBookQuery` answered by up to ``limit`` offers,
-cheapest first, then the end of the stream) — one round trip, however many providers
-there are. A node that just started (``dgpu run``) has an
-empty book and learns it from its bootstrap peers, which have run for long.
+cheapest first, packed in :class:`~dgpu.protocol.messages.OfferBookPage` frames, then the
+end of the stream) — one round trip, however many providers there are. A node that just
+started (``dgpu run``) has an empty book and learns it from its bootstrap peers, which
+have run for long.
 
 Every offer entering a book has been validated (signature, time window; gossip and DHT
 records on arrival, a peer's answer in :func:`read_book_answer`), so a peer can hide offers
 from an asker but not forge or alter one; asking several peers, and the DHT when none
 answers, bounds what one hostile peer can hide.
 
-Bounded: at most ``per_model`` offers per model (when full, a cheaper offer replaces the
-dearest; a search wants the cheapest) and ``models`` models; expired offers are dropped as
-they are met.
+Bounded: at most ``per_model`` offers per model and ``models`` models. A full shelf keeps
+the providers it holds (their newer offers replace their older ones) and refuses newcomers
+until an offer expires, as a DHT node keeps its first 20 provider records: a flood of fresh
+keys at price 1 can fill the free room but cannot push out providers already known —
+evicting the dearest would let it. Expired offers are dropped as they are met.
 """
 
 # Explicit per-call timeouts, as in the Network interface.
@@ -28,12 +31,20 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import Final
 
 import trio
 from dgpu.node.net.errors import StreamClosed
 from dgpu.node.net.interface import MessageStream
+from dgpu.protocol.codec import encode
 from dgpu.protocol.errors import ProtocolError
-from dgpu.protocol.messages import MAX_BOOK_ANSWER, Offer, OfferBookQuery
+from dgpu.protocol.messages import (
+    MAX_BOOK_ANSWER,
+    MAX_MESSAGE_BYTES,
+    Offer,
+    OfferBookPage,
+    OfferBookQuery,
+)
 from dgpu.protocol.offers import check_window, validate_offer
 
 log = logging.getLogger(__name__)
@@ -72,14 +83,14 @@ class OfferBook:
         self._by_model: dict[str, dict[bytes, Offer]] = {}
         self._model_of: dict[bytes, str] = {}
         self.refused = 0
-        """Offers not kept because the book was full (and they were not cheaper)."""
+        """Offers not kept because the book was full."""
 
     def __len__(self) -> int:
         return len(self._model_of)
 
     def add(self, offer: Offer, *, now: int) -> bool:
         """Keep ``offer`` (already validated) unless it has expired, a newer offer of its
-        provider is kept, or its model's shelf is full of cheaper ones. True when kept."""
+        provider is kept, or it is a newcomer to a full shelf. True when kept."""
         if offer.expires_at <= now:
             return False
         key = _model_key(offer.gpu_model)
@@ -95,14 +106,11 @@ class OfferBook:
                 self.refused += 1
                 return False
             shelf = self._by_model[key] = {}
-        if len(shelf) >= self.config.per_model:
+        if held_model != key and len(shelf) >= self.config.per_model:
             self._drop_expired(shelf, now)
-        if len(shelf) >= self.config.per_model:
-            dearest = max(shelf.values(), key=_cheapest_first)
-            if _cheapest_first(offer) >= _cheapest_first(dearest):
+            if len(shelf) >= self.config.per_model:
                 self.refused += 1
                 return False
-            self._remove(dearest.provider)
         shelf[offer.provider] = offer
         self._model_of[offer.provider] = key
         return True
@@ -139,12 +147,25 @@ class OfferBook:
         return len(self._by_model) < self.config.models
 
 
+PAGE_BYTES: Final = MAX_MESSAGE_BYTES - 1024
+"""Offer bytes packed into one :class:`OfferBookPage` (room left for its own fields)."""
+
+
 async def serve_book(book: OfferBook, stream: MessageStream, *, now: int) -> None:
     """Answer one :class:`OfferBookQuery` on ``stream`` (the handler's part; the caller
     closes the stream, which ends the answer)."""
     query = await stream.receive_as(OfferBookQuery)
+    page: list[Offer] = []
+    size = 0
     for offer in book.find(query.gpu_model, now=now, limit=min(query.limit, MAX_BOOK_ANSWER)):
-        await stream.send(offer)
+        length = len(encode(offer))
+        if page and size + length > PAGE_BYTES:
+            await stream.send(OfferBookPage(offers=page))
+            page, size = [], 0
+        page.append(offer)
+        size += length
+    if page:
+        await stream.send(OfferBookPage(offers=page))
 
 
 async def read_book_answer(
@@ -169,24 +190,29 @@ async def read_book_answer(
         await stream.send(OfferBookQuery(gpu_model=model, limit=min(limit, MAX_BOOK_ANSWER)))
         while len(found) < limit:
             try:
-                offer = await stream.receive_as(Offer, timeout=timeout)
+                page = await stream.receive_as(OfferBookPage, timeout=timeout)
             except StreamClosed:
                 complete = True
                 break
-            try:
-                if book is not None and book.holds(offer):
-                    check_window(offer, now=now)
-                else:
-                    validate_offer(offer, now=now)
-            except ProtocolError as exc:
-                log.info("peer %s sent an invalid offer in its book: %s", stream.remote_peer, exc)
-                break
-            if _model_key(offer.gpu_model) != wanted:
-                log.info(
-                    "peer %s answered for %s with a %s", stream.remote_peer, model, offer.gpu_model
-                )
-                break
-            found.append(offer)
+            for offer in page.offers:
+                if not _acceptable(offer, wanted, now, book, stream.remote_peer):
+                    return found, False
+                found.append(offer)
         else:
             complete = True
-    return found, complete
+    return found[:limit], complete
+
+
+def _acceptable(offer: Offer, wanted: str, now: int, book: OfferBook | None, peer: str) -> bool:
+    try:
+        if book is not None and book.holds(offer):
+            check_window(offer, now=now)
+        else:
+            validate_offer(offer, now=now)
+    except ProtocolError as exc:
+        log.info("peer %s sent an invalid offer in its book: %s", peer, exc)
+        return False
+    if _model_key(offer.gpu_model) != wanted:
+        log.info("peer %s answered for %s with a %s", peer, wanted, offer.gpu_model)
+        return False
+    return True

@@ -175,9 +175,11 @@ book_queries = st.builds(
     gpu_model=model,
     limit=st.integers(1, m.MAX_BOOK_ANSWER),
 )
+book_pages = st.builds(m.OfferBookPage, offers=st.lists(offers, min_size=1, max_size=3))
 any_message = st.one_of(
     offers,
     book_queries,
+    book_pages,
     job_requests,
     quotes,
     agreements,

@@ -19,7 +19,7 @@ from dgpu.node.net.offer_book import OfferBook, OfferBookConfig, read_book_answe
 from dgpu.protocol import Identity
 from dgpu.protocol.codec import decode, encode
 from dgpu.protocol.errors import DecodeError
-from dgpu.protocol.messages import MAX_BOOK_ANSWER, Offer, OfferBookQuery
+from dgpu.protocol.messages import MAX_BOOK_ANSWER, Offer, OfferBookPage, OfferBookQuery
 
 from tests.node.net.helpers import forged, offer_of
 
@@ -59,16 +59,23 @@ def test_expired_offers_are_neither_kept_nor_found() -> None:
     assert len(book) == 0
 
 
-def test_a_full_shelf_keeps_the_cheapest_offers() -> None:
+def test_a_full_shelf_keeps_the_providers_it_holds() -> None:
+    """A full shelf refuses newcomers, however cheap (a flood of fresh keys at price 1 must
+    not push out known providers), takes newer offers of the providers it holds, and makes
+    room as offers expire."""
     book = OfferBook(OfferBookConfig(per_model=3))
-    people = ids("book-full", 5)
+    people = ids("book-full", 4)
     for person, price in zip(people[:3], (30, 10, 20), strict=True):
-        assert book.add(offer_of(person, now=NOW, price=price), now=NOW)
-    assert not book.add(offer_of(people[3], now=NOW, price=40), now=NOW)  # dearer than all
-    assert book.add(offer_of(people[4], now=NOW, price=15), now=NOW)  # replaces the 30
-    assert [o.price_per_gpu_second for o in book.find("H100", now=NOW)] == [10, 15, 20]
-    assert [o.price_per_gpu_second for o in book.find("H100", now=NOW, limit=2)] == [10, 15]
+        assert book.add(offer_of(person, now=NOW, price=price, ttl_s=100 + price), now=NOW)
+    assert not book.add(offer_of(people[3], now=NOW, price=1), now=NOW)
     assert book.refused == 1
+    renewed = offer_of(people[0], now=NOW + 5, price=25, ttl_s=300)
+    assert book.add(renewed, now=NOW + 5)
+    assert [o.price_per_gpu_second for o in book.find("H100", now=NOW + 5)] == [10, 20, 25]
+    assert [o.price_per_gpu_second for o in book.find("H100", now=NOW + 5, limit=2)] == [10, 20]
+    # the price-10 offer expires at NOW + 110: room for the newcomer
+    assert book.add(offer_of(people[3], now=NOW + 110, price=1), now=NOW + 110)
+    assert [o.price_per_gpu_second for o in book.find("H100", now=NOW + 110)] == [1, 20, 25]
 
 
 def test_the_number_of_models_is_bounded() -> None:
@@ -148,9 +155,10 @@ async def test_gossip_fills_the_book_of_a_running_node(
 
 
 async def _answer_with(offers: list[Offer], stream: MessageStream) -> None:
+    """A hand-made answer: two offers a page."""
     await stream.receive_as(OfferBookQuery)
-    for offer in offers:
-        await stream.send(offer)
+    for start in range(0, len(offers), 2):
+        await stream.send(OfferBookPage(offers=offers[start : start + 2]))
 
 
 @pytest.mark.parametrize("flaw", ["forged", "other model", "expired"])
@@ -203,6 +211,37 @@ async def test_an_altered_copy_of_a_held_offer_is_verified_and_refused(
                 stream, "H100", limit=10, now=asker.now(), timeout=5, book=book
             )
     assert answer == ([held], False)
+
+
+async def test_a_long_answer_comes_in_pages_that_each_fit_a_frame(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """300 offers with 8 long addresses each (~2.6 KB an offer, ~780 KB in all): the
+    answer is split into pages under the 64 KiB frame cap and arrives whole, cheapest
+    first; a smaller ``limit`` is honoured."""
+    addrs = [f"/dns4/{'x' * 200}{i}.example/tcp/4001" for i in range(8)]
+    async with open_memory_hub(rng=random.Random(9)) as hub, AsyncExitStack() as stack:
+        asker = await stack.enter_async_context(
+            open_memory_network(hub, Identity.from_label("mem-pages"))
+        )
+        peer = await stack.enter_async_context(
+            open_memory_network(hub, Identity.from_label("mem-pages-peer"))
+        )
+        offers = [
+            offer_of(identity, now=peer.now(), price=1000 - i, addrs=addrs)
+            for i, identity in enumerate(ids("mem-pages", 300))
+        ]
+        for offer in offers:
+            assert peer._book.add(offer, now=peer.now())
+        answers = []
+        for limit in (MAX_BOOK_ANSWER, 7):
+            async with asker.open_stream(peer.peer_id, OFFER_BOOK_PROTOCOL) as stream:
+                answers.append(
+                    await read_book_answer(stream, "H100", limit=limit, now=asker.now(), timeout=30)
+                )
+    cheapest_first = offers[::-1]
+    assert answers[0] == (cheapest_first, True)
+    assert answers[1] == (cheapest_first[:7], True)
 
 
 async def test_no_peer_answering_falls_back_to_the_dht(
