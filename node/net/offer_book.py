@@ -176,15 +176,17 @@ async def read_book_answer(
     now: int,
     timeout: float,
     book: OfferBook | None = None,
+    into: list[Offer] | None = None,
 ) -> tuple[list[Offer], bool]:
     """Ask the peer on ``stream`` for its offers of ``model`` and read the answer: each
     offer validated now and of the model asked; an offer that is not ends the answer (the
     peer misbehaves: what it sent before is kept). An offer ``book`` already holds, field
     for field, is not verified again (several peers send the same offers). Returns what
-    arrived by ``timeout`` and whether the peer answered in full (it closed the stream,
-    or sent ``limit`` offers)."""
+    arrived by ``timeout`` (collected in ``into`` as it arrives, when given: a caller
+    cancelled midway keeps what came) and whether the peer answered in full (it closed the
+    stream, or sent ``limit`` offers)."""
     wanted = _model_key(model)
-    found: list[Offer] = []
+    found: list[Offer] = [] if into is None else into
     complete = False
     with trio.move_on_after(timeout):
         await stream.send(OfferBookQuery(gpu_model=model, limit=min(limit, MAX_BOOK_ANSWER)))
@@ -194,13 +196,13 @@ async def read_book_answer(
             except StreamClosed:
                 complete = True
                 break
-            for offer in page.offers:
+            for offer in page.offers[: limit - len(found)]:
                 if not _acceptable(offer, wanted, now, book, stream.remote_peer):
                     return found, False
                 found.append(offer)
         else:
             complete = True
-    return found[:limit], complete
+    return found, complete
 
 
 def _acceptable(offer: Offer, wanted: str, now: int, book: OfferBook | None, peer: str) -> bool:

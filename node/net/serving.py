@@ -35,6 +35,9 @@ from dgpu.protocol.messages import AnyMessage, ErrorMessage, Message, Offer
 
 log = logging.getLogger(__name__)
 
+STRAGGLER_GRACE_S = 0.25
+"""Least time the other peers asked for their offer book get after one answered in full."""
+
 # Errors a misbehaving or departing peer causes: logged quietly, not as bugs.
 PEER_ERRORS = (NetError, ProtocolError)
 
@@ -212,35 +215,52 @@ class StreamClient:
 
     async def _ask_books(self, model: str, limit: int, timeout: float) -> int:
         """Ask :meth:`_book_peers` (at most ``peers_asked``, all at once) for their offers
-        of ``model`` into this node's book (what arrives by ``timeout``, also from a peer
-        that does not finish); how many answered in full."""
+        of ``model`` into this node's book; how many answered in full. What a peer sent is
+        kept also when it does not finish. Once one peer has answered in full, the others
+        get as long again as it took (at least :data:`STRAGGLER_GRACE_S`), then are cut:
+        answers mostly repeat each other, and a starved peer would otherwise hold every
+        search to ``timeout``."""
         answered = 0
+        first = trio.Event()
+        start = trio.current_time()
 
         async def ask(peer: PeerRef) -> None:
             nonlocal answered
-            with trio.move_on_after(timeout):
-                try:
+            received: list[Offer] = []
+            try:
+                with trio.move_on_after(timeout):
                     async with self.open_stream(
                         peer, OFFER_BOOK_PROTOCOL, timeout=timeout
                     ) as stream:
-                        offers, complete = await read_book_answer(
+                        _, complete = await read_book_answer(
                             stream,
                             model,
                             limit=limit,
                             now=self.now(),
                             timeout=timeout,
                             book=self._book,
+                            into=received,
                         )
-                except PEER_ERRORS as exc:
-                    log.debug("peer %s did not give its offer book: %s", peer.peer_id, exc)
-                    return
-                for offer in offers:
+                    answered += complete
+                    if complete:
+                        first.set()
+            except PEER_ERRORS as exc:
+                log.debug("peer %s did not give its offer book: %s", peer.peer_id, exc)
+            finally:
+                for offer in received:
                     self._book.add(offer, now=self.now())
-                answered += complete
 
-        async with trio.open_nursery() as nursery:
-            for peer in self._book_peers()[: self._book.config.peers_asked]:
-                nursery.start_soon(ask, peer)
+        async def cut_stragglers(scope: trio.CancelScope) -> None:
+            await first.wait()
+            await trio.sleep(max(trio.current_time() - start, STRAGGLER_GRACE_S))
+            scope.cancel()
+
+        async with trio.open_nursery() as outer:
+            outer.start_soon(cut_stragglers, outer.cancel_scope)
+            async with trio.open_nursery() as asks:
+                for peer in self._book_peers()[: self._book.config.peers_asked]:
+                    asks.start_soon(ask, peer)
+            outer.cancel_scope.cancel()
         return answered
 
     def _book_peers(self) -> list[PeerRef]:

@@ -246,6 +246,33 @@ async def test_a_long_answer_comes_in_pages_that_each_fit_a_frame(
     assert answers[1] == (cheapest_first[:7], True)
 
 
+async def _answer_late(offers: list[Offer], stream: MessageStream) -> None:
+    await trio.sleep(2.5)  # a starved peer: within the ask's 3 s, far behind the others
+    await _answer_with(offers, stream)
+
+
+@pytest.mark.parametrize("others_answer", [True, False])
+async def test_a_straggler_is_cut_once_another_peer_answered_in_full(
+    autojump_clock: trio.testing.MockClock, others_answer: bool
+) -> None:
+    """Three peers asked; one answers late. When another has answered in full, the late
+    one is cut (its offer is not seen); when none has, it is waited for."""
+    slow_id, fast_id, other_id, late_id, renter_id = ids("mem-straggle", 5)
+    async with open_memory_hub(rng=random.Random(10)) as hub, AsyncExitStack() as stack:
+        slow = await stack.enter_async_context(open_memory_network(hub, slow_id))
+        config = None if others_answer else DHT_ONLY
+        for identity in (fast_id, other_id):
+            await stack.enter_async_context(open_memory_network(hub, identity, config))
+        renter = await stack.enter_async_context(open_memory_network(hub, renter_id))
+        late = offer_of(late_id, now=renter.now())
+        slow.serve(OFFER_BOOK_PROTOCOL, lambda s, _p: _answer_late([late], s))
+        known = offer_of(fast_id, now=renter.now())
+        if others_answer:
+            hub.network(fast_id.peer_id)._book.add(known, now=renter.now())  # type: ignore[union-attr]
+        found = await renter.find_offers("H100")
+    assert found == ([known] if others_answer else [late])
+
+
 async def test_no_peer_answering_falls_back_to_the_dht(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
