@@ -204,7 +204,11 @@ def _env(values: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
 @program_id_option
 @click.option("--mint", required=True, help="The dGPU token mint (base58).")
 @click.option("--coordinator", "coordinator_url", help="Find offers through this coordinator.")
-@click.option("--p2p", is_flag=True, help="Find offers through the DHT even with a coordinator.")
+@click.option(
+    "--p2p",
+    is_flag=True,
+    help="Find offers peer to peer (offer books, then the DHT) even with a coordinator.",
+)
 @click.option("--gpu", "gpu_model", required=True, help='GPU model, e.g. "RTX 4090".')
 @click.option("--count", default=1, show_default=True, help="GPUs.")
 @click.option("--min-vram", default=0, show_default=True, help="Least VRAM per GPU, MiB.")

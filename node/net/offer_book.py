@@ -17,9 +17,11 @@ records on arrival, a peer's answer in :func:`read_book_answer`), so a peer can 
 from an asker but not forge or alter one; asking several peers, and the DHT when none
 answers, bounds what one hostile peer can hide.
 
-Bounded: at most ``per_model`` offers per model (when full, a cheaper offer replaces the
-dearest; a search wants the cheapest) and ``models`` models; expired offers are dropped as
-they are met.
+Bounded: at most ``per_model`` offers per model and ``models`` models. A full shelf keeps
+the providers it holds (their newer offers replace their older ones) and refuses newcomers
+until an offer expires, as a DHT node keeps its first 20 provider records: a flood of fresh
+keys at price 1 can fill the free room but cannot push out providers already known —
+evicting the dearest would let it. Expired offers are dropped as they are met.
 """
 
 # Explicit per-call timeouts, as in the Network interface.
@@ -81,14 +83,14 @@ class OfferBook:
         self._by_model: dict[str, dict[bytes, Offer]] = {}
         self._model_of: dict[bytes, str] = {}
         self.refused = 0
-        """Offers not kept because the book was full (and they were not cheaper)."""
+        """Offers not kept because the book was full."""
 
     def __len__(self) -> int:
         return len(self._model_of)
 
     def add(self, offer: Offer, *, now: int) -> bool:
         """Keep ``offer`` (already validated) unless it has expired, a newer offer of its
-        provider is kept, or its model's shelf is full of cheaper ones. True when kept."""
+        provider is kept, or it is a newcomer to a full shelf. True when kept."""
         if offer.expires_at <= now:
             return False
         key = _model_key(offer.gpu_model)
@@ -104,14 +106,11 @@ class OfferBook:
                 self.refused += 1
                 return False
             shelf = self._by_model[key] = {}
-        if len(shelf) >= self.config.per_model:
+        if held_model != key and len(shelf) >= self.config.per_model:
             self._drop_expired(shelf, now)
-        if len(shelf) >= self.config.per_model:
-            dearest = max(shelf.values(), key=_cheapest_first)
-            if _cheapest_first(offer) >= _cheapest_first(dearest):
+            if len(shelf) >= self.config.per_model:
                 self.refused += 1
                 return False
-            self._remove(dearest.provider)
         shelf[offer.provider] = offer
         self._model_of[offer.provider] = key
         return True

@@ -59,16 +59,23 @@ def test_expired_offers_are_neither_kept_nor_found() -> None:
     assert len(book) == 0
 
 
-def test_a_full_shelf_keeps_the_cheapest_offers() -> None:
+def test_a_full_shelf_keeps_the_providers_it_holds() -> None:
+    """A full shelf refuses newcomers, however cheap (a flood of fresh keys at price 1 must
+    not push out known providers), takes newer offers of the providers it holds, and makes
+    room as offers expire."""
     book = OfferBook(OfferBookConfig(per_model=3))
-    people = ids("book-full", 5)
+    people = ids("book-full", 4)
     for person, price in zip(people[:3], (30, 10, 20), strict=True):
-        assert book.add(offer_of(person, now=NOW, price=price), now=NOW)
-    assert not book.add(offer_of(people[3], now=NOW, price=40), now=NOW)  # dearer than all
-    assert book.add(offer_of(people[4], now=NOW, price=15), now=NOW)  # replaces the 30
-    assert [o.price_per_gpu_second for o in book.find("H100", now=NOW)] == [10, 15, 20]
-    assert [o.price_per_gpu_second for o in book.find("H100", now=NOW, limit=2)] == [10, 15]
+        assert book.add(offer_of(person, now=NOW, price=price, ttl_s=100 + price), now=NOW)
+    assert not book.add(offer_of(people[3], now=NOW, price=1), now=NOW)
     assert book.refused == 1
+    renewed = offer_of(people[0], now=NOW + 5, price=25, ttl_s=300)
+    assert book.add(renewed, now=NOW + 5)
+    assert [o.price_per_gpu_second for o in book.find("H100", now=NOW + 5)] == [10, 20, 25]
+    assert [o.price_per_gpu_second for o in book.find("H100", now=NOW + 5, limit=2)] == [10, 20]
+    # the price-10 offer expires at NOW + 110: room for the newcomer
+    assert book.add(offer_of(people[3], now=NOW + 110, price=1), now=NOW + 110)
+    assert [o.price_per_gpu_second for o in book.find("H100", now=NOW + 110)] == [1, 20, 25]
 
 
 def test_the_number_of_models_is_bounded() -> None:
