@@ -139,13 +139,16 @@ def packet_ids(data: bytes) -> Iterator[int]:
             offset += (size + 3) & ~3
 
 
-def _check_ack(data: bytes) -> None:
+def _check_ack(data: bytes, queue: int) -> None:
     for msg_type, body in _messages(data):
         if msg_type == NLMSG_ERROR:
             code = -struct.unpack_from("=i", body)[0]
             if code:
                 name = errno.errorcode.get(code, str(code))
-                raise DelayerError(f"the kernel refused the queue: {name} ({os.strerror(code)})")
+                why = f"{name} ({os.strerror(code)})"
+                if code == errno.EPERM:  # what the kernel answers for a queue bound already
+                    why += f": queue {queue} has another reader here, or this is not root"
+                raise DelayerError(f"the kernel refused the queue: {why}")
 
 
 def open_queue(queue: int) -> socket.socket:
@@ -156,7 +159,7 @@ def open_queue(queue: int) -> socket.socket:
         sock.setsockopt(SOL_NETLINK, NETLINK_NO_ENOBUFS, 1)
         sock.bind((0, 0))
         sock.send(config_message(queue))
-        _check_ack(sock.recv(4096))
+        _check_ack(sock.recv(4096), queue)
     except OSError as exc:
         sock.close()
         raise DelayerError(f"cannot open NFQUEUE {queue}: {exc}") from exc
@@ -206,6 +209,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--queue", type=int, default=0, help="NFQUEUE number (default 0)")
     parser.add_argument("--delay-ms", type=int, required=True, help="delay of each packet")
     args = parser.parse_args(argv)
+    if args.delay_ms < 0 or not 0 <= args.queue <= 65535:
+        parser.error("--delay-ms must be at least 0 and --queue within 0-65535")
     # a signal only writes its number to ``wake``: ``run`` sees ``stop`` become readable
     stop, wake = socket.socketpair()
     wake.setblocking(False)

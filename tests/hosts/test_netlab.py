@@ -216,6 +216,21 @@ def test_the_lossy_topology_shapes_only_the_provider_link(lab: Lab) -> None:
     assert to_provider - to_server >= 60
 
 
+def test_a_second_delayer_on_a_taken_queue_says_why_it_stops(lab: Lab) -> None:
+    topo = build_topology(lab, "lossy")
+    if lab.link_shaping == "netem":
+        pytest.skip("the kernel has netem: no delayer runs")
+    inet = Host(lab, "inet", lab.inet, "")
+    argv = [sys.executable, "-m", "dgpu.cli.devnet.delayer", "--queue", "0", "--delay-ms", "5"]
+    with pytest.raises(LabError) as refused:
+        inet.run(*argv)
+    assert "queue 0 has another reader here" in str(refused.value)
+    assert "Traceback" not in str(refused.value)
+    # the first one still delays the provider's link
+    _serve(topo.provider, 7001)
+    assert _handshake_ms(topo.renter, topo.provider, 7001, tries=3) >= 60
+
+
 def test_the_delayer_goes_with_the_lab() -> None:
     lab = Lab()
     namespaces: list[str] = []
