@@ -155,8 +155,8 @@ class Network(Protocol):
     ) -> list[Offer]:
         """Offers for GPU ``model``, cheapest first, at most ``limit``: this node's offer
         book (what it heard by gossip) merged with the books of a few peers it is connected
-        to, asked at once (one round trip); the DHT as well when no peer answered or none
-        knows an offer of the model (see :mod:`dgpu.node.net.offer_book`). Every offer is
+        to, asked at once (one round trip); the DHT when none of them knows an offer of the
+        model (see :mod:`dgpu.node.net.offer_book`). Every offer is
         validated (signature, time window, signer = key owner), one (the newest) per
         provider. What is found before ``timeout`` is returned; never raises for a slow
         DHT or a silent peer."""

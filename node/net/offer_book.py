@@ -15,7 +15,7 @@ have run for long.
 Every offer entering a book has been validated (signature, time window; gossip and DHT
 records on arrival, a peer's answer in :func:`read_book_answer`), so a peer can hide offers
 from an asker but not forge or alter one; asking several peers, and the DHT when none
-answers, bounds what one hostile peer can hide.
+knows an offer of the model, bounds what one hostile peer can hide.
 
 Bounded: at most ``per_model`` offers per model and ``models`` models. A full shelf keeps
 the providers it holds (their newer offers replace their older ones) and refuses newcomers

@@ -190,8 +190,11 @@ class StreamClient:
             return await self._find_in_dht(model, limit, timeout)
         deadline = trio.current_time() + timeout
         ask_timeout = min(timeout, self._book.config.ask_timeout_s)
-        answered = await self._ask_books(model, limit, ask_timeout)
-        if not answered or not self._book.find(model, now=self.now(), limit=1):
+        await self._ask_books(model, limit, ask_timeout)
+        # the DHT only when nobody (this node included) knows an offer of the model: a walk
+        # finds 20 providers at the most and can take the whole timeout on a busy node,
+        # while a partial answer or this node's own gossip already names some
+        if not self._book.find(model, now=self.now(), limit=1):
             remaining = deadline - trio.current_time()
             if remaining > 0:
                 for offer in await self._find_in_dht(model, limit, remaining):
@@ -209,7 +212,8 @@ class StreamClient:
 
     async def _ask_books(self, model: str, limit: int, timeout: float) -> int:
         """Ask :meth:`_book_peers` (at most ``peers_asked``, all at once) for their offers
-        of ``model`` into this node's book; how many answered in full."""
+        of ``model`` into this node's book (what arrives by ``timeout``, also from a peer
+        that does not finish); how many answered in full."""
         answered = 0
 
         async def ask(peer: PeerRef) -> None:

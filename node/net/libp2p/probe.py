@@ -19,6 +19,10 @@ one JSON command per stdin line with one JSON line:
 
 A command that fails with a dgpu error answers ``{"error": "..."}``.
 
+The child logs to stderr as ``dgpu`` does at default verbosity (WARNING and up, py-libp2p's
+records through :mod:`~dgpu.node.net.libp2p.quiet`; ``-v`` INFO, ``-vv`` DEBUG), so what a
+swarm of probes writes there is what a swarm of nodes would show an operator.
+
 Parent side: :class:`ProbeProcess` (``async with ProbeProcess.spawn(...) as probe``).
 """
 
@@ -29,20 +33,22 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import logging
 import os
 import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import IO, Any
 
 import trio
 from dgpu.node.net.errors import StreamClosed
 from dgpu.node.net.interface import MessageStream
-from dgpu.node.net.libp2p.config import Libp2pConfig
+from dgpu.node.net.libp2p.config import ConnectionLimits, Libp2pConfig
 from dgpu.node.net.libp2p.dht import find_providers_fresh
 from dgpu.node.net.libp2p.network import Libp2pNetwork, open_libp2p_network
+from dgpu.node.net.offer_book import OfferBookConfig
 from dgpu.node.net.records import provider_key
 from dgpu.protocol.errors import DgpuError
 from dgpu.protocol.identity import Identity
@@ -50,6 +56,8 @@ from dgpu.protocol.messages import JobStatus, Offer
 from dgpu.protocol.offers import OfferTerms, make_offer, offer_bytes
 
 ECHO_PROTOCOL = "/dgpu/probe-echo/1"
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+"""The child's log lines, as ``dgpu``'s own (cli/main.py)."""
 _JOB = bytes(16)
 
 
@@ -168,6 +176,9 @@ async def _child(args: argparse.Namespace) -> None:
         bootstrap=tuple(args.bootstrap),
         psk=bytes.fromhex(args.psk) if args.psk else None,
         dial_timeout_s=args.dial_timeout,
+        connections=ConnectionLimits(max_per_ip=args.max_per_ip),
+        offer_book=OfferBookConfig(enabled=not args.no_offer_book),
+        quiet_libp2p_logs=not args.loud,
     )
     async with open_libp2p_network(identity, config) as net, trio.open_nursery() as nursery:
         net.serve(ECHO_PROTOCOL, _echo)
@@ -225,17 +236,33 @@ class ProbeProcess:
         psk: bytes | None = None,
         dial_timeout: float = 10.0,
         start_timeout: float = 60.0,
+        stderr: IO[bytes] | None = None,
+        max_per_ip: int | None = None,
+        offer_book: bool = True,
+        quiet: bool = True,
     ) -> AsyncIterator[ProbeProcess]:
+        """``stderr``: where the child's log goes (the parent's stderr by default);
+        ``max_per_ip``: its inbound connections from one IP (``ConnectionLimits``; many
+        processes on 127.0.0.1 share one); ``offer_book``: off, ``find`` searches the DHT
+        alone; ``quiet``: off, py-libp2p's records are not routed through
+        :mod:`~dgpu.node.net.libp2p.quiet` (its own defaults)."""
         argv = [sys.executable, "-m", "dgpu.node.net.libp2p.probe", "--label", label]
         for addr in bootstrap:
             argv += ["--bootstrap", addr]
         if psk is not None:
             argv += ["--psk", psk.hex()]
         argv += ["--dial-timeout", str(dial_timeout)]
+        if max_per_ip is not None:
+            argv += ["--max-per-ip", str(max_per_ip)]
+        if not offer_book:
+            argv.append("--no-offer-book")
+        if not quiet:
+            argv.append("--loud")
         process = await trio.lowlevel.open_process(
             argv,
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
+            stderr=stderr,
             env={**os.environ, "PYTHONUNBUFFERED": "1"},
         )
         probe = cls(process, {})
@@ -244,7 +271,7 @@ class ProbeProcess:
             yield probe
         finally:
             with trio.CancelScope(shield=True):
-                await probe._stop()
+                await probe.stop()
 
     async def command(self, op: str, *, wait: float = 90.0, **fields: Any) -> dict[str, Any]:
         """Send ``{"op": op, **fields}``; wait at most ``wait`` seconds for the answer."""
@@ -265,7 +292,8 @@ class ProbeProcess:
         answer: dict[str, Any] = json.loads(line)
         return answer
 
-    async def _stop(self) -> None:
+    async def stop(self) -> None:
+        """Ask the child to quit (killed after 10 s); idempotent."""
         if self.process.poll() is None and self.process.stdin is not None:
             with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
                 await self.process.stdin.send_all(b'{"op": "quit"}\n')
@@ -282,7 +310,14 @@ def main() -> None:
     parser.add_argument("--bootstrap", action="append", default=[])
     parser.add_argument("--psk", default="")
     parser.add_argument("--dial-timeout", type=float, default=10.0)
-    trio.run(_child, parser.parse_args())
+    parser.add_argument("--max-per-ip", type=int, default=ConnectionLimits.max_per_ip)
+    parser.add_argument("--no-offer-book", action="store_true")
+    parser.add_argument("--loud", action="store_true", help="py-libp2p's logs as it sets them")
+    parser.add_argument("-v", "--verbose", action="count", default=0)
+    args = parser.parse_args()
+    level = {0: logging.WARNING, 1: logging.INFO}.get(args.verbose, logging.DEBUG)
+    logging.basicConfig(level=level, format=LOG_FORMAT)
+    trio.run(_child, args)
 
 
 if __name__ == "__main__":

@@ -13,8 +13,8 @@ application's logging at WARNING and above, and:
   :mod:`~dgpu.node.net.libp2p.punch`): they become DEBUG records, shown only with debug
   logging on (``-vv``);
 * **shorten** every other library record to one line at default verbosity: its traceback
-  (of the library's internals) is replaced by the exception's text, and kept in full
-  with debug logging on.
+  (of the library's internals) is replaced by the exception's text, a message of several
+  lines cut to its first, both kept in full with debug logging on.
 
 Every record of ``dgpu.*`` passes untouched, and so does anything CRITICAL.
 """
@@ -32,7 +32,6 @@ NOISE: Final[tuple[tuple[str, str], ...]] = (
     # py-libp2p's own routing-table refresh sends 64-byte keys and its server complains
     ("libp2p.kad_dht.kad_dht", "FIND_NODE key is not a valid PeerId"),
     # the DHT tries to reach peers it knows only by relay circuits (NAT'd providers)
-    ("libp2p.kad_dht.peer_routing", "are unusable (relay-only"),
     ("libp2p.kad_dht.provider_store", "are unusable (relay-only"),
     # raised to us as well: Libp2pNetwork reports it as a typed error
     ("libp2p.host.basic_host", "Failed to open stream to peer"),
@@ -44,6 +43,38 @@ NOISE: Final[tuple[tuple[str, str], ...]] = (
     ("libp2p.pubsub.gossipsub", "GRAFT flood detected"),
     # each punch's outcome is logged by punch.py, with the address it reached
     ("libp2p.relay.circuit_v2.dcutr", ""),
+    # -- seen at 100 nodes (benchmarks/bench_net.py) ----------------------------------
+    # a dial or a connection upgrade that failed: each site raises to whoever dialled (the
+    # DHT or gossipsub, which go on with other peers, or our code, which reports in words:
+    # "bootstrap peer ... unreachable", a typed error to the renter)
+    ("libp2p.transport.tcp.tcp", "Failed to open TCP stream"),
+    ("libp2p.protocol_muxer.multiselect_client", "MultiselectClient handshake: "),
+    ("libp2p.network.swarm", "failed to upgrade security for peer"),
+    ("libp2p.network.swarm", "fail to upgrade mux for peer"),
+    ("libp2p.network.swarm", "[ADDCONN_FAIL] add_conn failed"),
+    # the swarm's own bookkeeping of connections it set up or tore down
+    ("libp2p.network.swarm", "is_established=False for peer"),
+    ("libp2p.network.swarm", "phantom connection(s)"),
+    # a peer closed or reset its connection (or sent what yamux could not read): yamux
+    # drops or skips it, and the streams on it fail to their owners
+    ("libp2p.stream_muxer.yamux.yamux", "Error in handle_incoming for peer"),
+    # gossipsub's back-off: a peer re-grafting within it is pruned again (mesh churn, as
+    # the GRAFT flood above); a pending message for a peer that left is dropped
+    ("libp2p.pubsub.gossipsub", "GRAFT: ignoring request from"),
+    ("libp2p.pubsub.gossipsub", "Cannot flush pending messages for"),
+    # one DHT peer not reached during a lookup or a put: the DHT goes on with the others
+    # (a node that reaches nobody is told apart by "bootstrap peer ... unreachable")
+    ("libp2p.kad_dht.peer_routing", "Failed to open stream to"),
+    ("libp2p.kad_dht.provider_store", "Error sending ADD_PROVIDER to"),
+    ("libp2p.kad_dht.provider_store", "Failed to send ADD_PROVIDER to"),
+    ("libp2p.kad_dht.provider_store", "Error getting providers from"),
+    ("libp2p.kad_dht.value_store", "Failed to store value at peer"),
+    ("libp2p.kad_dht.value_store", "Failed to get value from peer"),
+    # a lookup of a value nobody holds: returned to our code as "none"
+    ("libp2p.kad_dht.kad_dht", "Value not found for key"),
+    # a peer's PUT_VALUE our validator refused (a record expired in transit, or invalid):
+    # the request is reset; the message carries the whole record in hex
+    ("libp2p.kad_dht.kad_dht", "Failed to store value"),
     # py-libp2p logs this one on the root logger, for a peer whose identify is pending
     ("root", "Error getting transport addresses: 'peer ID not found'"),
 )
@@ -71,11 +102,16 @@ class Libp2pNoiseFilter(logging.Filter):
                     return False
                 record.levelno, record.levelname = logging.DEBUG, "DEBUG"
                 return True
-        if record.exc_info and record.exc_info[1] is not None and not _debugging():
-            record.msg = f"{record.getMessage()} ({record.exc_info[1]!r})"
+        if not _debugging():
+            text = record.getMessage()
+            if record.exc_info and record.exc_info[1] is not None:
+                text = f"{text} ({record.exc_info[1]!r})"
+                record.exc_info = None
+                record.exc_text = None
+            # (some of the library's messages carry a traceback in their text)
+            first, _, rest = text.partition("\n")
+            record.msg = f"{first} [...]" if rest.strip() else first
             record.args = None
-            record.exc_info = None
-            record.exc_text = None
         return True
 
 

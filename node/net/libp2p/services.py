@@ -161,8 +161,9 @@ class Libp2pServices:
                 try:
                     await self.host.connect(info)
                     await self.dht.add_peer(info.peer_id)
-                except LIBP2P_IO_ERRORS:
-                    log.warning("bootstrap peer %s unreachable", text, exc_info=True)
+                except LIBP2P_IO_ERRORS as exc:  # the reason in words; the traceback at -vv
+                    log.warning("bootstrap peer %s unreachable: %s", text, exc)
+                    log.debug("dialling bootstrap peer %s failed", text, exc_info=True)
             if scope.cancelled_caught:
                 log.warning("bootstrap peer %s: dial timed out", text)
         if self.dht.get_routing_table_size():

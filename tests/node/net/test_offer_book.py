@@ -138,7 +138,7 @@ async def test_gossip_fills_the_book_of_a_running_node(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
     """A node that was up when the offers were gossiped finds them in its own book even
-    when no peer answers and the DHT has lost everything."""
+    when no peer answers, and does not walk the DHT for more."""
     async with open_memory_hub(rng=random.Random(4)) as hub, AsyncExitStack() as stack:
         renter = await stack.enter_async_context(
             open_memory_network(hub, Identity.from_label("mem-gossip-renter"))
@@ -150,7 +150,9 @@ async def test_gossip_fills_the_book_of_a_running_node(
             await net.advertise(offers[-1])
         await trio.sleep(1)
         hub.set_faults(loss=1.0)  # no dial, no DHT RPC succeeds from now on
+        rpcs = hub.stats.dht_rpcs
         found = await renter.find_offers("H100", timeout=5)
+        assert hub.stats.dht_rpcs == rpcs  # its own book knows offers: no DHT walk
     assert sorted(found, key=lambda o: o.provider) == sorted(offers, key=lambda o: o.provider)
 
 
