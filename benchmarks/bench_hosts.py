@@ -7,7 +7,9 @@ lab: ``dgpu chain serve`` and ``dgpu bootstrap serve`` (the relay) on the public
 host, ``dgpu provider start`` and one ``dgpu run --p2p`` on their hosts — real processes,
 real Docker, the escrow in LiteSVM. Rows: ``loopback`` (all three on one host, talking
 over its own addresses: the baseline), topologies 1-4 (``public``, ``nat``,
-``double-nat``, ``symmetric``). Per row:
+``double-nat``, ``symmetric``) and 5 (``lossy``: all public, the provider's link losing
+1 % each way and delaying 40 ms each way, 80 ms round trip; netem, or on kernels without
+it iptables loss and an NFQUEUE delayer, as ``Lab.netem`` says). Per row:
 
 * **first container**: from starting ``dgpu run`` (discovery, negotiation, funding
   included) to Docker's ``start`` event of the job's container (label ``dgpu.job``);
@@ -21,9 +23,9 @@ over its own addresses: the baseline), topologies 1-4 (``public``, ``nat``,
   relay and let the hole punch run; how many ended on a direct connection, and when.
 
 Figures only, no pass/fail. Caveats: every host shares this machine's two cores and one
-kernel, so links are loopback-fast and the figures are mostly Python's costs; the NATs
-are Linux's (MASQUERADE: port-preserving, endpoint-independent mapping; ``--random-fully``
-for the symmetric one).
+kernel, so links other than ``lossy``'s are loopback-fast and their figures are mostly
+Python's costs; the NATs are Linux's (MASQUERADE: port-preserving, endpoint-independent
+mapping; ``--random-fully`` for the symmetric one).
 """
 
 from __future__ import annotations
@@ -47,7 +49,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # the lab's swarm helpers
 
 TICKS = os.sysconf("SC_CLK_TCK")
-ROWS = ("loopback", "public", "nat", "double-nat", "symmetric")
+ROWS = ("loopback", "public", "nat", "double-nat", "symmetric", "lossy")
 PUNCH_ROWS = ("double-nat", "symmetric")
 # the renter's summary line (the console may wrap it)
 _OUTPUTS = re.compile(
@@ -66,6 +68,7 @@ class Row:
     relay_cpu_s: float = float("nan")
     relay_rx_mib: float = float("nan")
     punches: list[dict[str, Any]] = field(default_factory=list)
+    shaping: str = ""
     error: str = ""
 
 
@@ -91,6 +94,7 @@ async def run_row(name: str, tries: int, output_mib: int) -> Row:
         else:
             topo = build_topology(lab, name)  # type: ignore[arg-type]
             extra = ()
+        row.shaping = lab.link_shaping
         swarm = await open_swarm(topo, tmp)
         relay_pid = next(p.pid for p in lab.processes if "bootstrap" in list(p.args))  # type: ignore[arg-type]
         provider_id, renter_id = Identity.generate(), Identity.generate()
@@ -208,6 +212,12 @@ def report(rows: list[Row], tries: int, output_mib: int) -> None:
                 f" {100 * r.relay_cpu_s / r.output_s:.0f} %"
                 f" of a core while carrying {r.output_mb_s:.1f} MB/s"
                 f" ({r.relay_cpu_s / (r.relay_rx_mib or 1) * 1000:.1f} ms CPU per MiB)"
+            )
+    for r in rows:
+        if r.shaping:
+            print(
+                f"{r.name}: the provider's link shaped by {r.shaping}"
+                " (80 ms round trip, 1 % loss each way)"
             )
     goal = [r for r in rows if r.name in ("nat", "double-nat", "symmetric") and not r.error]
     if base and goal:

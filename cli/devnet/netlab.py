@@ -27,21 +27,22 @@ from __future__ import annotations
 
 import contextlib
 import ipaddress
-import logging
 import os
 import secrets
+import select
 import shutil
 import signal
 import subprocess
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from dgpu.protocol.errors import DgpuError
 
-log = logging.getLogger(__name__)
-
 NatKind = Literal["eim", "symmetric"]
+_SHAPER_START_S = 20.0
+"""How long a packet delayer may take to bind its queue (a Python start on a busy box)."""
 
 
 class LabError(DgpuError):
@@ -113,7 +114,9 @@ class Lab:
     _lans: int = 0
     _root_link: str = ""
     link_shaping: str = ""
-    """What :meth:`netem` could apply (``"netem"`` or ``"loss-only"``)."""
+    """What :meth:`netem` applied (``"netem"`` or ``"loss+nfqueue-delay"``)."""
+    shapers: list[subprocess.Popen[str]] = field(default_factory=list)
+    """Packet delayers (:mod:`dgpu.cli.devnet.delayer`), stopped after the processes."""
 
     def __post_init__(self) -> None:
         problem = lab_problem()
@@ -195,11 +198,24 @@ class Lab:
         return Host(self, name, ns, ip, router=router)
 
     def netem(self, host: Host, *, delay_ms: int, loss_pct: float) -> str:
-        """Delay and loss on ``host``'s link to the internet, both directions (a round
-        trip over it gains 2 x ``delay_ms``). Kernels without ``sch_netem`` (this kind of
-        VM) get the loss only, from iptables' ``statistic`` match: returns ``"netem"`` or
-        ``"loss-only"`` so a caller can say which."""
+        """Delay and loss on ``host``'s link to the internet, both directions: each packet
+        waits ``delay_ms`` and is lost with ``loss_pct`` % probability each way, so a round
+        trip over the link gains 2 x ``delay_ms``. Returns what was applied:
+
+        * ``"netem"``: ``tc qdisc netem`` on both ends of the link (the edge's ``wan`` and
+          its port on the internet bridge);
+        * ``"loss+nfqueue-delay"`` on kernels without ``sch_netem`` (this kind of VM, and
+          CI's): the internet bridge passes its traffic through iptables
+          (``br_netfilter``), where the link's port loses packets by iptables'
+          ``statistic`` match and parks the rest in an NFQUEUE that
+          :mod:`dgpu.cli.devnet.delayer` releases ``delay_ms`` later. Shaping on the bridge
+          rather than in the host keeps it in the network: the host's sockets see neither
+          the drop (iptables on ``OUTPUT`` would fail the send locally) nor the parked
+          packets (TCP small queues would throttle a sender whose own packets wait in a
+          local queue). What it does not do like netem is in the delayer's docstring.
+        """
         edge = host.router or host
+        port = f"p-{edge.name}"
         spec = ["delay", f"{delay_ms}ms", "loss", f"{loss_pct}%"]
         try:
             _run("ip", "netns", "exec", edge.ns, "tc", "qdisc", "add", "dev", "wan", "root",
@@ -207,17 +223,41 @@ class Lab:
         except LabError as exc:
             if "unknown" not in str(exc):
                 raise
-            log.warning("no netem in this kernel: %g %% loss without the delay", loss_pct)
-            x = ("ip", "netns", "exec", edge.ns, "iptables", "-A")
-            drop = ("-m", "statistic", "--mode", "random", "--probability",
-                    str(loss_pct / 100), "-j", "DROP")  # fmt: skip
-            for chain, side in (("INPUT", "-i"), ("OUTPUT", "-o"), ("FORWARD", "-i"),
-                                ("FORWARD", "-o")):  # fmt: skip
-                _run(*x, chain, side, "wan", *drop)
-            return "loss-only"
-        _run("ip", "netns", "exec", self.inet, "tc", "qdisc", "add", "dev", f"p-{edge.name}",
-             "root", "netem", *spec)  # fmt: skip
+            return self._shape_on_bridge(port, delay_ms=delay_ms, loss_pct=loss_pct)
+        _run("ip", "netns", "exec", self.inet, "tc", "qdisc", "add", "dev", port, "root",
+             "netem", *spec)  # fmt: skip
         return "netem"
+
+    def _shape_on_bridge(self, port: str, *, delay_ms: int, loss_pct: float) -> str:
+        x = ("ip", "netns", "exec", self.inet)
+        queue = len(self.shapers)
+        try:
+            _run(*x, "sysctl", "-qw", "net.bridge.bridge-nf-call-iptables=1")
+        except LabError as exc:
+            raise LabError(
+                f"no netem and no br_netfilter in this kernel: cannot delay ({exc})"
+            ) from exc
+        argv = [sys.executable, "-m", "dgpu.cli.devnet.delayer", "--queue", str(queue),
+                "--delay-ms", str(delay_ms)]  # fmt: skip
+        proc: subprocess.Popen[str] = subprocess.Popen(
+            [*x, *argv], text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        )
+        self.shapers.append(proc)
+        assert proc.stdout is not None and proc.stderr is not None
+        ready, _, _ = select.select([proc.stdout], [], [], _SHAPER_START_S)
+        if not ready or proc.stdout.readline().strip() != "ready":
+            proc.kill()
+            why = proc.stderr.read().strip() if proc.wait() else ""
+            raise LabError(f"the packet delayer did not start: {why or 'no answer'}")
+        # order matters: a packet is lost (or not) first, then parked; the queue's
+        # NF_ACCEPT ends its trip through this chain
+        for way in ("--physdev-in", "--physdev-out"):
+            link = ("FORWARD", "-m", "physdev", way, port)
+            if loss_pct > 0:
+                _run(*x, "iptables", "-A", *link, "-m", "statistic", "--mode", "random",
+                     "--probability", str(loss_pct / 100), "-j", "DROP")  # fmt: skip
+            _run(*x, "iptables", "-A", *link, "-j", "NFQUEUE", "--queue-num", str(queue))
+        return "loss+nfqueue-delay" if loss_pct > 0 else "nfqueue-delay"
 
     def cut(self, a: Host, b: Host) -> None:
         """Drop every packet between ``a`` and ``b`` (a partition)."""
@@ -237,16 +277,18 @@ class Lab:
     # -- teardown ---------------------------------------------------------------------
     def close(self) -> None:
         """Stop the lab's processes, then delete every namespace and link (idempotent)."""
-        for proc in self.processes:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-        for proc in self.processes:
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-        self.processes.clear()
+        # the link delayers last: a process shutting down may still talk over the link
+        for group in (self.processes, self.shapers):
+            for proc in group:
+                if proc.poll() is None:
+                    proc.send_signal(signal.SIGTERM)
+            for proc in group:
+                try:
+                    proc.wait(timeout=15)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
+            group.clear()
         if self._root_link:
             with contextlib.suppress(LabError):
                 _run("ip", "link", "del", self._root_link)
@@ -331,7 +373,10 @@ def build_topology(lab: Lab, name: TopologyName) -> Topology:
     * ``double-nat``: provider and renter each behind such a router (needs hole punching);
     * ``symmetric``: the provider behind a symmetric NAT, the renter behind a home router
       (hole punching cannot work: relay only);
-    * ``lossy``: all public, the provider's link with 2 % loss and 80 ms round trip.
+    * ``lossy``: all public, the provider's link losing 1 % of packets each way (about
+      2 % of round trips) and delaying each packet 40 ms each way (80 ms round trip):
+      netem where the kernel has it, else iptables loss and an NFQUEUE delayer
+      (``lab.link_shaping`` says which, :meth:`Lab.netem`).
     """
     server = lab.public("srv")
     if name in ("public", "lossy"):
