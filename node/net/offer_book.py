@@ -102,7 +102,7 @@ class OfferBook:
             self._remove(offer.provider)
         shelf = self._by_model.get(key)
         if shelf is None:
-            if len(self._by_model) >= self.config.models and not self._drop_empty_models(now):
+            if len(self._by_model) >= self.config.models and not self._drop_expired_everywhere(now):
                 self.refused += 1
                 return False
             shelf = self._by_model[key] = {}
@@ -141,7 +141,8 @@ class OfferBook:
         for provider in [p for p, o in shelf.items() if o.expires_at <= now]:
             self._remove(provider)
 
-    def _drop_empty_models(self, now: int) -> bool:
+    def _drop_expired_everywhere(self, now: int) -> bool:
+        """Drop every expired offer (emptied shelves go); whether a model fits now."""
         for shelf in list(self._by_model.values()):
             self._drop_expired(shelf, now)
         return len(self._by_model) < self.config.models

@@ -213,19 +213,16 @@ class StreamClient:
         """``OFFER_BOOK_PROTOCOL``: the offers of the model asked, from this node's book."""
         await serve_book(self._book, stream, now=self.now())
 
-    async def _ask_books(self, model: str, limit: int, timeout: float) -> int:
+    async def _ask_books(self, model: str, limit: int, timeout: float) -> None:
         """Ask :meth:`_book_peers` (at most ``peers_asked``, all at once) for their offers
-        of ``model`` into this node's book; how many answered in full. What a peer sent is
-        kept also when it does not finish. Once one peer has answered in full, the others
-        get as long again as it took (at least :data:`STRAGGLER_GRACE_S`), then are cut:
-        answers mostly repeat each other, and a starved peer would otherwise hold every
-        search to ``timeout``."""
-        answered = 0
+        of ``model`` into this node's book. What a peer sent is kept also when it does not
+        finish. Once one peer has answered in full, the others get as long again as it took
+        (at least :data:`STRAGGLER_GRACE_S`), then are cut: answers mostly repeat each other,
+        and a starved peer would otherwise hold every search to ``timeout``."""
         first = trio.Event()
         start = trio.current_time()
 
         async def ask(peer: PeerRef) -> None:
-            nonlocal answered
             received: list[Offer] = []
             try:
                 with trio.move_on_after(timeout):
@@ -241,7 +238,6 @@ class StreamClient:
                             book=self._book,
                             into=received,
                         )
-                    answered += complete
                     if complete:
                         first.set()
             except PEER_ERRORS as exc:
@@ -261,7 +257,6 @@ class StreamClient:
                 for peer in self._book_peers()[: self._book.config.peers_asked]:
                     asks.start_soon(ask, peer)
             outer.cancel_scope.cancel()
-        return answered
 
     def _book_peers(self) -> list[PeerRef]:
         """Peers to ask for their offer book, best first."""

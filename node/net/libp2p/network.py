@@ -286,7 +286,7 @@ class Libp2pNetwork(StreamClient):
         """Connected bootstrap peers first (they have run longest, so heard most), then
         the other connected peers in random order."""
         connected = set(self._host.get_connected_peers())
-        first = [p for p in self._services.bootstrap_ids if p in connected]
+        first = [p for _, p in self._services.bootstrap_peers if p in connected]
         others = [p for p in connected if p not in first]
         random.shuffle(others)
         return [PeerRef(p.to_base58()) for p in first + others]

@@ -85,13 +85,14 @@ class Libp2pServices:
         self.router: GossipSub | None = None
         self.nursery: trio.Nursery | None = None
         """The services' own tasks (set while they run)."""
-        self.bootstrap_ids: list[ID] = []
-        """Peer IDs of the configured bootstrap peers (those whose address parses)."""
+        self.bootstrap_peers: list[tuple[str, ID]] = []
+        """The configured bootstrap peers whose address parses: (address, peer ID)."""
         for text in config.bootstrap:
             try:
-                self.bootstrap_ids.append(info_from_p2p_addr(multiaddr.Multiaddr(text)).peer_id)
+                peer_id = info_from_p2p_addr(multiaddr.Multiaddr(text)).peer_id
             except (ValueError, multiaddr.exceptions.Error):
                 continue
+            self.bootstrap_peers.append((text, peer_id))
 
     def gossip_offer(self, message: rpc_pb2.Message) -> Offer:
         """The offer in a gossip message; it must be published by its own provider."""
@@ -192,13 +193,8 @@ class Libp2pServices:
 
     async def become_reachable(self, nursery: trio.Nursery) -> None:
         """Dial-back from the bootstrap peers; when not reachable, relay slots on them."""
-        ids, addrs = [], []
-        for text in self.config.bootstrap:
-            try:
-                ids.append(info_from_p2p_addr(multiaddr.Multiaddr(text)).peer_id)
-                addrs.append(text)
-            except (ValueError, multiaddr.exceptions.Error):
-                continue
+        addrs = [text for text, _ in self.bootstrap_peers]
+        ids = [peer_id for _, peer_id in self.bootstrap_peers]
         reachable = await check_reachability(self.host, ids, self.addresses)
         if reachable:
             return
